@@ -1,0 +1,32 @@
+# busbarfem: two commands on a fresh machine.
+#   make run    create .venv (Python >= 3.12 found automatically), install, run the default case
+#   make test   same set-up, then the whole test suite serially and the MPI tests under mpirun -n 2
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+CASE      ?= examples/busbar_l_bolted.yaml
+OUT       ?= results/default
+STAMP     := $(VENV)/.installed
+
+.PHONY: run test test-fast venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@PYBIN=$$(scripts/find_python.sh) || exit 1; \
+	  test -x $(PY) || $$PYBIN -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+run: venv
+	$(PY) -m busbarfem run $(CASE) -o $(OUT) --overwrite
+
+test: venv
+	$(PY) -m pytest tests -q
+	$(VENV)/bin/mpirun -n 2 $(PY) -m pytest tests/mpi -q -p no:cacheprovider
+
+test-fast: venv
+	$(PY) -m pytest tests -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) results .pytest_cache
