@@ -1,0 +1,1 @@
+"""Post-processing: per-region integrals, extrema with locations, hot spots, runaway."""

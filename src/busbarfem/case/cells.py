@@ -1,0 +1,252 @@
+"""The ``cell:`` section of a case file: the equivalent-circuit cell model.
+
+Every cell in the module shares these parameters; per-cell spread (capacity, R0) is
+given by ``variation``. Tables are ``[[soc, value], ...]`` with SOC in [0, 1] strictly
+increasing. A ``preset`` loads a bundled, cited parameter file
+(``busbarfem/data/cells/<preset>.yaml``); any field given alongside it overrides the
+preset's value.
+
+Example::
+
+    cell:
+      preset: LG_M50
+      initial_soc: 0.9
+      variation: {capacity_std: 0.02, R0_std: 0.05, seed: 1}
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from busbarfem.case.base import StrictModel
+
+SocTable = list[tuple[float, float]]
+"""A table ``[[soc, value], ...]``; SOC strictly increasing within [0, 1]."""
+
+Vector3 = tuple[float, float, float]
+
+_PRESET_PACKAGE = "busbarfem"
+_PRESET_DIR = ("data", "cells")
+
+
+def available_presets() -> list[str]:
+    """Names of the bundled cell parameter files (without ``.yaml``)."""
+    folder = resources.files(_PRESET_PACKAGE).joinpath(*_PRESET_DIR)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+@lru_cache(maxsize=16)
+def _read_preset(name: str) -> dict:
+    folder = resources.files(_PRESET_PACKAGE).joinpath(*_PRESET_DIR)
+    with folder.joinpath(f"{name}.yaml").open("r", encoding="utf-8") as stream:
+        return yaml.safe_load(stream)
+
+
+def load_preset(name: str) -> dict:
+    """Return the bundled preset file as a dict (keys ``name``, ``sources``, ``cell``).
+
+    Raises:
+        ValueError: unknown preset; the message lists the valid names.
+    """
+    names = available_presets()
+    if name not in names:
+        raise ValueError(f"unknown cell preset {name!r}; valid presets: {', '.join(names)}")
+    return _read_preset(name)
+
+
+def check_soc_table(table: SocTable, what: str, *, positive: bool = False,
+                    increasing: bool = False) -> SocTable:
+    """Validate a ``[[soc, value], ...]`` table; raise ValueError saying what is valid.
+
+    Args:
+        table: the rows.
+        what: the quantity, for the message (``"ocv [V]"``).
+        positive: values must be > 0.
+        increasing: values must be non-decreasing with SOC (OCV).
+    """
+    if len(table) < 2:
+        raise ValueError(f"{what}: a table needs at least 2 rows [[soc, value], ...], got {len(table)}")
+    soc = np.array([r[0] for r in table], dtype=float)
+    val = np.array([r[1] for r in table], dtype=float)
+    if not np.all(np.isfinite(soc)) or not np.all(np.isfinite(val)):
+        raise ValueError(f"{what}: table entries must be finite numbers")
+    if soc.min() < 0.0 or soc.max() > 1.0:
+        raise ValueError(f"{what}: SOC must lie in [0, 1]; found {soc.min():g}..{soc.max():g}")
+    bad = np.nonzero(np.diff(soc) <= 0.0)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{what}: SOC must be strictly increasing; row {i + 1} has soc={soc[i]:g} "
+            f"and row {i + 2} has soc={soc[i + 1]:g}"
+        )
+    if positive and np.any(val <= 0.0):
+        i = int(np.nonzero(val <= 0.0)[0][0])
+        raise ValueError(f"{what}: values must be > 0; row {i + 1} has {val[i]:g}")
+    if increasing:
+        dec = np.nonzero(np.diff(val) < 0.0)[0]
+        if dec.size:
+            i = int(dec[0])
+            raise ValueError(
+                f"{what}: must not decrease with SOC; row {i + 1} ({val[i]:g}) > "
+                f"row {i + 2} ({val[i + 1]:g})"
+            )
+    return table
+
+
+def _positive_scalar_or_table(value: float | SocTable, what: str) -> float | SocTable:
+    if isinstance(value, (int, float)):
+        if value <= 0.0:
+            raise ValueError(f"{what}: must be > 0 (a number or a [[soc, value], ...] table), got {value}")
+        return value
+    return check_soc_table(value, what, positive=True)
+
+
+class RCPair(StrictModel):
+    """One parallel resistor-capacitor pair of the ECM (``C = tau / R``)."""
+
+    R: float | SocTable = Field(
+        description="Resistance [ohm]: a number or a [[soc, ohm], ...] table.")
+    tau: float = Field(gt=0.0, description="Time constant R*C [s].")
+
+    @field_validator("R")
+    @classmethod
+    def _check_r(cls, v):
+        return _positive_scalar_or_table(v, "R [ohm]")
+
+
+class CellVariation(StrictModel):
+    """Cell-to-cell spread for parallel-imbalance studies.
+
+    Either a seeded random spread (``capacity_std``, ``R0_std``: relative standard
+    deviations of a normal distribution around 1) or explicit per-cell factors in
+    (stage, parallel) order: ``cell_1_1, cell_1_2, ..., cell_2_1, ...``.
+    """
+
+    capacity_std: float = Field(0.0, ge=0.0, lt=0.5,
+                                description="Relative std of the capacity factor [-].")
+    R0_std: float = Field(0.0, ge=0.0, lt=0.5, description="Relative std of the R0 factor [-].")
+    seed: int = Field(0, description="Seed of the random spread (same seed, same cells).")
+    capacity_factors: list[float] | None = Field(
+        None, description="Explicit capacity factor per cell [-], (stage, parallel) order.")
+    R0_factors: list[float] | None = Field(
+        None, description="Explicit R0 factor per cell [-], (stage, parallel) order.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        for name in ("capacity_factors", "R0_factors"):
+            vals = getattr(self, name)
+            if vals is not None and any(v <= 0.0 for v in vals):
+                raise ValueError(f"{name}: every factor must be > 0")
+        if self.capacity_factors is not None and self.capacity_std > 0.0:
+            raise ValueError("give either capacity_factors or capacity_std, not both")
+        if self.R0_factors is not None and self.R0_std > 0.0:
+            raise ValueError("give either R0_factors or R0_std, not both")
+        return self
+
+    def factors(self, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+        """Capacity and R0 factors for ``n_cells`` cells in (stage, parallel) order.
+
+        Raises:
+            ValueError: an explicit list has the wrong length.
+        """
+        rng = np.random.default_rng(self.seed)
+        # Draw both streams always, so changing one std does not reshuffle the other.
+        z_cap = rng.standard_normal(n_cells)
+        z_r0 = rng.standard_normal(n_cells)
+        out = []
+        for name, std, z in (("capacity_factors", self.capacity_std, z_cap),
+                             ("R0_factors", self.R0_std, z_r0)):
+            given = getattr(self, name)
+            if given is not None:
+                if len(given) != n_cells:
+                    raise ValueError(f"variation.{name}: needs {n_cells} values (one per cell, "
+                                     f"(stage, parallel) order), got {len(given)}")
+                out.append(np.asarray(given, dtype=float))
+            else:
+                out.append(np.clip(1.0 + std * z, 0.2, None))
+        return out[0], out[1]
+
+
+class CellModel(StrictModel):
+    """Equivalent-circuit cell: OCV(SOC, T), R0(SOC, T), RC pairs, capacity, properties.
+
+    ``OCV(SOC, T) = OCV_ref(SOC) + (T - T_ref) dU/dT(SOC)``;
+    ``R0(SOC, T) = R0_ref(SOC) exp(Ea/R_gas (1/T - 1/T_ref))``.
+    """
+
+    preset: str | None = Field(
+        None, description="Bundled parameter set to start from (e.g. 'LG_M50'); fields "
+        "given alongside override it.")
+    capacity: Annotated[float, Field(gt=0.0)] = Field(
+        description="Capacity Q [Ah] (1C = Q amperes).")
+    ocv: SocTable = Field(description="Open-circuit voltage at T_ref [[soc, V], ...].")
+    entropic_coefficient: SocTable = Field(
+        default_factory=lambda: [(0.0, 0.0), (1.0, 0.0)],
+        description="Entropic coefficient dU/dT [[soc, V/K], ...].")
+    R0: float | SocTable = Field(
+        description="Series resistance at T_ref [ohm]: a number or [[soc, ohm], ...].")
+    R0_activation_energy: float = Field(
+        0.0, ge=0.0, description="Arrhenius activation energy of R0 [J/mol] (0: no T effect).")
+    T_ref: float = Field(298.15, gt=0.0, description="Reference temperature of the data [K].")
+    rc_pairs: list[RCPair] = Field(
+        default_factory=list, description="RC pairs (any number): R [ohm] and tau [s].")
+    initial_soc: float = Field(1.0, ge=0.0, le=1.0, description="Initial state of charge [-].")
+    sigma_pos: float | Vector3 = Field(
+        1.0e6, description="Effective positive-collector conductivity in the cell volume "
+        "[S/m]: a number or [sx, sy, sz].")
+    sigma_neg: float | Vector3 = Field(
+        1.0e6, description="Effective negative-collector conductivity in the cell volume "
+        "[S/m]: a number or [sx, sy, sz].")
+    k: float | Vector3 = Field(
+        1.0, description="Thermal conductivity [W/m/K]: a number or [kx, ky, kz].")
+    rho: float = Field(2800.0, gt=0.0, description="Density [kg/m^3].")
+    cp: float = Field(1100.0, gt=0.0, description="Specific heat capacity [J/kg/K].")
+    volume: float | None = Field(
+        None, gt=0.0, description="Cell volume [m^3], lumped model only (3D uses the mesh).")
+    surface_area: float | None = Field(
+        None, gt=0.0, description="Cooled surface area [m^2], lumped model only.")
+    variation: CellVariation | None = Field(
+        None, description="Cell-to-cell spread of capacity and R0.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        preset = load_preset(str(data["preset"]))
+        merged = dict(preset.get("cell", {}))
+        merged.update(data)
+        return merged
+
+    @field_validator("ocv")
+    @classmethod
+    def _check_ocv(cls, v):
+        return check_soc_table(v, "ocv [V]", positive=True, increasing=True)
+
+    @field_validator("entropic_coefficient")
+    @classmethod
+    def _check_ent(cls, v):
+        return check_soc_table(v, "entropic_coefficient [V/K]")
+
+    @field_validator("R0")
+    @classmethod
+    def _check_r0(cls, v):
+        return _positive_scalar_or_table(v, "R0 [ohm]")
+
+    @field_validator("sigma_pos", "sigma_neg", "k")
+    @classmethod
+    def _check_positive_tensor(cls, v, info):
+        vals = [v] if isinstance(v, (int, float)) else list(v)
+        if any(x <= 0.0 for x in vals):
+            raise ValueError(f"{info.field_name}: every component must be > 0, got {v}")
+        return v
+
+    def preset_sources(self) -> list[dict]:
+        """The ``sources`` list of the preset (empty when no preset is used)."""
+        return list(load_preset(self.preset).get("sources", [])) if self.preset else []

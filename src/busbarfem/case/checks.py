@@ -1,0 +1,41 @@
+"""Cross-section checks a single pydantic model cannot make (names that must exist)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydantic import BaseModel
+
+from busbarfem.case.loader import CaseSource
+
+
+def _walk(obj, key: str) -> Iterator[tuple[str, str, object]]:
+    """Yield (dotted key, field name, value) for every field in a model tree."""
+    if isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            val = getattr(obj, name)
+            k = f"{key}.{name}" if key else name
+            yield k, name, val
+            yield from _walk(val, k)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{key}.{i}")
+    elif isinstance(obj, dict):
+        for n, v in obj.items():
+            yield from _walk(v, f"{key}.{n}")
+
+
+def check_case(case, src: CaseSource) -> None:
+    """Check material references and solver consistency; raise a located CaseError."""
+    from busbarfem.materials import resolve_materials
+
+    materials = resolve_materials(case.materials)
+    for key, name, val in _walk(case.geometry, "geometry"):
+        if name.endswith("material") and isinstance(val, str) and val not in materials:
+            raise src.error(f"unknown material '{val}'", key, choices=materials, bad=val)
+    s = case.solver
+    if s.analysis == "transient" and s.t_end is None:
+        if not getattr(case.load, "steps", None):
+            raise src.error("a transient analysis needs solver.t_end (or a load with steps)", "solver.analysis")
+    if s.dt_max is not None and s.dt_max < s.dt_min:
+        raise src.error(f"dt_max ({s.dt_max}) is below dt_min ({s.dt_min})", "solver.dt_max")

@@ -1,0 +1,180 @@
+"""Equivalent-circuit cell model, vectorised over the N cells of a module.
+
+Per cell c (arrays of length N; RC arrays N x K):
+
+    OCV_c(SOC, T) = OCV_ref(SOC) + (T - T_ref) dU/dT(SOC)
+    R0_c(SOC, T)  = f_R0,c R0_ref(SOC) exp(Ea/R_gas (1/T - 1/T_ref))
+    E_c           = OCV_c - sum_k V_RC,k,c                  (the cell EMF)
+    V_c           = E_c - R0_c I_c                           (terminal voltage)
+    dSOC_c/dt     = -I_c / (3600 Q_c)                        (I > 0 discharges)
+    V_RC(t+dt)    = e^(-dt/tau) V_RC(t) + R (1 - e^(-dt/tau)) I   (exact for constant I)
+
+Cells are ordered (stage, parallel): index = (s - 1) * n_parallel + (p - 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from busbarfem.case.cells import CellModel
+
+R_GAS = 8.314462618  # J/mol/K
+
+
+def _table(value) -> tuple[np.ndarray, np.ndarray] | float:
+    if isinstance(value, (int, float)):
+        return float(value)
+    arr = np.asarray(value, dtype=float)
+    return arr[:, 0], arr[:, 1]
+
+
+def _eval(table, soc: np.ndarray) -> np.ndarray:
+    """Linear interpolation in SOC (constant beyond the table ends)."""
+    if isinstance(table, float):
+        return np.full(np.shape(soc), table)
+    x, y = table
+    return np.interp(soc, x, y)
+
+
+def arrhenius_factor(T, T_ref: float, activation_energy: float) -> np.ndarray:
+    """``exp(Ea/R_gas (1/T - 1/T_ref))``: > 1 below T_ref, < 1 above."""
+    return np.exp(activation_energy / R_GAS * (1.0 / np.asarray(T, dtype=float) - 1.0 / T_ref))
+
+
+class CellParameters:
+    """Parameter evaluation for N cells that share a :class:`CellModel`.
+
+    Args:
+        cell: the validated cell section.
+        n_cells: number of cells (n_series * n_parallel).
+        capacity_factors: per-cell capacity multipliers (default from ``cell.variation``).
+        R0_factors: per-cell R0 multipliers (default from ``cell.variation``).
+    """
+
+    def __init__(self, cell: CellModel, n_cells: int, capacity_factors=None, R0_factors=None):
+        self.cell = cell
+        self.n_cells = int(n_cells)
+        var_cap, var_r0 = (cell.variation.factors(self.n_cells) if cell.variation
+                           else (np.ones(self.n_cells), np.ones(self.n_cells)))
+        self.capacity_factors = np.asarray(
+            var_cap if capacity_factors is None else capacity_factors, dtype=float)
+        self.R0_factors = np.asarray(var_r0 if R0_factors is None else R0_factors, dtype=float)
+        for name in ("capacity_factors", "R0_factors"):
+            if getattr(self, name).shape != (self.n_cells,):
+                raise ValueError(f"{name} must have one value per cell ({self.n_cells})")
+        self.T_ref = cell.T_ref
+        self._ocv = _table(cell.ocv)
+        self._dudt = _table(cell.entropic_coefficient)
+        self._r0 = _table(cell.R0)
+        self._rc_R = [_table(rc.R) for rc in cell.rc_pairs]
+        self.rc_tau = np.array([rc.tau for rc in cell.rc_pairs], dtype=float)
+
+    @property
+    def n_rc(self) -> int:
+        """Number of RC pairs K."""
+        return len(self._rc_R)
+
+    @property
+    def capacity_Ah(self) -> np.ndarray:
+        """Per-cell capacity [Ah]."""
+        return self.cell.capacity * self.capacity_factors
+
+    def ocv_ref(self, soc) -> np.ndarray:
+        """OCV at T_ref [V]."""
+        return _eval(self._ocv, np.asarray(soc, dtype=float))
+
+    def dUdT(self, soc) -> np.ndarray:
+        """Entropic coefficient [V/K]."""
+        return _eval(self._dudt, np.asarray(soc, dtype=float))
+
+    def ocv(self, soc, T) -> np.ndarray:
+        """OCV(SOC, T) = OCV_ref + (T - T_ref) dU/dT [V]."""
+        soc = np.asarray(soc, dtype=float)
+        return self.ocv_ref(soc) + (np.asarray(T, dtype=float) - self.T_ref) * self.dUdT(soc)
+
+    def R0(self, soc, T) -> np.ndarray:
+        """Per-cell series resistance [ohm] with Arrhenius and per-cell factors."""
+        soc = np.asarray(soc, dtype=float)
+        return (_eval(self._r0, soc) * self.R0_factors
+                * arrhenius_factor(T, self.T_ref, self.cell.R0_activation_energy))
+
+    def rc_R(self, soc) -> np.ndarray:
+        """RC resistances, shape (N, K) [ohm]."""
+        soc = np.asarray(soc, dtype=float)
+        if not self._rc_R:
+            return np.zeros((soc.size, 0))
+        return np.stack([_eval(t, soc) for t in self._rc_R], axis=-1)
+
+
+@dataclass
+class ECMState:
+    """Per-cell state: SOC [-], RC voltages [V] (N x K), capacity [Ah].
+
+    Copy with :meth:`copy`; checkpoint with :meth:`to_dict` / :meth:`from_dict`.
+    """
+
+    soc: np.ndarray
+    v_rc: np.ndarray
+    capacity_Ah: np.ndarray
+
+    @classmethod
+    def initial(cls, params: CellParameters, soc=None) -> ECMState:
+        """Fresh state: relaxed RC pairs, SOC = ``soc`` or ``cell.initial_soc``."""
+        n = params.n_cells
+        s0 = params.cell.initial_soc if soc is None else soc
+        return cls(soc=np.broadcast_to(np.asarray(s0, dtype=float), (n,)).copy(),
+                   v_rc=np.zeros((n, params.n_rc)),
+                   capacity_Ah=params.capacity_Ah.copy())
+
+    def copy(self) -> ECMState:
+        """Deep copy."""
+        return ECMState(self.soc.copy(), self.v_rc.copy(), self.capacity_Ah.copy())
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (lists of floats)."""
+        return {"soc": self.soc.tolist(), "v_rc": self.v_rc.tolist(),
+                "capacity_Ah": self.capacity_Ah.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ECMState:
+        """Inverse of :meth:`to_dict`."""
+        soc = np.asarray(data["soc"], dtype=float)
+        v_rc = np.asarray(data["v_rc"], dtype=float).reshape(soc.size, -1)
+        return cls(soc=soc, v_rc=v_rc, capacity_Ah=np.asarray(data["capacity_Ah"], dtype=float))
+
+
+def emf(params: CellParameters, state: ECMState, T) -> np.ndarray:
+    """Cell EMF E = OCV(SOC, T) - sum_k V_RC,k [V]."""
+    return params.ocv(state.soc, T) - state.v_rc.sum(axis=1)
+
+
+def terminal_voltage(E, R0, current) -> np.ndarray:
+    """Cell terminal voltage V = E - R0 I [V] (I > 0 discharges)."""
+    return np.asarray(E) - np.asarray(R0) * np.asarray(current)
+
+
+def rc_update(v_rc, R, tau, current, dt: float) -> np.ndarray:
+    """Exact RC update for a current held constant over ``dt``.
+
+    Args:
+        v_rc: RC voltages (N, K).
+        R: RC resistances (N, K).
+        tau: time constants (K,).
+        current: cell currents (N,).
+        dt: step [s].
+    """
+    decay = np.exp(-dt / np.asarray(tau, dtype=float))
+    return decay * v_rc + np.asarray(R) * (1.0 - decay) * np.asarray(current)[:, None]
+
+
+def advance(params: CellParameters, state: ECMState, current, dt: float) -> ECMState:
+    """New state after ``dt`` seconds at constant per-cell ``current`` [A]."""
+    current = np.asarray(current, dtype=float)
+    R = params.rc_R(state.soc)  # SOC-dependent R frozen at the start of the step
+    return ECMState(
+        soc=state.soc - current * dt / (3600.0 * state.capacity_Ah),
+        v_rc=rc_update(state.v_rc, R, params.rc_tau, current, dt),
+        capacity_Ah=state.capacity_Ah.copy(),
+    )

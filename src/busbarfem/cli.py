@@ -1,0 +1,242 @@
+"""Command line: ``busbarfem run | validate | mesh | schema``.
+
+Works unchanged under ``mpirun -n N``: every rank computes, rank 0 prints and writes.
+User mistakes exit with code 2 and one clear message (file, line, key, valid choices);
+a failed solve exits with code 3 and keeps the results written so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+EPILOG = """examples:
+  busbarfem run examples/busbar_l_bolted.yaml -o results/l_bar
+  busbarfem run case.yaml --set load.current=250 --set mesh.size=0.002
+  mpirun -n 4 busbarfem run case.yaml -o results/case
+  busbarfem validate case.yaml
+  busbarfem mesh case.yaml -o results/mesh
+  busbarfem schema > case.schema.json
+
+Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="busbarfem",
+        description="3D finite-element electro-thermal solver for battery-module interconnects: "
+                    "current crowding, hot spots, cell current sharing and thermal runaway.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="store_true", help="print versions and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp):
+        sp.add_argument("case", help="case file (YAML)")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a case value, e.g. --set load.current=200 (repeatable)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        sp.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level (default WARNING)")
+
+    r = sub.add_parser("run", help="mesh, solve and write results", description="Mesh, solve and write results.")
+    common(r)
+    r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    v = sub.add_parser("validate", help="check a case file without solving",
+                       description="Check a case file (schema, names, materials) without solving.")
+    common(v)
+    m = sub.add_parser("mesh", help="build the mesh and write it (XDMF with tags) plus a preview",
+                       description="Build the mesh and write mesh.xdmf (with region tags) and a PNG preview.")
+    common(m)
+    m.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_mesh)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    sub.add_parser("schema", help="print the JSON Schema of the case file",
+                   description="Print the JSON Schema of the case file.")
+    return p
+
+
+class Console:
+    """Rank-0 printing."""
+
+    def __init__(self, comm, quiet: bool):
+        self.rank = comm.rank
+        self.quiet = quiet
+
+    def print(self, *a, **kw) -> None:
+        """Print on rank 0 unless quiet."""
+        if self.rank == 0 and not self.quiet:
+            print(*a, **kw, flush=True)
+
+    def error(self, text: str) -> None:
+        """Print an error on rank 0 (always)."""
+        if self.rank == 0:
+            print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def _prepare_outdir(comm, path: Path, overwrite: bool) -> None:
+    from busbarfem.errors import CaseError
+
+    err = None
+    if comm.rank == 0:
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                err = f"output folder {path} exists and is not empty; use --overwrite or -o another folder"
+            else:
+                shutil.rmtree(path)
+        if err is None:
+            path.mkdir(parents=True, exist_ok=True)
+    err = comm.bcast(err, root=0)
+    if err:
+        raise CaseError(err)
+
+
+def _versions(comm) -> dict:
+    import dolfinx
+    import gmsh
+    import petsc4py
+
+    import busbarfem
+
+    return {"busbarfem": busbarfem.__version__, "dolfinx": dolfinx.__version__, "gmsh": gmsh.__version__,
+            "petsc4py": petsc4py.__version__, "python": sys.version.split()[0], "mpi_size": comm.size}
+
+
+def cmd_run(args, comm, con: Console) -> int:
+    """``busbarfem run``."""
+    import yaml
+
+    from busbarfem.case.loader import load_case
+    from busbarfem.coupling import Simulation
+
+    case, src = load_case(args.case, args.overrides)
+    out = Path(args.output) if args.output else Path("results") / case.name
+    _prepare_outdir(comm, out, args.overwrite)
+    if comm.rank == 0:
+        resolved = case.model_dump(mode="json")
+        resolved["_provenance"] = {"case_file": str(Path(args.case).resolve()), "overrides": args.overrides,
+                                   "versions": _versions(comm),
+                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (out / "case.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    con.print(f"busbarfem: case '{case.name}' on {comm.size} MPI rank(s) -> {out}")
+
+    def progress(row):
+        if not args.quiet:
+            con.print(f"  t={row['time [s]']:.4g} s  V={row['voltage [V]']:.6g} V  I={row['current [A]']:.6g} A  "
+                      f"Tmax={row['T_max [K]']:.2f} K")
+
+    cache = None if args.no_cache else _default_cache()
+    sim = Simulation(case, src, comm, outdir=out, progress=progress, cache_dir=cache)
+    try:
+        sim.setup()
+        con.print(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
+                  f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")
+        summary = sim.run()
+    finally:
+        sim.close()
+    term = summary.get("terminal", {})
+    con.print(f"  stop: {summary['stop_reason']}")
+    if term:
+        r = term.get("resistance_ohm")
+        con.print(f"  terminal: V = {term['voltage_V']:.6g} V, I = {term['current_A']:.6g} A"
+                  + (f", R = {r * 1e6:.4g} micro-ohm" if r else ""))
+        con.print(f"  T_max = {summary['T_max']['value']:.2f} K in {summary['T_max']['region']}, "
+                  f"|J|_max = {summary['J_max']['value']:.4g} A/m^2 in {summary['J_max']['region']}")
+    if summary["stop_reason"] == "thermal runaway":
+        con.print(f"  THERMAL RUNAWAY: {summary['runaway']['message']}")
+    con.print(f"  results: {out}")
+    return 0
+
+
+def _default_cache():
+    from busbarfem.mesh import DEFAULT_CACHE
+
+    return DEFAULT_CACHE
+
+
+def cmd_validate(args, comm, con: Console) -> int:
+    """``busbarfem validate``: schema and cross-reference checks, no meshing."""
+    from busbarfem.case.loader import load_case
+
+    case, _ = load_case(args.case, args.overrides)
+    con.print(f"{args.case}: valid case '{case.name}'")
+    return 0
+
+
+def cmd_mesh(args, comm, con: Console) -> int:
+    """``busbarfem mesh``: build the mesh, write mesh.xdmf with tags and a preview PNG."""
+    from dolfinx import io
+
+    from busbarfem.case.loader import load_case
+    from busbarfem.mesh import build_mesh
+
+    case, _ = load_case(args.case, args.overrides)
+    out = Path(args.output) if args.output else Path("results") / f"{case.name}_mesh"
+    _prepare_outdir(comm, out, args.overwrite)
+    bundle = build_mesh(case, comm, cache_dir=_default_cache())
+    with io.XDMFFile(comm, str(out / "mesh.xdmf"), "w") as f:
+        f.write_mesh(bundle.mesh)
+        bundle.mesh.topology.create_connectivity(2, 3)
+        bundle.cell_tags.name = "regions"
+        f.write_meshtags(bundle.cell_tags, bundle.mesh.geometry)
+        bundle.facet_tags.name = "surfaces"
+        f.write_meshtags(bundle.facet_tags, bundle.mesh.geometry)
+    if comm.rank == 0:
+        (out / "regions.json").write_text(json.dumps({n: {"tag": bundle.tags[n], **bundle.regions[n].to_dict()}
+                                                      for n in bundle.tags}, indent=2))
+        try:
+            from busbarfem.geometry import render_preview
+        except ImportError:
+            render_preview = None
+        if render_preview is not None:
+            render_preview(out / "mesh.xdmf", out / "preview.png")
+    con.print(f"mesh: {bundle.mesh.topology.index_map(3).size_global} cells, regions: {', '.join(sorted(bundle.tags))}")
+    con.print(f"written: {out / 'mesh.xdmf'}")
+    return 0
+
+
+def cmd_schema(args, comm, con: Console) -> int:
+    """``busbarfem schema``: the case file's JSON Schema on stdout."""
+    from busbarfem.case.model import Case
+
+    if comm.rank == 0:
+        print(json.dumps(Case.model_json_schema(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None and not args.version:
+        parser.print_help()
+        return 2
+    import dolfinx_solver  # noqa: F401  (before mpi4py/petsc4py)
+    from mpi4py import MPI
+
+    from busbarfem.errors import CaseError, SolveError
+
+    comm = MPI.COMM_WORLD
+    con = Console(comm, getattr(args, "quiet", False))
+    if args.version:
+        con.print(json.dumps(_versions(comm)))
+        return 0
+    logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
+                        format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
+    handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema}
+    try:
+        return handlers[args.command](args, comm, con)
+    except CaseError as exc:
+        con.error(exc.format())
+        return CaseError.exit_code
+    except SolveError as exc:
+        con.error(f"{exc} (step {exc.step}); results up to the failure are kept")
+        return SolveError.exit_code
+    except KeyboardInterrupt:
+        con.error("interrupted")
+        return 130

@@ -1,0 +1,457 @@
+r"""The coupled electro-thermal solver: steady Picard or a transient operator splitting.
+
+Electrical transients (micro- to milliseconds) are far faster than thermal ones (seconds
+to hours), so inside each thermal step the potential problem is solved quasi-statically:
+
+1. electrical solve with sigma(T^n) and the cell states at t_n (the load controller gives
+   the terminal target: current, voltage or power);
+2. heat sources q (Joule + Bernardi);
+3. backward-Euler thermal step to T^{n+1};
+4. optionally Picard-iterate 1-3 on sigma(T) to a tolerance;
+5. cell states (SOC, RC voltages) advance with the cell currents.
+
+The steady mode iterates 1-3 (Anderson-accelerated Picard) to a fixed point. A fixed point
+that is not physical (temperature below every boundary temperature, or a negative
+conductivity) or a temperature past ``runaway_temperature`` means no steady state exists:
+thermal runaway, reported as a result with its place and region.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import ufl
+from mpi4py import MPI
+
+from dolfinx import fem
+
+from busbarfem import naming
+from busbarfem.analysis.regions import RegionIntegrator, extremum
+from busbarfem.errors import CaseError, SolveError
+from busbarfem.materials import resolve_materials
+from busbarfem.mesh import MeshBundle, build_mesh
+from busbarfem.physics.electrical import ElectricalProblem
+from busbarfem.physics.thermal import ThermalProblem
+
+
+class Runaway(Exception):
+    """No steady state / unbounded temperature growth (a result, not a crash)."""
+
+    def __init__(self, message: str, where: dict | None = None):
+        super().__init__(message)
+        self.where = where or {}
+
+
+@dataclass
+class StepRecord:
+    """One row of ``timeseries.csv``."""
+
+    values: dict = field(default_factory=dict)
+
+
+class Anderson:
+    """Anderson acceleration of a fixed-point map x -> G(x) on distributed vectors."""
+
+    def __init__(self, comm: MPI.Comm, depth: int):
+        self.comm, self.depth = comm, depth
+        self.X: list[np.ndarray] = []
+        self.F: list[np.ndarray] = []
+
+    def mix(self, x: np.ndarray, gx: np.ndarray) -> np.ndarray:
+        """Next iterate from the current ``x`` and its image ``gx`` (owned entries)."""
+        f = gx - x
+        self.X.append(gx.copy())
+        self.F.append(f.copy())
+        if self.depth == 0 or len(self.F) < 2:
+            return gx
+        self.X, self.F = self.X[-(self.depth + 1):], self.F[-(self.depth + 1):]
+        dF = np.array([self.F[i + 1] - self.F[i] for i in range(len(self.F) - 1)])
+        dX = np.array([self.X[i + 1] - self.X[i] for i in range(len(self.X) - 1)])
+        M = self.comm.allreduce(dF @ dF.T, op=MPI.SUM)
+        rhs = self.comm.allreduce(dF @ f, op=MPI.SUM)
+        try:
+            gamma = np.linalg.lstsq(M + 1e-14 * np.trace(M) * np.eye(len(M)), rhs, rcond=None)[0]
+        except np.linalg.LinAlgError:
+            return gx
+        return gx - gamma @ dX
+
+
+class Simulation:
+    """A case, set up on a communicator: mesh, physics, coupling and output.
+
+    Args:
+        case: validated Case.
+        source: its CaseSource (for located errors).
+        comm: MPI communicator.
+        outdir: output folder (None: write nothing).
+        progress: optional callable(dict) called after each step on rank 0.
+        cache_dir: mesh cache folder.
+    """
+
+    def __init__(self, case, source, comm: MPI.Comm, outdir: Path | None = None, progress=None,
+                 cache_dir=None):
+        self.case, self.source, self.comm = case, source, comm
+        self.outdir = Path(outdir) if outdir is not None else None
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self.timings: dict[str, float] = {}
+        self.rows: list[dict] = []
+        self.stop_reason = "not run"
+        self.runaway: dict | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _tick(self, phase: str, t0: float) -> None:
+        self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t0
+
+    def setup(self, bundle: MeshBundle | None = None) -> None:
+        """Mesh (unless given), resolve regions, build the physics and the writers."""
+        case = self.case
+        t0 = time.perf_counter()
+        kw = {} if self.cache_dir is None else {"cache_dir": self.cache_dir}
+        self.bundle = bundle or build_mesh(case, self.comm, **kw)
+        self._tick("mesh", t0)
+        self.materials = resolve_materials(case.materials)
+        b = self.bundle
+        for term, side in ((naming.TERMINAL_POS, "positive"), (naming.TERMINAL_NEG, "negative")):
+            if term not in b.tags:
+                raise self.source.error(f"the geometry has no '{term}' surface; define geometry.terminals.{side}",
+                                        "geometry.terminals")
+        t0 = time.perf_counter()
+        order = case.mesh.order
+        # temperature: the thermal problem owns T; the electrical problem reads the iterate T_k
+        props = {}
+        for name in b.volume_names():
+            reg = b.regions[name]
+            if reg.kind == "cell":
+                c = case.cell
+                props[name] = (c.k if isinstance(c.k, (tuple, list)) else (c.k,) * 3, c.rho, c.cp)
+            else:
+                m = self.materials[reg.material]
+                props[name] = (m.k if isinstance(m.k, tuple) else (m.k,) * 3, m.rho, m.cp)
+        bcs = self._thermal_bcs()
+        self.cells = None
+        self._build_cells()
+        T0 = case.thermal.initial_temperature
+        # the thermal form needs the heat source expression, which needs the electrical
+        # problem, which needs T_k: create T_k first through a provisional space.
+        Vt = fem.functionspace(b.mesh, ("Lagrange", order))
+        T_k = fem.Function(Vt, name="T_k")
+        T_k.x.array[:] = T0
+        s = case.solver
+        self.el = ElectricalProblem(b, self.materials, T_k, self.cell_params, order=order,
+                                    solver=s.electrical_solver, rtol=s.rtol)
+        q = self.el.joule_density() + self._cell_heat_expr()
+        self.th = ThermalProblem(b, props, bcs, q, T0, order=order, solver=s.thermal_solver, rtol=s.rtol,
+                                 T_k=T_k)
+        self.T_k = T_k
+        self.q_expr = q
+        self.joule_by_region = RegionIntegrator(b, self.el.joule_density())
+        self.heat_by_region = RegionIntegrator(b, q)
+        self._setup_output()
+        self._tick("setup", t0)
+
+    def _build_cells(self) -> None:
+        """Cell parameters per cell region (MSMD); none for conductor-only cases."""
+        self.cell_params = {}
+
+    def _cell_heat_expr(self):
+        return fem.Constant(self.bundle.mesh, 0.0)
+
+    def _thermal_bcs(self) -> list:
+        case, b = self.case, self.bundle
+        out = []
+        valid = b.bc_region_names()
+        for i, bc in enumerate(case.thermal.boundaries):
+            facets = []
+            for j, name in enumerate(bc.regions):
+                try:
+                    facets.append(b.facets_of(name))
+                except KeyError:
+                    raise self.source.error(f"unknown region '{name}'", f"thermal.boundaries.{i}.regions.{j}",
+                                            choices=valid, bad=name) from None
+            fac = np.unique(np.concatenate(facets)) if facets else np.zeros(0, np.int32)
+            prm = bc.model_dump()
+            if "T_amb" in prm and prm["T_amb"] is None:
+                prm["T_amb"] = case.thermal.ambient_temperature
+            out.append((bc.type, fac.astype(np.int32), prm))
+        return out
+
+    def _setup_output(self) -> None:
+        from busbarfem.io.fields import FieldWriter, interpolator, region_id_function
+
+        b = self.bundle
+        msh = b.mesh
+        Q0 = fem.functionspace(msh, ("DG", 0))
+        Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
+        P1 = fem.functionspace(msh, ("Lagrange", 1))
+        self.out_T = self.th.T if self.case.mesh.order == 1 else fem.Function(P1, name="T")
+        self.out_Jmag = fem.Function(Q0, name="J_magnitude")
+        self.out_J = fem.Function(Q0v, name="J")
+        self.out_q = fem.Function(Q0, name="q")
+        J = self.el.current_density()
+        self._refresh_Jmag = interpolator(self.out_Jmag, ufl.sqrt(ufl.inner(J, J)))
+        fields = {
+            "T": (self.out_T, None if self.out_T is self.th.T else interpolator(self.out_T, self.th.T)),
+            "J_magnitude": (self.out_Jmag, self._refresh_Jmag),
+            "J": (self.out_J, interpolator(self.out_J, J)),
+            "q": (self.out_q, interpolator(self.out_q, self.q_expr)),
+        }
+        if self.el.nfields == 1:
+            phi = self.el.phi if self.case.mesh.order == 1 else fem.Function(P1, name="phi")
+            fields["phi"] = (phi, None if phi is self.el.phi else interpolator(phi, self.el.phi))
+        else:
+            for f in range(2):
+                pf = fem.Function(P1, name=f"phi{f + 1}")
+                fields[f"phi{f + 1}"] = (pf, interpolator(pf, self.el.phi[f]))
+        fields["region_id"] = (region_id_function(b), None)
+        self.field_functions = fields
+        self.writer = None
+        if self.outdir is not None:
+            self.writer = FieldWriter(self.comm, msh, self.outdir / "fields.xdmf", fields)
+
+    # ------------------------------------------------------------------ solving
+    def _target(self, t: float):
+        return self.controller.target(t)
+
+    def _check_temperature(self, T: np.ndarray, step) -> None:
+        """Raise Runaway on NaN, a negative conductivity, or a temperature past the limit."""
+        comm = self.comm
+        bad = not np.all(np.isfinite(T))
+        if comm.allreduce(bad, op=MPI.LOR):
+            raise SolveError("temperature field contains NaN/inf", step=step, reason="NaN in temperature")
+        tmax = comm.allreduce(float(T.max()) if len(T) else -np.inf, op=MPI.MAX)
+        if tmax > self.case.solver.runaway_temperature:
+            raise Runaway(f"maximum temperature {tmax:.1f} K exceeds the runaway threshold "
+                          f"{self.case.solver.runaway_temperature:.1f} K")
+
+    def _sigma_positive(self) -> bool:
+        """True if 1 + alpha (T - T_ref) > 0 in every cell (conductivity stays physical)."""
+        el = self.el
+        # evaluate on vertices of each cell via the P1 temperature: min over cells of factor
+        T = self.T_k.x.array
+        V = self.T_k.function_space
+        dl = V.dofmap.list
+        tcell = T[dl].max(axis=1)
+        fac = 1.0 + el.alpha.x.array[: len(tcell)] * (tcell - el.Tref.x.array[: len(tcell)])
+        ok = bool(np.all(fac > 0)) if len(fac) else True
+        return self.comm.allreduce(ok, op=MPI.LAND)
+
+    def solve_steady(self) -> dict:
+        """Anderson-accelerated Picard on the steady coupled problem.
+
+        Returns:
+            A convergence report (iterations, last change, terminal solution).
+
+        Raises:
+            Runaway: no physical steady state exists.
+            SolveError: the iteration did not converge (and did not run away).
+        """
+        s = self.case.solver
+        th, el = self.th, self.el
+        nown = th.V.dofmap.index_map.size_local
+        acc = Anderson(self.comm, s.picard.anderson_depth)
+        T_floor = self._min_boundary_temperature()
+        history = []
+        target = self._target(0.0)
+        for it in range(1, s.picard.max_iterations + 1):
+            t0 = time.perf_counter()
+            sol = el.solve(target.mode, target.value, step=it)
+            self._tick("solve_electrical", t0)
+            t0 = time.perf_counter()
+            th.solve(None, step=it)
+            self._tick("solve_thermal", t0)
+            Tnew = th.T.x.array[:nown]
+            self._check_temperature(Tnew, it)
+            Told = self.T_k.x.array[:nown]
+            change = self.comm.allreduce(float(np.max(np.abs(Tnew - Told))) if nown else 0.0, op=MPI.MAX)
+            rise = self.comm.allreduce(float(np.max(Tnew) - T_floor) if nown else 0.0, op=MPI.MAX)
+            history.append(change)
+            if change <= s.picard.tolerance * (1.0 + abs(rise)):
+                self.T_k.x.array[:] = th.T.x.array
+                sol = el.solve(target.mode, target.value, step=it)
+                th.solve(None, step=it)
+                self._assert_physical(T_floor)
+                return {"iterations": it, "last_change_K": change, "history_K": history, "terminal": sol}
+            mixed = acc.mix(Told.copy(), Tnew.copy())
+            self.T_k.x.array[:nown] = mixed
+            self.T_k.x.scatter_forward()
+            if not self._sigma_positive():
+                raise Runaway("the temperature iterate makes the conductivity negative: no steady state "
+                              "(thermal runaway)")
+        raise SolveError(f"steady Picard iteration did not converge in {s.picard.max_iterations} iterations "
+                         f"(last change {history[-1]:.3g} K)", step=s.picard.max_iterations,
+                         reason="Picard not converged")
+
+    def _min_boundary_temperature(self) -> float:
+        temps = [self.case.thermal.initial_temperature] if not self.case.thermal.boundaries else []
+        for bc in self.case.thermal.boundaries:
+            if bc.type == "temperature":
+                temps.append(bc.T)
+            elif bc.type in ("convection", "radiation"):
+                temps.append(bc.T_amb if bc.T_amb is not None else self.case.thermal.ambient_temperature)
+        return min(temps) if temps else self.case.thermal.initial_temperature
+
+    def _assert_physical(self, T_floor: float) -> None:
+        """A steady state with heat sources >= 0 cannot dip below the coldest boundary."""
+        nown = self.th.V.dofmap.index_map.size_local
+        tmin = self.comm.allreduce(float(self.th.T.x.array[:nown].min()) if nown else np.inf, op=MPI.MIN)
+        if self.el.nfields == 1 and tmin < T_floor - 1e-6 * max(1.0, T_floor):
+            raise Runaway(f"the only fixed point has T_min = {tmin:.2f} K below the coldest boundary "
+                          f"{T_floor:.2f} K: no physical steady state (thermal runaway)")
+        if not self._sigma_positive():
+            raise Runaway("steady state needs a negative conductivity: thermal runaway")
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        """Solve the case and write the outputs; returns the summary dict."""
+        from busbarfem.loads import LoadController
+
+        case = self.case
+        cap = case.cell.capacity if case.cell is not None else 1.0
+        self.controller = LoadController(case.load, capacity_Ah=cap, n_series=1, n_parallel=1)
+        self._open_timeseries()
+        t_start = time.perf_counter()
+        try:
+            if case.solver.analysis == "steady":
+                rep = self.solve_steady()
+                self.convergence = {k: v for k, v in rep.items() if k != "terminal"}
+                self.stop_reason = "steady state reached"
+                self._record(0.0, rep["terminal"], dt=None)
+                self._write_fields(0.0)
+            else:
+                self.run_transient()
+        except Runaway as exc:
+            self.stop_reason = "thermal runaway"
+            self.runaway = {"message": str(exc), **self._hot_location()}
+            self._write_fields(self.rows[-1]["time [s]"] if self.rows else 0.0)
+        except SolveError as exc:
+            # keep what was computed: the summary says why and where it stopped
+            self.stop_reason = f"{exc.reason}: {exc}"
+            self._write_summary()
+            raise
+        self.timings["total"] = time.perf_counter() - t_start
+        return self._write_summary()
+
+    def _write_summary(self) -> dict:
+        summary = self.summary()
+        if self.outdir is not None and self.comm.rank == 0:
+            (self.outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+
+    def run_transient(self) -> None:
+        """Operator-split time loop with the load controller's targets."""
+        s = self.case.solver
+        th, el = self.th, self.el
+        t, step = 0.0, 0
+        dt = s.dt
+        t_end = s.t_end
+        self._write_fields(0.0)
+        while t < t_end * (1 - 1e-12):
+            step += 1
+            dt_step = min(dt, t_end - t)
+            target = self._target(t + dt_step)
+            self.T_k.x.array[:] = th.T_n.x.array
+            t0 = time.perf_counter()
+            sol = el.solve(target.mode, target.value, step=step)
+            self._tick("solve_electrical", t0)
+            t0 = time.perf_counter()
+            th.solve(dt_step, step=step)
+            self._tick("solve_thermal", t0)
+            self._check_temperature(th.T.x.array, step)
+            t += dt_step
+            self._record(t, sol, dt=dt_step)
+            th.advance()
+            if step % self.case.output.every == 0 or t >= t_end * (1 - 1e-12):
+                self._write_fields(t)
+            tmax = self.rows[-1]["T_max [K]"]
+            if s.temperature_limit is not None and tmax > s.temperature_limit:
+                self.stop_reason = "temperature limit"
+                self._write_fields(t)
+                return
+        self.stop_reason = "end time reached"
+
+    # ------------------------------------------------------------------ output
+    def _write_fields(self, t: float) -> None:
+        if self.writer is not None:
+            t0 = time.perf_counter()
+            self.writer.write(t)
+            self._tick("output", t0)
+
+    def _open_timeseries(self) -> None:
+        self._ts = None
+        if self.outdir is not None and self.comm.rank == 0:
+            self._ts = open(self.outdir / "timeseries.csv", "w", buffering=1)
+
+    def _record(self, t: float, sol, dt) -> None:
+        flows = self.th.heat_flows()
+        nown = self.th.V.dofmap.index_map.size_local
+        T = self.th.T.x.array[:nown]
+        tmax = self.comm.allreduce(float(T.max()) if nown else -np.inf, op=MPI.MAX)
+        tmin = self.comm.allreduce(float(T.min()) if nown else np.inf, op=MPI.MIN)
+        gen = flows.generated
+        row = {"time [s]": t, "voltage [V]": sol.voltage, "current [A]": sol.current,
+               "power [W]": sol.voltage * sol.current, "T_max [K]": tmax, "T_min [K]": tmin,
+               "heat_generated [W]": gen, "heat_stored [W]": flows.stored,
+               "heat_convection [W]": flows.convection, "heat_radiation [W]": flows.radiation,
+               "heat_fixed_T [W]": flows.fixed_temperature, "heat_flux_in [W]": flows.flux_in,
+               "energy_residual [W]": flows.residual,
+               "energy_residual_rel [-]": flows.residual / gen if gen else 0.0}
+        self.last_flows = flows
+        self.last_solution = sol
+        self.rows.append(row)
+        if self._ts is not None:
+            if len(self.rows) == 1:
+                self._ts.write(",".join(row) + "\n")
+            self._ts.write(",".join(f"{v:.10g}" for v in row.values()) + "\n")
+        if self.progress is not None and self.comm.rank == 0:
+            self.progress(row)
+
+    def _hot_location(self) -> dict:
+        ext = extremum(self.bundle, self.th.T, "max")
+        return {"T_max_K": ext["value"], "x": ext["x"], "region": ext["region"]}
+
+    def summary(self) -> dict:
+        """The summary.json content (identical on every rank)."""
+        b = self.bundle
+        out: dict = {"case": self.case.name, "stop_reason": self.stop_reason, "mpi_size": self.comm.size,
+                     "dofs": {"electrical": self.el.ndofs, "thermal": self.th.ndofs},
+                     "cells": b.mesh.topology.index_map(3).size_global}
+        if self.runaway is not None:
+            out["runaway"] = self.runaway
+        if not self.rows:
+            return out
+        sol = self.last_solution
+        self._refresh_Jmag()
+        Tmax = extremum(b, self.th.T, "max")
+        Tmin = extremum(b, self.th.T, "min")
+        Jmax = extremum(b, self.out_Jmag, "max")
+        joule = self.joule_by_region.by_region()
+        flows = self.last_flows
+        out.update({
+            "terminal": {"voltage_V": sol.voltage, "current_A": sol.current,
+                         "resistance_ohm": sol.voltage / sol.current if sol.current else None,
+                         "power_W": sol.voltage * sol.current},
+            "joule_power_W": {"total": sum(joule.values()), "by_region": joule},
+            "heat": {"generated_W": flows.generated, "stored_W": flows.stored,
+                     "convection_W": flows.convection, "radiation_W": flows.radiation,
+                     "fixed_temperature_W": flows.fixed_temperature, "flux_in_W": flows.flux_in,
+                     "energy_balance_residual_W": flows.residual,
+                     "energy_balance_residual_rel": flows.residual / flows.generated if flows.generated else 0.0},
+            "T_max": Tmax, "T_min": Tmin, "J_max": Jmax,
+            "timings_s": self.timings,
+        })
+        if hasattr(self, "convergence"):
+            out["convergence"] = self.convergence
+        return out
+
+    def close(self) -> None:
+        """Close open files."""
+        if getattr(self, "_ts", None) is not None:
+            self._ts.close()
+            self._ts = None

@@ -1,0 +1,64 @@
+"""Mesh cache: ``<key>.msh`` plus a ``<key>.json`` sidecar holding the GeometryInfo.
+
+The key hashes the geometry and mesh models' JSON, the content of any referenced input
+file, the gmsh version and :data:`BUILDER_VERSION` (bump it when a builder changes what
+it produces for the same input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import gmsh
+
+from busbarfem.naming import GeometryInfo, RegionInfo
+
+BUILDER_VERSION = "1"
+
+
+def cache_key(geometry_json: dict, mesh_json: dict, files: list[Path]) -> str:
+    """Hash of everything that determines the mesh."""
+    h = hashlib.sha256()
+    mesh_json = {k: v for k, v in mesh_json.items() if k != "cache"}
+    h.update(json.dumps({"geometry": geometry_json, "mesh": mesh_json,
+                         "gmsh": gmsh.__version__, "builder": BUILDER_VERSION},
+                        sort_keys=True).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:24]
+
+
+def load(cache_dir: Path, key: str) -> GeometryInfo | None:
+    """Merge a cached mesh into the current (empty) model; None on a miss."""
+    msh, side = Path(cache_dir) / f"{key}.msh", Path(cache_dir) / f"{key}.json"
+    if not (msh.is_file() and side.is_file()):
+        return None
+    data = json.loads(side.read_text())
+    gmsh.merge(str(msh))
+    info = GeometryInfo(parameters=data["parameters"], volumes=data["volumes"])
+    for r in data["regions"]:
+        info.add(RegionInfo(**r))
+    info.parameters["cache"] = {"key": key, "hit": True, "path": str(msh)}
+    return info
+
+
+def store(cache_dir: Path, key: str, info: GeometryInfo) -> Path:
+    """Write the current model's mesh and its GeometryInfo (atomically via rename)."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    msh = cache_dir / f"{key}.msh"
+    tmp = cache_dir / f".{key}.{os.getpid()}.msh"
+    gmsh.option.setNumber("Mesh.SaveAll", 0)
+    gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
+    gmsh.option.setNumber("Mesh.Binary", 1)
+    gmsh.write(str(tmp))
+    tmp.replace(msh)
+    side = {"regions": [r.to_dict() for r in info.regions.values()],
+            "parameters": info.parameters, "volumes": info.volumes}
+    tmp_side = cache_dir / f".{key}.{os.getpid()}.json"
+    tmp_side.write_text(json.dumps(side, indent=1, sort_keys=True))
+    tmp_side.replace(cache_dir / f"{key}.json")
+    return msh

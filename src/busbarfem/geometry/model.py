@@ -1,0 +1,158 @@
+"""``generate_model``: case geometry -> fragmented, named, meshed gmsh model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gmsh
+
+from busbarfem.case.geometry import Geometry, MeshOptions
+from busbarfem.errors import CaseError
+from busbarfem.geometry import cache as mesh_cache
+from busbarfem.geometry.assembly import Assembly
+from busbarfem.geometry.busbar import add_bolt, add_busbar
+from busbarfem.geometry.joints import add_via_array, add_weld_group
+from busbarfem.geometry.quality import mesh_quality
+from busbarfem.geometry.sizing import apply_size_fields
+from busbarfem.naming import TERMINAL_NEG, TERMINAL_POS, GeometryInfo, RegionInfo
+from busbarfem import naming
+
+
+def used_materials(geometry: Geometry) -> dict[str, str]:
+    """Material name of every solid, keyed by its case-file location."""
+    used: dict[str, str] = {}
+    for i, b in enumerate(geometry.busbars):
+        used[f"geometry.busbars.{i}.material"] = b.material
+    for i, b in enumerate(geometry.bolts):
+        used[f"geometry.bolts.{i}.material"] = b.material
+    for i, t in enumerate(geometry.tabs):
+        used[f"geometry.tabs.{i}.material"] = t.material
+    for i, w in enumerate(geometry.welds):
+        if w.material is not None:
+            used[f"geometry.welds.{i}.material"] = w.material
+    for i, v in enumerate(geometry.vias):
+        if v.material is not None:
+            used[f"geometry.vias.{i}.material"] = v.material
+    return used
+
+
+def check_materials(geometry: Geometry, materials: set[str] | None) -> None:
+    """CaseError for a material name that is not in ``materials``."""
+    if materials is None:
+        return
+    for key, name in used_materials(geometry).items():
+        if name not in materials:
+            raise CaseError(f"unknown material {name!r}", key=key, choices=materials, bad=name)
+
+
+def input_files(geometry: Geometry) -> list[Path]:
+    """Files whose content enters the model (STEP, external meshes) for the cache key."""
+    return []
+
+
+def build_assembly(geometry: Geometry) -> Assembly:
+    """Create all OCC solids and face references of ``geometry`` (no fragment yet)."""
+    asm = Assembly()
+    for i, bar in enumerate(geometry.busbars, start=1):
+        add_busbar(asm, bar, RegionInfo(naming.busbar(i), 3, bar.material, "conductor", 1))
+    for i, tab in enumerate(geometry.tabs, start=1):
+        name = naming.tab(tab.polarity, tab.stage, tab.parallel)
+        add_busbar(asm, tab.as_busbar(), RegionInfo(name, 3, tab.material, "conductor", 1,
+                                                    tab.stage, tab.parallel, tab.polarity),
+                   aliases=(f"tab_{i}",))
+    for i, bolt in enumerate(geometry.bolts, start=1):
+        add_bolt(asm, bolt, geometry.busbars[bolt.busbar - 1],
+                 RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
+    n_weld = 1
+    for k, weld in enumerate(geometry.welds):
+        tab = geometry.tabs[weld.tab - 1]
+        tab_name = naming.tab(tab.polarity, tab.stage, tab.parallel)
+        n_weld += len(add_weld_group(asm, weld, tab.as_busbar(), tab_name,
+                                     geometry.busbars[weld.busbar - 1], naming.busbar(weld.busbar),
+                                     n_weld, 1, f"geometry.welds.{k}"))
+    n_via = 1
+    for vias in geometry.vias:
+        n_via += len(add_via_array(asm, vias, geometry.busbars, n_via, 1))
+    return asm
+
+
+def _add_terminals(asm: Assembly, geometry: Geometry) -> None:
+    """Register terminal_pos / terminal_neg from the case's face references."""
+    if geometry.terminals is None:
+        return
+    for name, ref, pol in ((TERMINAL_POS, geometry.terminals.positive, "pos"),
+                           (TERMINAL_NEG, geometry.terminals.negative, "neg")):
+        if ref not in asm.faces:
+            side = "positive" if pol == "pos" else "negative"
+            raise CaseError(f"unknown face reference {ref!r}", key=f"geometry.terminals.{side}",
+                            choices=sorted(asm.faces), bad=ref)
+        sel = asm.faces[ref]
+        region = (sel[0] if isinstance(sel, list) else sel).region
+        fld = asm.parts[region].info.field
+        asm.surfaces[name] = (RegionInfo(name, 2, None, "surface", fld, polarity=pol), [ref])
+
+
+def generate_model(
+    geometry: Geometry,
+    mesh: MeshOptions,
+    materials: set[str] | None = None,
+    cache_dir: Path | None = None,
+) -> GeometryInfo:
+    """Build, fragment, name and mesh the model in the current gmsh model.
+
+    Call on rank 0 only, after ``gmsh.initialize()``, with an empty current model.
+
+    Args:
+        geometry: the case's ``geometry:`` section.
+        mesh: the case's ``mesh:`` section.
+        materials: known material names; any other name is a CaseError.
+        cache_dir: where meshes are cached (``meshes/cache``); None disables the cache.
+
+    Returns:
+        The regions (physical names with material/kind/field/stage), analytic volumes,
+        and parameters including ``quality`` (see :func:`mesh_quality`).
+    """
+    check_materials(geometry, materials)
+    key = mesh_cache.cache_key(geometry.model_dump(mode="json"), mesh.model_dump(mode="json"),
+                               input_files(geometry))
+    if cache_dir is not None and mesh.cache:
+        hit = mesh_cache.load(cache_dir, key)
+        if hit is not None:
+            return hit
+
+    t0 = time.perf_counter()
+    gmsh.option.setNumber("General.NumThreads", mesh.threads)
+    asm = build_assembly(geometry)
+    if not asm.parts:
+        raise CaseError("the geometry section defines no solid", key="geometry")
+    _add_terminals(asm, geometry)
+    asm.fragment()
+    info = GeometryInfo()
+    asm.add_physical_groups(info)
+    sizes = apply_size_fields(asm, mesh)
+    t_build = time.perf_counter() - t0
+
+    gmsh.option.setNumber("Mesh.Optimize", 1 if mesh.optimize else 0)
+    if mesh.threads > 1:
+        gmsh.option.setNumber("Mesh.Algorithm3D", 10)  # HXT: the parallel 3D mesher
+    gmsh.model.mesh.generate(3)
+    if mesh.order == 2:
+        gmsh.model.mesh.setOrder(2)
+        if mesh.optimize:
+            gmsh.model.mesh.optimize("HighOrder")
+    t_mesh = time.perf_counter() - t0 - t_build
+
+    info.parameters.update(
+        geometry=geometry.model_dump(mode="json"),
+        mesh=mesh.model_dump(mode="json"),
+        gmsh_version=gmsh.__version__,
+        refinement=sizes,
+        timing={"build_s": t_build, "mesh_s": t_mesh},
+        quality=mesh_quality(),
+        cache={"key": key, "hit": False},
+    )
+    if cache_dir is not None and mesh.cache:
+        path = mesh_cache.store(cache_dir, key, info)
+        info.parameters["cache"]["path"] = str(path)
+    return info

@@ -1,0 +1,1 @@
+"""Writers: XDMF fields, CSV/JSON time series and summaries, reports."""

@@ -1,0 +1,1 @@
+"""Physics: form builders and thin problem classes (electrical potential, heat)."""

@@ -1,0 +1,340 @@
+r"""Quasi-static electrical problem: conductors and MSMD two-potential cells.
+
+Conductors carry one global potential phi_f (f = 1 or 2, see :mod:`busbarfem.naming`)::
+
+    -div(sigma(T) grad phi_f) = 0,   sigma(T) = sigma_ref / (1 + alpha (T - T_ref))
+
+Cells carry both; with stage sign s = +1 (odd stage: phi+ = phi1) or -1 (even stage)::
+
+    -div(sigma+ grad phi+) = +j,   -div(sigma- grad phi-) = -j,
+    j = g (E - (phi+ - phi-)),     g = 1 / (R0_c Vol_c),   phi+ - phi- = s (phi1 - phi2)
+
+Weak form (test functions psi1, psi2)::
+
+    sum_f (S_f(T) grad phi_f, grad psi_f) + (g (phi1 - phi2), psi1 - psi2)
+        = (g s E, psi1 - psi2)
+
+which is symmetric positive definite once ``terminal_neg`` is grounded. Each field is
+pinned to zero outside its active region (Dirichlet on inactive dofs; a zero-weighted
+mass term keeps their diagonal in the sparsity pattern).
+
+Terminals are equipotential: ``phi = 0`` on ``terminal_neg`` and ``phi = V`` on
+``terminal_pos``. With sigma and the cell EMFs frozen the terminal current is affine,
+``I(V) = I0 + G V``: one solve with sources and V = 0 and one without sources and V = 1
+(same operator, one factorisation) give I0 and G, and V follows for a target current,
+voltage or power. Terminal currents are evaluated as the discrete reaction
+``a(phi, w) - L(w)`` with ``w`` the indicator of the terminal dofs (exactly conservative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
+
+import dolfinx
+import dolfinx.fem.petsc as fpetsc
+from dolfinx import fem
+
+from busbarfem import naming
+from busbarfem.mesh import MeshBundle
+from busbarfem.physics import solvers
+
+
+@dataclass
+class TerminalSolution:
+    """Outcome of one electrical solve at the terminals.
+
+    Attributes:
+        voltage: terminal_pos potential relative to terminal_neg [V].
+        current: load current [A] (into terminal_pos for a passive conductor; out of it,
+            i.e. discharge-positive, when the domain contains cells).
+        conductance: dI_load/dV at frozen state [S] (sign as ``current``).
+        iterations: KSP iterations of the two solves.
+    """
+
+    voltage: float
+    current: float
+    conductance: float
+    iterations: int
+
+
+def _diag(v):
+    return ufl.diag(v)
+
+
+class ElectricalProblem:
+    """Potential problem on a :class:`MeshBundle`; forms compiled once in ``__init__``.
+
+    Args:
+        bundle: mesh and regions.
+        materials: material name -> Material (conductors).
+        T: temperature Function (P1) that sigma(T) reads; updated by the caller.
+        cell_params: optional per-region cell data: region name -> dict with
+            ``sigma_pos``, ``sigma_neg`` (3-vectors [S/m]).
+        order: polynomial degree of the potential (1 or 2).
+        solver: ``"auto"``, ``"lu"`` or ``"gamg"``; ``rtol`` for iterative solves.
+        prefix: PETSc options prefix.
+    """
+
+    def __init__(self, bundle: MeshBundle, materials: dict, T: fem.Function, cell_params: dict | None = None,
+                 order: int = 1, solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_elec_"):
+        self.bundle = bundle
+        msh = bundle.mesh
+        self.comm = msh.comm
+        self.T = T
+        self.cell_params = cell_params or {}
+        tdim = msh.topology.dim
+        self.cell_names = [n for n in bundle.volume_names() if bundle.regions[n].kind == "cell"]
+        fields_used = {bundle.regions[n].field for n in bundle.volume_names() if bundle.regions[n].kind != "cell"}
+        self.nfields = 2 if (self.cell_names or 2 in fields_used) else 1
+
+        # --- piecewise-constant coefficients -------------------------------------------
+        self.Q0 = fem.functionspace(msh, ("DG", 0))
+        self.Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
+        self.sig = [fem.Function(self.Q0v, name=f"sigma{f + 1}_ref") for f in range(self.nfields)]
+        self.alpha = fem.Function(self.Q0, name="alpha")
+        self.Tref = fem.Function(self.Q0, name="T_ref")
+        self.Tref.x.array[:] = 293.15
+        self.g = fem.Function(self.Q0, name="g_cell")       # 1/(R0 Vol) [S/m^3]
+        self.s_stage = fem.Function(self.Q0, name="stage_sign")
+        self.emf = fem.Function(self.Q0, name="emf")        # E_c = OCV - sum V_RC [V]
+        self.ocv = fem.Function(self.Q0, name="ocv")        # OCV(SOC, T) [V]
+        self.dudt = fem.Function(self.Q0, name="dUdT")      # entropic coefficient [V/K]
+        self.T_cell = fem.Function(self.Q0, name="T_cell")  # lumped cell temperature [K]
+        self.source_on = fem.Constant(msh, PETSc.ScalarType(1.0))
+        self._fill_conductors(materials)
+
+        # --- spaces and functions -------------------------------------------------------
+        shape = (2,) if self.nfields == 2 else ()
+        self.V = fem.functionspace(msh, ("Lagrange", order, shape))
+        self.phi = fem.Function(self.V, name="phi")
+        self._phi_a = fem.Function(self.V)
+        self._phi_b = fem.Function(self.V)
+        self._w = fem.Function(self.V)
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        dx = ufl.Measure("dx", domain=msh)
+        self.dx = dx
+
+        # --- Dirichlet conditions: terminals and inactive dofs -----------------------------
+        self.V_term = fem.Constant(msh, PETSc.ScalarType(0.0))
+        fdim = tdim - 1
+        msh.topology.create_connectivity(fdim, tdim)
+        self.pos_field = self._terminal_field(naming.TERMINAL_POS)
+        self.neg_field = self._terminal_field(naming.TERMINAL_NEG)
+        pos_facets = bundle.facets_of(naming.TERMINAL_POS)
+        neg_facets = bundle.facets_of(naming.TERMINAL_NEG)
+        Vp = self.V.sub(self.pos_field - 1) if self.nfields == 2 else self.V
+        Vn = self.V.sub(self.neg_field - 1) if self.nfields == 2 else self.V
+        self.pos_dofs = fem.locate_dofs_topological(Vp, fdim, pos_facets)
+        neg_dofs = fem.locate_dofs_topological(Vn, fdim, neg_facets)
+        self.bcs = [fem.dirichletbc(self.V_term, self.pos_dofs, Vp),
+                    fem.dirichletbc(PETSc.ScalarType(0.0), neg_dofs, Vn)]
+        self.inactive_dofs = []
+        if self.nfields == 2:
+            ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
+            allc = np.arange(ncells, dtype=np.int32)
+            for f in range(2):
+                active = np.flatnonzero(self.sig[f].x.array.reshape(-1, 3)[:, 0] > 0).astype(np.int32)
+                dof_all = fem.locate_dofs_topological(self.V.sub(f), tdim, allc)
+                dof_act = fem.locate_dofs_topological(self.V.sub(f), tdim, active)
+                inactive = np.setdiff1d(dof_all, dof_act).astype(np.int32)
+                self.inactive_dofs.append(inactive)
+                self.bcs.append(fem.dirichletbc(PETSc.ScalarType(0.0), inactive, self.V.sub(f)))
+        # w = 1 on the terminal_pos dofs: the reaction there is the terminal current
+        self._w.x.array[:] = 0.0
+        self._w.x.array[self.pos_dofs] = 1.0
+
+        # --- forms ---------------------------------------------------------------------------
+        self.a_ufl = self._bilinear(u, v)
+        self.L_ufl = self._linear(v)
+        self.a = fem.form(self.a_ufl)
+        self.L = fem.form(self.L_ufl)
+        self.react_a = fem.form(self._bilinear(self.phi, self._w))
+        self.react_L = fem.form(self._linear(self._w))
+        self.A = fpetsc.create_matrix(self.a)
+        self.b = fpetsc.create_vector(self.V)
+        self.x = fpetsc.create_vector(self.V)
+        ndofs = self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
+        self.options = solvers.preset(solver, ndofs, rtol)
+        self.ndofs = ndofs
+        self.A.setOptionsPrefix(prefix + "A_")
+        if self.nfields == 2:
+            self.A.setBlockSize(2)
+        self.ksp = solvers.make_ksp(self.comm, self.A, prefix, self.options)
+        self.has_sources = bool(self.cell_names)
+
+    # ----------------------------------------------------------------------------------------
+    def _components(self, u):
+        return [u[0], u[1]] if self.nfields == 2 else [u]
+
+    def sigma(self, f: int):
+        """UFL conductivity tensor of field ``f`` (0-based) at the current temperature."""
+        scale = 1.0 / (1.0 + self.alpha * (self.T - self.Tref))
+        return _diag(self.sig[f]) * scale
+
+    def _bilinear(self, u, v):
+        uc, vc = self._components(u), self._components(v)
+        form = sum(ufl.inner(self.sigma(f) * ufl.grad(uc[f]), ufl.grad(vc[f])) for f in range(self.nfields)) * self.dx
+        if self.nfields == 2:
+            form += self.g * (uc[0] - uc[1]) * (vc[0] - vc[1]) * self.dx
+            # zero-weighted mass keeps inactive dofs' diagonal in the sparsity pattern
+            form += fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * ufl.inner(u, v) * self.dx
+        return form
+
+    def _linear(self, v):
+        vc = self._components(v)
+        if self.nfields == 2:
+            return self.source_on * self.g * self.s_stage * self.emf * (vc[0] - vc[1]) * self.dx
+        return fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * vc[0] * self.dx
+
+    def _terminal_field(self, name: str) -> int:
+        """Field carried by the conductor a terminal surface lies on."""
+        facets = self.bundle.facets_of(name)
+        msh = self.bundle.mesh
+        tdim = msh.topology.dim
+        f2c = msh.topology.connectivity(tdim - 1, tdim)
+        local = set()
+        fields = self.sig
+        for fc in facets[:50]:
+            c = f2c.links(fc)[0]
+            for f in range(self.nfields):
+                if fields[f].x.array[3 * c] > 0:
+                    local.add(f + 1)
+        allf = set().union(*self.comm.allgather(local))
+        if len(allf) != 1:
+            return 1
+        return allf.pop()
+
+    def _fill_conductors(self, materials: dict) -> None:
+        b = self.bundle
+        for name in b.volume_names():
+            reg = b.regions[name]
+            cells = b.cells_of(name)
+            if reg.kind == "cell":
+                cp = self.cell_params.get(name)
+                if cp is None:
+                    continue
+                s = 1.0 if naming.positive_field(reg.stage) == 1 else -1.0
+                pf, nf = naming.positive_field(reg.stage) - 1, naming.negative_field(reg.stage) - 1
+                for f, val in ((pf, cp["sigma_pos"]), (nf, cp["sigma_neg"])):
+                    self.sig[f].x.array.reshape(-1, 3)[cells] = np.broadcast_to(np.asarray(val, float), (3,))
+                self.s_stage.x.array[cells] = s
+                continue
+            mat = materials[reg.material]
+            f = (reg.field or 1) - 1
+            if f >= len(self.sig):
+                f = 0
+            self.sig[f].x.array.reshape(-1, 3)[cells] = mat.sigma_ref
+            self.alpha.x.array[cells] = mat.alpha
+            self.Tref.x.array[cells] = mat.T_ref
+        for fn in (*self.sig, self.alpha, self.Tref, self.s_stage):
+            fn.x.scatter_forward()
+
+    # ----------------------------------------------------------------------------------------
+    def _assemble_matrix(self) -> None:
+        self.A.zeroEntries()
+        fpetsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
+        self.A.assemble()
+
+    def _solve_rhs(self, V_value: float, sources: bool, out: fem.Function, step) -> int:
+        self.V_term.value = V_value
+        self.source_on.value = 1.0 if sources else 0.0
+        with self.b.localForm() as loc:
+            loc.set(0.0)
+        fpetsc.assemble_vector(self.b, self.L)
+        fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
+        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fpetsc.set_bc(self.b, self.bcs)
+        its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step)
+        self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        fpetsc.assign(self.x, out)
+        out.x.scatter_forward()
+        return its
+
+    def _reaction(self, include_source: bool) -> float:
+        val = fem.assemble_scalar(self.react_a)
+        if include_source:
+            val -= fem.assemble_scalar(self.react_L)
+        return self.comm.allreduce(val, op=MPI.SUM)
+
+    def solve(self, mode: str, value: float, step: int | None = None) -> TerminalSolution:
+        """Solve at the current temperature and cell state for a terminal target.
+
+        Args:
+            mode: ``"current"`` [A], ``"voltage"`` [V] or ``"power"`` [W] (load sign
+                convention of :class:`TerminalSolution`).
+            value: the target.
+            step: step index for error messages.
+
+        Returns:
+            The terminal voltage/current; ``self.phi`` holds the potential.
+        """
+        self._assemble_matrix()
+        its = 0
+        sign = -1.0 if self.has_sources else 1.0  # load current = -(current into terminal_pos) with cells
+        I0 = 0.0
+        if self.has_sources:
+            self.source_on.value = 1.0
+            its += self._solve_rhs(0.0, True, self._phi_a, step)
+            self.phi.x.array[:] = self._phi_a.x.array
+            I0 = sign * self._reaction(True)
+        else:
+            self._phi_a.x.array[:] = 0.0
+        its += self._solve_rhs(1.0, False, self._phi_b, step)
+        self.phi.x.array[:] = self._phi_b.x.array
+        self.source_on.value = 0.0
+        G = sign * self._reaction(False)
+        self.source_on.value = 1.0
+        V = self._terminal_voltage(mode, value, I0, G)
+        self.phi.x.array[:] = self._phi_a.x.array + V * self._phi_b.x.array
+        self.V_term.value = V
+        return TerminalSolution(voltage=V, current=I0 + G * V, conductance=G, iterations=its)
+
+    @staticmethod
+    def _terminal_voltage(mode: str, value: float, I0: float, G: float) -> float:
+        from busbarfem.errors import SolveError
+
+        if mode == "voltage":
+            return float(value)
+        if mode == "current":
+            return (value - I0) / G
+        if mode == "power":
+            # P = V (I0 + G V): take the root on the physical branch (largest V for a source,
+            # the positive root for a passive conductor).
+            disc = I0 * I0 + 4.0 * G * value
+            if disc < 0:
+                raise SolveError(f"requested power {value:.6g} W exceeds the maximum deliverable "
+                                 f"{-I0 * I0 / (4 * G):.6g} W at this state", reason="power not deliverable")
+            roots = [(-I0 + np.sqrt(disc)) / (2 * G), (-I0 - np.sqrt(disc)) / (2 * G)]
+            return float(max(roots)) if G < 0 else float(roots[0])
+        raise ValueError(f"unknown control mode {mode!r}")
+
+    # ----------------------------------------------------------------------------------------
+    def joule_density(self):
+        """UFL Joule heat density ``sum_f grad phi_f . S_f grad phi_f`` [W/m^3]."""
+        pc = self._components(self.phi)
+        return sum(ufl.inner(self.sigma(f) * ufl.grad(pc[f]), ufl.grad(pc[f])) for f in range(self.nfields))
+
+    def current_density(self):
+        """UFL current density vector ``-sum_f S_f grad phi_f`` [A/m^2]."""
+        pc = self._components(self.phi)
+        return -sum(self.sigma(f) * ufl.grad(pc[f]) for f in range(self.nfields))
+
+    def transfer_current(self):
+        """UFL volumetric transfer current j = g (E - (phi+ - phi-)) [A/m^3] (0 outside cells)."""
+        if self.nfields == 1:
+            return fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0))
+        pc = self._components(self.phi)
+        return self.g * (self.emf - self.s_stage * (pc[0] - pc[1]))
+
+    def cell_voltage_field(self):
+        """UFL local cell voltage phi+ - phi- [V] (0 outside cells)."""
+        if self.nfields == 1:
+            return fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0))
+        pc = self._components(self.phi)
+        return self.s_stage * (pc[0] - pc[1])

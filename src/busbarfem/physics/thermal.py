@@ -1,0 +1,212 @@
+r"""Heat equation on all solids, backward Euler in time (or steady)::
+
+    rho cp (T - T_n)/dt - div(K grad T) = q            in the solids
+    -K grad T . n = h (T - T_amb)                      convection
+    -K grad T . n = eps sigma_SB (T_k^2 + Ta^2)(T_k + Ta)(T - Ta)   radiation (linearised at T_k)
+    K grad T . n = q_in                                prescribed flux
+    T = T_D                                            fixed temperature
+
+K is diagonal (anisotropic cells: radial/axial principal values along x, y, z). The
+steady problem is the same form with ``1/dt = 0``. Forms are compiled once; only the
+Constants (dt) and Functions (T_n, T_k, q inputs) change between solves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
+
+import dolfinx.fem.petsc as fpetsc
+from dolfinx import fem, mesh as dmesh
+
+from busbarfem.mesh import MeshBundle
+from busbarfem.physics import solvers
+
+STEFAN_BOLTZMANN = 5.670374419e-8  # W/m^2/K^4
+
+
+@dataclass
+class HeatFlows:
+    """Integrated heat flows of one thermal solve [W] (positive = out of the body for losses).
+
+    Attributes:
+        generated: volume heat source.
+        stored: rate of change of thermal energy (rho cp dT/dt).
+        convection: convective loss per boundary condition index.
+        radiation: radiative loss.
+        flux_in: prescribed flux into the body.
+        fixed_temperature: heat leaving through fixed-temperature boundaries (reaction).
+    """
+
+    generated: float
+    stored: float
+    convection: float
+    radiation: float
+    flux_in: float
+    fixed_temperature: float
+
+    @property
+    def residual(self) -> float:
+        """Energy balance residual: generated + flux in - stored - losses [W]."""
+        return self.generated + self.flux_in - self.stored - self.convection - self.radiation - self.fixed_temperature
+
+
+class ThermalProblem:
+    """Heat conduction with the case's boundary conditions.
+
+    Args:
+        bundle: mesh and regions.
+        props: region name -> (k 3-vector, rho, cp).
+        bcs: list of (type, facet indices, parameters dict) in case order.
+        source: UFL expression of the volumetric heat source q [W/m^3].
+        T0: initial temperature [K].
+        order: polynomial degree.
+        solver, rtol, prefix: linear solver settings.
+        T_k: the temperature-iterate Function to share (created if None).
+    """
+
+    def __init__(self, bundle: MeshBundle, props: dict, bcs: list, source, T0: float, order: int = 1,
+                 solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_heat_",
+                 T_k: fem.Function | None = None):
+        msh = bundle.mesh
+        self.comm = msh.comm
+        self.bundle = bundle
+        tdim = msh.topology.dim
+        self.V = fem.functionspace(msh, ("Lagrange", order))
+        self.T = fem.Function(self.V, name="T")
+        self.T_n = fem.Function(self.V, name="T_n")
+        # last iterate (shared with the electrical problem's sigma(T)); radiation linearises at it
+        self.T_k = T_k if T_k is not None else fem.Function(self.V, name="T_k")
+        for f in (self.T, self.T_n, self.T_k):
+            f.x.array[:] = T0
+        Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
+        Q0 = fem.functionspace(msh, ("DG", 0))
+        self.k = fem.Function(Q0v, name="k")
+        self.rho_cp = fem.Function(Q0, name="rho_cp")
+        for name, (kvec, rho, cp) in props.items():
+            cells = bundle.cells_of(name)
+            self.k.x.array.reshape(-1, 3)[cells] = np.broadcast_to(np.asarray(kvec, float), (3,))
+            self.rho_cp.x.array[cells] = rho * cp
+        self.k.x.scatter_forward()
+        self.rho_cp.x.scatter_forward()
+        self.inv_dt = fem.Constant(msh, PETSc.ScalarType(0.0))
+        self.source = source
+
+        # One facet tag per boundary condition; a later condition overrides an earlier one.
+        ids = np.zeros(0, np.int32)
+        vals = np.zeros(0, np.int32)
+        facet_owner: dict[int, int] = {}
+        for i, (kind, facets, prm) in enumerate(bcs):
+            for fc in facets:
+                facet_owner[int(fc)] = i + 1
+        if facet_owner:
+            ids = np.fromiter(facet_owner.keys(), np.int32)
+            vals = np.fromiter(facet_owner.values(), np.int32)
+            order_ = np.argsort(ids)
+            ids, vals = ids[order_], vals[order_]
+        self.facet_tags = dmesh.meshtags(msh, tdim - 1, ids, vals)
+        ds = ufl.Measure("ds", domain=msh, subdomain_data=self.facet_tags)
+        dx = ufl.Measure("dx", domain=msh)
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+
+        a = self.inv_dt * self.rho_cp * u * v * dx + ufl.inner(ufl.diag(self.k) * ufl.grad(u), ufl.grad(v)) * dx
+        L = self.inv_dt * self.rho_cp * self.T_n * v * dx + source * v * dx
+        self.dirichlet = []
+        conv_terms, rad_terms, flux_terms = [], [], []
+        msh.topology.create_connectivity(tdim - 1, tdim)
+        for i, (kind, facets, prm) in enumerate(bcs):
+            tag = i + 1
+            if kind == "convection":
+                h = fem.Constant(msh, PETSc.ScalarType(prm["h"]))
+                Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
+                a += h * u * v * ds(tag)
+                L += h * Ta * v * ds(tag)
+                conv_terms.append(h * (self.T - Ta) * ds(tag))
+            elif kind == "radiation":
+                Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
+                hr = prm["emissivity"] * STEFAN_BOLTZMANN * (self.T_k**2 + Ta**2) * (self.T_k + Ta)
+                a += hr * u * v * ds(tag)
+                L += hr * Ta * v * ds(tag)
+                rad_terms.append(prm["emissivity"] * STEFAN_BOLTZMANN * (self.T**4 - Ta**4) * ds(tag))
+            elif kind == "heat_flux":
+                qn = fem.Constant(msh, PETSc.ScalarType(prm["flux"]))
+                L += qn * v * ds(tag)
+                flux_terms.append(qn * ds(tag))
+            elif kind == "temperature":
+                dofs = fem.locate_dofs_topological(self.V, tdim - 1, np.asarray(facets, np.int32))
+                self.dirichlet.append(fem.dirichletbc(PETSc.ScalarType(prm["T"]), dofs, self.V))
+            else:
+                raise ValueError(f"unknown thermal boundary condition {kind!r}")
+        self.a = fem.form(a)
+        self.L = fem.form(L)
+        zero = fem.Constant(msh, PETSc.ScalarType(0.0)) * dx
+        self._q_form = fem.form(source * dx)
+        self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
+        self._conv_form = fem.form(sum(conv_terms) if conv_terms else zero)
+        self._rad_form = fem.form(sum(rad_terms) if rad_terms else zero)
+        self._flux_form = fem.form(sum(flux_terms) if flux_terms else zero)
+        # reaction at fixed-temperature dofs: heat flowing in there (negated below)
+        self._wD = fem.Function(self.V)
+        for bc in self.dirichlet:
+            self._wD.x.array[bc.dof_indices()[0]] = 1.0
+        self._react = fem.form(ufl.replace(a, {u: self.T, v: self._wD}) - ufl.replace(L, {v: self._wD}))
+
+        self.A = fpetsc.create_matrix(self.a)
+        self.b = fpetsc.create_vector(self.V)
+        self.x = fpetsc.create_vector(self.V)
+        ndofs = self.V.dofmap.index_map.size_global
+        self.ndofs = ndofs
+        self.options = solvers.preset(solver, ndofs, rtol)
+        self.ksp = solvers.make_ksp(self.comm, self.A, prefix, self.options)
+        self._assembled_key = None
+        self.has_radiation = bool(rad_terms)
+
+    def solve(self, dt: float | None, step: int | None = None) -> int:
+        """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
+
+        The matrix is re-assembled only when dt changes (or radiation is present), so at
+        fixed dt the factorisation / preconditioner is reused.
+
+        Returns:
+            KSP iterations.
+        """
+        self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
+        key = (dt,)
+        if key != self._assembled_key or self.has_radiation:
+            self.A.zeroEntries()
+            fpetsc.assemble_matrix(self.A, self.a, bcs=self.dirichlet)
+            self.A.assemble()
+            self.ksp.setOperators(self.A)
+            self._assembled_key = key
+        with self.b.localForm() as loc:
+            loc.set(0.0)
+        fpetsc.assemble_vector(self.b, self.L)
+        fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
+        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fpetsc.set_bc(self.b, self.dirichlet)
+        # warm start from the current temperature for iterative solvers
+        fpetsc.assign(self.T, self.x)
+        self.ksp.setInitialGuessNonzero(self.options.get("ksp_type") == "cg")
+        its = solvers.solve_checked(self.ksp, self.b, self.x, "thermal", step)
+        self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        fpetsc.assign(self.x, self.T)
+        self.T.x.scatter_forward()
+        return its
+
+    def _sum(self, form) -> float:
+        return self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
+
+    def heat_flows(self) -> HeatFlows:
+        """Integrated heat flows for the current T (and T_n, dt) [W]."""
+        return HeatFlows(generated=self._sum(self._q_form), stored=self._sum(self._stored_form),
+                         convection=self._sum(self._conv_form), radiation=self._sum(self._rad_form),
+                         flux_in=self._sum(self._flux_form), fixed_temperature=-self._sum(self._react))
+
+    def advance(self) -> None:
+        """Accept the step: T_n <- T."""
+        self.T_n.x.array[:] = self.T.x.array
