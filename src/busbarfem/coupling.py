@@ -91,7 +91,7 @@ class Simulation:
         comm: MPI communicator.
         outdir: output folder (None: write nothing).
         progress: optional callable(dict) called after each step on rank 0.
-        cache_dir: mesh cache folder.
+        cache_dir: mesh cache folder (None: always mesh).
     """
 
     def __init__(self, case, source, comm: MPI.Comm, outdir: Path | None = None, progress=None,
@@ -113,8 +113,7 @@ class Simulation:
         """Mesh (unless given), resolve regions, build the physics and the writers."""
         case = self.case
         t0 = time.perf_counter()
-        kw = {} if self.cache_dir is None else {"cache_dir": self.cache_dir}
-        self.bundle = bundle or build_mesh(case, self.comm, **kw)
+        self.bundle = bundle or build_mesh(case, self.comm, cache_dir=self.cache_dir)
         self._tick("mesh", t0)
         self.materials = resolve_materials(case.materials)
         b = self.bundle

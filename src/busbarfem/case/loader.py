@@ -150,14 +150,35 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def validation_to_case_error(err: ValidationError, src: CaseSource, model: type[BaseModel]) -> CaseError:
+def _data_path(loc: tuple, data: Any) -> list:
+    """Keep the parts of a pydantic error location that exist in the data (drops union tags)."""
+    out: list = []
+    cur = data
+    for p in loc:
+        if isinstance(cur, dict) and p in cur:
+            out.append(p)
+            cur = cur[p]
+        elif isinstance(cur, list) and isinstance(p, int) and p < len(cur):
+            out.append(p)
+            cur = cur[p]
+        elif isinstance(cur, dict) and isinstance(p, str) and p not in cur and cur.get("type") == p:
+            continue  # discriminated-union tag
+        else:
+            out.append(p)
+            cur = None
+    return out
+
+
+def validation_to_case_error(err: ValidationError, src: CaseSource, model: type[BaseModel],
+                             data: Any = None) -> CaseError:
     """Turn the first pydantic error into one located, human CaseError."""
-    e = err.errors()[0]
+    errors = err.errors()
+    # an unknown key usually explains a 'missing' one (a typo): report it first
+    errors.sort(key=lambda e: 0 if e["type"] == "extra_forbidden" else 1)
+    e = errors[0]
     loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after", "function-plain"))))
     # drop discriminated-union tags (they equal the 'type' value, e.g. 'convection')
-    clean: list[Any] = []
-    for p in loc:
-        clean.append(p)
+    clean: list[Any] = _data_path(loc, data) if data is not None else list(loc)
     key = ".".join(str(p) for p in clean)
     kind = e["type"]
     if kind == "extra_forbidden":
@@ -234,7 +255,7 @@ def load_case(path: str | Path, overrides: list[str] | None = None):
     try:
         case = Case.model_validate(data, context={"case_dir": src.directory})
     except ValidationError as err:
-        raise validation_to_case_error(err, src, Case) from None
+        raise validation_to_case_error(err, src, Case, data) from None
     from busbarfem.case.checks import check_case
 
     check_case(case, src)

@@ -1,0 +1,329 @@
+"""Lumped nSmP module circuit: the ``--lumped`` fast path and the 3D model's oracle.
+
+Topology (the seed's parallel connected units, PCU): the n_s series stages are split
+into ``pcu`` blocks of m = n_s / pcu consecutive stages. Inside a block, the p parallel
+cells of each stage belong to p strings of m series cells that are joined only at the
+block ends; the blocks are in series. ``pcu = n_s`` is the ordinary fully
+cross-connected module; ``pcu = 1`` is p independent strings joined at the terminals.
+
+Per block K with strings j (EMF V_j = sum of cell EMFs, resistance R_j = sum of
+R0 + interconnect resistance), for module current I (the seed's formulas):
+
+    V_K = (sum_j V_j/R_j - I) / (sum_j 1/R_j),     I_j = (V_j - V_K) / R_j
+
+so the module voltage is affine in I: V = A - B I. Voltage control solves for I,
+power control solves B I^2 - A I + P = 0 on the branch through I = 0.
+
+Time stepping (operator splitting, as the 3D coupling): with the cell states at t_n,
+solve the circuit for the target at t_n + dt/2, advance SOC and RC voltages exactly for
+that constant current, and the optional lumped thermal model
+``m cp dT/dt = q - h A (T - T_amb)`` exactly for that heat. Steps land on step ends and
+profile breakpoints; threshold events (voltage, SOC, cut-off current) are located by
+bisection of the step to ``event_tolerance``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from busbarfem import naming
+from busbarfem.case.cells import CellModel
+from busbarfem.case.loads import Load
+from busbarfem.cells.ecm import CellParameters, ECMState, advance, emf
+from busbarfem.loads import Event, LoadController, Target
+
+
+class PowerLimitError(ValueError):
+    """The requested module power exceeds the maximum the circuit can deliver."""
+
+
+@dataclass
+class CircuitSolution:
+    """Module and cell electrical state for one solve.
+
+    Attributes:
+        module_current: [A]; module_voltage: [V]; cell_current, cell_voltage: (n_s, n_p).
+    """
+
+    module_current: float
+    module_voltage: float
+    cell_current: np.ndarray
+    cell_voltage: np.ndarray
+
+
+class ModuleCircuit:
+    """The nSmP circuit with PCU blocks (see the module docstring).
+
+    Args:
+        n_series: series stages n_s.
+        n_parallel: parallel cells per stage p.
+        pcu: parallel connected units (divides n_s); default n_s (fully cross-connected).
+        interconnect_resistance: extra series resistance per cell [ohm] (scalar or (n_s, n_p)).
+    """
+
+    def __init__(self, n_series: int, n_parallel: int, pcu: int | None = None,
+                 interconnect_resistance=0.0):
+        self.n_series, self.n_parallel = int(n_series), int(n_parallel)
+        self.pcu = self.n_series if pcu is None else int(pcu)
+        if self.pcu < 1 or self.n_series % self.pcu:
+            raise ValueError(f"parallel_connected_units must divide n_series={self.n_series}; "
+                             f"valid: {[d for d in range(1, self.n_series + 1) if self.n_series % d == 0]}")
+        self.stages_per_block = self.n_series // self.pcu
+        self.r_int = np.broadcast_to(np.asarray(interconnect_resistance, dtype=float),
+                                     (self.n_series, self.n_parallel))
+
+    def _blocks(self, E, R0):
+        m, p = self.stages_per_block, self.n_parallel
+        V = E.reshape(self.pcu, m, p).sum(axis=1)  # string EMFs (K, p)
+        R = (R0 + self.r_int).reshape(self.pcu, m, p).sum(axis=1)  # string resistances
+        G = (1.0 / R).sum(axis=1)  # (K,)
+        a = (V / R).sum(axis=1) / G
+        return V, R, G, a
+
+    def affine(self, E, R0) -> tuple[float, float]:
+        """(A, B) with module voltage V = A - B I."""
+        _, _, G, a = self._blocks(E, R0)
+        return float(a.sum()), float((1.0 / G).sum())
+
+    def solve(self, E, R0, target: Target) -> CircuitSolution:
+        """Cell and module currents/voltages for a terminal target.
+
+        Args:
+            E: cell EMFs (n_s, n_p) [V].
+            R0: cell series resistances (n_s, n_p) [ohm].
+            target: current [A], voltage [V] or power [W] at module level.
+
+        Raises:
+            PowerLimitError: power above A^2 / (4 B).
+        """
+        E = np.asarray(E, dtype=float).reshape(self.n_series, self.n_parallel)
+        R0 = np.asarray(R0, dtype=float).reshape(self.n_series, self.n_parallel)
+        V, R, G, a = self._blocks(E, R0)
+        A, B = float(a.sum()), float((1.0 / G).sum())
+        if target.mode == "current":
+            current = target.value
+        elif target.mode == "voltage":
+            current = (A - target.value) / B
+        elif target.mode == "power":
+            disc = A * A - 4.0 * B * target.value
+            if disc < 0.0:
+                raise PowerLimitError(f"requested power {target.value:g} W exceeds the maximum "
+                                      f"deliverable {A * A / (4.0 * B):.4g} W")
+            current = 2.0 * target.value / (A + np.sqrt(disc))  # stable root through I = 0
+        else:
+            raise ValueError(f"unknown target mode {target.mode!r}")
+        v_block = a - current / G  # (K,)
+        i_string = (V - v_block[:, None]) / R  # (K, p)
+        cell_i = np.repeat(i_string, self.stages_per_block, axis=0)  # (n_s, p)
+        return CircuitSolution(module_current=float(current),
+                               module_voltage=float(v_block.sum()),
+                               cell_current=cell_i, cell_voltage=E - R0 * cell_i)
+
+
+@dataclass
+class LumpedThermal:
+    """Per-cell lumped thermal model ``m cp dT/dt = q - h A (T - T_amb)``.
+
+    Attributes:
+        h: heat transfer coefficient [W/m^2/K].
+        T_ambient: ambient temperature [K].
+        T_initial: initial cell temperature [K] (default T_ambient).
+        area: cooled area per cell [m^2] (default cell.surface_area).
+        volume: cell volume [m^3] (default cell.volume); mass = rho * volume.
+    """
+
+    h: float = 10.0
+    T_ambient: float = 298.15
+    T_initial: float | None = None
+    area: float | None = None
+    volume: float | None = None
+
+
+@dataclass
+class LumpedResult:
+    """Time series of a lumped run; cell arrays are (n_t, n_s, n_p).
+
+    Attributes:
+        time [s], module_voltage [V], module_current [A], module_power [W], step_index,
+        cell_current [A], cell_voltage [V], cell_soc [-], cell_temperature [K],
+        cell_heat, cell_heat_irreversible, cell_heat_reversible [W per cell],
+        stop_reason, events, n_series, n_parallel, pcu.
+    """
+
+    time: np.ndarray
+    module_voltage: np.ndarray
+    module_current: np.ndarray
+    module_power: np.ndarray
+    step_index: np.ndarray
+    cell_current: np.ndarray
+    cell_voltage: np.ndarray
+    cell_soc: np.ndarray
+    cell_temperature: np.ndarray
+    cell_heat: np.ndarray
+    cell_heat_irreversible: np.ndarray
+    cell_heat_reversible: np.ndarray
+    stop_reason: str
+    n_series: int
+    n_parallel: int
+    pcu: int
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def discharged_Ah(self) -> float:
+        """Net charge delivered by the module terminals [Ah] (trapezoidal)."""
+        return float(np.trapezoid(self.module_current, self.time) / 3600.0)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Flat ``{"name [unit]": series}`` table (the ``timeseries.csv`` layout)."""
+        cols = {"time [s]": self.time, "module_voltage [V]": self.module_voltage,
+                "module_current [A]": self.module_current, "module_power [W]": self.module_power,
+                "step": self.step_index}
+        for s in range(self.n_series):
+            for p in range(self.n_parallel):
+                name = naming.cell(s + 1, p + 1)
+                cols[f"{name}_current [A]"] = self.cell_current[:, s, p]
+                cols[f"{name}_voltage [V]"] = self.cell_voltage[:, s, p]
+                cols[f"{name}_soc [-]"] = self.cell_soc[:, s, p]
+                cols[f"{name}_temperature [K]"] = self.cell_temperature[:, s, p]
+                cols[f"{name}_heat [W]"] = self.cell_heat[:, s, p]
+        return cols
+
+
+def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu: int | None = None,
+               t_end: float = 48 * 3600.0, dt: float = 10.0, thermal: LumpedThermal | None = None,
+               interconnect_resistance=0.0, capacity_factors=None, R0_factors=None,
+               initial_soc=None, event_tolerance: float = 0.01) -> LumpedResult:
+    """Run the lumped module model until the load stops or ``t_end``.
+
+    Args:
+        cell: cell section; load: load section.
+        n_series, n_parallel: module size; pcu: parallel connected units (default n_s).
+        t_end: final time [s]; dt: maximum time step [s].
+        thermal: lumped thermal model (None: isothermal at cell.T_ref).
+        interconnect_resistance: per-cell series resistance outside the cell [ohm].
+        capacity_factors, R0_factors: per-cell factors overriding ``cell.variation``.
+        initial_soc: scalar or per-cell initial SOC (default ``cell.initial_soc``).
+        event_tolerance: time resolution of located threshold events [s].
+    """
+    n_cells = n_series * n_parallel
+    params = CellParameters(cell, n_cells, capacity_factors, R0_factors)
+    circuit = ModuleCircuit(n_series, n_parallel, pcu, interconnect_resistance)
+    ctl = LoadController(load, cell.capacity, n_series, n_parallel)
+    state = ECMState.initial(params, initial_soc)
+    shape = (n_series, n_parallel)
+
+    if thermal is not None:
+        area = thermal.area or cell.surface_area
+        volume = thermal.volume or cell.volume
+        if area is None or volume is None:
+            raise ValueError("lumped thermal model needs the cell surface_area and volume "
+                             "(in the cell section or in LumpedThermal)")
+        heat_capacity = cell.rho * volume * cell.cp  # J/K
+        hA = thermal.h * area
+        T = np.full(n_cells, thermal.T_initial if thermal.T_initial is not None else thermal.T_ambient)
+    else:
+        T = np.full(n_cells, cell.T_ref)
+
+    def electrical(st: ECMState, temp: np.ndarray, target: Target):
+        E = emf(params, st, temp)
+        sol = circuit.solve(E, params.R0(st.soc, temp), target)
+        i = sol.cell_current.ravel()
+        ocv = params.ocv(st.soc, temp)
+        q_irr = i * (ocv - sol.cell_voltage.ravel())
+        q_rev = -i * temp * params.dUdT(st.soc)
+        return sol, q_irr, q_rev
+
+    def take_step(st: ECMState, temp: np.ndarray, t0: float, h: float):
+        sol, q_irr, q_rev = electrical(st, temp, ctl.target(t0 + 0.5 * h))
+        new = advance(params, st, sol.cell_current.ravel(), h)
+        if thermal is None:
+            new_T = temp
+        else:
+            q = q_irr + q_rev
+            if hA > 0.0:
+                T_inf = thermal.T_ambient + q / hA
+                new_T = T_inf + (temp - T_inf) * np.exp(-h * hA / heat_capacity)
+            else:
+                new_T = temp + q * h / heat_capacity
+        return new, new_T
+
+    rec: dict[str, list] = {k: [] for k in ("t", "V", "I", "k", "ci", "cv", "soc", "T", "qi", "qr")}
+
+    def record(t, sol, q_irr, q_rev, st, temp):
+        rec["t"].append(t)
+        rec["V"].append(sol.module_voltage)
+        rec["I"].append(sol.module_current)
+        rec["k"].append(ctl.step_index)
+        rec["ci"].append(sol.cell_current.copy())
+        rec["cv"].append(sol.cell_voltage.copy())
+        rec["soc"].append(st.soc.reshape(shape).copy())
+        rec["T"].append(temp.reshape(shape).copy())
+        rec["qi"].append(q_irr.reshape(shape).copy())
+        rec["qr"].append(q_rev.reshape(shape).copy())
+
+    def snapshot(st, temp, t):
+        return electrical(st, temp, ctl.target(t))
+
+    t = 0.0
+    stop_reason = ""
+    try:
+        snap = snapshot(state, T, t)
+    except PowerLimitError as exc:
+        stop_reason = str(exc)
+        snap = None
+    if snap is not None:
+        record(t, *snap, state, T)
+    while snap is not None:
+        if t >= t_end - 1e-9 * max(1.0, t_end):
+            stop_reason = f"end time {t_end:g} s reached"
+            break
+        h = min(dt, t_end - t)
+        nxt = ctl.next_event_time(t)
+        if nxt is not None:
+            h = min(h, nxt - t)
+
+        def trial(h_try):
+            st, temp = take_step(state, T, t, h_try)
+            s = snapshot(st, temp, t + h_try)
+            sol = s[0]
+            ev = ctl.check(t + h_try, sol.module_voltage, sol.module_current,
+                           sol.cell_voltage, st.soc, float(temp.max()))
+            return st, temp, s, ev
+
+        try:
+            new_state, new_T, snap_new, ev = trial(h)
+            if ev is not None and h > event_tolerance:
+                lo, hi = 0.0, h
+                while hi - lo > event_tolerance:
+                    mid = 0.5 * (lo + hi)
+                    if trial(mid)[3] is None:
+                        lo = mid
+                    else:
+                        hi = mid
+                if hi < h:
+                    h = hi
+                    new_state, new_T, snap_new, ev = trial(h)
+        except PowerLimitError as exc:
+            stop_reason = f"{exc} at t = {t:g} s"
+            break
+        state, T, snap = new_state, new_T, snap_new
+        sol = snap[0]
+        ev = ctl.update(t, h, sol.module_voltage, sol.module_current, sol.cell_voltage,
+                        state.soc, float(T.max()))
+        t += h
+        record(t, *snap, state, T)
+        if ev is not None and ev.stop:
+            stop_reason = ev.reason
+            break
+
+    arr = {k: np.asarray(v) for k, v in rec.items()}
+    qi, qr = arr["qi"], arr["qr"]
+    return LumpedResult(
+        time=arr["t"], module_voltage=arr["V"], module_current=arr["I"],
+        module_power=arr["V"] * arr["I"], step_index=arr["k"], cell_current=arr["ci"],
+        cell_voltage=arr["cv"], cell_soc=arr["soc"], cell_temperature=arr["T"],
+        cell_heat=qi + qr, cell_heat_irreversible=qi, cell_heat_reversible=qr,
+        stop_reason=stop_reason, n_series=n_series, n_parallel=n_parallel, pcu=circuit.pcu,
+        events=list(ctl.events))

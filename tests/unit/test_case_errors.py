@@ -1,0 +1,114 @@
+"""Bad input: one clear message with file, line, key and valid choices; exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+
+from busbarfem.cli import main
+
+BASE = (EXAMPLES / "busbar_straight.yaml").read_text()
+
+
+def run_cli(tmp_path: Path, text: str, capsys, *extra) -> tuple[int, str]:
+    case = tmp_path / "case.yaml"
+    case.write_text(text)
+    code = main(["run", str(case), "-o", str(tmp_path / "out"), "-q", "--no-cache", *extra])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def line_of(text: str, needle: str) -> int:
+    for i, ln in enumerate(text.splitlines(), 1):
+        if needle in ln:
+            return i
+    raise AssertionError(needle)
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path, capsys):
+    text = BASE.replace("      width: 0.010", "      widht: 0.010")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert f"case.yaml:{line_of(text, 'widht')}" in err
+    assert "geometry.busbars.0.widht" in err and "unknown key" in err
+    assert "did you mean 'width'" in err
+    assert "Traceback" not in err
+
+
+def test_wrong_type(tmp_path, capsys):
+    text = BASE.replace("h: 10.0", "h: lots")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert f"case.yaml:{line_of(text, 'h: lots')}" in err and "thermal.boundaries.0.h" in err
+
+
+def test_negative_thickness(tmp_path, capsys):
+    text = BASE.replace("thickness: 0.002", "thickness: -0.002")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert "geometry.busbars.0.thickness" in err and "greater than 0" in err
+    assert f":{line_of(text, 'thickness: -0.002')}" in err
+
+
+def test_missing_material(tmp_path, capsys):
+    text = BASE.replace("material: copper", "material: coper")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert "unknown material 'coper'" in err and "did you mean 'copper'" in err
+    assert f":{line_of(text, 'material: coper')}" in err
+
+
+def test_unknown_region_name(tmp_path, capsys):
+    text = BASE.replace("regions: [exterior]", "regions: [busbar_7]")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert "unknown region 'busbar_7'" in err and "busbar_1" in err
+    assert "thermal.boundaries.0.regions.0" in err
+
+
+def test_unknown_bc_type_lists_choices(tmp_path, capsys):
+    text = BASE.replace("type: convection", "type: convektion")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert "convection" in err and "temperature" in err
+
+
+def test_unreadable_file(tmp_path, capsys):
+    code = main(["validate", str(tmp_path / "nope.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.yaml" in err and "cannot read" in err
+
+
+def test_yaml_syntax_error_has_line(tmp_path, capsys):
+    text = BASE.replace("  current: 100.0", "  current: [100.0")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2 and "YAML syntax error" in err and "case.yaml:" in err
+
+
+def test_nan_rejected(tmp_path, capsys):
+    text = BASE.replace("current: 100.0", "current: .nan")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2 and "load.current" in err and "finite" in err
+
+
+def test_bad_override_is_located_on_command_line(tmp_path, capsys):
+    code, err = run_cli(tmp_path, BASE, capsys, "--set", "mesh.sise=0.001")
+    assert code == 2 and "command line --set" in err and "did you mean 'size'" in err
+
+
+def test_existing_output_folder_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    code, err = run_cli(tmp_path, BASE, capsys)
+    assert code == 2 and "--overwrite" in err and (out / "keep.txt").exists()
+
+
+def test_schema_lists_sections(capsys):
+    import json
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"geometry", "mesh", "load", "thermal", "solver", "materials", "cell"} <= set(schema["properties"])
