@@ -104,6 +104,7 @@ class Simulation:
         self.rows: list[dict] = []
         self.stop_reason = "not run"
         self.runaway: dict | None = None
+        self.events: list[dict] = []
 
     # ------------------------------------------------------------------ set-up
     def _tick(self, phase: str, t0: float) -> None:
@@ -145,22 +146,41 @@ class Simulation:
         s = case.solver
         self.el = ElectricalProblem(b, self.materials, T_k, self.cell_params, order=order,
                                     solver=s.electrical_solver, rtol=s.rtol)
+        if self.cell_params:
+            from busbarfem.physics.cells import CellCoupling
+
+            self.cells = CellCoupling(b, case.cell, self.el, T_k)
         q = self.el.joule_density() + self._cell_heat_expr()
         self.th = ThermalProblem(b, props, bcs, q, T0, order=order, solver=s.thermal_solver, rtol=s.rtol,
                                  T_k=T_k)
         self.T_k = T_k
         self.q_expr = q
         self.joule_by_region = RegionIntegrator(b, self.el.joule_density())
+        if self.cells is not None:
+            j = self.el.transfer_current()
+            self._enthalpy_form = fem.form(j * (self.el.ocv - T_k * self.el.dudt) * ufl.dx(domain=b.mesh))
         self.heat_by_region = RegionIntegrator(b, q)
         self._setup_output()
         self._tick("setup", t0)
 
     def _build_cells(self) -> None:
-        """Cell parameters per cell region (MSMD); none for conductor-only cases."""
+        """Cell collector conductivities per cell region (MSMD); none for conductor-only cases."""
+        b = self.bundle
+        cell_regions = [n for n in b.volume_names() if b.regions[n].kind == "cell"]
         self.cell_params = {}
+        if not cell_regions:
+            return
+        if self.case.cell is None:
+            raise self.source.error(f"the geometry has {len(cell_regions)} cell bodies but the case has no "
+                                    "'cell:' section (e.g. cell: {preset: LG_M50})", "cell")
+        c = self.case.cell
+        for n in cell_regions:
+            self.cell_params[n] = {"sigma_pos": c.sigma_pos, "sigma_neg": c.sigma_neg}
 
     def _cell_heat_expr(self):
-        return fem.Constant(self.bundle.mesh, 0.0)
+        if self.cells is None:
+            return fem.Constant(self.bundle.mesh, 0.0)
+        return self.cells.heat_density()
 
     def _thermal_bcs(self) -> list:
         case, b = self.case, self.bundle
@@ -313,7 +333,8 @@ class Simulation:
 
         case = self.case
         cap = case.cell.capacity if case.cell is not None else 1.0
-        self.controller = LoadController(case.load, capacity_Ah=cap, n_series=1, n_parallel=1)
+        ns, npar = (self.cells.n_series, self.cells.n_parallel) if self.cells is not None else (1, 1)
+        self.controller = LoadController(case.load, capacity_Ah=cap, n_series=ns, n_parallel=npar)
         self._open_timeseries()
         t_start = time.perf_counter()
         try:
@@ -343,37 +364,116 @@ class Simulation:
             (self.outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
 
+    def _electrical_step(self, t_eval: float, step: int):
+        """Quasi-static electrical solve for the target at ``t_eval`` (cells frozen)."""
+        target = self._target(t_eval)
+        t0 = time.perf_counter()
+        if self.cells is not None:
+            self.cells.update_temperature()
+            self.cells.refresh()
+        sol = self.el.solve(target.mode, target.value, step=step)
+        if self.cells is not None:
+            self.cells.measure_currents()
+        self._tick("solve_electrical", t0)
+        return sol
+
+    def _thermal_step(self, dt: float, step: int) -> None:
+        t0 = time.perf_counter()
+        self.th.solve(dt, step=step)
+        self._tick("solve_thermal", t0)
+
+    def _tmax(self, arr: np.ndarray) -> float:
+        nown = self.th.V.dofmap.index_map.size_local
+        return self.comm.allreduce(float(arr[:nown].max()) if nown else -np.inf, op=MPI.MAX)
+
     def run_transient(self) -> None:
-        """Operator-split time loop with the load controller's targets."""
+        """Operator-split time loop with adaptive steps and event landing.
+
+        Each step: electrical solve at T^n (optionally Picard-iterated on sigma(T)),
+        thermal step, then the cell states. A step whose temperature change exceeds twice
+        ``max_temperature_change``, or that would trigger a load event (voltage, SOC or
+        current condition) while dt > dt_min, is rejected and retried with half the step,
+        so events land on step boundaries within dt_min.
+        """
         s = self.case.solver
-        th, el = self.th, self.el
+        th = self.th
         t, step = 0.0, 0
         dt = s.dt
-        t_end = s.t_end
+        dt_max = s.dt_max or s.dt
+        t_end = s.t_end if s.t_end is not None else math.inf
         self._write_fields(0.0)
+        self.stop_reason = "end time reached"
         while t < t_end * (1 - 1e-12):
             step += 1
             dt_step = min(dt, t_end - t)
-            target = self._target(t + dt_step)
-            self.T_k.x.array[:] = th.T_n.x.array
-            t0 = time.perf_counter()
-            sol = el.solve(target.mode, target.value, step=step)
-            self._tick("solve_electrical", t0)
-            t0 = time.perf_counter()
-            th.solve(dt_step, step=step)
-            self._tick("solve_thermal", t0)
-            self._check_temperature(th.T.x.array, step)
+            nxt = self.controller.next_event_time(t)
+            if nxt is not None and nxt - t < dt_step * (1 + 1e-9):
+                dt_step = nxt - t
+            cell_state = self.cells.state.copy() if self.cells is not None else None
+            while True:
+                self.T_k.x.array[:] = th.T_n.x.array
+                sol = self._electrical_step(t + dt_step, step)
+                self._thermal_step(dt_step, step)
+                for _ in range(s.picard.max_iterations if s.coupled_iterations else 0):
+                    change = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - self.T_k.x.array))),
+                                                 op=MPI.MAX)
+                    if change <= s.picard.tolerance * (1.0 + self._tmax(th.T.x.array) - self._tmax(th.T_n.x.array)):
+                        break
+                    self.T_k.x.array[:] = th.T.x.array
+                    sol = self._electrical_step(t + dt_step, step)
+                    self._thermal_step(dt_step, step)
+                self._check_temperature(th.T.x.array, step)
+                dT = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - th.T_n.x.array))), op=MPI.MAX)
+                if s.adaptive and dT > 2 * s.max_temperature_change and dt_step > s.dt_min * 1.0001:
+                    dt_step = max(dt_step / 2, s.dt_min)
+                    continue
+                if self.cells is not None:
+                    self.cells.advance(dt_step)
+                ev = self.controller.check(t + dt_step, sol.voltage, sol.current, *self._cell_status(),
+                                           max_temperature=self._tmax(th.T.x.array))
+                if (ev is not None and dt_step > s.dt_min * 1.0001 and "duration" not in ev.reason
+                        and "end of profile" not in ev.reason):
+                    if self.cells is not None:
+                        self.cells.state = cell_state.copy()
+                    dt_step = max(dt_step / 2, s.dt_min)
+                    continue
+                break
             t += dt_step
             self._record(t, sol, dt=dt_step)
             th.advance()
-            if step % self.case.output.every == 0 or t >= t_end * (1 - 1e-12):
+            event = self.controller.update(t - dt_step, dt_step, sol.voltage, sol.current, *self._cell_status(),
+                                           max_temperature=self.rows[-1]["T_max [K]"])
+            if step % self.case.output.every == 0 or event is not None:
                 self._write_fields(t)
+            if event is not None:
+                self.events.append(event.to_dict())
+                if event.stop:
+                    self.stop_reason = event.reason
+                    return
             tmax = self.rows[-1]["T_max [K]"]
             if s.temperature_limit is not None and tmax > s.temperature_limit:
                 self.stop_reason = "temperature limit"
+                self.runaway = None
                 self._write_fields(t)
                 return
-        self.stop_reason = "end time reached"
+            if s.adaptive:
+                # grow when the temperature (and SOC) changed little over the step
+                growth = 1.5 if dT < 0.5 * s.max_temperature_change else 1.0
+                if self.cells is not None and len(self.rows) > 1:
+                    dsoc = float(np.max(np.abs(self.cells.current))) * dt_step / (3600 * float(np.min(self.cells.state.capacity_Ah)))
+                    if dsoc > 0.02:
+                        growth = min(growth, 0.5 * (1 + 0.02 / dsoc))
+                dt = min(max(dt_step * growth, s.dt_min), dt_max)
+            else:
+                dt = s.dt
+        if self.rows and (step % self.case.output.every != 0):
+            self._write_fields(t)
+
+    def _cell_status(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cell voltages and SOCs for the load controller (one pseudo-cell without cells)."""
+        if self.cells is None:
+            return np.array([np.nan]), np.array([0.5])
+        return self.cells.cell_voltages(), self.cells.state.soc
 
     # ------------------------------------------------------------------ output
     def _write_fields(self, t: float) -> None:
@@ -401,6 +501,21 @@ class Simulation:
                "heat_fixed_T [W]": flows.fixed_temperature, "heat_flux_in [W]": flows.flux_in,
                "energy_residual [W]": flows.residual,
                "energy_residual_rel [-]": flows.residual / gen if gen else 0.0}
+        if self.cells is not None:
+            c = self.cells
+            q_irr, q_rev = c.heat()
+            V = c.cell_voltages()
+            # electrochemical (enthalpy) power released = terminal power + all heat generated
+            enth = self.comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
+            row["electrochemical_power [W]"] = enth
+            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - gen
+            for i, n in enumerate(c.names):
+                row[f"I_{n} [A]"] = c.current[i]
+                row[f"V_{n} [V]"] = V[i]
+                row[f"SOC_{n} [-]"] = c.state.soc[i]
+                row[f"T_mean_{n} [K]"] = c.T_mean[i]
+                row[f"q_irr_{n} [W]"] = q_irr[i]
+                row[f"q_rev_{n} [W]"] = q_rev[i]
         self.last_flows = flows
         self.last_solution = sol
         self.rows.append(row)

@@ -128,7 +128,7 @@ class Step(StrictModel):
             if self.current is not None:
                 amount = f"{_num(self.current)} A"
             elif self.c_rate is not None:
-                amount = f"{_num(self.c_rate)}C"
+                amount = _rate(self.c_rate)
             else:
                 amount = f"{_num(self.power)} W"
             text = f"{self.kind.capitalize()} at {amount}"
@@ -138,7 +138,7 @@ class Step(StrictModel):
         if self.until_current is not None:
             conds.append(f"{_num(self.until_current)} A")
         if self.until_c_rate is not None:
-            conds.append(f"{_num(self.until_c_rate)}C")
+            conds.append(_rate(self.until_c_rate))
         if self.until_soc is not None:
             conds.append(f"{_num(100.0 * self.until_soc)}% SOC")
         if self.until_temperature is not None:
@@ -152,8 +152,16 @@ class Step(StrictModel):
         return text
 
 
+def _rate(c: float) -> str:
+    inv = 1.0 / c
+    if c < 1.0 and abs(inv - round(inv)) < 1e-9:
+        return f"C/{round(inv)}"
+    return f"{_num(c)}C"
+
+
 def _num(x: float) -> str:
-    return f"{x:.12g}"
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
 
 
 def check_time_table(table, what: str) -> None:
@@ -395,6 +403,19 @@ class Load(StrictModel):
         None, description="Step sequence: strings ('Discharge at 1C until 2.5 V') or mappings.")
 
     _curves: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_input_type(cls, data):
+        # Without electrical_input_type, the one quantity the user gave decides it
+        # (``c_rate: 1`` means a C-rate load); the seed's default 'current' otherwise.
+        if not isinstance(data, dict) or "electrical_input_type" in data or "steps" in data:
+            return data
+        families = {q for q in ("current", "c_rate", "power", "voltage")
+                    if any(k == q or k.startswith(q + "_") for k in data)}
+        if len(families) == 1:
+            data = {**data, "electrical_input_type": families.pop()}
+        return data
 
     @field_validator("steps", mode="before")
     @classmethod

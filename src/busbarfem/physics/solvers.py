@@ -16,8 +16,7 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
     if kind == "auto":
         kind = "lu" if ndofs <= LU_DOF_LIMIT else "gamg"
     if kind == "lu":
-        return {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
-                "mat_mumps_icntl_14": 80, "mat_mumps_icntl_24": 1}
+        return {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
     return {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": rtol, "ksp_atol": 1e-50,
             "ksp_max_it": 1000, "pc_gamg_threshold": 0.02, "pc_gamg_coarse_eq_limit": 2000,
             "pc_gamg_agg_nsmooths": 1, "pc_gamg_square_graph": 1,

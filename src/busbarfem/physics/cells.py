@@ -1,0 +1,132 @@
+r"""Bridge between the 3D MSMD cell volumes and the lumped ECM states.
+
+Each cell region ``cell_<s>_<p>`` gets piecewise-constant coefficients from its ECM state
+(frozen within a time step, operator splitting):
+
+    g_c = 1 / (R0_c(SOC_c, T_c) Vol_c),   E_c = OCV_c(SOC_c, T_c) - sum_k V_RC,k,c,
+    OCV_c, dU/dT_c,
+
+so that the transfer current ``j = g_c (E_c - (phi+ - phi-))`` integrates to the cell
+current ``I_c = (E_c - <phi+ - phi->) / R0_c``. The Bernardi heat density in the cell is
+
+    q = j (OCV_c - (phi+ - phi-)) - j T dU/dT_c      (+ collector Joule heat, added by the
+                                                      electrical problem)
+
+After the thermal step the ECM states advance with ``I_c`` (exact RC update, coulomb
+counting). Cells are ordered (stage, parallel) as in :mod:`busbarfem.cells.ecm`.
+"""
+
+from __future__ import annotations
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import ufl
+from mpi4py import MPI
+
+from dolfinx import fem
+
+from busbarfem.analysis.regions import RegionIntegrator
+from busbarfem.cells import ecm
+from busbarfem.mesh import MeshBundle
+
+
+class CellCoupling:
+    """Per-cell ECM states and their DG0 images on the mesh.
+
+    Args:
+        bundle: mesh and regions (cell regions have kind ``"cell"``).
+        cell_model: the case's ``cell:`` section.
+        el: the ElectricalProblem (its DG0 coefficient Functions are filled here).
+        T: the temperature Function used for cell mean temperatures.
+    """
+
+    def __init__(self, bundle: MeshBundle, cell_model, el, T: fem.Function):
+        self.bundle, self.model, self.el, self.T = bundle, cell_model, el, T
+        regs = [bundle.regions[n] for n in bundle.volume_names() if bundle.regions[n].kind == "cell"]
+        regs.sort(key=lambda r: (r.stage, r.parallel))
+        self.names = [r.name for r in regs]
+        self.stages = np.array([r.stage for r in regs])
+        self.parallels = np.array([r.parallel for r in regs])
+        self.n_series = int(self.stages.max())
+        self.n_parallel = int(self.parallels.max())
+        self.params = ecm.CellParameters(cell_model, len(self.names))
+        self.state = ecm.ECMState.initial(self.params)
+        one = fem.Constant(bundle.mesh, 1.0)
+        vols = RegionIntegrator(bundle, one).by_region()
+        self.volumes = np.array([vols[n] for n in self.names])
+        self._cells = [bundle.cells_of(n) for n in self.names]
+        self._T_int = RegionIntegrator(bundle, T)
+        self._j_int = RegionIntegrator(bundle, el.transfer_current())
+        self._heat_irr = RegionIntegrator(bundle, self.irreversible_heat())
+        self._heat_rev = RegionIntegrator(bundle, self.reversible_heat())
+        self.current = np.zeros(len(self.names))
+        self.T_mean = np.full(len(self.names), float(np.mean(T.x.array)) if len(T.x.array) else 0.0)
+        self.T_mean = bundle.comm.allreduce(self.T_mean, op=MPI.MAX)
+        self.update_temperature()
+        self.refresh()
+
+    # ---------------------------------------------------------------- fields
+    def irreversible_heat(self):
+        """UFL irreversible heat density j (OCV - (phi+ - phi-)) [W/m^3]."""
+        return self.el.transfer_current() * (self.el.ocv - self.el.cell_voltage_field())
+
+    def reversible_heat(self):
+        """UFL reversible (entropic) heat density -j T dU/dT [W/m^3]."""
+        return -self.el.transfer_current() * self.T * self.el.dudt
+
+    def heat_density(self):
+        """UFL Bernardi heat density (without collector Joule heat) [W/m^3]."""
+        return self.irreversible_heat() + self.reversible_heat()
+
+    # ---------------------------------------------------------------- state <-> mesh
+    def update_temperature(self) -> None:
+        """Cell mean temperatures from the temperature field."""
+        tot = self._T_int.by_region()
+        self.T_mean = np.array([tot[n] for n in self.names]) / self.volumes
+
+    def R0(self) -> np.ndarray:
+        """Cell series resistances at the current SOC and mean temperature [ohm]."""
+        return self.params.R0(self.state.soc, self.T_mean)
+
+    def emf(self) -> np.ndarray:
+        """Cell EMFs E = OCV - sum V_RC [V]."""
+        return ecm.emf(self.params, self.state, self.T_mean)
+
+    def refresh(self) -> None:
+        """Write g, E, OCV, dU/dT of every cell into the DG0 coefficients."""
+        el = self.el
+        g = 1.0 / (self.R0() * self.volumes)
+        E = self.emf()
+        ocv = self.params.ocv(self.state.soc, self.T_mean)
+        dudt = self.params.dUdT(self.state.soc)
+        for i, cells in enumerate(self._cells):
+            el.g.x.array[cells] = g[i]
+            el.emf.x.array[cells] = E[i]
+            el.ocv.x.array[cells] = ocv[i]
+            el.dudt.x.array[cells] = dudt[i]
+        for f in (el.g, el.emf, el.ocv, el.dudt):
+            f.x.scatter_forward()
+
+    def measure_currents(self) -> np.ndarray:
+        """Cell currents I_c = integral of j over each cell [A] (after an electrical solve)."""
+        tot = self._j_int.by_region()
+        self.current = np.array([tot[n] for n in self.names])
+        return self.current
+
+    def cell_voltages(self) -> np.ndarray:
+        """Cell terminal voltages V_c = E_c - R0_c I_c [V]."""
+        return self.emf() - self.R0() * self.current
+
+    def heat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell irreversible and reversible heat [W]."""
+        a, b = self._heat_irr.by_region(), self._heat_rev.by_region()
+        return np.array([a[n] for n in self.names]), np.array([b[n] for n in self.names])
+
+    def advance(self, dt: float) -> None:
+        """Advance SOC and RC states by ``dt`` with the measured currents."""
+        self.state = ecm.advance(self.params, self.state, self.current, dt)
+
+    def electrochemical_power(self) -> float:
+        """Rate of electrochemical energy release sum_c E_c I_c ... with OCV: sum OCV_c I_c [W]."""
+        ocv = self.params.ocv(self.state.soc, self.T_mean)
+        return float(np.sum(ocv * self.current))
