@@ -23,7 +23,8 @@ def box_bundle(comm, boxes: list[dict], terminals: dict, size: float) -> MeshBun
     Args:
         boxes: dicts with ``name``, ``lo``, ``hi`` (xyz), and RegionInfo fields
             (``kind``, ``material``, ``field``, ``stage``, ``parallel``).
-        terminals: ``{"terminal_pos": (box name, "zmax"|"zmin"), "terminal_neg": ...}``.
+        terminals: ``{"terminal_pos": (box name, side), "terminal_neg": ...}`` with side one of
+            ``xmin, xmax, ymin, ymax, zmin, zmax``.
         size: element size [m].
     """
     info = GeometryInfo()
@@ -48,10 +49,11 @@ def box_bundle(comm, boxes: list[dict], terminals: dict, size: float) -> MeshBun
         for tname, (bname, side) in terminals.items():
             b = next(x for x in boxes if x["name"] == bname)
             lo, hi = np.asarray(b["lo"]), np.asarray(b["hi"])
-            z = hi[2] if side == "zmax" else lo[2]
+            axis = "xyz".index(side[0])
+            a, bb = lo.copy(), hi.copy()
+            a[axis] = bb[axis] = hi[axis] if side.endswith("max") else lo[axis]
             eps = 1e-6
-            ents = gmsh.model.getEntitiesInBoundingBox(lo[0] - eps, lo[1] - eps, z - eps, hi[0] + eps, hi[1] + eps,
-                                                       z + eps, 2)
+            ents = gmsh.model.getEntitiesInBoundingBox(*(a - eps), *(bb + eps), 2)
             gmsh.model.addPhysicalGroup(2, [e[1] for e in ents], name=tname)
         gmsh.option.setNumber("Mesh.MeshSizeMax", size)
         gmsh.model.mesh.generate(3)

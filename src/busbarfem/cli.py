@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     common(m)
     m.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_mesh)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    c = sub.add_parser("critical-current", help="find the current above which no steady state exists",
+                       description="Bracket and bisect the load current on the existence of a steady "
+                                   "state (thermal runaway threshold). Writes critical_current.json and "
+                                   "a plot of T_max vs current.")
+    common(c)
+    c.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_icrit)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    c.add_argument("--start", type=float, default=None, help="first current to try [A] (default: the case's load current)")
+    c.add_argument("--rtol", type=float, default=0.005, help="relative width of the final bracket (default 0.005)")
     sub.add_parser("schema", help="print the JSON Schema of the case file",
                    description="Print the JSON Schema of the case file.")
     return p
@@ -200,6 +209,51 @@ def cmd_mesh(args, comm, con: Console) -> int:
     return 0
 
 
+def cmd_critical_current(args, comm, con: Console) -> int:
+    """``busbarfem critical-current``: I_crit by bisection on the steady solver."""
+    from busbarfem.analysis.runaway import critical_current
+    from busbarfem.case.loader import load_case
+    from busbarfem.coupling import Simulation
+    from busbarfem.errors import CaseError
+
+    # the mathematical threshold, not a melting point: no temperature cap while searching
+    case, src = load_case(args.case, [*args.overrides, "solver.runaway_temperature=1.0e12",
+                                      "solver.analysis=steady"])
+    out = Path(args.output) if args.output else Path("results") / f"{case.name}_icrit"
+    _prepare_outdir(comm, out, args.overwrite)
+    sim = Simulation(case, src, comm, outdir=None, cache_dir=_default_cache())
+    sim.setup()
+    if sim.cells is not None:
+        raise CaseError("critical-current works on conductor assemblies (no cells)", file=args.case)
+    start = args.start or abs(case.load.current or 0.0) or 100.0
+    con.print(f"busbarfem: critical current of '{case.name}' (start {start:g} A, rtol {args.rtol:g})")
+    res = critical_current(sim.steady_tmax_at, start, rtol=args.rtol, log=con.print)
+    if comm.rank == 0:
+        data = {"case": case.name, "critical_current_A": res.current, "bracket_A": list(res.bracket),
+                "T_max_at_last_stable_K": res.T_max_stable,
+                "solves": [{"current_A": i, "T_max_K": t} for i, t in res.curve]}
+        (out / "critical_current.json").write_text(json.dumps(data, indent=2))
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        pts = sorted((i, t) for i, t in res.curve if t is not None)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="steady T_max")
+        ax.axvline(res.current, color="r", ls="--", label=f"I_crit = {res.current:.4g} A")
+        ax.set_xlabel("current [A]")
+        ax.set_ylabel("T_max [K]")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "critical_current.png", dpi=120)
+        plt.close(fig)
+    con.print(f"  I_crit = {res.current:.6g} A (bracket {res.bracket[0]:.6g} .. {res.bracket[1]:.6g} A); "
+              f"T_max at the last stable point {res.T_max_stable:.2f} K")
+    con.print(f"  results: {out}")
+    return 0
+
+
 def cmd_schema(args, comm, con: Console) -> int:
     """``busbarfem schema``: the case file's JSON Schema on stdout."""
     from busbarfem.case.model import Case
@@ -228,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
                         format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
-    handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema}
+    handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema,
+                "critical-current": cmd_critical_current}
     try:
         return handlers[args.command](args, comm, con)
     except CaseError as exc:

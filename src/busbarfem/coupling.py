@@ -261,7 +261,23 @@ class Simulation:
         ok = bool(np.all(fac > 0)) if len(fac) else True
         return self.comm.allreduce(ok, op=MPI.LAND)
 
-    def solve_steady(self) -> dict:
+    def steady_tmax_at(self, current: float) -> float | None:
+        """Steady T_max [K] at a fixed load current, or None if no steady state exists.
+
+        Restarts from the initial temperature; used by the critical-current search.
+        """
+        from busbarfem.loads import Target
+
+        T0 = self.case.thermal.initial_temperature
+        for f in (self.T_k, self.th.T, self.th.T_n):
+            f.x.array[:] = T0
+        try:
+            self.solve_steady(Target("current", float(current), 0))
+        except Runaway:
+            return None
+        return self._tmax(self.th.T.x.array)
+
+    def solve_steady(self, target=None) -> dict:
         """Anderson-accelerated Picard on the steady coupled problem.
 
         Returns:
@@ -277,7 +293,7 @@ class Simulation:
         acc = Anderson(self.comm, s.picard.anderson_depth)
         T_floor = self._min_boundary_temperature()
         history = []
-        target = self._target(0.0)
+        target = target if target is not None else self._target(0.0)
         for it in range(1, s.picard.max_iterations + 1):
             t0 = time.perf_counter()
             sol = el.solve(target.mode, target.value, step=it)
@@ -401,6 +417,13 @@ class Simulation:
         dt = s.dt
         dt_max = s.dt_max or s.dt
         t_end = s.t_end if s.t_end is not None else math.inf
+        from busbarfem.analysis.runaway import RunawayMonitor
+
+        self._monitor = RunawayMonitor() if self.cells is None else None
+        dx = ufl.dx(domain=self.bundle.mesh)
+        self._T_mean_form = fem.form(th.T * dx)
+        self._volume = self.comm.allreduce(fem.assemble_scalar(fem.form(fem.Constant(self.bundle.mesh, 1.0) * dx)),
+                                           op=MPI.SUM)
         self._write_fields(0.0)
         self.stop_reason = "end time reached"
         while t < t_end * (1 - 1e-12):
@@ -450,6 +473,13 @@ class Simulation:
                 if event.stop:
                     self.stop_reason = event.reason
                     return
+            if self._monitor is not None:
+                f = self.last_flows
+                Tmean = self.comm.allreduce(fem.assemble_scalar(self._T_mean_form), op=MPI.SUM) / self._volume
+                if self._monitor.update(Tmean, f.generated, f.convection + f.radiation + f.fixed_temperature):
+                    raise Runaway(f"heat generation grows faster with temperature than heat removal "
+                                  f"(sustained over {self._monitor.persistence} steps at t = {t:.6g} s): "
+                                  "no steady state can be reached")
             tmax = self.rows[-1]["T_max [K]"]
             if s.temperature_limit is not None and tmax > s.temperature_limit:
                 self.stop_reason = "temperature limit"

@@ -55,6 +55,7 @@ def estimate(count: int) -> float:
     return r_layers + r_via / count
 
 
+@pytest.mark.slow
 def test_via_count_and_parallel_estimate():
     res = {n: via_resistance(n) for n in (1, 2, 4)}
     for n, r in res.items():

@@ -39,3 +39,7 @@ def check_case(case, src: CaseSource) -> None:
             raise src.error("a transient analysis needs solver.t_end (or a load with steps)", "solver.analysis")
     if s.dt_max is not None and s.dt_max < s.dt_min:
         raise src.error(f"dt_max ({s.dt_max}) is below dt_min ({s.dt_min})", "solver.dt_max")
+    try:
+        case.load.compiled_steps()
+    except ValueError as exc:
+        raise src.error(str(exc), "load") from None

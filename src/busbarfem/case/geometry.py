@@ -249,6 +249,109 @@ class Terminals(StrictModel):
     negative: str = Field(description="Face reference of terminal_neg (same syntax as positive).")
 
 
+CELL_PRESETS: dict[str, tuple[float, float]] = {
+    # (radius, height) [m] of common cylindrical formats (nominal can dimensions)
+    "18650": (0.009, 0.065),
+    "21700": (0.0105, 0.070),
+    "4680": (0.023, 0.080),
+}
+
+
+class CylindricalCell(StrictModel):
+    """A cylindrical cell: body (jelly roll + can, MSMD region) and its two terminals.
+
+    The positive terminal is a cap (``tab_pos``) on the top face. The negative terminal
+    (``tab_neg``) is a disk under the bottom face, or - with busbars on the top only - a
+    pad on the top shoulder offset towards -x (the can rim, as in top-contact modules).
+    """
+
+    type: Literal["cylindrical"] = Field("cylindrical", description="Cell format.")
+    preset: Literal["18650", "21700", "4680", "custom"] = Field(
+        "21700", description="Format preset; 'custom' needs radius and height."
+    )
+    radius: float | None = Field(None, gt=0, description="Body radius [m] (overrides preset).")
+    height: float | None = Field(None, gt=0, description="Body height [m] (overrides preset).")
+    cap_radius_ratio: float = Field(0.35, gt=0, lt=1, description="Positive cap radius / body radius [-].")
+    neg_radius_ratio: float = Field(
+        0.6, gt=0, lt=1, description="Negative bottom disk radius / body radius [-] (two-sided)."
+    )
+    tab_thickness: float = Field(0.0008, gt=0, description="Cap / negative tab thickness [m].")
+    tab_material: str = Field("nickel_plated_steel", description="Material of caps and tabs.")
+    material: str = Field(
+        "cell", description="Label of the cell body (its properties come from the cell model)."
+    )
+
+    def dimensions(self) -> tuple[float, float]:
+        """(radius, height) [m] after applying the preset."""
+        r0, h0 = CELL_PRESETS.get(self.preset, (None, None))
+        r, h = self.radius or r0, self.height or h0
+        if r is None or h is None:
+            raise ValueError("a 'custom' cell needs radius and height")
+        return r, h
+
+    @model_validator(mode="after")
+    def _check_dims(self) -> CylindricalCell:
+        self.dimensions()
+        return self
+
+
+class ModuleWeld(StrictModel):
+    """Weld nuggets joining every cell terminal to its busbar plate."""
+
+    count: int = Field(1, ge=1, description="Nuggets per terminal [-].")
+    radius: float = Field(0.0008, gt=0, description="Nugget radius [m].")
+    pitch: float = Field(0.002, ge=0, description="Nugget spacing (along y) [m].")
+    material: str | None = Field(None, description="Nugget material; None = the plate material.")
+
+
+class Module(StrictModel):
+    """An nSmP module of cylindrical cells with busbar plates (the seed's nSmP/PCU topology).
+
+    Stages (series, 1..n_s) are columns along x, parallel cells (1..m_p) rows along y.
+    ``parallel_connected_units`` (PCU) divides n_s: inside each PCU the p strings of
+    n_s/PCU series cells are separate (one plate per string between stages) and they are
+    cross-connected (one plate across all p cells) only at PCU ends; PCU = n_s is the
+    usual fully cross-connected nSmP, PCU = 1 joins the strings at the module ends only.
+    With ``busbars: both`` the cells alternate orientation (odd stages positive-up) and
+    plates sit on both ends; with ``top`` all cells are positive-up and every plate is on
+    top. Plates sit ``gap`` above the terminals and touch them only through the nuggets.
+    Face reference ``module``: terminal_pos / terminal_neg are the +y end faces of the
+    module's terminal plates. Surface ``cold_plate``: the module's bottom-most faces.
+    """
+
+    series: int = Field(ge=1, description="Number of series stages n_s [-].")
+    parallel: int = Field(ge=1, description="Cells in parallel per stage m_p [-].")
+    parallel_connected_units: int | None = Field(
+        None, ge=1, description="PCU count; must divide series; None = series (fully connected)."
+    )
+    cell: CylindricalCell = Field(default_factory=CylindricalCell, description="Cell format.")
+    pitch: XY | None = Field(
+        None, description="Cell pitch (x between stages, y between parallel cells) [m]; "
+        "default: diameter + 2 mm both ways."
+    )
+    busbars: Literal["both", "top"] = Field("both", description="Plates on both ends or top only.")
+    busbar_thickness: float = Field(0.002, gt=0, description="Plate thickness [m].")
+    busbar_material: str = Field("copper", description="Plate material.")
+    gap: float = Field(0.0003, gt=0, description="Gap between a terminal and its plate [m].")
+    terminal_extension: float = Field(
+        0.01, gt=0, description="How far the terminal plates extend beyond the cells in +y [m]."
+    )
+    weld: ModuleWeld = Field(default_factory=ModuleWeld, description="Terminal welds.")
+
+    @model_validator(mode="after")
+    def _check_pcu(self) -> Module:
+        pcu = self.parallel_connected_units or self.series
+        if self.series % pcu:
+            raise ValueError(
+                f"parallel_connected_units = {pcu} must divide series = {self.series}"
+            )
+        r, _ = self.cell.dimensions()
+        px, py = self.pitch or (2 * r + 0.002, 2 * r + 0.002)
+        if px < 2 * r or py < 2 * r:
+            raise ValueError(f"pitch {px, py} m is smaller than the cell diameter {2 * r} m")
+        return self
+
+
 class Geometry(StrictModel):
     """The ``geometry:`` section: every solid of the model."""
 
@@ -257,6 +360,7 @@ class Geometry(StrictModel):
     tabs: list[Tab] = Field(default_factory=list, description="Tabs (tab_<pol>_<s>_<p>).")
     welds: list[Weld] = Field(default_factory=list, description="Weld nugget groups (weld_<k>).")
     vias: list[ViaArray] = Field(default_factory=list, description="Via arrays (via_<k>).")
+    module: Module | None = Field(None, description="nSmP cell module builder.")
     terminals: Terminals | None = Field(
         None, description="Terminal faces; required unless a module builder defines them."
     )

@@ -86,6 +86,7 @@ class Assembly:
         self.faces: dict[str, FaceSelector | list[FaceSelector]] = {}
         self.features: list[Feature] = []
         self.surfaces: dict[str, tuple[RegionInfo, list[str]]] = {}
+        self.summary: dict = {}  # builder facts for GeometryInfo.parameters
 
     def add(self, part: Part) -> Part:
         """Register a part; names must be unique."""

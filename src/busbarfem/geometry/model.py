@@ -7,12 +7,13 @@ from pathlib import Path
 
 import gmsh
 
-from busbarfem.case.geometry import Geometry, MeshOptions
+from busbarfem.case.geometry import Geometry, MeshOptions, Terminals
 from busbarfem.errors import CaseError
 from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry.assembly import Assembly
 from busbarfem.geometry.busbar import add_bolt, add_busbar
 from busbarfem.geometry.joints import add_via_array, add_weld_group
+from busbarfem.geometry.module import add_module
 from busbarfem.geometry.quality import mesh_quality
 from busbarfem.geometry.sizing import apply_size_fields
 from busbarfem.naming import TERMINAL_NEG, TERMINAL_POS, GeometryInfo, RegionInfo
@@ -34,6 +35,12 @@ def used_materials(geometry: Geometry) -> dict[str, str]:
     for i, v in enumerate(geometry.vias):
         if v.material is not None:
             used[f"geometry.vias.{i}.material"] = v.material
+    if geometry.module is not None:
+        # the cell body's properties come from the cell model, not the materials library
+        used["geometry.module.busbar_material"] = geometry.module.busbar_material
+        used["geometry.module.cell.tab_material"] = geometry.module.cell.tab_material
+        if geometry.module.weld.material is not None:
+            used["geometry.module.weld.material"] = geometry.module.weld.material
     return used
 
 
@@ -74,15 +81,24 @@ def build_assembly(geometry: Geometry) -> Assembly:
     n_via = 1
     for vias in geometry.vias:
         n_via += len(add_via_array(asm, vias, geometry.busbars, n_via, 1))
+    if geometry.module is not None:
+        asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + 1, n_weld)
+        rinfo = RegionInfo("cold_plate", 2, None, "surface", None)
+        asm.surfaces["cold_plate"] = (rinfo, ["module.bottom"])
     return asm
 
 
 def _add_terminals(asm: Assembly, geometry: Geometry) -> None:
     """Register terminal_pos / terminal_neg from the case's face references."""
-    if geometry.terminals is None:
+    terminals = geometry.terminals
+    if terminals is None and geometry.module is not None:
+        terminals = Terminals(positive="module", negative="module")
+    if terminals is None:
         return
-    for name, ref, pol in ((TERMINAL_POS, geometry.terminals.positive, "pos"),
-                           (TERMINAL_NEG, geometry.terminals.negative, "neg")):
+    for name, ref, pol in ((TERMINAL_POS, terminals.positive, "pos"),
+                           (TERMINAL_NEG, terminals.negative, "neg")):
+        if ref == "module" and geometry.module is not None:
+            ref = "module.positive" if pol == "pos" else "module.negative"
         if ref not in asm.faces:
             side = "positive" if pol == "pos" else "negative"
             raise CaseError(f"unknown face reference {ref!r}", key=f"geometry.terminals.{side}",
@@ -149,6 +165,7 @@ def generate_model(
         gmsh_version=gmsh.__version__,
         refinement=sizes,
         timing={"build_s": t_build, "mesh_s": t_mesh},
+        builders=asm.summary,
         quality=mesh_quality(),
         cache={"key": key, "hit": False},
     )
