@@ -418,7 +418,7 @@ class MeshOptions(StrictModel):
         2, ge=1, description="Target number of elements across thin sheets (busbars, tabs) [-]."
     )
     thin_aspect: float = Field(
-        1.0,
+        1.5,
         ge=1.0,
         description="In-plane size of thin sheets relative to thickness/elements_through_thickness [-] "
         "(> 1 allows flatter tets to save elements).",

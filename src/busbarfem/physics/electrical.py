@@ -63,8 +63,24 @@ class TerminalSolution:
     iterations: int
 
 
-def _diag(v):
-    return ufl.diag(v)
+def conductivity(sigma_ref, alpha, T_ref, T):
+    """UFL tensor ``diag(sigma_ref) / (1 + alpha (T - T_ref))`` [S/m] (sigma_ref a 3-vector)."""
+    return ufl.diag(sigma_ref) / (1.0 + alpha * (T - T_ref))
+
+
+def conduction_form(sigmas, u_comps, v_comps, dx):
+    """``sum_f (S_f grad u_f, grad v_f)``: the conductor/collector part of the operator."""
+    return sum(ufl.inner(S * ufl.grad(u), ufl.grad(v)) for S, u, v in zip(sigmas, u_comps, v_comps)) * dx
+
+
+def transfer_form(g, u_comps, v_comps, dx):
+    """``(g (u1 - u2), v1 - v2)``: the MSMD cell coupling (symmetric, positive semi-definite)."""
+    return g * (u_comps[0] - u_comps[1]) * (v_comps[0] - v_comps[1]) * dx
+
+
+def transfer_source(g, stage_sign, emf, v_comps, dx):
+    """``(g s E, v1 - v2)``: the cell EMF driving the transfer current."""
+    return g * stage_sign * emf * (v_comps[0] - v_comps[1]) * dx
 
 
 class ElectricalProblem:
@@ -174,14 +190,13 @@ class ElectricalProblem:
 
     def sigma(self, f: int):
         """UFL conductivity tensor of field ``f`` (0-based) at the current temperature."""
-        scale = 1.0 / (1.0 + self.alpha * (self.T - self.Tref))
-        return _diag(self.sig[f]) * scale
+        return conductivity(self.sig[f], self.alpha, self.Tref, self.T)
 
     def _bilinear(self, u, v):
         uc, vc = self._components(u), self._components(v)
-        form = sum(ufl.inner(self.sigma(f) * ufl.grad(uc[f]), ufl.grad(vc[f])) for f in range(self.nfields)) * self.dx
+        form = conduction_form([self.sigma(f) for f in range(self.nfields)], uc, vc, self.dx)
         if self.nfields == 2:
-            form += self.g * (uc[0] - uc[1]) * (vc[0] - vc[1]) * self.dx
+            form += transfer_form(self.g, uc, vc, self.dx)
             # zero-weighted mass keeps inactive dofs' diagonal in the sparsity pattern
             form += fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * ufl.inner(u, v) * self.dx
         return form
@@ -189,7 +204,7 @@ class ElectricalProblem:
     def _linear(self, v):
         vc = self._components(v)
         if self.nfields == 2:
-            return self.source_on * self.g * self.s_stage * self.emf * (vc[0] - vc[1]) * self.dx
+            return self.source_on * transfer_source(self.g, self.s_stage, self.emf, vc, self.dx)
         return fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * vc[0] * self.dx
 
     def _terminal_field(self, name: str) -> int:

@@ -30,6 +30,21 @@ from busbarfem.physics import solvers
 STEFAN_BOLTZMANN = 5.670374419e-8  # W/m^2/K^4
 
 
+def heat_bilinear(inv_dt, rho_cp, k_diag, u, v, dx):
+    """``(rho cp/dt u, v) + (K grad u, grad v)`` (K = diag(k_diag); 1/dt = 0 for steady)."""
+    return inv_dt * rho_cp * u * v * dx + ufl.inner(ufl.diag(k_diag) * ufl.grad(u), ufl.grad(v)) * dx
+
+
+def heat_linear(inv_dt, rho_cp, T_n, q, v, dx):
+    """``(rho cp/dt T_n + q, v)``."""
+    return inv_dt * rho_cp * T_n * v * dx + q * v * dx
+
+
+def convection_terms(h, T_amb, u, v, ds):
+    """Robin pair for ``-K grad T . n = h (T - T_amb)``: (bilinear, linear)."""
+    return h * u * v * ds, h * T_amb * v * ds
+
+
 @dataclass
 class HeatFlows:
     """Integrated heat flows of one thermal solve [W] (positive = out of the body for losses).
@@ -114,8 +129,8 @@ class ThermalProblem:
         dx = ufl.Measure("dx", domain=msh)
         u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
 
-        a = self.inv_dt * self.rho_cp * u * v * dx + ufl.inner(ufl.diag(self.k) * ufl.grad(u), ufl.grad(v)) * dx
-        L = self.inv_dt * self.rho_cp * self.T_n * v * dx + source * v * dx
+        a = heat_bilinear(self.inv_dt, self.rho_cp, self.k, u, v, dx)
+        L = heat_linear(self.inv_dt, self.rho_cp, self.T_n, source, v, dx)
         self.dirichlet = []
         conv_terms, rad_terms, flux_terms = [], [], []
         msh.topology.create_connectivity(tdim - 1, tdim)
@@ -124,8 +139,9 @@ class ThermalProblem:
             if kind == "convection":
                 h = fem.Constant(msh, PETSc.ScalarType(prm["h"]))
                 Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
-                a += h * u * v * ds(tag)
-                L += h * Ta * v * ds(tag)
+                da, dL = convection_terms(h, Ta, u, v, ds(tag))
+                a += da
+                L += dL
                 conv_terms.append(h * (self.T - Ta) * ds(tag))
             elif kind == "radiation":
                 Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
