@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write a restart checkpoint every N time steps (transient)")
+    r.add_argument("--restart", default=None, metavar="OUTDIR",
+                   help="continue the run whose checkpoint is in OUTDIR (results continue there)")
     v = sub.add_parser("validate", help="check a case file without solving",
                        description="Check a case file (schema, names, materials) without solving.")
     common(v)
@@ -123,10 +127,18 @@ def cmd_run(args, comm, con: Console) -> int:
     from busbarfem.case.loader import load_case
     from busbarfem.coupling import Simulation
 
+    from busbarfem.errors import CaseError
+    from busbarfem.io import checkpoint
+
     case, src = load_case(args.case, args.overrides)
-    out = Path(args.output) if args.output else Path("results") / case.name
-    _prepare_outdir(comm, out, args.overwrite)
-    if comm.rank == 0:
+    if args.restart:
+        out = Path(args.restart)
+        if not checkpoint.exists(out):
+            raise CaseError(f"no checkpoint in {out} (run with --checkpoint-every N first)")
+    else:
+        out = Path(args.output) if args.output else Path("results") / case.name
+        _prepare_outdir(comm, out, args.overwrite)
+    if comm.rank == 0 and not args.restart:
         resolved = case.model_dump(mode="json")
         resolved["_provenance"] = {"case_file": str(Path(args.case).resolve()), "overrides": args.overrides,
                                    "versions": _versions(comm),
@@ -140,9 +152,14 @@ def cmd_run(args, comm, con: Console) -> int:
                       f"Tmax={row['T_max [K]']:.2f} K")
 
     cache = None if args.no_cache else _default_cache()
-    sim = Simulation(case, src, comm, outdir=out, progress=progress, cache_dir=cache)
+    sim = Simulation(case, src, comm, outdir=out, progress=progress, cache_dir=cache,
+                     restarting=bool(args.restart))
+    sim.checkpoint_every = args.checkpoint_every
     try:
         sim.setup()
+        if args.restart:
+            sim.restore(out)
+            con.print(f"  restarting from t = {sim.restart_state['t']:.6g} s (step {sim.restart_state['step']})")
         con.print(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
                   f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")
         summary = sim.run()

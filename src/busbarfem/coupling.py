@@ -92,11 +92,13 @@ class Simulation:
         outdir: output folder (None: write nothing).
         progress: optional callable(dict) called after each step on rank 0.
         cache_dir: mesh cache folder (None: always mesh).
+        restarting: the run continues from a checkpoint in ``outdir`` (fields go to a new file).
     """
 
     def __init__(self, case, source, comm: MPI.Comm, outdir: Path | None = None, progress=None,
-                 cache_dir=None):
+                 cache_dir=None, restarting: bool = False):
         self.case, self.source, self.comm = case, source, comm
+        self.restarting = restarting
         self.outdir = Path(outdir) if outdir is not None else None
         self.progress = progress
         self.cache_dir = cache_dir
@@ -105,6 +107,8 @@ class Simulation:
         self.stop_reason = "not run"
         self.runaway: dict | None = None
         self.events: list[dict] = []
+        self.checkpoint_every = 0
+        self.restart_state: dict | None = None
 
     # ------------------------------------------------------------------ set-up
     def _tick(self, phase: str, t0: float) -> None:
@@ -232,7 +236,14 @@ class Simulation:
         self.field_functions = fields
         self.writer = None
         if self.outdir is not None:
-            self.writer = FieldWriter(self.comm, msh, self.outdir / "fields.xdmf", fields)
+            name = "fields.xdmf"
+            if self.restarting:
+                # a restart keeps the original file intact and continues in a new one
+                k = 1
+                while (self.outdir / f"fields_restart{k}.xdmf").exists():
+                    k += 1
+                name = f"fields_restart{k}.xdmf"
+            self.writer = FieldWriter(self.comm, msh, self.outdir / name, fields)
 
     # ------------------------------------------------------------------ solving
     def _target(self, t: float):
@@ -351,6 +362,8 @@ class Simulation:
         cap = case.cell.capacity if case.cell is not None else 1.0
         ns, npar = (self.cells.n_series, self.cells.n_parallel) if self.cells is not None else (1, 1)
         self.controller = LoadController(case.load, capacity_Ah=cap, n_series=ns, n_parallel=npar)
+        if self.restart_state is not None:
+            self.controller.load_state_dict(self.restart_state["controller"])
         self._open_timeseries()
         t_start = time.perf_counter()
         try:
@@ -424,7 +437,13 @@ class Simulation:
         self._T_mean_form = fem.form(th.T * dx)
         self._volume = self.comm.allreduce(fem.assemble_scalar(fem.form(fem.Constant(self.bundle.mesh, 1.0) * dx)),
                                            op=MPI.SUM)
-        self._write_fields(0.0)
+        if self.restart_state is not None:
+            rs = self.restart_state
+            t, step, dt = rs["t"], rs["step"], rs["dt"]
+            if rs.get("monitor") and self._monitor is not None:
+                self._monitor._last = tuple(rs["monitor"]["last"]) if rs["monitor"]["last"] else None
+                self._monitor._count = rs["monitor"]["count"]
+        self._write_fields(t)
         self.stop_reason = "end time reached"
         while t < t_end * (1 - 1e-12):
             step += 1
@@ -445,6 +464,11 @@ class Simulation:
                     self.T_k.x.array[:] = th.T.x.array
                     sol = self._electrical_step(t + dt_step, step)
                     self._thermal_step(dt_step, step)
+                else:
+                    if s.coupled_iterations:
+                        raise SolveError(f"Picard iteration on sigma(T) did not converge in "
+                                         f"{s.picard.max_iterations} iterations at t = {t + dt_step:.6g} s",
+                                         step=step, reason="Picard not converged")
                 self._check_temperature(th.T.x.array, step)
                 dT = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - th.T_n.x.array))), op=MPI.MAX)
                 if s.adaptive and dT > 2 * s.max_temperature_change and dt_step > s.dt_min * 1.0001:
@@ -496,8 +520,44 @@ class Simulation:
                 dt = min(max(dt_step * growth, s.dt_min), dt_max)
             else:
                 dt = s.dt
+            self._next_dt = dt
+            if self.checkpoint_every and step % self.checkpoint_every == 0:
+                self._checkpoint(t, step, dt)
         if self.rows and (step % self.case.output.every != 0):
             self._write_fields(t)
+
+    def _checkpoint(self, t: float, step: int, dt: float) -> None:
+        """Write the restart state after ``step`` (collective)."""
+        from busbarfem.io import checkpoint
+
+        if self.outdir is None:
+            return
+        t0 = time.perf_counter()
+        if self._ts is not None:
+            self._ts.flush()
+        mon = None
+        if self._monitor is not None:
+            mon = {"last": list(self._monitor._last) if self._monitor._last else None, "count": self._monitor._count}
+        state = {"t": t, "step": step, "dt": self._next_dt, "rows": len(self.rows),
+                 "cells": self.cells.state.to_dict() if self.cells is not None else None,
+                 "controller": self.controller.state_dict(), "events": self.events, "monitor": mon,
+                 "timings": self.timings}
+        checkpoint.save(self.outdir, self.comm, self.th.T_n, state)
+        self._tick("checkpoint", t0)
+
+    def restore(self, outdir: Path) -> None:
+        """Load a checkpoint from ``outdir`` (after :meth:`setup`, before :meth:`run`)."""
+        from busbarfem.io import checkpoint
+
+        state = checkpoint.load(outdir, self.comm, self.th.T_n)
+        self.th.T.x.array[:] = self.th.T_n.x.array
+        self.T_k.x.array[:] = self.th.T_n.x.array
+        if self.cells is not None and state["cells"] is not None:
+            from busbarfem.cells.ecm import ECMState
+
+            self.cells.state = ECMState.from_dict(state["cells"])
+        self.restart_state = state
+        self.events = list(state.get("events", []))
 
     def _cell_status(self) -> tuple[np.ndarray, np.ndarray]:
         """Cell voltages and SOCs for the load controller (one pseudo-cell without cells)."""
@@ -513,9 +573,22 @@ class Simulation:
             self._tick("output", t0)
 
     def _open_timeseries(self) -> None:
+        """Open timeseries.csv; on restart keep exactly the rows up to the checkpoint."""
         self._ts = None
-        if self.outdir is not None and self.comm.rank == 0:
-            self._ts = open(self.outdir / "timeseries.csv", "w", buffering=1)
+        if self.outdir is None:
+            return
+        path = self.outdir / "timeseries.csv"
+        if self.restart_state is not None:
+            n = int(self.restart_state["rows"])
+            lines = self.comm.bcast(path.read_text().splitlines() if self.comm.rank == 0 else None, root=0)
+            header = lines[0].split(",")
+            for ln in lines[1:n + 1]:
+                self.rows.append(dict(zip(header, (float(x) for x in ln.split(",")))))
+            if self.comm.rank == 0:
+                path.write_text("\n".join(lines[: n + 1]) + "\n")
+                self._ts = open(path, "a", buffering=1)
+        elif self.comm.rank == 0:
+            self._ts = open(path, "w", buffering=1)
 
     def _record(self, t: float, sol, dt) -> None:
         flows = self.th.heat_flows()
@@ -550,7 +623,7 @@ class Simulation:
         self.last_solution = sol
         self.rows.append(row)
         if self._ts is not None:
-            if len(self.rows) == 1:
+            if len(self.rows) == 1 and self.restart_state is None:
                 self._ts.write(",".join(row) + "\n")
             self._ts.write(",".join(f"{v:.10g}" for v in row.values()) + "\n")
         if self.progress is not None and self.comm.rank == 0:

@@ -131,3 +131,12 @@ def test_bad_terminal_reference(gmsh_session):
 def test_unknown_material(gmsh_session):
     with pytest.raises(CaseError, match="unknown material 'copper'"):
         generate_model(straight_bar(), MeshOptions(), materials={"aluminium"})
+
+
+@pytest.mark.slow
+def test_render_preview(gmsh_session, tmp_path):
+    from busbarfem.geometry import render_preview
+
+    generate_model(l_bar(0.004), MeshOptions(size=0.006))
+    png = render_preview(tmp_path / "preview.png", window_size=(400, 300))
+    assert png.stat().st_size > 5000

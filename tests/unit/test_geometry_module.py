@@ -55,7 +55,7 @@ def test_2s2p_two_sided(gmsh_session):
                for w in welds)
 
 
-@pytest.mark.parametrize(("pcu", "plates"), [(4, 3 + 2), (2, 1 + 2 + 1 + 2), (1, 2 + 2 + 2 + 2)])
+@pytest.mark.parametrize(("pcu", "plates"), [(4, 3 + 2), (2, 2 + 1 + 2 + 2), (1, 2 + 2 + 2 + 2)])
 def test_pcu_plate_topology(gmsh_session, pcu, plates):
     """4s2p: PCU = 4 cross-connects at every junction; PCU = 1 only at the module ends."""
     mod = Module(series=4, parallel=2, parallel_connected_units=pcu, cell=SMALL_CELL,

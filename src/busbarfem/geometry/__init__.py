@@ -6,6 +6,7 @@ follow :mod:`busbarfem.naming`.
 """
 
 from busbarfem.geometry.model import generate_model
+from busbarfem.geometry.preview import render_preview
 from busbarfem.geometry.quality import mesh_quality
 
-__all__ = ["generate_model", "mesh_quality"]
+__all__ = ["generate_model", "mesh_quality", "render_preview"]

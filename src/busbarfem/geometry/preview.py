@@ -1,0 +1,51 @@
+"""PNG preview of the current gmsh model, each volume region in its own colour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gmsh
+import numpy as np
+
+from busbarfem.geometry.inspect import physical_names, region_facets
+
+
+def render_preview(path: str | Path, window_size: tuple[int, int] = (1200, 900)) -> Path:
+    """Render the boundary of every physical volume off-screen and save it as PNG.
+
+    Works without a display (``pyvista.OFF_SCREEN``). Colours cycle through a
+    qualitative colormap in region build order; a legend names up to 20 regions.
+    """
+    import pyvista
+
+    pyvista.OFF_SCREEN = True
+    node_tags, coords, _ = gmsh.model.mesh.getNodes()
+    xyz = np.zeros((int(node_tags.max()) + 1, 3))
+    xyz[node_tags.astype(np.int64)] = coords.reshape(-1, 3)
+    plotter = pyvista.Plotter(off_screen=True, window_size=list(window_size))
+    names = physical_names(3)
+    try:
+        import matplotlib
+
+        cmap = matplotlib.colormaps["tab20"]
+        colours = [cmap(k % 20)[:3] for k in range(len(names))]
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        colours = [(0.7, 0.5, 0.2)] * len(names)
+    for k, name in enumerate(names):
+        tris = np.array(sorted(region_facets(name)), dtype=np.int64)
+        if len(tris) == 0:
+            continue
+        used, inv = np.unique(tris, return_inverse=True)
+        faces = np.hstack([np.full((len(tris), 1), 3), inv.reshape(-1, 3)]).ravel()
+        surf = pyvista.PolyData(xyz[used], faces)
+        plotter.add_mesh(surf, color=colours[k], show_edges=len(tris) < 20000,
+                         label=name if k < 20 else None)
+    if 0 < len(names) <= 20:
+        plotter.add_legend(bcolor="white", size=(0.18, 0.03 * len(names)))
+    plotter.view_isometric()
+    plotter.show_axes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plotter.screenshot(str(path))
+    plotter.close()
+    return path
