@@ -7,7 +7,7 @@ CASE      ?= examples/busbar_l_bolted.yaml
 OUT       ?= results/default
 STAMP     := $(VENV)/.installed
 
-.PHONY: run test test-fast venv clean
+.PHONY: run test test-fast docs docs-serve venv clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,13 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest tests -q -m "not slow"
+
+docs: venv
+	$(PY) scripts/gen_docs.py
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: venv
+	$(VENV)/bin/mkdocs serve
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

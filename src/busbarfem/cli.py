@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    r.add_argument("--profile", action="store_true",
+                   help="print wall time per phase (mesh, assemble/solve, output) and write profile.json")
     r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="write a restart checkpoint every N time steps (transient)")
     r.add_argument("--restart", default=None, metavar="OUTDIR",
@@ -175,6 +177,14 @@ def cmd_run(args, comm, con: Console) -> int:
                   f"|J|_max = {summary['J_max']['value']:.4g} A/m^2 in {summary['J_max']['region']}")
     if summary["stop_reason"] == "thermal runaway":
         con.print(f"  THERMAL RUNAWAY: {summary['runaway']['message']}")
+    if args.profile:
+        timings = summary.get("timings_s", sim.timings)
+        if comm.rank == 0:
+            (out / "profile.json").write_text(json.dumps({"mpi_size": comm.size, "timings_s": timings,
+                                                          "dofs": summary.get("dofs")}, indent=2))
+        con.print("  profile (wall time per phase, rank 0):")
+        for k, v in sorted(timings.items(), key=lambda kv: -kv[1]):
+            con.print(f"    {k:<18s} {v:9.3f} s")
     con.print(f"  results: {out}")
     return 0
 

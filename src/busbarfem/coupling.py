@@ -665,6 +665,45 @@ class Simulation:
         })
         if hasattr(self, "convergence"):
             out["convergence"] = self.convergence
+        out["energy"] = self._energy_totals()
+        if self.events:
+            out["events"] = self.events
+        if self.cells is not None:
+            c = self.cells
+            q_irr, q_rev = c.heat()
+            V = c.cell_voltages()
+            out["cells"] = {n: {"current_A": float(c.current[i]), "voltage_V": float(V[i]),
+                                "soc": float(c.state.soc[i]), "T_mean_K": float(c.T_mean[i]),
+                                "heat_irreversible_W": float(q_irr[i]), "heat_reversible_W": float(q_rev[i])}
+                            for i, n in enumerate(c.names)}
+            out["module"] = {"n_series": c.n_series, "n_parallel": c.n_parallel}
+        return out
+
+    def _energy_totals(self) -> dict:
+        """Time-integrated energy accounting over the run [J] (steady: rates [W])."""
+        rows = self.rows
+        if len(rows) < 2 or self.case.solver.analysis == "steady":
+            r = rows[-1]
+            return {"thermal_residual_rel": abs(r["energy_residual [W]"]) / max(abs(r["heat_generated [W]"]), 1e-300)}
+        t = np.array([r["time [s]"] for r in rows])
+        dt = np.diff(np.concatenate([[0.0], t])) if t[0] > 0 else np.diff(t, prepend=t[0])
+
+        def total(key):
+            return float(np.sum(np.array([r[key] for r in rows]) * dt))
+
+        gen = total("heat_generated [W]")
+        out = {"heat_generated_J": gen, "heat_stored_J": total("heat_stored [W]"),
+               "heat_removed_J": total("heat_convection [W]") + total("heat_radiation [W]") + total("heat_fixed_T [W]"),
+               "electrical_energy_out_J": total("power [W]"),
+               "charge_out_Ah": total("current [A]") / 3600.0}
+        res = total("energy_residual [W]")
+        out["thermal_residual_J"] = res
+        out["thermal_residual_rel"] = abs(res) / max(abs(gen), 1e-300)
+        if "electrical_residual [W]" in rows[-1]:
+            eres = total("electrical_residual [W]")
+            out["electrochemical_energy_J"] = total("electrochemical_power [W]")
+            out["electrical_residual_J"] = eres
+            out["electrical_residual_rel"] = abs(eres) / max(abs(gen), 1e-300)
         return out
 
     def close(self) -> None:

@@ -21,7 +21,22 @@ from dolfinx import mesh as dmesh
 from busbarfem import naming
 from busbarfem.naming import GeometryInfo, RegionInfo
 
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "meshes" / "cache"
+def _default_cache() -> Path:
+    """Mesh cache folder: $BUSBARFEM_MESH_CACHE, else the checkout's meshes/cache, else
+    $XDG_CACHE_HOME/busbarfem/meshes (an installed package must not write into its venv)."""
+    import os
+
+    env = os.environ.get("BUSBARFEM_MESH_CACHE")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file() and (repo / "meshes").is_dir() and os.access(repo / "meshes", os.W_OK):
+        return repo / "meshes" / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "busbarfem" / "meshes"
+
+
+DEFAULT_CACHE = _default_cache()
 
 
 @dataclass

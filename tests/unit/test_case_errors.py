@@ -112,3 +112,18 @@ def test_schema_lists_sections(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert {"geometry", "mesh", "load", "thermal", "solver", "materials", "cell"} <= set(schema["properties"])
+
+
+def test_data_file_outside_case_folder_is_refused(tmp_path, capsys):
+    text = BASE.replace("  current_type: constant\n  current: 100.0",
+                        "  current_type: piecewise_linear\n  current_curve_fit_file: ../../etc/passwd")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2 and "outside the case folder" in err and "load.current_curve_fit_file" in err
+
+
+def test_bad_curve_file_line_is_reported(tmp_path, capsys):
+    (tmp_path / "drive.txt").write_text("0 10\n10 twenty\n")
+    text = BASE.replace("  current_type: constant\n  current: 100.0",
+                        "  current_type: piecewise_linear\n  current_curve_fit_file: drive.txt")
+    code, err = run_cli(tmp_path, text, capsys)
+    assert code == 2 and "drive.txt:2" in err

@@ -170,13 +170,15 @@ def solve_msmd(n: int) -> list[tuple[float, float]]:
 
 
 def test_msmd_two_potential_rates():
-    errs = [solve_msmd(n) for n in NS]
+    # 4-8-16 gives L2 slopes 1.95 / 1.92 (pre-asymptotic at n = 4); 6-12-24: 1.97 / 1.95
+    ns = (6, 12, 24)
+    errs = [solve_msmd(n) for n in ns]
     for field in range(2):
         l2 = [e[field][0] for e in errs]
         h1 = [e[field][1] for e in errs]
-        assert abs(rate(NS, l2) - 2.0) < 0.1, (field, l2, rate(NS, l2))
-        assert abs(rate(NS, h1) - 1.0) < 0.1, (field, h1, rate(NS, h1))
-        assert l2[-1] < 7e-3 and h1[-1] < 0.35, (field, l2, h1)
+        assert abs(rate(ns, l2) - 2.0) < 0.1, (field, l2, rate(ns, l2))
+        assert abs(rate(ns, h1) - 1.0) < 0.1, (field, h1, rate(ns, h1))
+        assert l2[-1] < 4e-3 and h1[-1] < 0.25, (field, l2, h1)
 
 
 def test_msmd_coupling_is_exercised():

@@ -118,6 +118,29 @@ def _check_finite(obj: Any, key: str, src: CaseSource) -> None:
             _check_finite(v, f"{key}.{i}" if key else str(i), src)
 
 
+def _is_path_key(name: str) -> bool:
+    return name == "file" or name.endswith("_file")
+
+
+def check_paths(obj: Any, key: str, src: CaseSource, allow_external: bool) -> None:
+    """Files named in a case must stay inside the case's folder unless explicitly allowed."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if _is_path_key(str(k)) and isinstance(v, str) and not allow_external:
+                p = Path(v)
+                base = src.directory.resolve()
+                target = (p if p.is_absolute() else base / p).resolve()
+                if p.is_absolute() or not target.is_relative_to(base):
+                    raise src.error(f"file '{v}' is outside the case folder {base}; move it there or set "
+                                    "'allow_external_paths: true' at the top of the case", sub)
+            else:
+                check_paths(v, sub, src, allow_external)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            check_paths(v, f"{key}.{i}" if key else str(i), src, allow_external)
+
+
 def _model_fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
     """Valid field names of the model that sits at ``loc`` (for 'extra key' errors)."""
     cur: Any = model
@@ -252,6 +275,7 @@ def load_case(path: str | Path, overrides: list[str] | None = None):
         _apply_override(data, key, value)
         src.overrides.add(key)
     _check_finite(data, "", src)
+    check_paths(data, "", src, bool(data.get("allow_external_paths", False)))
     try:
         case = Case.model_validate(data, context={"case_dir": src.directory})
     except ValidationError as err:

@@ -132,6 +132,8 @@ class Case(StrictModel):
 
     name: str = Field("case", description="Case name (used in reports).")
     description: str = Field("", description="Free text shown in the report.")
+    allow_external_paths: bool = Field(False, description="Allow data files outside the case file's folder "
+                                       "(absolute paths or '..').")
     materials: dict[str, Material] = Field(default_factory=dict, description="Extra or overriding materials by name.")
     geometry: Geometry
     mesh: MeshOptions = Field(default_factory=MeshOptions)
