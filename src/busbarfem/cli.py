@@ -170,7 +170,7 @@ def cmd_run(args, comm, con: Console) -> int:
     term = summary.get("terminal", {})
     con.print(f"  stop: {summary['stop_reason']}")
     if term:
-        r = term.get("resistance_ohm")
+        r = term.get("resistance_ohm") if "module" not in summary else None
         con.print(f"  terminal: V = {term['voltage_V']:.6g} V, I = {term['current_A']:.6g} A"
                   + (f", R = {r * 1e6:.4g} micro-ohm" if r else ""))
         con.print(f"  T_max = {summary['T_max']['value']:.2f} K in {summary['T_max']['region']}, "

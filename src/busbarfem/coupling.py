@@ -371,7 +371,7 @@ class Simulation:
                 rep = self.solve_steady()
                 self.convergence = {k: v for k, v in rep.items() if k != "terminal"}
                 self.stop_reason = "steady state reached"
-                self._record(0.0, rep["terminal"], dt=None)
+                self._record(0.0, rep["terminal"], flows=self.th.heat_flows())
                 self._write_fields(0.0)
             else:
                 self.run_transient()
@@ -418,11 +418,14 @@ class Simulation:
     def run_transient(self) -> None:
         """Operator-split time loop with adaptive steps and event landing.
 
-        Each step: electrical solve at T^n (optionally Picard-iterated on sigma(T)),
-        thermal step, then the cell states. A step whose temperature change exceeds twice
-        ``max_temperature_change``, or that would trigger a load event (voltage, SOC or
-        current condition) while dt > dt_min, is rejected and retried with half the step,
-        so events land on step boundaries within dt_min.
+        The electrical state at t_n (potential, cell currents, from T^n and the cell states
+        at t_n) drives the thermal step to T^{n+1} (optionally Picard-iterated on
+        sigma(T)); the cell states then advance with the t_n currents, and a new electrical
+        solve at t_{n+1} (T^{n+1}, new states) gives the recorded terminal and cell values
+        and starts the next step. A step whose temperature change exceeds twice
+        ``max_temperature_change``, or whose end state triggers a load event (voltage, SOC or
+        current condition) while dt > ``event_tolerance``, is rejected and retried with half
+        the step, so events land on step boundaries.
         """
         s = self.case.solver
         th = self.th
@@ -443,6 +446,13 @@ class Simulation:
             if rs.get("monitor") and self._monitor is not None:
                 self._monitor._last = tuple(rs["monitor"]["last"]) if rs["monitor"]["last"] else None
                 self._monitor._count = rs["monitor"]["count"]
+        self.T_k.x.array[:] = th.T_n.x.array
+        sol = self._electrical_step(t, step)
+        if self.restart_state is None:
+            f0 = th.heat_flows()
+            # at t = 0 all net heat goes into storage: the instantaneous balance is exact
+            f0.stored = f0.generated + f0.flux_in - f0.convection - f0.radiation - f0.fixed_temperature
+            self._record(t, sol, flows=f0)
         self._write_fields(t)
         self.stop_reason = "end time reached"
         while t < t_end * (1 - 1e-12):
@@ -451,10 +461,9 @@ class Simulation:
             nxt = self.controller.next_event_time(t)
             if nxt is not None and nxt - t < dt_step * (1 + 1e-9):
                 dt_step = nxt - t
-            cell_state = self.cells.state.copy() if self.cells is not None else None
+            start = self._save_electrical(sol)
+            approaching = False
             while True:
-                self.T_k.x.array[:] = th.T_n.x.array
-                sol = self._electrical_step(t + dt_step, step)
                 self._thermal_step(dt_step, step)
                 for _ in range(s.picard.max_iterations if s.coupled_iterations else 0):
                     change = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - self.T_k.x.array))),
@@ -462,7 +471,7 @@ class Simulation:
                     if change <= s.picard.tolerance * (1.0 + self._tmax(th.T.x.array) - self._tmax(th.T_n.x.array)):
                         break
                     self.T_k.x.array[:] = th.T.x.array
-                    sol = self._electrical_step(t + dt_step, step)
+                    self._electrical_step(t, step)
                     self._thermal_step(dt_step, step)
                 else:
                     if s.coupled_iterations:
@@ -470,26 +479,36 @@ class Simulation:
                                          f"{s.picard.max_iterations} iterations at t = {t + dt_step:.6g} s",
                                          step=step, reason="Picard not converged")
                 self._check_temperature(th.T.x.array, step)
+                flows = th.heat_flows()
                 dT = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - th.T_n.x.array))), op=MPI.MAX)
                 if s.adaptive and dT > 2 * s.max_temperature_change and dt_step > s.dt_min * 1.0001:
+                    self._restore_electrical(start)
                     dt_step = max(dt_step / 2, s.dt_min)
                     continue
                 if self.cells is not None:
                     self.cells.advance(dt_step)
-                ev = self.controller.check(t + dt_step, sol.voltage, sol.current, *self._cell_status(),
+                self.T_k.x.array[:] = th.T.x.array
+                new_sol = self._electrical_step(t + dt_step, step)
+                ev = self.controller.check(t + dt_step, new_sol.voltage, new_sol.current, *self._cell_status(),
                                            max_temperature=self._tmax(th.T.x.array))
-                if (ev is not None and dt_step > s.dt_min * 1.0001 and "duration" not in ev.reason
+                if (ev is not None and dt_step > s.event_tolerance and "duration" not in ev.reason
                         and "end of profile" not in ev.reason):
-                    if self.cells is not None:
-                        self.cells.state = cell_state.copy()
+                    # the event lies inside this step: bisect towards it (and do not grow dt
+                    # again until it has happened)
+                    self._restore_electrical(start)
                     dt_step = max(dt_step / 2, s.dt_min)
+                    approaching = True
                     continue
                 break
+            sol = new_sol
             t += dt_step
-            self._record(t, sol, dt=dt_step)
+            self._record(t, sol, flows=flows)
             th.advance()
             event = self.controller.update(t - dt_step, dt_step, sol.voltage, sol.current, *self._cell_status(),
                                            max_temperature=self.rows[-1]["T_max [K]"])
+            if event is not None and not event.stop:
+                # a new step (e.g. CC -> CV) starts: re-solve for its target at the same state
+                sol = self._electrical_step(t, step)
             if step % self.case.output.every == 0 or event is not None:
                 self._write_fields(t)
             if event is not None:
@@ -498,22 +517,23 @@ class Simulation:
                     self.stop_reason = event.reason
                     return
             if self._monitor is not None:
-                f = self.last_flows
                 Tmean = self.comm.allreduce(fem.assemble_scalar(self._T_mean_form), op=MPI.SUM) / self._volume
-                if self._monitor.update(Tmean, f.generated, f.convection + f.radiation + f.fixed_temperature):
+                if self._monitor.update(Tmean, flows.generated, flows.convection + flows.radiation
+                                        + flows.fixed_temperature):
                     raise Runaway(f"heat generation grows faster with temperature than heat removal "
                                   f"(sustained over {self._monitor.persistence} steps at t = {t:.6g} s): "
                                   "no steady state can be reached")
             tmax = self.rows[-1]["T_max [K]"]
             if s.temperature_limit is not None and tmax > s.temperature_limit:
                 self.stop_reason = "temperature limit"
-                self.runaway = None
                 self._write_fields(t)
                 return
-            if s.adaptive:
+            if approaching:
+                dt = dt_step
+            elif s.adaptive:
                 # grow when the temperature (and SOC) changed little over the step
                 growth = 1.5 if dT < 0.5 * s.max_temperature_change else 1.0
-                if self.cells is not None and len(self.rows) > 1:
+                if self.cells is not None:
                     dsoc = float(np.max(np.abs(self.cells.current))) * dt_step / (3600 * float(np.min(self.cells.state.capacity_Ah)))
                     if dsoc > 0.02:
                         growth = min(growth, 0.5 * (1 + 0.02 / dsoc))
@@ -525,6 +545,25 @@ class Simulation:
                 self._checkpoint(t, step, dt)
         if self.rows and (step % self.case.output.every != 0):
             self._write_fields(t)
+
+    def _save_electrical(self, sol) -> dict:
+        """Snapshot of the electrical state at the start of a step (for step rejection)."""
+        snap = {"phi": self.el.phi.x.array.copy(), "V": self.el.V_term.value.copy(), "sol": sol}
+        if self.cells is not None:
+            c = self.cells
+            snap.update(state=c.state.copy(), current=c.current.copy(), T_mean=c.T_mean.copy())
+        return snap
+
+    def _restore_electrical(self, snap: dict) -> None:
+        """Undo a rejected step: temperature iterate, cell states and the electrical state."""
+        self.T_k.x.array[:] = self.th.T_n.x.array
+        self.th.T.x.array[:] = self.th.T_n.x.array
+        self.el.phi.x.array[:] = snap["phi"]
+        self.el.V_term.value = snap["V"]
+        if self.cells is not None:
+            c = self.cells
+            c.state, c.current, c.T_mean = snap["state"].copy(), snap["current"].copy(), snap["T_mean"].copy()
+            c.refresh()
 
     def _checkpoint(self, t: float, step: int, dt: float) -> None:
         """Write the restart state after ``step`` (collective)."""
@@ -590,8 +629,9 @@ class Simulation:
         elif self.comm.rank == 0:
             self._ts = open(path, "w", buffering=1)
 
-    def _record(self, t: float, sol, dt) -> None:
-        flows = self.th.heat_flows()
+    def _record(self, t: float, sol, flows) -> None:
+        """Append a time-series row: heat flows of the step just taken and the electrical
+        state (terminal, cells) at time ``t``."""
         nown = self.th.V.dofmap.index_map.size_local
         T = self.th.T.x.array[:nown]
         tmax = self.comm.allreduce(float(T.max()) if nown else -np.inf, op=MPI.MAX)
@@ -610,8 +650,9 @@ class Simulation:
             V = c.cell_voltages()
             # electrochemical (enthalpy) power released = terminal power + all heat generated
             enth = self.comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
+            gen_now = self.comm.allreduce(fem.assemble_scalar(self.th._q_form), op=MPI.SUM)
             row["electrochemical_power [W]"] = enth
-            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - gen
+            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - gen_now
             for i, n in enumerate(c.names):
                 row[f"I_{n} [A]"] = c.current[i]
                 row[f"V_{n} [V]"] = V[i]
@@ -625,7 +666,7 @@ class Simulation:
         if self._ts is not None:
             if len(self.rows) == 1 and self.restart_state is None:
                 self._ts.write(",".join(row) + "\n")
-            self._ts.write(",".join(f"{v:.10g}" for v in row.values()) + "\n")
+            self._ts.write(",".join(f"{v:.15g}" for v in row.values()) + "\n")
         if self.progress is not None and self.comm.rank == 0:
             self.progress(row)
 

@@ -31,6 +31,9 @@ def check_case(case, src: CaseSource) -> None:
 
     materials = resolve_materials(case.materials)
     for key, name, val in _walk(case.geometry, "geometry"):
+        # a cell body's "material" is a label: its properties come from the cell model
+        if key.endswith(".cell.material"):
+            continue
         if name.endswith("material") and isinstance(val, str) and val not in materials:
             raise src.error(f"unknown material '{val}'", key, choices=materials, bad=val)
     s = case.solver

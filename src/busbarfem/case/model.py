@@ -110,6 +110,7 @@ class SolverSettings(StrictModel):
     dt_max: float | None = Field(None, gt=0, description="Largest time step [s]; default: dt.")
     adaptive: bool = Field(False, description="Grow/cut the time step from the temperature and SOC change per step.")
     max_temperature_change: float = Field(2.0, gt=0, description="Adaptive target: max temperature change per step [K].")
+    event_tolerance: float = Field(0.5, gt=0, description="Load events (voltage, SOC, current limits) are located to within this time [s].")
     picard: Picard = Field(default_factory=Picard)
     coupled_iterations: bool = Field(False, description="Transient: Picard-iterate sigma(T) within each step (else explicit in T^n).")
     electrical_solver: Literal["auto", "lu", "gamg"] = Field("auto", description="Electrical linear solver: direct LU (MUMPS), CG+GAMG, or auto by size.")

@@ -9,7 +9,8 @@ moment can leave a truncated XML, or an XML that names datasets whose HDF5 metad
 never flushed. The writer therefore lets DOLFINx write its XML into a hidden work folder
 (``.fields.partial/fields.xdmf``, whose ``fields.h5`` is a symlink to the real
 ``fields.h5``), closes the HDF5 file (which flushes it), and only then publishes the XML
-by an atomic rename onto ``fields.xdmf``. A run killed at any moment leaves a
+by an atomic rename onto ``fields.xdmf`` (declaring the 8-byte precision of the data, which
+DOLFINx leaves out, so ParaView reads doubles instead of rounding to float32). A run killed at any moment leaves a
 ``fields.xdmf`` that is complete and names only flushed data: every step up to the last
 completed write.
 """
@@ -17,6 +18,7 @@ completed write.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -67,7 +69,8 @@ class FieldWriter:
         """Atomically replace ``fields.xdmf`` by the work XML (HDF5 already closed)."""
         if self.comm.rank == 0:
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            shutil.copyfile(self.work / self.path.name, tmp)
+            xml = (self.work / self.path.name).read_text()
+            tmp.write_text(_declare_precision(xml))
             os.replace(tmp, self.path)
             shutil.rmtree(self.work)
         self.comm.barrier()
@@ -83,6 +86,26 @@ class FieldWriter:
                 f.write_function(fn, t)
         self._publish()
         self.count += 1
+
+
+def _declare_precision(xml: str) -> str:
+    """Declare ``NumberType``/``Precision="8"`` on HDF data items that lack them.
+
+    DOLFINx stores float64/int64 data but does not say so; XDMF readers then assume 4-byte
+    numbers, and ParaView (Xdmf3ReaderT) shows every field rounded to single precision.
+    """
+    def fix(m: re.Match) -> str:
+        tag = m[0][:-1]
+        if "NumberType=" not in tag:
+            tag += ' NumberType="Float"'
+        if "Precision=" not in tag:
+            tag += ' Precision="8"'
+        return tag + ">"
+
+    return _DATAITEM.sub(fix, xml)
+
+
+_DATAITEM = re.compile(r'<DataItem\b[^>]*Format="HDF"[^>]*>')
 
 
 def interpolator(target: fem.Function, expr):

@@ -80,39 +80,37 @@ def _local_maxima(bundle, fn, sign: float) -> np.ndarray:
 
 
 def _dof_regions(bundle, fn) -> np.ndarray:
-    """Region name of each owned dof (the region of the first cell that holds it)."""
+    """Region name of each owned dof.
+
+    DG0: the cell's region. Nodal: of all cells sharing the node (on any rank), the
+    region with the smallest tag, so the answer does not depend on the partition.
+    """
     V = fn.function_space
     dl = np.asarray(V.dofmap.list)
-    nown = V.dofmap.index_map.size_local
+    imap = V.dofmap.index_map
+    nown = imap.size_local
     ncell = len(dl)
-    cell_tag = np.full(ncell, -1, dtype=np.int64)
+    cell_tag = np.full(ncell, np.iinfo(np.int32).max, dtype=np.int64)
     ct = bundle.cell_tags
     keep = ct.indices < ncell
     cell_tag[ct.indices[keep]] = ct.values[keep]
+    # max of -tag == min of tag, reduced over every copy of the dof
+    neg = np.full(imap.size_local + imap.num_ghosts, -np.inf)
+    np.maximum.at(neg, dl.ravel(), np.repeat(-cell_tag.astype(float), dl.shape[1]))
+    if dl.shape[1] > 1:
+        neg = _reduce_max(bundle.comm, imap, neg)
     inv = {t: n for n, t in bundle.tags.items() if bundle.regions[n].dim == 3}
-    first_cell = np.full(len(fn.x.array), -1, dtype=np.int64)
-    flat = dl.ravel()
-    cells = np.repeat(np.arange(ncell), dl.shape[1])
-    uniq, pos = np.unique(flat, return_index=True)
-    first_cell[uniq] = cells[pos]
-    out = np.full(nown, "", dtype=object)
-    for i in range(nown):
-        c = first_cell[i]
-        if c >= 0:
-            out[i] = inv.get(int(cell_tag[c]), "")
-    return out
+    return np.array([inv.get(int(-v), "") if np.isfinite(v) else "" for v in neg[:nown]], dtype=object)
 
 
 def default_separation(bundle, fraction: float = 0.05) -> float:
     """``fraction`` of the global bounding-box diagonal of the mesh."""
     x = bundle.mesh.geometry.x
     comm = bundle.comm
-    lo = np.min(x, axis=0) if len(x) else np.full(3, np.inf)
-    hi = np.max(x, axis=0) if len(x) else np.full(3, -np.inf)
-    from mpi4py import MPI
-
-    lo = comm.allreduce(lo, op=MPI.MIN)
-    hi = comm.allreduce(hi, op=MPI.MAX)
+    lo = [float(v) for v in (np.min(x, axis=0) if len(x) else np.full(3, np.inf))]
+    hi = [float(v) for v in (np.max(x, axis=0) if len(x) else np.full(3, -np.inf))]
+    lo = np.min(comm.allgather(lo), axis=0)
+    hi = np.max(comm.allgather(hi), axis=0)
     return float(fraction * np.linalg.norm(hi - lo))
 
 
@@ -159,7 +157,7 @@ def find_hotspots(bundle, fn, n: int = 5, min_separation: float | None = None, k
     idx = idx[order]
     coords = fn.function_space.tabulate_dof_coordinates()[:nown][idx] if len(idx) else np.zeros((0, 3))
     regions = _dof_regions(bundle, fn)[idx] if len(idx) else np.zeros(0, dtype=object)
-    local = [(float(sign * fn.x.array[i]), [float(c) for c in x], str(r), comm.rank, int(i))
+    local = [(float(fn.x.array[i]), [float(c) for c in x], str(r), comm.rank, int(i))
              for i, x, r in zip(idx, coords, regions)]
     cand = [c for part in comm.allgather(local) for c in part]
     # decreasing priority; ties broken by rank and local index so every rank agrees

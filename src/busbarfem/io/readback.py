@@ -1,5 +1,7 @@
 """Read ``fields.xdmf``/``fields.h5`` back without DOLFINx (XML + h5py).
 
+``outdir`` may be an output folder (its ``fields.xdmf``, or the newest
+``fields_restart<k>.xdmf`` after a restart, which holds the final state) or an ``.xdmf`` path.
 Used by the report and the renders, which run on rank 0 alone after the solve, and by the
 tests that check the written files independently of the writer. The file layout is the
 one DOLFINx's ``XDMFFile`` writes: one ``Uniform`` grid holding the mesh (topology and
@@ -38,8 +40,12 @@ class FieldStep:
 
 
 def _xdmf_path(outdir) -> Path:
+    """The field file of an output folder: the latest restart file if a run was restarted."""
     p = Path(outdir)
-    return p if p.suffix == ".xdmf" else p / XDMF_NAME
+    if p.suffix == ".xdmf":
+        return p
+    restarts = sorted(p.glob("fields_restart*.xdmf"), key=lambda f: int(f.stem.removeprefix("fields_restart") or 0))
+    return restarts[-1] if restarts else p / XDMF_NAME
 
 
 def _split_ref(text: str) -> tuple[str, str]:

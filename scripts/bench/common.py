@@ -1,0 +1,189 @@
+"""Shared helpers of the benchmark scripts: case loading, mesh levels, timers, memory.
+
+Mesh levels. Gmsh meshing of the thin-sheet B1 geometry costs minutes for a few hundred
+thousand cells on this machine, so the larger B1 sizes are reached by uniform
+refinement of a cached Gmsh mesh (``dolfinx.mesh.refine``, every tet split in 8; cell
+and facet tags carried over with ``transfer_meshtag``). A level is
+``(case overrides, refinements)`` (:data:`B1_LEVELS`); the Gmsh part is cached in
+``scripts/bench/results/meshes`` (keyed by the busbarfem mesh cache key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401  (must precede dolfinx/petsc4py/mpi4py)
+import numpy as np
+from mpi4py import MPI
+
+import dolfinx
+from dolfinx import mesh as dmesh
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parents[1]
+RESULTS = BENCH_DIR / "results"
+MESH_CACHE = RESULTS / "meshes"
+CASES = BENCH_DIR / "cases"
+
+
+def load_bench_case(name: str, overrides: list[str] | None = None):
+    """``(case, source)`` of ``scripts/bench/cases/<name>.yaml`` or an examples/ file."""
+    from busbarfem.case.loader import load_case
+
+    path = CASES / f"{name}.yaml"
+    if not path.is_file():
+        path = REPO / "examples" / f"{name}.yaml"
+    return load_case(path, overrides or [])
+
+
+def refine_bundle(bundle, times: int):
+    """The bundle with its mesh uniformly refined ``times`` times (tags transferred)."""
+    from busbarfem.mesh import MeshBundle
+
+    for _ in range(times):
+        msh = bundle.mesh
+        tdim = msh.topology.dim
+        msh.topology.create_entities(1)
+        msh.topology.create_connectivity(tdim - 1, tdim)
+        new, parent_cell, parent_facet = dmesh.refine(
+            msh, option=dmesh.RefinementOption.parent_cell_and_facet)
+        new.topology.create_connectivity(tdim - 1, tdim)
+        ct = dmesh.transfer_meshtag(bundle.cell_tags, new, parent_cell, parent_facet)
+        ft = dmesh.transfer_meshtag(bundle.facet_tags, new, parent_cell, parent_facet)
+        bundle = MeshBundle(mesh=new, cell_tags=ct, facet_tags=ft, regions=bundle.regions,
+                            tags=bundle.tags, info=bundle.info, mesh_seconds=bundle.mesh_seconds)
+    return bundle
+
+
+#: B1 mesh levels: name -> (case overrides of the Gmsh mesh, uniform refinements).
+#: thin_aspect sets the in-plane size of the sheets relative to thickness/2 (the case has
+#: 2 elements through every sheet); each refinement multiplies the dofs by ~6.
+B1_LEVELS: dict[str, tuple[list[str], int]] = {
+    "30k": ([], 0),
+    "0.25M": (["mesh.thin_aspect=1.2"], 1),
+    "1M": ([], 2),
+    "2M": (["mesh.thin_aspect=1.05"], 2),
+}
+
+
+def level_overrides(level: str) -> list[str]:
+    """Case overrides of a B1 mesh level."""
+    return list(B1_LEVELS[level][0])
+
+
+def build_level(case, comm: MPI.Comm, refinements: int) -> tuple[object, dict]:
+    """Mesh ``case`` (through the bench mesh cache) and refine; returns (bundle, timings)."""
+    from busbarfem.mesh import build_mesh
+
+    comm.Barrier()
+    t0 = time.perf_counter()
+    bundle = build_mesh(case, comm, cache_dir=MESH_CACHE)
+    t_gmsh = time.perf_counter() - t0
+    hit = bool(bundle.info.parameters.get("cache", {}).get("hit", False))
+    comm.Barrier()
+    t0 = time.perf_counter()
+    bundle = refine_bundle(bundle, refinements)
+    comm.Barrier()
+    t_ref = time.perf_counter() - t0
+    return bundle, {"mesh_build_or_load": t_gmsh, "mesh_cache_hit": hit, "mesh_refine": t_ref,
+                    "gmsh_mesh_seconds": bundle.mesh_seconds}
+
+
+def maxrss_mib() -> float:
+    """Peak resident memory of this process [MiB] (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def mem_per_rank(comm: MPI.Comm) -> list[float]:
+    """Peak RSS of every rank [MiB] (gathered on all ranks)."""
+    return comm.allgather(round(maxrss_mib(), 1))
+
+
+class Timer:
+    """Wall-clock phases, maximum over ranks (the slowest rank sets the pace).
+
+    The CPU time of the process (``time.process_time``, maximum over ranks) is kept too:
+    on a shared machine it is much less sensitive to other people's jobs than wall time
+    (it still counts MPI busy-waiting, so it is not a parallel-efficiency measure).
+    """
+
+    def __init__(self, comm: MPI.Comm):
+        self.comm = comm
+        self.t: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        self.comm.Barrier()
+        t0, c0 = time.perf_counter(), time.process_time()
+        yield
+        c1 = time.process_time()
+        self.comm.Barrier()
+        dt = self.comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+        self.t.setdefault(phase, []).append(dt)
+        self.cpu.setdefault(phase, []).append(self.comm.allreduce(c1 - c0, op=MPI.MAX))
+
+    def best(self, phase: str) -> float:
+        return min(self.t[phase])
+
+    def summary(self) -> dict:
+        """phase -> {best, median, max, n, spread = max/best - 1}."""
+        out = {}
+        for k, v in self.t.items():
+            a = np.asarray(v)
+            out[k] = {"best": float(a.min()), "median": float(np.median(a)), "max": float(a.max()),
+                      "n": len(a), "spread": float(a.max() / a.min() - 1.0) if a.min() > 0 else 0.0,
+                      "cpu_best": float(min(self.cpu[k]))}
+        return out
+
+
+def machine_info() -> dict:
+    """CPU, cores, memory, load, versions (for the table header)."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024**2:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    from petsc4py import PETSc
+
+    import busbarfem
+
+    git = ""
+    try:
+        git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "load_average": os.getloadavg(),
+            "python": platform.python_version(), "dolfinx": dolfinx.__version__,
+            "petsc": ".".join(map(str, PETSc.Sys.getVersion())), "busbarfem": getattr(busbarfem, "__version__", ""),
+            "git": git, "in_container": Path("/.dockerenv").exists()}
+
+
+def emit(result: dict, comm: MPI.Comm, out: Path | None) -> None:
+    """Write the JSON result on rank 0 (to ``out`` or stdout)."""
+    if comm.rank != 0:
+        return
+    text = json.dumps(result, indent=1, default=float)
+    if out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)

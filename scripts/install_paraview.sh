@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install ParaView's command-line Python (pvpython) from Debian's packages, for the test
+# that opens fields.xdmf with a real ParaView (tests/verification/test_xdmf_paraview.py)
+# and for users who post-process with scripts/pv_check.py.
+#
+#   sudo scripts/install_paraview.sh        (or as root)
+#
+# Debian 12 ships ParaView 5.11 (packages paraview + python3-paraview, ~220 packages with
+# --no-install-recommends, a few minutes). Open busbarfem's fields.xdmf with the
+# "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT): the default XDMF reader crashes on
+# DOLFINx files. Off-screen use needs no display (pvpython runs headless with EGL/Mesa).
+set -euo pipefail
+
+if command -v pvpython >/dev/null 2>&1; then
+  echo "pvpython already installed: $(command -v pvpython)"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: apt-get not found; install ParaView (with pvpython) from https://www.paraview.org by hand" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+$SUDO apt-get update -qq
+if ! apt-cache policy paraview | grep -q 'Candidate: [0-9]'; then
+  echo "error: no 'paraview' package in this distribution's archive" >&2
+  exit 1
+fi
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends paraview python3-paraview
+pvpython --version || true
+echo "pvpython: $(command -v pvpython)"

@@ -1,0 +1,217 @@
+"""report.html / report.md: self-contained, every number from the run's files, real renders."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import pytest
+import yaml
+from mpi4py import MPI
+
+from busbarfem.io import render
+from busbarfem.io.hotspots import hotspots_for_simulation
+from busbarfem.io.report import Column, group_columns, load_run, read_timeseries, write_report
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def solved_outdir(outdir: Path, case: str, overrides=()) -> Path:
+    """Solve in-process, write hotspots.json and a case.resolved.yaml as the CLI does."""
+    from conftest import solve_case
+
+    outdir.mkdir(parents=True)
+    sim = solve_case(EXAMPLES / case, overrides, comm=MPI.COMM_SELF, outdir=outdir)
+    hotspots_for_simulation(sim)
+    resolved = sim.case.model_dump(mode="json")
+    resolved["_provenance"] = {"case_file": str(EXAMPLES / case), "overrides": list(overrides),
+                               "versions": {"busbarfem": "test", "mpi_size": 1}, "created": "now"}
+    (outdir / "case.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    return outdir
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory) -> Path:
+    out = solved_outdir(tmp_path_factory.mktemp("steady") / "out", "busbar_l_bolted.yaml")
+    write_report(out)
+    return out
+
+
+class Cells(HTMLParser):
+    """Collects (data-value, text) of numeric cells per table, images and links."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: list[float] = []
+        self.imgs: list[str] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-value" in a:
+            self.values.append(float(a["data-value"]))
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        for k in ("href", "src"):
+            if k in a:
+                self.refs.append(a[k])
+
+
+def parse(path: Path) -> Cells:
+    p = Cells()
+    p.feed(path.read_text())
+    return p
+
+
+def test_report_html_is_self_contained(steady):
+    text = (steady / "report.html").read_text()
+    assert 'src="http' not in text and "href=" not in text and "<link" not in text and "<script" not in text
+    p = parse(steady / "report.html")
+    assert all(r.startswith("data:image/png;base64,") for r in p.refs)
+    for src in p.imgs:  # every embedded image is a real PNG
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_numbers_come_from_summary_and_hotspots(steady):
+    s = json.loads((steady / "summary.json").read_text())
+    h = json.loads((steady / "hotspots.json").read_text())
+    vals = parse(steady / "report.html").values
+    for v in (s["T_max"]["value"], s["T_min"]["value"], s["J_max"]["value"], s["terminal"]["voltage_V"],
+              s["terminal"]["current_A"], s["terminal"]["resistance_ohm"], s["joule_power_W"]["total"],
+              s["heat"]["energy_balance_residual_W"], *s["joule_power_W"]["by_region"].values(),
+              *(p["value"] for p in h["T"] + h["J_magnitude"])):
+        assert v in vals, v  # exact: data-value holds repr(float)
+    text = (steady / "report.html").read_text()
+    case = yaml.safe_load((steady / "case.resolved.yaml").read_text())
+    assert case["name"] in text and case["description"] in text
+    for region in s["joule_power_W"]["by_region"]:
+        assert region in text
+
+
+def test_report_steady_uses_tables_not_plots(steady):
+    md = (steady / "report.md").read_text()
+    assert "Single output time" in md
+    assert "ts_module" not in md  # no degenerate one-point plot
+    assert "heat_by_region.png" in md
+
+
+def test_report_md_images_exist(steady):
+    md = (steady / "report.md").read_text()
+    imgs = re.findall(r"!\[[^\]]*\]\((report_files/[^)]+)\)", md)
+    assert imgs
+    for rel in imgs:
+        assert (steady / rel).stat().st_size > 1000
+    assert "| \\|J\\| max" in md or "J" in md  # pipes escaped in markdown tables
+
+
+@pytest.mark.skipif(not render.render_available()[0], reason=render.render_available()[1] or "no rendering")
+def test_report_has_the_three_renders(steady):
+    md = (steady / "report.md").read_text()
+    for name in ("render_T", "render_J", "render_T_section"):
+        assert f"report_files/{name}.png" in md
+    assert "Section through the temperature maximum" in md
+
+
+def png_stats(path: Path) -> tuple[float, int]:
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)[..., :3]
+    q = (img * 255).astype(np.uint8).reshape(-1, 3)
+    return float(q.std()), len(np.unique(q, axis=0))
+
+
+@pytest.mark.skipif(not render.render_available()[0], reason=render.render_available()[1] or "no rendering")
+@pytest.mark.parametrize("field", ["T", "J_magnitude"])
+def test_render_is_a_real_picture_with_markers_on_the_part(steady, tmp_path, field):
+    h = json.loads((steady / "hotspots.json").read_text())
+    spots = h[field]
+    info = render.render_field(steady, field, tmp_path / f"{field}.png", markers=spots)
+    std, ncolours = png_stats(info.png)
+    assert std > 10 and ncolours > 100
+    w, hgt = info.image_size
+    umin, vmin, umax, vmax = info.bbox_px
+    assert 0 <= umin < umax <= w and 0 <= vmin < vmax <= hgt  # the part is in the picture
+    assert len(info.markers_px) == len(spots)
+    for u, v in info.markers_px:
+        assert umin <= u <= umax and vmin <= v <= vmax
+    s = json.loads((steady / "summary.json").read_text())
+    key = "T_max" if field == "T" else "J_max"
+    assert info.value_range[1] == pytest.approx(s[key]["value"], rel=1e-12)
+
+
+@pytest.mark.skipif(not render.render_available()[0], reason=render.render_available()[1] or "no rendering")
+def test_clipped_render_goes_through_the_hot_spot(steady, tmp_path):
+    s = json.loads((steady / "summary.json").read_text())
+    info = render.render_field(steady, "T", tmp_path / "clip.png", markers=[s["T_max"]],
+                               clip_through=s["T_max"]["x"])
+    std, ncolours = png_stats(info.png)
+    assert std > 10 and ncolours > 50
+    assert info.clip_origin == s["T_max"]["x"]
+    w, hgt = info.image_size
+    (u, v), = info.markers_px
+    assert abs(u - w / 2) < 2 and abs(v - hgt / 2) < 2  # the cut is centred on the hot spot
+
+
+def test_transient_report_plots_time_series(tmp_path):
+    out = solved_outdir(tmp_path / "out", "busbar_straight.yaml",
+                        ["solver.analysis=transient", "solver.t_end=4", "solver.dt=1"])
+    paths = write_report(out, renders=False)
+    md = paths["md"].read_text()
+    assert "report_files/ts_module.png" in md and "report_files/ts_unit_K.png" in md
+    cols = read_timeseries(out / "timeseries.csv")
+    assert cols[0].values[-1] == 4.0 and len(cols[0].values) >= 4
+    last_T = next(c for c in cols if c.header == "T_max [K]").values[-1]
+    assert last_T in parse(paths["html"]).values
+
+
+def test_per_cell_columns_are_grouped_and_plotted(tmp_path):
+    """A module-like time series (synthetic files): one plot per per-cell quantity."""
+    cells = ["cell_1_1", "cell_1_2", "cell_2_1"]
+    header = ["time [s]", "voltage [V]", "current [A]", "power [W]", "T_max [K]"]
+    for c in cells:
+        header += [f"I_{c} [A]", f"SOC_{c} [-]", f"T_mean_{c} [K]", f"V_{c} [V]"]
+    rows = []
+    for k in range(5):
+        r = [10.0 * k, 7.4 - 0.01 * k, 10.0, 74.0, 300.0 + k]
+        for j, _ in enumerate(cells):
+            r += [5.0 + j, 1.0 - 0.01 * k, 299.0 + k + j, 3.7]
+        rows.append(r)
+    (tmp_path / "timeseries.csv").write_text(
+        ",".join(header) + "\n" + "\n".join(",".join(repr(v) for v in r) for r in rows) + "\n")
+    summary = {"case": "synthetic", "stop_reason": "end time reached",
+               "cells": {c: {"current_A": 5.0 + j, "soc": 0.96} for j, c in enumerate(cells)},
+               "joule_power_W": {"total": 3.0, "by_region": {"busbar_1": 1.0, "weld_1": 2.0}},
+               "heat_by_region": {"busbar_1": 1.5, "weld_1": 2.5, "cell_1_1": 4.0}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    groups = group_columns(read_timeseries(tmp_path / "timeseries.csv"))
+    assert sorted(groups) == ["cell:I", "cell:SOC", "cell:T_mean", "cell:V", "module", "unit:K"]
+    assert [c.header for c in groups["cell:I"]] == [f"I_{c} [A]" for c in cells]
+    paths = write_report(tmp_path, renders=False)
+    md = paths["md"].read_text()
+    for q in ("I", "SOC", "T_mean", "V"):
+        assert f"report_files/ts_cell_{q}.png" in md
+    vals = parse(paths["html"]).values
+    assert 2.5 in vals and 4.0 in vals and 2.0 in vals  # heat_by_region and Joule per region
+    assert "cell_1_2" in paths["html"].read_text()
+
+
+def test_column_grouping_of_units():
+    cols = [Column("time [s]", "time", "s", [0.0]), Column("heat_stored [W]", "heat_stored", "W", [1.0]),
+            Column("energy_residual_rel [-]", "energy_residual_rel", "-", [0.0])]
+    assert sorted(group_columns(cols)) == ["unit:-", "unit:W"]
+
+
+def test_report_refuses_a_non_output_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path)
+
+
+def test_load_run_reads_everything(steady):
+    run = load_run(steady)
+    assert run.summary and run.hotspots and run.case and run.time is not None

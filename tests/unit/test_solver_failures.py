@@ -1,0 +1,165 @@
+"""Solver failures are reported, not crashed on: exit code 3, the reason and the step, results kept.
+
+Failures are provoked inside a real run (the CLI in-process) at a chosen step:
+
+- a divergent Krylov solve: from the 3rd electrical solve on, the KSP is limited to one
+  iteration, so PETSc itself reports DIVERGED_MAX_IT (DIVERGED_ITS before PETSc 3.24);
+- a NaN: a material with a NaN conductivity (from the first step), and a NaN appearing in
+  the temperature at step 3;
+- a Picard iteration that does not converge (steady, ``picard.max_iterations: 1`` with
+  sigma(T) at a high current; and the per-step Picard of a transient).
+
+Each must exit with code 3, name the reason (PETSc reason name, "NaN", "did not converge")
+and the step on stderr, and keep ``summary.json`` (stop reason = the failure) and
+``timeseries.csv`` with exactly the steps completed before the failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+
+from busbarfem.cli import main
+from busbarfem.physics import solvers
+
+TRANSIENT = ["mesh.size=0.005", "solver.analysis=transient", "solver.t_end=5.0", "solver.dt=1.0",
+             "solver.adaptive=false"]
+
+
+def run(tmp_path: Path, capsys, overrides, case="busbar_straight.yaml") -> tuple[int, str, Path]:
+    out = tmp_path / "out"
+    argv = ["run", str(EXAMPLES / case), "-o", str(out), "-q", "--no-cache"]
+    for o in overrides:
+        argv += ["--set", o]
+    code = main(argv)
+    return code, capsys.readouterr().err, out
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def rows_of(out: Path) -> list[dict]:
+    with open(out / "timeseries.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fail_from_call(monkeypatch, what: str, first_failing_call: int, action) -> None:
+    """Wrap ``solvers.solve_checked``: from the n-th ``what`` solve on, ``action(ksp)`` first."""
+    real = solvers.solve_checked
+    calls = {"n": 0}
+
+    def wrapped(ksp, b, x, kind, step=None):
+        if kind == what:
+            calls["n"] += 1
+            if calls["n"] >= first_failing_call:
+                action(ksp)
+        return real(ksp, b, x, kind, step)
+
+    monkeypatch.setattr(solvers, "solve_checked", wrapped)
+
+
+def assert_failure_kept(code, err, out, *, reason_words, step, rows):
+    assert code == 3, err
+    assert "Traceback" not in err
+    assert "error:" in err and any(w in err for w in reason_words), err
+    assert f"step {step}" in err, err
+    s = summary_of(out)
+    assert any(w in s["stop_reason"] for w in reason_words), s["stop_reason"]
+    assert not s["stop_reason"].startswith(("steady state reached", "end time reached")), s["stop_reason"]
+    data = rows_of(out) if (out / "timeseries.csv").exists() else []
+    assert len(data) == rows, (len(data), rows)
+    for k, row in enumerate(data, start=1):
+        assert abs(float(row["time [s]"]) - k * 1.0) < 1e-9
+    if rows:
+        # the summary describes the last completed step, not the failed one
+        assert s["terminal"]["current_A"] == pytest.approx(100.0, rel=1e-6)
+    return s
+
+
+def test_divergent_ksp_reports_petsc_reason_and_step(tmp_path, capsys, monkeypatch):
+    def one_iteration(ksp):
+        ksp.setTolerances(rtol=1e-14, atol=1e-50, max_it=1)
+
+    fail_from_call(monkeypatch, "electrical", 3, one_iteration)
+    code, err, out = run(tmp_path, capsys, [*TRANSIENT, "solver.electrical_solver=gamg"])
+    assert_failure_kept(code, err, out, reason_words=("DIVERGED_MAX_IT", "DIVERGED_ITS"), step=3, rows=2)
+    assert (out / "fields.xdmf").exists()
+
+
+def test_divergent_thermal_ksp_reports_petsc_reason(tmp_path, capsys, monkeypatch):
+    def one_iteration(ksp):
+        ksp.setTolerances(rtol=1e-14, atol=1e-50, max_it=1)
+
+    fail_from_call(monkeypatch, "thermal", 4, one_iteration)
+    code, err, out = run(tmp_path, capsys, [*TRANSIENT, "solver.thermal_solver=gamg"])
+    s = assert_failure_kept(code, err, out, reason_words=("DIVERGED_MAX_IT", "DIVERGED_ITS"), step=4, rows=3)
+    assert "thermal" in s["stop_reason"]
+
+
+def test_lu_breakdown_reports_petsc_reason(tmp_path, capsys):
+    """An all-insulator conductor makes the electrical matrix singular: a PETSc reason, exit 3."""
+    ov = [*TRANSIENT, "materials.insul.sigma_ref=0", "materials.insul.k=1", "materials.insul.rho=1000",
+          "materials.insul.cp=1000", "geometry.busbars.0.material=insul"]
+    code, err, out = run(tmp_path, capsys, ov)
+    assert_failure_kept(code, err, out, reason_words=("DIVERGED_",), step=1, rows=0)
+
+
+def test_nan_material_reports_nan(tmp_path, capsys):
+    """A NaN that slips into a material (here: the thermal conductivity) is caught at step 1."""
+    ov = [*TRANSIENT, "materials.cu_nan.sigma_ref=5.8e7", "materials.cu_nan.alpha=0.004", "materials.cu_nan.k=398",
+          "materials.cu_nan.rho=8933", "materials.cu_nan.cp=385", "geometry.busbars.0.material=cu_nan"]
+    import busbarfem.coupling as coupling
+
+    real = coupling.resolve_materials
+
+    def poisoned(user):
+        mats = real(user)
+        mats["cu_nan"] = mats["cu_nan"].model_copy(update={"k": float("nan")})
+        return mats
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(coupling, "resolve_materials", poisoned)
+    try:
+        code, err, out = run(tmp_path, capsys, ov)
+    finally:
+        mp.undo()
+    assert_failure_kept(code, err, out, reason_words=("NaN", "DIVERGED_"), step=1, rows=0)
+
+
+def test_nan_in_temperature_mid_run_keeps_earlier_steps(tmp_path, capsys, monkeypatch):
+    from busbarfem.physics.thermal import ThermalProblem
+
+    real = ThermalProblem.solve
+    calls = {"n": 0}
+
+    def solve(self, dt, step=None):
+        its = real(self, dt, step)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            self.T.x.array[len(self.T.x.array) // 2] = float("nan")
+        return its
+
+    monkeypatch.setattr(ThermalProblem, "solve", solve)
+    code, err, out = run(tmp_path, capsys, TRANSIENT)
+    assert_failure_kept(code, err, out, reason_words=("NaN",), step=3, rows=2)
+
+
+def test_steady_picard_not_converged(tmp_path, capsys):
+    # copper's alpha = 0.00393/K at 300 A: sigma(T) changes T by kelvins, one iteration is not enough
+    ov = ["mesh.size=0.005", "load.current=300", "solver.picard.max_iterations=1", "solver.picard.anderson_depth=0"]
+    code, err, out = run(tmp_path, capsys, ov)
+    s = assert_failure_kept(code, err, out, reason_words=("did not converge",), step=1, rows=0)
+    assert "Picard" in s["stop_reason"]
+    assert "last change" in err
+
+
+def test_transient_picard_not_converged(tmp_path, capsys):
+    ov = [*TRANSIENT, "load.current=300", "solver.coupled_iterations=true", "solver.picard.max_iterations=1",
+          "solver.picard.tolerance=1e-12"]
+    code, err, out = run(tmp_path, capsys, ov)
+    assert_failure_kept(code, err, out, reason_words=("did not converge",), step=1, rows=0)
