@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    r.add_argument("--lumped", action="store_true",
+                   help="solve the module as a lumped circuit (seed formulas, no mesh): seconds, for sizing")
     r.add_argument("--profile", action="store_true",
                    help="print wall time per phase (mesh, assemble/solve, output) and write profile.json")
     r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
@@ -147,6 +149,14 @@ def cmd_run(args, comm, con: Console) -> int:
                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (out / "case.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     con.print(f"busbarfem: case '{case.name}' on {comm.size} MPI rank(s) -> {out}")
+    if args.lumped:
+        from busbarfem.lumped import run_lumped_case
+
+        summary = comm.bcast(run_lumped_case(case, src, out) if comm.rank == 0 else None, root=0)
+        con.print(f"  lumped circuit: stop: {summary['stop_reason']}; delivered "
+                  f"{summary['energy']['charge_out_Ah']:.4g} Ah; T_max {summary['T_max']['value']:.2f} K")
+        con.print(f"  results: {out}")
+        return 0
 
     def progress(row):
         if not args.quiet:
@@ -214,7 +224,7 @@ def cmd_mesh(args, comm, con: Console) -> int:
     case, _ = load_case(args.case, args.overrides)
     out = Path(args.output) if args.output else Path("results") / f"{case.name}_mesh"
     _prepare_outdir(comm, out, args.overwrite)
-    bundle = build_mesh(case, comm, cache_dir=_default_cache())
+    bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png")
     with io.XDMFFile(comm, str(out / "mesh.xdmf"), "w") as f:
         f.write_mesh(bundle.mesh)
         bundle.mesh.topology.create_connectivity(2, 3)
@@ -225,14 +235,13 @@ def cmd_mesh(args, comm, con: Console) -> int:
     if comm.rank == 0:
         (out / "regions.json").write_text(json.dumps({n: {"tag": bundle.tags[n], **bundle.regions[n].to_dict()}
                                                       for n in bundle.tags}, indent=2))
-        try:
-            from busbarfem.geometry import render_preview
-        except ImportError:
-            render_preview = None
-        if render_preview is not None:
-            render_preview(out / "mesh.xdmf", out / "preview.png")
+        (out / "mesh_quality.json").write_text(json.dumps(bundle.info.parameters.get("quality", {}), indent=2,
+                                                          default=str))
     con.print(f"mesh: {bundle.mesh.topology.index_map(3).size_global} cells, regions: {', '.join(sorted(bundle.tags))}")
-    con.print(f"written: {out / 'mesh.xdmf'}")
+    q = bundle.info.parameters.get("quality", {})
+    if q:
+        con.print("quality: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items()))
+    con.print(f"written: {out / 'mesh.xdmf'}, {out / 'preview.png'}")
     return 0
 
 

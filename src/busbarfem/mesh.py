@@ -119,7 +119,8 @@ def _broadcast(comm: MPI.Comm, obj):
     return comm.bcast(obj, root=0)
 
 
-def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log=None) -> MeshBundle:
+def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log=None,
+               preview: Path | None = None) -> MeshBundle:
     """Build (or load from the cache) the case geometry's mesh and distribute it.
 
     Args:
@@ -127,6 +128,7 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         comm: communicator to distribute the mesh over.
         cache_dir: mesh cache folder (None disables the cache).
         log: optional callable for progress messages (rank 0).
+        preview: write a PNG of the meshed geometry coloured by region here (rank 0).
 
     Returns:
         The distributed :class:`MeshBundle`.
@@ -157,6 +159,10 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
     meshed = time.perf_counter() - t0
     mesh_data = dolfinx.io.gmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3)
     if comm.rank == 0:
+        if preview is not None:
+            from busbarfem.geometry.preview import render_preview
+
+            render_preview(preview)
         gmsh.clear()
     info = _broadcast(comm, info)
     tags = {name: int(pg.tag) for name, pg in mesh_data.physical_groups.items()}
