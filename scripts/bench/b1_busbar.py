@@ -46,6 +46,8 @@ def main() -> None:
     p.add_argument("--thermal-steps", type=int, default=4, help="steps after the first at fixed dt")
     p.add_argument("--dt", type=float, default=1.0)
     p.add_argument("--no-bare", action="store_true")
+    p.add_argument("--bare-variants", default="const,temperature",
+                   help="bare sigma variants: const (DG0 sigma, the hand-written baseline), temperature")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     comm = MPI.COMM_WORLD
@@ -99,7 +101,7 @@ def main() -> None:
 
         mats = resolve_materials(case.materials)
         T_init = case.thermal.initial_temperature
-        for variant in ("const", "temperature"):
+        for variant in a.bare_variants.split(","):
             with timer(f"bare_setup_{variant}"):
                 bare = BareConduction(bundle, mats, el.options, T_init, order=case.mesh.order, sigma=variant)
             its_b = []

@@ -67,6 +67,7 @@ def refine_bundle(bundle, times: int):
 #: thin_aspect sets the in-plane size of the sheets relative to thickness/2 (the case has
 #: 2 elements through every sheet); each refinement multiplies the dofs by ~6.
 B1_LEVELS: dict[str, tuple[list[str], int]] = {
+    "10k": (["mesh.thin_aspect=3.0"], 0),
     "30k": ([], 0),
     "0.25M": (["mesh.thin_aspect=1.2"], 1),
     "1M": ([], 2),

@@ -393,13 +393,14 @@ class Simulation:
             (self.outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
 
-    def _electrical_step(self, t_eval: float, step: int):
-        """Quasi-static electrical solve for the target at ``t_eval`` (cells frozen)."""
+    def _electrical_step(self, t_eval: float, step: int, dt: float = 0.0):
+        """Quasi-static electrical solve for the target at ``t_eval`` with the cell states
+        integrated over a step of ``dt`` (0: instantaneous)."""
         target = self._target(t_eval)
         t0 = time.perf_counter()
         if self.cells is not None:
             self.cells.update_temperature()
-            self.cells.refresh()
+            self.cells.refresh(dt)
         sol = self.el.solve(target.mode, target.value, step=step)
         if self.cells is not None:
             self.cells.measure_currents()
@@ -418,11 +419,11 @@ class Simulation:
     def run_transient(self) -> None:
         """Operator-split time loop with adaptive steps and event landing.
 
-        The electrical state at t_n (potential, cell currents, from T^n and the cell states
-        at t_n) drives the thermal step to T^{n+1} (optionally Picard-iterated on
-        sigma(T)); the cell states then advance with the t_n currents, and a new electrical
-        solve at t_{n+1} (T^{n+1}, new states) gives the recorded terminal and cell values
-        and starts the next step. A step whose temperature change exceeds twice
+        Each step: the electrical problem is solved with sigma(T^n) and the cell states at
+        t_n integrated over the step (RC pairs exactly at constant current, so the solve
+        gives the end-of-step currents and voltages and stays stable for dt >> tau_RC);
+        its heat drives the thermal step to T^{n+1} (optionally Picard-iterated on
+        sigma(T)); then the cell states advance with those currents. A step whose temperature change exceeds twice
         ``max_temperature_change``, or whose end state triggers a load event (voltage, SOC or
         current condition) while dt > ``event_tolerance``, is rejected and retried with half
         the step, so events land on step boundaries.
@@ -464,6 +465,8 @@ class Simulation:
             start = self._save_electrical(sol)
             approaching = False
             while True:
+                self.T_k.x.array[:] = th.T_n.x.array
+                new_sol = self._electrical_step(t + 0.5 * dt_step, step, dt_step)
                 self._thermal_step(dt_step, step)
                 for _ in range(s.picard.max_iterations if s.coupled_iterations else 0):
                     change = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - self.T_k.x.array))),
@@ -471,7 +474,7 @@ class Simulation:
                     if change <= s.picard.tolerance * (1.0 + self._tmax(th.T.x.array) - self._tmax(th.T_n.x.array)):
                         break
                     self.T_k.x.array[:] = th.T.x.array
-                    self._electrical_step(t, step)
+                    new_sol = self._electrical_step(t + 0.5 * dt_step, step, dt_step)
                     self._thermal_step(dt_step, step)
                 else:
                     if s.coupled_iterations:
@@ -487,8 +490,6 @@ class Simulation:
                     continue
                 if self.cells is not None:
                     self.cells.advance(dt_step)
-                self.T_k.x.array[:] = th.T.x.array
-                new_sol = self._electrical_step(t + dt_step, step)
                 ev = self.controller.check(t + dt_step, new_sol.voltage, new_sol.current, *self._cell_status(),
                                            max_temperature=self._tmax(th.T.x.array))
                 if (ev is not None and dt_step > s.event_tolerance and "duration" not in ev.reason
@@ -506,9 +507,6 @@ class Simulation:
             th.advance()
             event = self.controller.update(t - dt_step, dt_step, sol.voltage, sol.current, *self._cell_status(),
                                            max_temperature=self.rows[-1]["T_max [K]"])
-            if event is not None and not event.stop:
-                # a new step (e.g. CC -> CV) starts: re-solve for its target at the same state
-                sol = self._electrical_step(t, step)
             if step % self.case.output.every == 0 or event is not None:
                 self._write_fields(t)
             if event is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -101,16 +102,25 @@ MPIRUN = ROOT / ".venv" / "bin" / "mpirun"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-def example_runs() -> list[tuple[str, list[str]]]:
+# Cases with MSMD cells crash on one rank under MPI and the other ranks then wait forever:
+# physics/cells.py CellCoupling.__init__ calls comm.allreduce(<numpy array>, op=MPI.MAX), which
+# mpi4py reduces with Python's max() -> "truth value of an array ... is ambiguous".
+MSMD_MPI_BUG = pytest.mark.xfail(reason="bug: CellCoupling.__init__ allreduce(ndarray, MPI.MAX) raises on "
+                                        "one rank under MPI; the others hang", strict=True)
+
+
+def example_runs() -> list:
     """Every example with the overrides that keep it short: steady ones as they are,
     transient ones cut to their first three time steps (the full runs take minutes)."""
     out = []
     for p in sorted(EXAMPLES.glob("*.yaml")):
-        solver = yaml.safe_load(p.read_text()).get("solver") or {}
-        if solver.get("analysis", "steady") == "steady":
-            out.append((p.name, []))
-        else:
-            out.append((p.name, [f"solver.t_end={3 * float(solver.get('dt', 1.0))}"]))
+        data = yaml.safe_load(p.read_text())
+        solver = data.get("solver") or {}
+        overrides = []
+        if solver.get("analysis", "steady") != "steady":
+            overrides = [f"solver.t_end={3 * float(solver.get('dt', 1.0))}"]
+        has_cells = "module" in (data.get("geometry") or {}) or "cell" in data
+        out.append(pytest.param(p.name, overrides, id=p.stem, marks=[MSMD_MPI_BUG] if has_cells else []))
     return out
 
 
@@ -129,7 +139,7 @@ def headline(summary: dict) -> dict[str, float]:
     return h
 
 
-def run_cli(case: Path, out: Path, nranks: int, overrides=()) -> dict:
+def run_cli(case: Path, out: Path, nranks: int, overrides=(), timeout: float = 300) -> dict:
     cmd = [str(PYTHON), "-m", "busbarfem", "run", str(case), "-o", str(out), "-q", "--no-cache",
            "--set", "solver.electrical_solver=lu", "--set", "solver.thermal_solver=lu"]
     for o in overrides:
@@ -138,18 +148,27 @@ def run_cli(case: Path, out: Path, nranks: int, overrides=()) -> dict:
         cmd = [str(MPIRUN), "-n", str(nranks), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_", "HYDRA_", "OMPI_"))}
     env["OMP_NUM_THREADS"] = "1"
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, (cmd, r.stderr[-3000:])
+    # own process group: on a timeout (a rank died, the others wait forever) kill every rank
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:4])}... no answer within {timeout} s:\n{err[-3000:]}")
+    assert proc.returncode == 0, (cmd, err[-3000:])
     return json.loads((out / "summary.json").read_text())
 
 
 @pytest.mark.slow
 @pytest.mark.mpi
 @pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own mpirun; run it serially")
-@pytest.mark.parametrize("case, overrides", example_runs(), ids=[c for c, _ in example_runs()])
+@pytest.mark.parametrize("case, overrides", example_runs())
 def test_three_ranks_match_serial(tmp_path, case, overrides):
+    # the parallel run first: a rank that dies shows up at once (120 s), not after a serial run
+    par = run_cli(EXAMPLES / case, tmp_path / "np3", 3, overrides, timeout=120)
     ser = run_cli(EXAMPLES / case, tmp_path / "serial", 1, overrides)
-    par = run_cli(EXAMPLES / case, tmp_path / "np3", 3, overrides)
     assert par["mpi_size"] == 3 and ser["mpi_size"] == 1
     assert par["dofs"] == ser["dofs"]
     assert par["stop_reason"] == ser["stop_reason"]

@@ -41,7 +41,13 @@ def test_4s2p_weakest_cell_sets_the_end_of_discharge(m50):
     res = run_lumped(m50, load, 4, 2, pcu=1, dt=20.0, capacity_factors=cap)
     assert res.stop_reason.endswith("reached by cell_3_2")
     # with PCU = 1 the string holding the weak cell carries less current throughout
-    assert np.all(res.cell_current[1:, 0, 0] >= res.cell_current[1:, 0, 1])
+    # (rows are end-of-step values; compare on the regular 20 s grid before the final
+    # bisection towards the cut-off)
+    regular = np.flatnonzero(np.abs(res.time - 20.0 * np.arange(len(res.time))) > 1e-6)
+    n = regular[0] if len(regular) else len(res.time)
+    assert n > 100
+    # (kinks of the piecewise-linear OCV table allow ~0.01 A wiggles)
+    assert np.all(res.cell_current[1:n, 0, 0] >= res.cell_current[1:n, 0, 1] - 0.02)
     np.testing.assert_allclose(res.cell_current.sum(axis=2), 10.0, rtol=1e-10)
 
 
@@ -51,7 +57,8 @@ def _check_cv_phase(res, cut_off):
     # switch when the highest cell reaches 4.2 V (landed by bisection)
     assert res.cell_voltage[switch].max() == pytest.approx(4.2, abs=2e-3)
     cv_current = -res.module_current[switch:]
-    assert np.all(np.diff(cv_current) <= 1e-9)  # decays monotonically
+    # decays monotonically (to 0.1 %: kinks of the piecewise-linear OCV table)
+    assert np.all(np.diff(cv_current) <= 1e-3 * cv_current[:-1])
     assert np.ptp(res.module_voltage[switch:]) < 1e-9  # module voltage held
     assert res.cell_voltage[switch:].max() <= 4.2 + 0.01
     assert cv_current[-1] == pytest.approx(cut_off, rel=0.02)
@@ -111,9 +118,13 @@ def test_current_profile_from_file(m50, tmp_path):
                                 "current_curve_fit_file": "drive.txt"},
                                context={"case_dir": tmp_path})
     res = run_lumped(m50.model_copy(update={"initial_soc": 0.8}), load, 1, 2, dt=25.0)
-    for t, i in [(60.0, 5.0), (90.0, -5.0), (150.0, 20.0), (200.0, 0.0)]:
-        k = np.argmin(abs(res.time - t))
-        assert res.time[k] == pytest.approx(t) and res.module_current[k] == pytest.approx(i)
+    prof = np.loadtxt(tmp_path / "drive.txt")
+    for t in (60.0, 90.0, 150.0, 200.0):
+        # a row holds the current of the step that ends there: the profile's mean over it
+        k = int(np.argmin(abs(res.time - t)))
+        assert res.time[k] == pytest.approx(t)
+        mean = np.interp(0.5 * (res.time[k - 1] + res.time[k]), prof[:, 0], prof[:, 1])
+        assert res.module_current[k] == pytest.approx(mean)
     assert "end of profile at 200 s" in res.stop_reason
     # integral of the profile: 5x60 + 0x30 + 7.5x60 + 10x50 = 1250 C; the midpoint-current
     # steps land on the breakpoints, so coulomb counting is exact for a linear profile.

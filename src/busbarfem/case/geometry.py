@@ -11,9 +11,18 @@ on both edges (the re-entrant inner corner is the current-crowding singularity).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from busbarfem.case.base import StrictModel
 
@@ -295,6 +304,126 @@ class CylindricalCell(StrictModel):
         return self
 
 
+PRISMATIC_DEFAULT = (0.148, 0.0265, 0.091)  # VDA PHEV2-like can: width, depth, height [m]
+
+
+class PrismaticCell(StrictModel):
+    """A prismatic (hard-case) cell: a box body with two cylindrical terminal posts on top.
+
+    Axes in the module: the body's ``depth`` (its thin dimension) lies along x, the
+    stacking axis; ``width`` along y; ``height`` along z. The posts stand on the top face
+    at y = +terminal_offset and -terminal_offset (which one is positive alternates with the
+    stage, the cell being turned by 180 deg). Electrode layers are parallel to the broad
+    (yz) faces, so the through-plane direction is **x**: set the case's
+    ``cell.k: [k_through, k_in_plane, k_in_plane]``.
+    """
+
+    type: Literal["prismatic"] = Field(description="Cell format.")
+    width: float = Field(PRISMATIC_DEFAULT[0], gt=0, description="Body width along y [m].")
+    depth: float = Field(PRISMATIC_DEFAULT[1], gt=0, description="Body depth (thickness) along x, the stacking axis [m].")
+    height: float = Field(PRISMATIC_DEFAULT[2], gt=0, description="Body height along z [m].")
+    terminal_radius: float = Field(0.006, gt=0, description="Terminal post radius [m].")
+    terminal_height: float = Field(0.003, gt=0, description="Terminal post height above the lid [m].")
+    terminal_offset: float | None = Field(
+        None, gt=0, description="Distance of each post axis from the lid centre along y [m]; "
+        "default 0.35 x width.")
+    positive_material: str = Field("aluminium", description="Positive post material.")
+    negative_material: str = Field("copper", description="Negative post material.")
+    material: str = Field(
+        "cell", description="Label of the cell body (its properties come from the cell model)."
+    )
+
+    def offset(self) -> float:
+        """Post offset from the lid centre along y [m]."""
+        return self.terminal_offset if self.terminal_offset is not None else 0.35 * self.width
+
+    @model_validator(mode="after")
+    def _check_posts(self) -> PrismaticCell:
+        r, e = self.terminal_radius, self.offset()
+        if 2 * r >= self.depth:
+            raise ValueError(f"terminal_radius {r} m: the post does not fit on a lid of depth "
+                             f"{self.depth} m")
+        if e + r > self.width / 2 or e < r:
+            raise ValueError(f"terminal_offset {e} m: posts of radius {r} m must lie on the lid "
+                             f"(offset between {r} and {self.width / 2 - r} m)")
+        return self
+
+
+class PouchCell(StrictModel):
+    """A pouch cell: a thin box body with two foil tabs leaving its edge(s).
+
+    Local axes: the body's ``thickness`` lies along the stacking axis, ``width`` along y
+    and ``height`` along the tab direction. ``orientation: standing`` (default): stacking
+    axis x, tabs pointing up (+z); the cells stand on the cold plate (z = 0).
+    ``orientation: lying``: stacking axis z (cells lie flat on top of each other, the
+    lowest on the cold plate), tabs pointing along +x. Electrode layers are parallel to
+    the broad faces, so the through-plane direction is the stacking axis: set the case's
+    ``cell.k`` to ``[k_through, k_in, k_in]`` (standing) or ``[k_in, k_in, k_through]``
+    (lying).
+
+    ``tabs: same_side``: both tabs leave the top edge at y = +tab_offset and -tab_offset;
+    ``opposite``: the positive tab leaves the top edge and the negative one the bottom
+    edge, both at y = 0 (or tab_offset). Each tab runs ``tab_length`` from the body edge to
+    the busbar, passes through a slot in it and ends flush with its outer face (a
+    slot-through laser-welded joint: the tab is bonded on the slot faces).
+    """
+
+    type: Literal["pouch"] = Field(description="Cell format.")
+    width: float = Field(0.1, gt=0, description="Body width along y [m].")
+    height: float = Field(0.12, gt=0, description="Body size along the tab direction [m].")
+    thickness: float = Field(0.008, gt=0, description="Body thickness along the stacking axis [m].")
+    orientation: Literal["standing", "lying"] = Field(
+        "standing", description="'standing': stacked along x, tabs up; 'lying': stacked along z, "
+        "tabs along +x.")
+    tabs: Literal["same_side", "opposite"] = Field(
+        "same_side", description="Both tabs on one edge, or one on each opposite edge.")
+    tab_width: float = Field(0.03, gt=0, description="Tab width along y [m].")
+    tab_thickness: float = Field(0.0004, gt=0, description="Tab (foil) thickness [m].")
+    tab_length: float = Field(0.01, gt=0, description="Free tab length from the body edge to the busbar [m].")
+    tab_offset: float | None = Field(
+        None, ge=0, description="Tab centre distance from the body's mid-plane along y [m]; "
+        "default width/4 (same_side) or 0 (opposite).")
+    positive_material: str = Field("aluminium", description="Positive tab material.")
+    negative_material: str = Field("nickel", description="Negative tab material.")
+    material: str = Field(
+        "cell", description="Label of the cell body (its properties come from the cell model)."
+    )
+
+    def offset(self) -> float:
+        """Tab centre offset from the body mid-plane along y [m]."""
+        if self.tab_offset is not None:
+            return self.tab_offset
+        return self.width / 4 if self.tabs == "same_side" else 0.0
+
+    @model_validator(mode="after")
+    def _check_tabs(self) -> PouchCell:
+        e, h = self.offset(), self.tab_width / 2
+        if e + h > self.width / 2:
+            raise ValueError(f"tab at offset {e} m with width {self.tab_width} m sticks out of a "
+                             f"body of width {self.width} m")
+        if self.tabs == "same_side" and e < h:
+            raise ValueError(f"tab_offset {e} m: the two tabs (width {self.tab_width} m) overlap; "
+                             f"use at least {h} m")
+        if self.tab_thickness >= self.thickness:
+            raise ValueError("tab_thickness must be smaller than the body thickness")
+        return self
+
+
+def _cell_type(value) -> str:
+    """Discriminator of the module's cell: ``type`` (cylindrical when omitted)."""
+    if isinstance(value, dict):
+        return value.get("type", "cylindrical")
+    return getattr(value, "type", "cylindrical")
+
+
+ModuleCell = Annotated[
+    Annotated[CylindricalCell, Tag("cylindrical")]
+    | Annotated[PrismaticCell, Tag("prismatic")]
+    | Annotated[PouchCell, Tag("pouch")],
+    Discriminator(_cell_type),
+]
+
+
 class ModuleWeld(StrictModel):
     """Weld nuggets joining every cell terminal to its busbar plate."""
 
@@ -305,18 +434,35 @@ class ModuleWeld(StrictModel):
 
 
 class Module(StrictModel):
-    """An nSmP module of cylindrical cells with busbar plates (the seed's nSmP/PCU topology).
+    """An nSmP module with busbar plates (the seed's nSmP/PCU topology).
 
-    Stages (series, 1..n_s) are columns along x, parallel cells (1..m_p) rows along y.
     ``parallel_connected_units`` (PCU) divides n_s: inside each PCU the p strings of
     n_s/PCU series cells are separate (one plate per string between stages) and they are
     cross-connected (one plate across all p cells) only at PCU ends; PCU = n_s is the
     usual fully cross-connected nSmP, PCU = 1 joins the strings at the module ends only.
-    With ``busbars: both`` the cells alternate orientation (odd stages positive-up) and
-    plates sit on both ends; with ``top`` all cells are positive-up and every plate is on
-    top. Plates sit ``gap`` above the terminals and touch them only through the nuggets.
-    Face reference ``module``: terminal_pos / terminal_neg are the +y end faces of the
-    module's terminal plates. Surface ``cold_plate``: the module's bottom-most faces.
+    Every plate joining stage s to s+1 carries the positive field of s.
+
+    **Cylindrical cells**: stages (1..n_s) are columns along x, parallel cells (1..m_p)
+    rows along y. With ``busbars: both`` the cells alternate orientation (odd stages
+    positive-up) and plates sit on both ends; with ``top`` all cells are positive-up and
+    every plate is on top. Plates sit ``gap`` above the terminals and touch them only
+    through the nuggets. Face reference ``module``: the +y end faces of the terminal
+    plates. Surface ``cold_plate``: the module's bottom-most faces.
+
+    **Prismatic and pouch cells**: all cells form one stack along the stacking axis (x;
+    z for lying pouches) in the order stage 1 (parallel 1..m_p), stage 2, ...; parallel
+    cells of a stage have the same orientation and share the plates, and every next stage
+    is turned over so that the + terminals of stage s sit next to the - terminals of
+    stage s+1 (one plate joins them). ``pitch[0]`` is the stacking pitch (``pitch[1]`` is
+    unused). A single stack cannot keep parallel strings apart (their plates would
+    cross), so with m_p > 1 the PCU must equal n_s. Prismatic posts are joined to the
+    plates (``gap`` above them) by ``weld`` nuggets; pouch tabs pass through slots in the
+    plates (``weld`` and ``gap`` unused). ``busbars`` is implied by the cell (prismatic and
+    same-side pouch: top; opposite-tab pouch: both). Face reference ``module``: the end
+    faces of the terminal plates, which extend ``terminal_extension`` beyond the stack
+    (the negative one before stage 1, the positive one after stage n_s). Surface
+    ``cold_plate``: the cells' bottom faces (z = 0), or for opposite-tab standing pouches
+    the bottom plates' lower faces.
     """
 
     series: int = Field(ge=1, description="Number of series stages n_s [-].")
@@ -324,19 +470,33 @@ class Module(StrictModel):
     parallel_connected_units: int | None = Field(
         None, ge=1, description="PCU count; must divide series; None = series (fully connected)."
     )
-    cell: CylindricalCell = Field(default_factory=CylindricalCell, description="Cell format.")
+    cell: ModuleCell = Field(
+        default_factory=CylindricalCell,
+        description="Cell format: type cylindrical (default), prismatic or pouch.",
+    )
     pitch: XY | None = Field(
         None, description="Cell pitch (x between stages, y between parallel cells) [m]; "
-        "default: diameter + 2 mm both ways."
+        "default: diameter + 2 mm both ways. Prismatic/pouch: (stacking pitch, unused), "
+        "default cell thickness + 2 mm."
     )
-    busbars: Literal["both", "top"] = Field("both", description="Plates on both ends or top only.")
+    busbars: Literal["both", "top"] = Field(
+        "both", description="Cylindrical: plates on both ends or top only (others: implied).")
     busbar_thickness: float = Field(0.002, gt=0, description="Plate thickness [m].")
     busbar_material: str = Field("copper", description="Plate material.")
     gap: float = Field(0.0003, gt=0, description="Gap between a terminal and its plate [m].")
     terminal_extension: float = Field(
-        0.01, gt=0, description="How far the terminal plates extend beyond the cells in +y [m]."
+        0.01, gt=0, description="How far the terminal plates extend beyond the cells [m] "
+        "(+y for cylindrical cells, along the stacking axis otherwise)."
     )
     weld: ModuleWeld = Field(default_factory=ModuleWeld, description="Terminal welds.")
+
+    def stack_thickness(self) -> float:
+        """Cell thickness along the stacking axis [m] (prismatic/pouch)."""
+        return self.cell.depth if self.cell.type == "prismatic" else self.cell.thickness
+
+    def stack_pitch(self) -> float:
+        """Stacking pitch [m] (prismatic/pouch)."""
+        return self.pitch[0] if self.pitch is not None else self.stack_thickness() + 0.002
 
     @model_validator(mode="after")
     def _check_pcu(self) -> Module:
@@ -345,11 +505,192 @@ class Module(StrictModel):
             raise ValueError(
                 f"parallel_connected_units = {pcu} must divide series = {self.series}"
             )
-        r, _ = self.cell.dimensions()
-        px, py = self.pitch or (2 * r + 0.002, 2 * r + 0.002)
-        if px < 2 * r or py < 2 * r:
-            raise ValueError(f"pitch {px, py} m is smaller than the cell diameter {2 * r} m")
+        if self.cell.type == "cylindrical":
+            r, _ = self.cell.dimensions()
+            px, py = self.pitch or (2 * r + 0.002, 2 * r + 0.002)
+            if px < 2 * r or py < 2 * r:
+                raise ValueError(f"pitch {px, py} m is smaller than the cell diameter {2 * r} m")
+            return self
+        if self.parallel > 1 and pcu != self.series:
+            raise ValueError(
+                f"parallel_connected_units = {pcu}: a {self.cell.type} stack cannot keep "
+                f"parallel strings apart; use parallel_connected_units: {self.series} "
+                "(every stage cross-connected) or parallel: 1")
+        t, px = self.stack_thickness(), self.stack_pitch()
+        if px <= t:
+            raise ValueError(f"stacking pitch {px} m must exceed the cell thickness {t} m "
+                             "(touching cells would short their potentials)")
+        if self.cell.type == "prismatic" and 2 * self.cell.terminal_radius + 0.001 >= px:
+            raise ValueError(f"stacking pitch {px} m leaves no room between the plates on "
+                             f"posts of radius {self.cell.terminal_radius} m")
         return self
+
+
+BBox = tuple[float, float, float, float, float, float]
+REGION_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class RegionSpec(StrictModel):
+    """What an imported region is: material, conductor or cell, field, stage/parallel/polarity.
+
+    ``field`` may be omitted for a conductor: it is then inferred through the conductors
+    it touches from a region that has one, or from a tab's ``polarity`` and ``stage``
+    (``positive_field``/``negative_field`` of the stage). A cell needs ``stage`` and
+    ``parallel`` (its two potentials follow the stage parity); its material is a label.
+    """
+
+    material: str | None = Field(None, description="Material name (conductors); a label for cells.")
+    kind: Literal["conductor", "cell"] = Field("conductor", description="Plain conductor or MSMD cell.")
+    field: Literal[1, 2] | None = Field(None, description="Global potential a conductor carries.")
+    stage: int | None = Field(None, ge=1, description="Series stage (cells, tabs) [-].")
+    parallel: int | None = Field(None, ge=1, description="Parallel index (cells, tabs) [-].")
+    polarity: Literal["pos", "neg"] | None = Field(None, description="Tab polarity.")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> RegionSpec:
+        if self.kind == "cell":
+            if self.stage is None or self.parallel is None:
+                raise ValueError("a cell region needs stage and parallel")
+            if self.field is not None:
+                raise ValueError("a cell carries both fields; leave field out")
+        elif self.material is None:
+            raise ValueError("a conductor region needs a material")
+        return self
+
+    def same_as(self, other: RegionSpec) -> bool:
+        """True when both specs describe the region identically."""
+        return self.model_dump() == other.model_dump()
+
+
+class StepMatch(StrictModel):
+    """Which STEP solids a rule selects: exactly one criterion."""
+
+    name: str | None = Field(None, description="Regular expression searched in the STEP solid's "
+                             "name (its product/label path, e.g. 'Shapes/Assembly/1/Busbar').")
+    bbox: BBox | None = Field(None, description="[xmin, ymin, zmin, xmax, ymax, zmax] [m]: selects "
+                              "solids whose bounding box lies inside.")
+    adjacent_to: str | None = Field(None, description="Region name: selects solids sharing a face "
+                                    "with it (resolved after the name/bbox rules).")
+
+    @model_validator(mode="after")
+    def _one(self) -> StepMatch:
+        given = [k for k in ("name", "bbox", "adjacent_to") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of name, bbox, adjacent_to (got {given or 'none'})")
+        if self.name is not None:
+            import re
+
+            try:
+                re.compile(self.name)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {self.name!r}: {exc}") from None
+        if self.bbox is not None and any(lo > hi for lo, hi in zip(self.bbox[:3], self.bbox[3:], strict=True)):
+            raise ValueError("bbox must be [xmin, ymin, zmin, xmax, ymax, zmax]")
+        return self
+
+
+class StepRule(RegionSpec):
+    """Map the STEP solids selected by ``match`` to the region ``region``."""
+
+    match: StepMatch = Field(description="Which solids.")
+    region: str = Field(pattern=REGION_NAME, description="Region (physical) name, e.g. busbar_1, cell_1_1.")
+
+
+class FaceBox(StrictModel):
+    """Faces whose bounding box lies inside ``bbox`` (exterior faces of the imported solids)."""
+
+    bbox: BBox = Field(description="[xmin, ymin, zmin, xmax, ymax, zmax] [m].")
+
+
+class StepTerminals(StrictModel):
+    """Module terminal faces of an imported model."""
+
+    positive: FaceBox = Field(description="terminal_pos faces.")
+    negative: FaceBox = Field(description="terminal_neg faces.")
+
+
+def _resolve_file(name: str, info: ValidationInfo) -> Path:
+    case_dir = Path((info.context or {}).get("case_dir", "."))
+    p = Path(name)
+    return p if p.is_absolute() else case_dir / p
+
+
+class StepImport(StrictModel):
+    """``geometry.step``: solids from a STEP file, mapped to regions by rules.
+
+    All solids are healed and fragmented together (shared faces become conformal
+    interfaces); then every piece goes to the first rule that matches it (name and bbox
+    rules in order, then ``adjacent_to`` rules until nothing changes). Where solids
+    overlap, the shared piece goes to the first matching rule: list inserts (bolts,
+    nuggets) before their hosts. A piece no rule matches is an error that lists it with
+    its bounding box.
+    """
+
+    file: str = Field(description="STEP file (.step/.stp), relative to the case file.")
+    unit: Literal["mm", "m"] = Field(
+        "mm", description="'mm': a normal CAD export, the file's declared length unit is honoured "
+        "and converted to metres; 'm': the coordinate numbers are metres even though the header "
+        "says millimetres (files written by SI scripts, e.g. gmsh's own STEP export).")
+    heal: bool = Field(True, description="Heal the shapes (sew faces, fix small edges) on import.")
+    rules: list[StepRule] = Field(min_length=1, description="Solid-to-region rules (first match wins).")
+    terminals: StepTerminals | None = Field(None, description="Terminal faces by bounding box.")
+    _path: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> StepImport:
+        specs: dict[str, RegionSpec] = {}
+        for k, r in enumerate(self.rules):
+            spec = RegionSpec(**{f: getattr(r, f) for f in RegionSpec.model_fields})
+            if r.region in specs and not specs[r.region].same_as(spec):
+                raise ValueError(f"rules[{k}]: region {r.region!r} is described differently by "
+                                 "an earlier rule (material/kind/field/stage must agree)")
+            specs[r.region] = spec
+        for k, r in enumerate(self.rules):
+            if r.match.adjacent_to is not None and r.match.adjacent_to not in specs:
+                raise ValueError(f"rules[{k}].match.adjacent_to: no rule makes region "
+                                 f"{r.match.adjacent_to!r}; regions: {sorted(specs)}")
+        self._path = _resolve_file(self.file, info)
+        return self
+
+    def path(self) -> Path:
+        """The STEP file (resolved against the case folder)."""
+        return self._path if self._path is not None else Path(self.file)
+
+    def regions(self) -> dict[str, RegionSpec]:
+        """Region name -> its spec, in rule order."""
+        out: dict[str, RegionSpec] = {}
+        for r in self.rules:
+            out.setdefault(r.region, RegionSpec(**{f: getattr(r, f) for f in RegionSpec.model_fields}))
+        return out
+
+
+class MeshFile(StrictModel):
+    """``geometry.mesh_file``: a mesh made elsewhere, with named regions.
+
+    Formats: ``.msh`` (gmsh 2/4: physical groups with names are read by gmsh itself),
+    ``.med`` (Salome: cell families -> group names), ``.inp`` (Abaqus: ``*ELSET`` and
+    ``*NSET``-free element sets; ``*SURFACE`` is not read), ``.vtu`` (VTK: an integer
+    cell array ``gmsh:physical``, ``medit:ref``, ``CellEntityIds`` or ``region`` gives the
+    region id, named ``region_<id>`` unless ``regions`` keys are those ids). Tetrahedra
+    (4 or 10 nodes) form the volume regions; triangles tagged in the same way form named
+    surfaces (``terminal_pos``/``terminal_neg`` for the load). Every volume region must be
+    described in ``regions``.
+    """
+
+    file: str = Field(description="Mesh file (.msh, .med, .inp, .vtu), relative to the case file.")
+    unit: Literal["mm", "m"] = Field("m", description="Length unit of the node coordinates.")
+    regions: dict[str, RegionSpec] = Field(
+        description="Region name (or numeric id for files without names) -> what it is.")
+    _path: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> MeshFile:
+        self._path = _resolve_file(self.file, info)
+        return self
+
+    def path(self) -> Path:
+        """The mesh file (resolved against the case folder)."""
+        return self._path if self._path is not None else Path(self.file)
 
 
 class Geometry(StrictModel):
@@ -361,12 +702,20 @@ class Geometry(StrictModel):
     welds: list[Weld] = Field(default_factory=list, description="Weld nugget groups (weld_<k>).")
     vias: list[ViaArray] = Field(default_factory=list, description="Via arrays (via_<k>).")
     module: Module | None = Field(None, description="nSmP cell module builder.")
+    step: StepImport | None = Field(None, description="Solids imported from a STEP file.")
+    mesh_file: MeshFile | None = Field(
+        None, description="A complete external mesh (replaces every other geometry input).")
     terminals: Terminals | None = Field(
         None, description="Terminal faces; required unless a module builder defines them."
     )
 
     @model_validator(mode="after")
     def _check_refs(self) -> Geometry:
+        if self.mesh_file is not None:
+            others = [k for k in ("busbars", "bolts", "tabs", "welds", "vias", "module", "step",
+                                  "terminals") if getattr(self, k)]
+            if others:
+                raise ValueError(f"mesh_file replaces the whole geometry; remove {others}")
         nb, nt = len(self.busbars), len(self.tabs)
         for k, b in enumerate(self.bolts):
             if b.busbar > nb:
@@ -413,6 +762,10 @@ class MeshOptions(StrictModel):
 
     size: float = Field(0.004, gt=0, description="Default (maximum) element size [m].")
     min_size: float | None = Field(None, gt=0, description="Lower bound on element size [m].")
+    cell_size: float | None = Field(
+        None, gt=0, description="Element size inside cell bodies [m] (their MSMD potentials and "
+        "temperature vary smoothly, so it may exceed size); None = size. Cell faces touching "
+        "conductors keep the conductors' size.")
     order: Literal[1, 2] = Field(1, description="Geometric/element order (2 = curved P2).")
     elements_through_thickness: int = Field(
         2, ge=1, description="Target number of elements across thin sheets (busbars, tabs) [-]."

@@ -150,6 +150,37 @@ def emf(params: CellParameters, state: ECMState, T) -> np.ndarray:
     return params.ocv(state.soc, T) - state.v_rc.sum(axis=1)
 
 
+def step_source(params: CellParameters, state: ECMState, T, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Effective EMF and resistance of each cell for a step of ``dt`` at constant current.
+
+    With the RC pairs integrated exactly over the step, the cell voltage at the end of the
+    step is ``V = E_eff - R_eff I`` with ``E_eff = OCV - sum_k a_k V_RC,k`` and
+    ``R_eff = R0 + sum_k R_k (1 - a_k)``, ``a_k = exp(-dt/tau_k)``. Solving the circuit with
+    these (instead of the RC voltages frozen at the step start) keeps parallel current
+    sharing stable for any dt, also dt >> tau. ``dt = 0`` gives the instantaneous
+    ``(OCV - sum V_RC, R0)``.
+
+    Returns:
+        ``(E_eff, R_eff, R_ocv)``: ``R_ocv = dOCV/dSOC dt / (3600 Q)`` is the part of R_eff
+        that stands for the OCV change over the step, so the end-of-step OCV is
+        ``OCV - R_ocv I`` (used for the irreversible heat ``I (OCV_end - V)``).
+    """
+    soc = state.soc
+    a = np.exp(-dt / params.rc_tau) if params.n_rc else np.zeros(0)
+    R = params.rc_R(soc)
+    E = params.ocv(soc, T) - (state.v_rc * a).sum(axis=1)
+    Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
+    R_ocv = np.zeros_like(Reff)
+    if dt > 0:
+        # the OCV at the end of the step, linearised in the current: the SOC moves by
+        # -I dt / (3600 Q), so the OCV slope acts as one more series resistance
+        d = 1e-6
+        hi, lo = np.clip(soc + d, 0, 1), np.clip(soc - d, 0, 1)
+        slope = (params.ocv(hi, T) - params.ocv(lo, T)) / (hi - lo)
+        R_ocv = slope * dt / (3600.0 * state.capacity_Ah)
+    return E, Reff + R_ocv, R_ocv
+
+
 def terminal_voltage(E, R0, current) -> np.ndarray:
     """Cell terminal voltage V = E - R0 I [V] (I > 0 discharges)."""
     return np.asarray(E) - np.asarray(R0) * np.asarray(current)

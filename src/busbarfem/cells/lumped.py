@@ -31,7 +31,7 @@ import numpy as np
 from busbarfem import naming
 from busbarfem.case.cells import CellModel
 from busbarfem.case.loads import Load
-from busbarfem.cells.ecm import CellParameters, ECMState, advance, emf
+from busbarfem.cells.ecm import CellParameters, ECMState, advance, emf, step_source
 from busbarfem.loads import Event, LoadController, Target
 
 
@@ -172,8 +172,9 @@ class LumpedResult:
 
     @property
     def discharged_Ah(self) -> float:
-        """Net charge delivered by the module terminals [Ah] (trapezoidal)."""
-        return float(np.trapezoid(self.module_current, self.time) / 3600.0)
+        """Net charge delivered by the module terminals [Ah]: each row holds the current of
+        the step that ends there."""
+        return float(np.sum(np.diff(self.time) * self.module_current[1:]) / 3600.0)
 
     def columns(self) -> dict[str, np.ndarray]:
         """Flat ``{"name [unit]": series}`` table (the ``timeseries.csv`` layout)."""
@@ -226,17 +227,19 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
     else:
         T = np.full(n_cells, cell.T_ref)
 
-    def electrical(st: ECMState, temp: np.ndarray, target: Target):
-        E = emf(params, st, temp)
-        sol = circuit.solve(E, params.R0(st.soc, temp), target)
+    def electrical(st: ECMState, temp: np.ndarray, target: Target, h: float = 0.0):
+        # end-of-step circuit: RC pairs integrated exactly over h (stable for any h)
+        E, R, R_ocv = step_source(params, st, temp, h)
+        sol = circuit.solve(E, R, target)
         i = sol.cell_current.ravel()
-        ocv = params.ocv(st.soc, temp)
+        ocv = params.ocv(st.soc, temp) - R_ocv * i  # OCV at the end of the step
         q_irr = i * (ocv - sol.cell_voltage.ravel())
         q_rev = -i * temp * params.dUdT(st.soc)
         return sol, q_irr, q_rev
 
     def take_step(st: ECMState, temp: np.ndarray, t0: float, h: float):
-        sol, q_irr, q_rev = electrical(st, temp, ctl.target(t0 + 0.5 * h))
+        snap = electrical(st, temp, ctl.target(t0 + 0.5 * h), h)
+        sol, q_irr, q_rev = snap
         new = advance(params, st, sol.cell_current.ravel(), h)
         if thermal is None:
             new_T = temp
@@ -247,7 +250,7 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
                 new_T = T_inf + (temp - T_inf) * np.exp(-h * hA / heat_capacity)
             else:
                 new_T = temp + q * h / heat_capacity
-        return new, new_T
+        return new, new_T, snap
 
     rec: dict[str, list] = {k: [] for k in ("t", "V", "I", "k", "ci", "cv", "soc", "T", "qi", "qr")}
 
@@ -285,8 +288,7 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
             h = min(h, nxt - t)
 
         def trial(h_try):
-            st, temp = take_step(state, T, t, h_try)
-            s = snapshot(st, temp, t + h_try)
+            st, temp, s = take_step(state, T, t, h_try)
             sol = s[0]
             ev = ctl.check(t + h_try, sol.module_voltage, sol.module_current,
                            sol.cell_voltage, st.soc, float(temp.max()))

@@ -36,6 +36,8 @@ class Part:
         priority: who owns overlapping pieces (higher wins).
         volume: analytic volume [m^3] after the higher-priority inserts are removed.
         thickness: sheet thickness [m] for thin parts (drives the through-thickness size).
+        size: element size [m] the builder wants inside the part (capped by ``mesh.size``);
+            for parts whose thin-sheet size would be wasteful (foil tabs).
     """
 
     info: RegionInfo
@@ -43,6 +45,7 @@ class Part:
     priority: int
     volume: float | None = None
     thickness: float | None = None
+    size: float | None = None
     tags: list[int] = field(default_factory=list)  # volume tags after fragmentation
 
 
@@ -61,6 +64,13 @@ class FaceSelector:
     point: tuple[float, float, float]
     normal: tuple[float, float, float]
     radius: float
+
+
+@dataclass
+class BoxSelector:
+    """Faces of the whole model whose bounding box lies inside ``bbox`` [m] (imported CAD)."""
+
+    bbox: tuple[float, float, float, float, float, float]
 
 
 @dataclass
@@ -83,7 +93,7 @@ class Assembly:
 
     def __init__(self) -> None:
         self.parts: dict[str, Part] = {}
-        self.faces: dict[str, FaceSelector | list[FaceSelector]] = {}
+        self.faces: dict[str, FaceSelector | BoxSelector | list[FaceSelector]] = {}
         self.features: list[Feature] = []
         self.surfaces: dict[str, tuple[RegionInfo, list[str]]] = {}
         self.summary: dict = {}  # builder facts for GeometryInfo.parameters
@@ -167,7 +177,10 @@ class Assembly:
         sels = sels if isinstance(sels, list) else [sels]
         found: list[int] = []
         for sel in sels:
-            found += _select_faces(self.boundary_faces(sel.region), sel)
+            if isinstance(sel, BoxSelector):
+                found += _faces_in_box(sel.bbox)
+            else:
+                found += _select_faces(self.boundary_faces(sel.region), sel)
         if not found:
             raise CaseError(f"face reference {ref!r} matched no face of the meshed solid")
         return sorted(set(found))
@@ -186,6 +199,20 @@ class Assembly:
                 tags += self.resolve(ref)
             gmsh.model.addPhysicalGroup(2, sorted(set(tags)), name=name)
             info.add(rinfo)
+
+
+def _faces_in_box(box) -> list[int]:
+    """Exterior faces (one adjacent volume) whose bounding box lies inside ``box``."""
+    tol = 1e-6 * max(box[3] - box[0], box[4] - box[1], box[5] - box[2], 1e-3) + 2e-7
+    hits = []
+    for _, s in gmsh.model.getEntities(2):
+        b = gmsh.model.getBoundingBox(2, s)
+        if all(b[i] >= box[i] - tol for i in range(3)) and all(b[i + 3] <= box[i + 3] + tol
+                                                                for i in range(3)):
+            vols, _ = gmsh.model.getAdjacencies(2, s)
+            if len(vols) == 1:
+                hits.append(s)
+    return hits
 
 
 def _select_faces(candidates: list[int], sel: FaceSelector) -> list[int]:

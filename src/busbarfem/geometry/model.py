@@ -12,6 +12,7 @@ from busbarfem.errors import CaseError
 from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry.assembly import Assembly
 from busbarfem.geometry.busbar import add_bolt, add_busbar
+from busbarfem.geometry.importers import add_step, load_mesh_file
 from busbarfem.geometry.joints import add_via_array, add_weld_group
 from busbarfem.geometry.module import add_module
 from busbarfem.geometry.quality import mesh_quality
@@ -35,10 +36,23 @@ def used_materials(geometry: Geometry) -> dict[str, str]:
     for i, v in enumerate(geometry.vias):
         if v.material is not None:
             used[f"geometry.vias.{i}.material"] = v.material
+    if geometry.step is not None:
+        for k, r in enumerate(geometry.step.rules):
+            if r.kind == "conductor" and r.material is not None:
+                used[f"geometry.step.rules.{k}.material"] = r.material
+    if geometry.mesh_file is not None:
+        for name, r in geometry.mesh_file.regions.items():
+            if r.kind == "conductor" and r.material is not None:
+                used[f"geometry.mesh_file.regions.{name}.material"] = r.material
     if geometry.module is not None:
         # the cell body's properties come from the cell model, not the materials library
         used["geometry.module.busbar_material"] = geometry.module.busbar_material
-        used["geometry.module.cell.tab_material"] = geometry.module.cell.tab_material
+        cell = geometry.module.cell
+        if cell.type == "cylindrical":
+            used["geometry.module.cell.tab_material"] = cell.tab_material
+        else:
+            used["geometry.module.cell.positive_material"] = cell.positive_material
+            used["geometry.module.cell.negative_material"] = cell.negative_material
         if geometry.module.weld.material is not None:
             used["geometry.module.weld.material"] = geometry.module.weld.material
     return used
@@ -55,7 +69,12 @@ def check_materials(geometry: Geometry, materials: set[str] | None) -> None:
 
 def input_files(geometry: Geometry) -> list[Path]:
     """Files whose content enters the model (STEP, external meshes) for the cache key."""
-    return []
+    files = []
+    if geometry.step is not None and geometry.step.path().is_file():
+        files.append(geometry.step.path())
+    if geometry.mesh_file is not None and geometry.mesh_file.path().is_file():
+        files.append(geometry.mesh_file.path())
+    return files
 
 
 def build_assembly(geometry: Geometry) -> Assembly:
@@ -81,6 +100,8 @@ def build_assembly(geometry: Geometry) -> Assembly:
     n_via = 1
     for vias in geometry.vias:
         n_via += len(add_via_array(asm, vias, geometry.busbars, n_via, 1))
+    if geometry.step is not None:
+        asm.summary["step"] = add_step(asm, geometry.step)
     if geometry.module is not None:
         asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + 1, n_weld)
         rinfo = RegionInfo("cold_plate", 2, None, "surface", None)
@@ -138,6 +159,14 @@ def generate_model(
             return hit
 
     t0 = time.perf_counter()
+    if geometry.mesh_file is not None:  # an external mesh: nothing to build or mesh
+        info = load_mesh_file(geometry.mesh_file)
+        info.parameters.update(
+            geometry=geometry.model_dump(mode="json"), mesh=mesh.model_dump(mode="json"),
+            gmsh_version=gmsh.__version__, timing={"build_s": 0.0,
+                                                   "mesh_s": time.perf_counter() - t0},
+            quality=mesh_quality(), cache={"key": key, "hit": False})
+        return info
     gmsh.option.setNumber("General.NumThreads", mesh.threads)
     asm = build_assembly(geometry)
     if not asm.parts:

@@ -1,5 +1,7 @@
 """nSmP module of cylindrical cells: bodies, terminals, busbar plates, weld nuggets.
 
+Prismatic and pouch cells are stacked by :mod:`busbarfem.geometry.stack`.
+
 Layout: stage s (1..n_s) is the column x = (s-1) px, parallel index p (1..m_p) the row
 y = (p-1) py; cell bodies stand on z = 0. Plates between stage s and s+1 carry the
 positive field of s, which equals the negative field of s+1 (MSMD stage parity, see
@@ -26,6 +28,7 @@ from busbarfem.geometry.assembly import (
     curve_is_circle_at,
 )
 from busbarfem.geometry.busbar import add_busbar
+from busbarfem.geometry.stack import add_stack_module
 from busbarfem.naming import RegionInfo
 
 MARGIN = 0.0005  # plate overhang beyond the terminal it covers [m]
@@ -42,6 +45,8 @@ class _Terminal:
 
 def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -> dict:
     """Add the module's solids to ``asm``; returns a summary (plates, PCU, terminals)."""
+    if mod.cell.type != "cylindrical":
+        return add_stack_module(asm, mod, first_busbar, first_weld)
     occ = gmsh.model.occ
     n, m = mod.series, mod.parallel
     pcu = mod.parallel_connected_units or n

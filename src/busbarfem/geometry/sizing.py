@@ -3,11 +3,15 @@
 The background size is the minimum of
   * a ``Constant`` field per thin part (busbar, tab) with size
     ``thin_aspect * thickness / elements_through_thickness`` so sheets get several
-    elements across their thickness without refining the bulky parts;
+    elements across their thickness without refining the bulky parts, or the size a
+    builder asked for (``Part.size``: pouch foil tabs, meshed one element thick because
+    the potential does not vary across a 0.1-0.4 mm foil);
   * a ``Distance``+``Threshold`` pair per feature class and local size (bend arcs and
     sharp inner corners, bolt/hole edges, nugget edges, via edges), because the current
     crowds there and the error of P1/P2 sits at those re-entrant edges;
-  * the global ``size`` (``Mesh.MeshSizeMax``) and curvature-based sizes.
+  * the global ``size`` (``Mesh.MeshSizeMax``; a larger ``cell_size`` inside cell
+    bodies through one more ``Constant`` field on every other volume) and
+    curvature-based sizes.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
     field = gmsh.model.mesh.field
     fields: list[int] = []
     part_size: dict[int, float] = {}
+    size_max = max(opts.size, opts.cell_size or 0.0)  # outside every field
     for p in asm.parts.values():
-        if p.thickness is None:
+        if p.size is not None:
+            h = min(opts.size, max(p.size, opts.min_size or 0.0))
+        elif p.thickness is not None:
+            h = thin_size(p.thickness, opts)
+        else:
             continue
-        h = thin_size(p.thickness, opts)
         for t in p.tags:
             part_size[t] = min(h, part_size.get(t, opts.size))
         if h < opts.size:
@@ -41,7 +49,7 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
             field.setNumbers(f, "VolumesList", p.tags)
             field.setNumber(f, "IncludeBoundary", 1)
             field.setNumber(f, "VIn", h)
-            field.setNumber(f, "VOut", opts.size)
+            field.setNumber(f, "VOut", size_max)
             fields.append(f)
 
     # Curves of each feature class, grouped by the local size of the sheets they touch.
@@ -67,16 +75,27 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
         t = field.add("Threshold")
         field.setNumber(t, "InField", d)
         field.setNumber(t, "SizeMin", h_min)
-        field.setNumber(t, "SizeMax", opts.size)
+        field.setNumber(t, "SizeMax", size_max)
         field.setNumber(t, "DistMin", 0.5 * h_min)
         field.setNumber(t, "DistMax", opts.refine.distance)
         fields.append(t)
         summary[f"{kind}@{h:.3g}"] = {"curves": len(tags), "size_min": h_min}
+    if size_max > opts.size:
+        # everything but the cell bodies keeps `size`; cell faces touching a conductor
+        # take the conductor's size (IncludeBoundary) so the interface stays resolved
+        others = [t for p in asm.parts.values() if p.info.kind != "cell" for t in p.tags]
+        if others:
+            f = field.add("Constant")
+            field.setNumbers(f, "VolumesList", others)
+            field.setNumber(f, "IncludeBoundary", 1)
+            field.setNumber(f, "VIn", opts.size)
+            field.setNumber(f, "VOut", opts.cell_size)
+            fields.append(f)
     if fields:
         fmin = field.add("Min")
         field.setNumbers(fmin, "FieldsList", fields)
         field.setAsBackgroundMesh(fmin)
-    gmsh.option.setNumber("Mesh.MeshSizeMax", opts.size)
+    gmsh.option.setNumber("Mesh.MeshSizeMax", size_max)
     gmsh.option.setNumber("Mesh.MeshSizeMin", opts.min_size or 0.0)
     gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
     gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)

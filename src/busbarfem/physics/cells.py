@@ -92,11 +92,17 @@ class CellCoupling:
         """Cell EMFs E = OCV - sum V_RC [V]."""
         return ecm.emf(self.params, self.state, self.T_mean)
 
-    def refresh(self) -> None:
-        """Write g, E, OCV, dU/dT of every cell into the DG0 coefficients."""
+    def refresh(self, dt: float = 0.0) -> None:
+        """Write g, E, OCV, dU/dT of every cell into the DG0 coefficients for a step of ``dt``.
+
+        The RC pairs (and the OCV drift with SOC) are integrated exactly over the step at
+        constant current (:func:`busbarfem.cells.ecm.step_source`), so the solve gives the
+        end-of-step cell currents and voltages; ``dt = 0`` gives the instantaneous ones.
+        """
         el = self.el
-        g = 1.0 / (self.R0() * self.volumes)
-        E = self.emf()
+        E, R, self._R_ocv = ecm.step_source(self.params, self.state, self.T_mean, dt)
+        self._E_eff, self._R_eff = E, R
+        g = 1.0 / (R * self.volumes)
         ocv = self.params.ocv(self.state.soc, self.T_mean)
         dudt = self.params.dUdT(self.state.soc)
         for i, cells in enumerate(self._cells):
@@ -108,14 +114,22 @@ class CellCoupling:
             f.x.scatter_forward()
 
     def measure_currents(self) -> np.ndarray:
-        """Cell currents I_c = integral of j over each cell [A] (after an electrical solve)."""
+        """Cell currents I_c = integral of j over each cell [A] (after an electrical solve).
+
+        Also moves the OCV coefficient to its end-of-step value ``OCV - R_ocv I`` so the
+        irreversible heat is ``I (OCV_end - V)``.
+        """
         tot = self._j_int.by_region()
         self.current = np.array([tot[n] for n in self.names])
+        ocv_end = self.params.ocv(self.state.soc, self.T_mean) - self._R_ocv * self.current
+        for i, cells in enumerate(self._cells):
+            self.el.ocv.x.array[cells] = ocv_end[i]
+        self.el.ocv.x.scatter_forward()
         return self.current
 
     def cell_voltages(self) -> np.ndarray:
-        """Cell terminal voltages V_c = E_c - R0_c I_c [V]."""
-        return self.emf() - self.R0() * self.current
+        """Cell terminal voltages at the end of the last solved step, E_eff - R_eff I [V]."""
+        return self._E_eff - self._R_eff * self.current
 
     def heat(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-cell irreversible and reversible heat [W]."""

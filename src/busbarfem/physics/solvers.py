@@ -1,27 +1,64 @@
 """PETSc solver presets: MUMPS LU for small systems, CG+GAMG (tuned for thin, high-contrast
-conductors) for large ones. No hypre in this PETSc build."""
+conductors) for large ones. No hypre in this PETSc build.
+
+The GAMG preset was chosen on the B1 benchmark (welded L busbar: copper, steel bolts
+~42x less conductive, a 0.3 mm nickel tab; scripts/bench/solver_sweep.py, numbers in
+docs/performance.md):
+
+* smoothed aggregation (one prolongator smoothing step) with a drop threshold of 0.02:
+  the threshold keeps aggregates from straddling the weak couplings of flat sheet
+  elements and material jumps; 0 or -1 (keep every edge) needs ~25 % more iterations,
+  0.1 makes the set-up several times dearer;
+* one level of aggressive (MIS-2) coarsening: halves the set-up at the price of one or
+  two iterations;
+* Chebyshev(2)/Jacobi smoothing - point-block Jacobi on the (phi1, phi2) node blocks of
+  the two-field MSMD system (block size 2). SOR smoothing gives the same iteration
+  counts here but Chebyshev/Jacobi stays symmetric and parallel-independent;
+* ``pc_gamg_reuse_interpolation``: the electrical matrix is re-assembled every step
+  (sigma(T) changes) with the same sparsity; keeping the prolongators makes the re-set-up
+  ~3x cheaper than a fresh one (PETSc >= 3.22 default, set explicitly for clarity);
+* a coarse problem of at most ~1000 equations (direct solve, negligible).
+
+The matrix must carry its block size (``A.setBlockSize(2)``) before the first solve for
+the block-aware aggregation and smoother to take effect.
+"""
 
 from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401
 from petsc4py import PETSc
 
-#: Below this many global unknowns a direct solve is faster than CG+GAMG here
-#: (measured on this machine: scripts/bench).
-LU_DOF_LIMIT = 150_000
+#: At or below this many global unknowns ``auto`` picks MUMPS LU, above it CG+GAMG.
+#: Measured on the B1 operators (scripts/bench/solver_sweep.py --set crossover, 1 rank,
+#: docs/performance.md): per electrical step (refactorisation vs GAMG re-set-up + solve)
+#: MUMPS is faster up to ~RESULT dofs and GAMG beyond.
+LU_DOF_LIMIT = 30_000
+
+KINDS = ("auto", "lu", "gamg")
 
 
 def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
-    """PETSc options for ``kind`` in {"auto", "lu", "gamg"} and a system of ``ndofs``."""
+    """PETSc options for ``kind`` in {"auto", "lu", "gamg"} and a system of ``ndofs``.
+
+    Args:
+        kind: ``"auto"`` (LU up to :data:`LU_DOF_LIMIT` unknowns, else GAMG), ``"lu"``, ``"gamg"``.
+        ndofs: global number of unknowns (all components).
+        rtol: relative tolerance of the iterative solve (unpreconditioned residual norm).
+        block_size: unknowns per mesh node (2 for the two-potential MSMD system).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown solver kind {kind!r}; valid: {', '.join(KINDS)}")
     if kind == "auto":
         kind = "lu" if ndofs <= LU_DOF_LIMIT else "gamg"
     if kind == "lu":
         return {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
-    return {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": rtol, "ksp_atol": 1e-50,
-            "ksp_max_it": 1000, "pc_gamg_threshold": 0.02, "pc_gamg_coarse_eq_limit": 2000,
-            "pc_gamg_agg_nsmooths": 1, "pc_gamg_square_graph": 1,
-            "mg_levels_ksp_type": "chebyshev", "mg_levels_pc_type": "jacobi",
-            "mg_levels_ksp_max_it": 2, "ksp_norm_type": "unpreconditioned"}
+    return {"ksp_type": "cg", "ksp_rtol": rtol, "ksp_atol": 1e-50, "ksp_max_it": 1000,
+            "ksp_norm_type": "unpreconditioned",
+            "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
+            "pc_gamg_threshold": 0.02, "pc_gamg_aggressive_coarsening": 1,
+            "pc_gamg_coarse_eq_limit": 1000, "pc_gamg_reuse_interpolation": True,
+            "mg_levels_ksp_type": "chebyshev", "mg_levels_ksp_max_it": 2,
+            "mg_levels_pc_type": "pbjacobi" if block_size > 1 else "jacobi"}
 
 
 def make_ksp(comm, A, prefix: str, options: dict) -> PETSc.KSP:

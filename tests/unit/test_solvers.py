@@ -1,0 +1,119 @@
+"""Solver presets: structure, the auto switch, and GAMG = LU on small high-contrast systems.
+
+Nothing here is timed (speed is measured by scripts/bench). Runs serially and under
+``mpirun -n 2``.
+"""
+
+from __future__ import annotations
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import pytest
+import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
+
+import dolfinx.fem.petsc as fpetsc
+from dolfinx import fem, mesh as dmesh
+
+from busbarfem.physics import solvers
+
+
+@pytest.mark.parametrize("block_size", [1, 2])
+def test_preset_structure(block_size):
+    lu = solvers.preset("lu", 10**7, 1e-8, block_size)
+    assert lu == {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
+    g = solvers.preset("gamg", 10, 1e-8, block_size)
+    assert g["ksp_type"] == "cg" and g["pc_type"] == "gamg"
+    assert g["ksp_rtol"] == 1e-8
+    # the per-step savings rely on these: keep the interpolation when only values change
+    assert g["pc_gamg_reuse_interpolation"] is True
+    assert 0.0 <= g["pc_gamg_threshold"] < 0.1
+    # deprecated alias must not come back (PETSc >= 3.20: aggressive_coarsening)
+    assert "pc_gamg_square_graph" not in g
+    assert g["mg_levels_pc_type"] == ("pbjacobi" if block_size > 1 else "jacobi")
+    for v in g.values():
+        assert isinstance(v, (str, int, float, bool))
+
+
+def test_auto_switches_at_the_limit():
+    n = solvers.LU_DOF_LIMIT
+    assert solvers.preset("auto", n, 1e-8)["pc_type"] == "lu"
+    assert solvers.preset("auto", n + 1, 1e-8)["pc_type"] == "gamg"
+    assert solvers.preset("auto", n + 1, 1e-8, block_size=2)["mg_levels_pc_type"] == "pbjacobi"
+
+
+def test_unknown_kind_is_an_error():
+    with pytest.raises(ValueError, match="gamg"):
+        solvers.preset("hypre", 100, 1e-8)
+
+
+def _contrast_problem(comm, block_size: int):
+    """A thin plate (10 x 10 x 1) with a 40x less conductive core, Dirichlet at x = 0 / x = 1.
+
+    block_size 2: two P1 fields coupled by a transfer term in half the plate (the MSMD
+    pattern: vector P1, block size 2, symmetric positive definite).
+    """
+    msh = dmesh.create_box(comm, [[0, 0, 0], [1, 1, 0.1]], [16, 16, 3], dmesh.CellType.tetrahedron)
+    Q0 = fem.functionspace(msh, ("DG", 0))
+    sigma = fem.Function(Q0)
+    sigma.interpolate(lambda x: np.where((np.abs(x[0] - 0.5) < 0.2) & (np.abs(x[1] - 0.5) < 0.2), 1.4e6, 5.8e7))
+    shape = (2,) if block_size == 2 else ()
+    V = fem.functionspace(msh, ("Lagrange", 1, shape))
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    tdim = msh.topology.dim
+    left = dmesh.locate_entities_boundary(msh, tdim - 1, lambda x: np.isclose(x[0], 0.0))
+    right = dmesh.locate_entities_boundary(msh, tdim - 1, lambda x: np.isclose(x[0], 1.0))
+    if block_size == 1:
+        a = sigma * ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx
+        L = fem.Constant(msh, PETSc.ScalarType(0.0)) * v * ufl.dx
+        bcs = [fem.dirichletbc(PETSc.ScalarType(1.0), fem.locate_dofs_topological(V, tdim - 1, left), V),
+               fem.dirichletbc(PETSc.ScalarType(0.0), fem.locate_dofs_topological(V, tdim - 1, right), V)]
+    else:
+        g = fem.Function(Q0)
+        g.interpolate(lambda x: np.where(x[1] < 0.5, 1e9, 0.0))
+        a = sum(sigma * ufl.inner(ufl.grad(u[i]), ufl.grad(v[i])) for i in range(2)) * ufl.dx
+        a += g * (u[0] - u[1]) * (v[0] - v[1]) * ufl.dx
+        L = g * 3.6 * (v[0] - v[1]) * ufl.dx
+        bcs = [fem.dirichletbc(PETSc.ScalarType(1.0), fem.locate_dofs_topological(V.sub(0), tdim - 1, left),
+                               V.sub(0)),
+               fem.dirichletbc(PETSc.ScalarType(0.0), fem.locate_dofs_topological(V.sub(1), tdim - 1, right),
+                               V.sub(1))]
+    a, L = fem.form(a), fem.form(L)
+    A = fpetsc.assemble_matrix(a, bcs=bcs)
+    A.assemble()
+    if block_size == 2:
+        A.setBlockSize(2)
+    b = fpetsc.assemble_vector(L)
+    fpetsc.apply_lifting(b, [a], bcs=[bcs])
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    fpetsc.set_bc(b, bcs)
+    ndofs = V.dofmap.index_map.size_global * V.dofmap.index_map_bs
+    # the mesh owns the communicator the PETSc objects live on: keep it alive
+    return A, b, ndofs, (msh, V, a, L)
+
+
+@pytest.mark.parametrize("block_size", [1, 2])
+def test_gamg_and_lu_agree(block_size):
+    comm = MPI.COMM_WORLD
+    A, b, ndofs, _keep = _contrast_problem(comm, block_size)
+    sols, ksps = {}, {}
+    for kind in ("lu", "gamg"):
+        ksps[kind] = solvers.make_ksp(comm, A, f"test_solvers_{kind}_{block_size}_",
+                                      solvers.preset(kind, ndofs, 1e-10, block_size))
+        x = A.createVecRight()
+        its = solvers.solve_checked(ksps[kind], b, x, "test")
+        if kind == "gamg":
+            assert 0 < its < 60
+        sols[kind] = x
+    d = sols["gamg"].copy()
+    d.axpy(-1.0, sols["lu"])
+    assert d.norm() <= 1e-7 * sols["lu"].norm()
+    # new values in the same matrix (every electrical step): the GAMG KSP re-sets up,
+    # keeping its interpolation, and still agrees
+    A.scale(2.0)
+    y = A.createVecRight()
+    solvers.solve_checked(ksps["gamg"], b, y, "test")
+    y.scale(2.0)
+    y.axpy(-1.0, sols["lu"])
+    assert y.norm() <= 1e-7 * sols["lu"].norm()
