@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    r.add_argument("--no-report", action="store_true", help="do not write report.html/report.md")
     r.add_argument("--lumped", action="store_true",
                    help="solve the module as a lumped circuit (seed formulas, no mesh): seconds, for sizing")
     r.add_argument("--profile", action="store_true",
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     c.add_argument("--start", type=float, default=None, help="first current to try [A] (default: the case's load current)")
     c.add_argument("--rtol", type=float, default=0.005, help="relative width of the final bracket (default 0.005)")
+    rp = sub.add_parser("report", help="write report.html/report.md for an output folder",
+                        description="Write report.html (self-contained) and report.md for a finished run.")
+    rp.add_argument("outdir", help="output folder of a run")
+    rp.add_argument("--no-renders", action="store_true", help="skip the 3D renders")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no output")
     sub.add_parser("schema", help="print the JSON Schema of the case file",
                    description="Print the JSON Schema of the case file.")
     return p
@@ -158,25 +164,25 @@ def cmd_run(args, comm, con: Console) -> int:
         con.print(f"  results: {out}")
         return 0
 
-    def progress(row):
-        if not args.quiet:
-            con.print(f"  t={row['time [s]']:.4g} s  V={row['voltage [V]']:.6g} V  I={row['current [A]']:.6g} A  "
-                      f"Tmax={row['T_max [K]']:.2f} K")
+    from busbarfem.io.progress import Progress
 
     cache = None if args.no_cache else _default_cache()
-    sim = Simulation(case, src, comm, outdir=out, progress=progress, cache_dir=cache,
-                     restarting=bool(args.restart))
-    sim.checkpoint_every = args.checkpoint_every
-    try:
-        sim.setup()
-        if args.restart:
-            sim.restore(out)
-            con.print(f"  restarting from t = {sim.restart_state['t']:.6g} s (step {sim.restart_state['step']})")
-        con.print(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
-                  f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")
-        summary = sim.run()
-    finally:
-        sim.close()
+    total = case.solver.t_end if case.solver.analysis == "transient" else None
+    with Progress(comm, total_time=total, quiet=args.quiet) as prog:
+        sim = Simulation(case, src, comm, outdir=out, progress=prog.update, cache_dir=cache,
+                         restarting=bool(args.restart))
+        sim.checkpoint_every = args.checkpoint_every
+        try:
+            with prog.stage("meshing and set-up"):
+                sim.setup()
+            if args.restart:
+                sim.restore(out)
+                prog.log(f"  restarting from t = {sim.restart_state['t']:.6g} s (step {sim.restart_state['step']})")
+            prog.log(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
+                     f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")
+            summary = sim.run()
+        finally:
+            sim.close()
     term = summary.get("terminal", {})
     con.print(f"  stop: {summary['stop_reason']}")
     if term:
@@ -187,6 +193,12 @@ def cmd_run(args, comm, con: Console) -> int:
                   f"|J|_max = {summary['J_max']['value']:.4g} A/m^2 in {summary['J_max']['region']}")
     if summary["stop_reason"] == "thermal runaway":
         con.print(f"  THERMAL RUNAWAY: {summary['runaway']['message']}")
+    if not args.no_report and case.output.report:
+        from busbarfem.io.report import write_report
+
+        paths = write_report(out, comm)
+        if paths:
+            con.print(f"  report: {paths['html']}")
     if args.profile:
         timings = summary.get("timings_s", sim.timings)
         if comm.rank == 0:
@@ -290,6 +302,20 @@ def cmd_critical_current(args, comm, con: Console) -> int:
     return 0
 
 
+def cmd_report(args, comm, con: Console) -> int:
+    """``busbarfem report``: report.html/report.md from an output folder."""
+    from busbarfem.errors import CaseError
+    from busbarfem.io.report import write_report
+
+    try:
+        paths = write_report(Path(args.outdir), comm, renders=not args.no_renders)
+    except FileNotFoundError as exc:
+        raise CaseError(f"not a busbarfem output folder: {exc}", file=str(args.outdir)) from None
+    for p in (paths or {}).values():
+        con.print(f"written: {p}")
+    return 0
+
+
 def cmd_schema(args, comm, con: Console) -> int:
     """``busbarfem schema``: the case file's JSON Schema on stdout."""
     from busbarfem.case.model import Case
@@ -319,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
                         format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema,
-                "critical-current": cmd_critical_current}
+                "critical-current": cmd_critical_current, "report": cmd_report}
     try:
         return handlers[args.command](args, comm, con)
     except CaseError as exc:

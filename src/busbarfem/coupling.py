@@ -232,6 +232,11 @@ class Simulation:
             for f in range(2):
                 pf = fem.Function(P1, name=f"phi{f + 1}")
                 fields[f"phi{f + 1}"] = (pf, interpolator(pf, self.el.phi[f]))
+        if self.cells is not None:
+            self.out_j = fem.Function(Q0, name="transfer_current")
+            fields["transfer_current"] = (self.out_j, interpolator(self.out_j, self.el.transfer_current()))
+            self.out_soc = fem.Function(Q0, name="SOC")
+            fields["SOC"] = (self.out_soc, self._refresh_soc)
         fields["region_id"] = (region_id_function(b), None)
         self.field_functions = fields
         self.writer = None
@@ -244,6 +249,13 @@ class Simulation:
                     k += 1
                 name = f"fields_restart{k}.xdmf"
             self.writer = FieldWriter(self.comm, msh, self.outdir / name, fields)
+
+    def _refresh_soc(self) -> None:
+        """Cell SOC as a DG0 field (-1 outside the cells)."""
+        self.out_soc.x.array[:] = -1.0
+        for i, cells in enumerate(self.cells._cells):
+            self.out_soc.x.array[cells] = self.cells.state.soc[i]
+        self.out_soc.x.scatter_forward()
 
     # ------------------------------------------------------------------ solving
     def _target(self, t: float):
@@ -384,6 +396,10 @@ class Simulation:
             self.stop_reason = f"{exc.reason}: {exc}"
             self._write_summary()
             raise
+        if self.rows and self.outdir is not None:
+            from busbarfem.io.hotspots import hotspots_for_simulation
+
+            self.hotspots = hotspots_for_simulation(self)  # collective; rank 0 writes hotspots.json
         self.timings["total"] = time.perf_counter() - t_start
         return self._write_summary()
 

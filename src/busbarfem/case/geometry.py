@@ -716,6 +716,9 @@ class Geometry(StrictModel):
                                   "terminals") if getattr(self, k)]
             if others:
                 raise ValueError(f"mesh_file replaces the whole geometry; remove {others}")
+        if self.step is not None and self.step.terminals is not None and self.terminals is not None:
+            raise ValueError("give the terminals in geometry.step.terminals or geometry.terminals, "
+                             "not both")
         nb, nt = len(self.busbars), len(self.tabs)
         for k, b in enumerate(self.bolts):
             if b.busbar > nb:

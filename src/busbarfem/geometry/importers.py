@@ -1,7 +1,7 @@
 """Geometry and meshes made elsewhere: STEP solids mapped by rules, external meshes.
 
-STEP (``geometry.step``): ``occ.importShapes`` reads the solids with their labels, each
-solid is healed on its own (so its name survives), all are fragmented together, and
+STEP (``geometry.step``): ``occ.importShapes`` reads the solids with their labels, the
+shapes are healed, all solids are fragmented together, and
 each piece is assigned to a region by the case's rules. The resulting :class:`Part`
 objects join the normal assembly, so they mesh and name like built geometry.
 
@@ -101,14 +101,15 @@ def _read_step(path: Path, unit: str, heal: bool) -> list[tuple[int, str]]:
     except Exception as exc:
         raise CaseError(f"could not read STEP file {path.name}: {exc}",
                         key="geometry.step.file") from None
-    solids: list[tuple[int, str]] = []
-    for dim, tag in out:
-        label = gmsh.model.getEntityName(dim, tag)
-        dts = [(dim, tag)]
-        if heal:
-            dts = occ.healShapes(dts, makeSolids=True) or dts
+    labels = {tag: gmsh.model.getEntityName(dim, tag) for dim, tag in out if dim == 3}
+    tags = sorted(labels)
+    if heal and out:
+        # healing works on the whole shape list and keeps the tags of solids it does
+        # not replace; a solid it rebuilds loses its label (it then matches by bbox only)
+        healed = occ.healShapes(out, makeSolids=True)
         occ.synchronize()
-        solids += [(t, label) for d, t in dts if d == 3]
+        tags = sorted({t for d, t in healed if d == 3})
+    solids = [(t, labels.get(t) or gmsh.model.getEntityName(3, t)) for t in tags]
     if not solids:
         raise CaseError(f"STEP file {path.name} holds no solid (only {len(out)} lower-dimensional "
                         "shapes); export solids", key="geometry.step.file")
