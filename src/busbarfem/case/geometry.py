@@ -667,20 +667,25 @@ class StepImport(StrictModel):
 class MeshFile(StrictModel):
     """``geometry.mesh_file``: a mesh made elsewhere, with named regions.
 
-    Formats: ``.msh`` (gmsh 2/4: physical groups with names are read by gmsh itself),
-    ``.med`` (Salome: cell families -> group names), ``.inp`` (Abaqus: ``*ELSET`` and
-    ``*NSET``-free element sets; ``*SURFACE`` is not read), ``.vtu`` (VTK: an integer
-    cell array ``gmsh:physical``, ``medit:ref``, ``CellEntityIds`` or ``region`` gives the
-    region id, named ``region_<id>`` unless ``regions`` keys are those ids). Tetrahedra
-    (4 or 10 nodes) form the volume regions; triangles tagged in the same way form named
-    surfaces (``terminal_pos``/``terminal_neg`` for the load). Every volume region must be
-    described in ``regions``.
+    Formats and what names they carry: ``.msh`` (gmsh 2.2/4.1, read by gmsh itself:
+    physical groups with their names; an unnamed group is called by its number);
+    ``.med`` (Salome/Code_Aster: cell groups, read by meshio as cell sets -> names);
+    ``.inp`` (Abaqus: ``*ELSET`` element sets -> names; ``*SURFACE`` is not read, give
+    terminal faces as triangle element sets); ``.vtu`` (VTK: numbers only, from the
+    integer cell array ``gmsh:physical``, ``medit:ref``, ``CellEntityIds`` or ``region``;
+    map them with ``names``). Tetrahedra (4 or 10 nodes) form the volume regions;
+    triangles form named surfaces (``terminal_pos``/``terminal_neg`` for the load). Every
+    volume region must be described in ``regions``. The ``mesh:`` section (size, order)
+    does not apply: the mesh is used as it is.
     """
 
     file: str = Field(description="Mesh file (.msh, .med, .inp, .vtu), relative to the case file.")
     unit: Literal["mm", "m"] = Field("m", description="Length unit of the node coordinates.")
+    names: dict[str, str] = Field(
+        default_factory=dict, description="Numeric region id -> region name, for files that "
+        "carry ids only (.vtu, unnamed .msh groups), e.g. {'3': terminal_pos}.")
     regions: dict[str, RegionSpec] = Field(
-        description="Region name (or numeric id for files without names) -> what it is.")
+        description="Volume region name (after 'names') -> what it is.")
     _path: Path | None = PrivateAttr(None)
 
     @model_validator(mode="after")

