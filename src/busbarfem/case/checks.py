@@ -32,7 +32,7 @@ def check_case(case, src: CaseSource) -> None:
     materials = resolve_materials(case.materials)
     for key, name, val in _walk(case.geometry, "geometry"):
         # a cell body's "material" is a label: its properties come from the cell model
-        if key.endswith(".cell.material"):
+        if key.endswith(".cell.material") or ((".rules." in key or ".regions." in key) and val == "cell"):
             continue
         if name.endswith("material") and isinstance(val, str) and val not in materials:
             raise src.error(f"unknown material '{val}'", key, choices=materials, bad=val)
