@@ -14,16 +14,6 @@ from busbarfem.geometry import generate_model
 from busbarfem.geometry.inspect import mesh_measure, physical_names, shared_facets
 
 
-@pytest.fixture
-def gmsh_session():
-    """An initialised gmsh with an empty current model, finalised afterwards."""
-    gmsh.initialize()
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("test")
-    yield gmsh
-    gmsh.finalize()
-
-
 def straight_bar() -> Geometry:
     return Geometry(
         busbars=[Busbar(path=[(0, 0), (0.1, 0)], width=0.01, thickness=0.002)],

@@ -14,15 +14,6 @@ from busbarfem.geometry import generate_model
 from busbarfem.geometry.inspect import mesh_measure, physical_names, shared_facets
 
 
-@pytest.fixture
-def gmsh_session():
-    gmsh.initialize()
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("test")
-    yield gmsh
-    gmsh.finalize()
-
-
 def joint_case(weld_center=(0.005, -0.003)) -> Geometry:
     """A tab welded under busbar 1; busbar 2 laminated on top, joined by 4 vias."""
     return Geometry(

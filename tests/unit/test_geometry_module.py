@@ -15,15 +15,6 @@ SMALL_CELL = CylindricalCell(preset="custom", radius=0.006, height=0.02)
 COARSE = MeshOptions(size=0.005, curvature_elements=24)
 
 
-@pytest.fixture
-def gmsh_session():
-    gmsh.initialize()
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("test")
-    yield gmsh
-    gmsh.finalize()
-
-
 def test_2s2p_two_sided(gmsh_session):
     info = generate_model(Geometry(module=Module(series=2, parallel=2, cell=SMALL_CELL)), COARSE)
     names = set(physical_names())

@@ -17,15 +17,6 @@ SMALL_PRISMATIC = {"type": "prismatic", "width": 0.05, "depth": 0.012, "height":
                    "terminal_radius": 0.004}
 
 
-@pytest.fixture
-def gmsh_session():
-    gmsh.initialize()
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("test")
-    yield gmsh
-    gmsh.finalize()
-
-
 def _check_tags(info, n: int, m: int) -> None:
     for s in range(1, n + 1):
         for p in range(1, m + 1):

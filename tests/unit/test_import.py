@@ -17,15 +17,6 @@ from busbarfem.geometry import generate_model
 from busbarfem.geometry.inspect import mesh_measure, physical_names, shared_facets
 
 
-@pytest.fixture
-def gmsh_session():
-    gmsh.initialize()
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("test")
-    yield gmsh
-    gmsh.finalize()
-
-
 def write_step(path: Path) -> Path:
     """A bar, a lug and a stud through the bar, exported by gmsh with product names."""
     gmsh.model.add("cad")
