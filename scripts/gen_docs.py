@@ -485,7 +485,8 @@ def verification_page(results: dict[str, dict], results_source: str | None) -> s
                 else "see the test")
             res = results.get(t["id"], {})
             outcome = res.get("outcome", "not recorded")
-            measured = "; ".join(f"{k} = {v}" for k, v in (res.get("properties") or {}).items())
+            measured = ("; ".join(f"{k} = {v}" for k, v in (res.get("properties") or {}).items())
+                        or str(meta.get("measured", "")))
             test_name = t["id"].split("::")[1]
             lines.append("| " + " | ".join(_cell(x) for x in (
                 f"{name}<br>`{test_name}`", meta.get("reference", ""), tol, outcome,

@@ -44,6 +44,17 @@ def load_bench_case(name: str, overrides: list[str] | None = None):
     return load_case(path, overrides or [])
 
 
+def _owned(mt, msh):
+    """``mt`` restricted to entities this rank owns.
+
+    ``dolfinx.mesh.transfer_meshtag`` corrupts the heap in parallel (DOLFINx 0.11) when the
+    parent tags include ghost entities; the owned ones are all it needs.
+    """
+    n = msh.topology.index_map(mt.dim).size_local
+    keep = mt.indices < n
+    return dmesh.meshtags(msh, mt.dim, mt.indices[keep], mt.values[keep])
+
+
 def refine_bundle(bundle, times: int):
     """The bundle with its mesh uniformly refined ``times`` times (tags transferred)."""
     from busbarfem.mesh import MeshBundle
@@ -56,8 +67,8 @@ def refine_bundle(bundle, times: int):
         new, parent_cell, parent_facet = dmesh.refine(
             msh, option=dmesh.RefinementOption.parent_cell_and_facet)
         new.topology.create_connectivity(tdim - 1, tdim)
-        ct = dmesh.transfer_meshtag(bundle.cell_tags, new, parent_cell, parent_facet)
-        ft = dmesh.transfer_meshtag(bundle.facet_tags, new, parent_cell, parent_facet)
+        ct = dmesh.transfer_meshtag(_owned(bundle.cell_tags, msh), new, parent_cell, parent_facet)
+        ft = dmesh.transfer_meshtag(_owned(bundle.facet_tags, msh), new, parent_cell, parent_facet)
         bundle = MeshBundle(mesh=new, cell_tags=ct, facet_tags=ft, regions=bundle.regions,
                             tags=bundle.tags, info=bundle.info, mesh_seconds=bundle.mesh_seconds)
     return bundle
@@ -68,6 +79,7 @@ def refine_bundle(bundle, times: int):
 #: 2 elements through every sheet); each refinement multiplies the dofs by ~6.
 B1_LEVELS: dict[str, tuple[list[str], int]] = {
     "10k": (["mesh.thin_aspect=3.0"], 0),
+    "60k": (["mesh.thin_aspect=3.0"], 1),
     "30k": ([], 0),
     "0.25M": (["mesh.thin_aspect=1.2"], 1),
     "1M": ([], 2),

@@ -245,10 +245,11 @@ def main() -> None:
                      1, 300))
     else:
         for lev in ("0.25M", "1M", "2M"):
-            bare = "const,temperature" if lev != "2M" else "const"
-            r_ = R if lev != "2M" else "2"
+            # the bare sigma(T)-form variant and the third repeat only where they are cheap
+            bare = "const,temperature" if lev == "0.25M" else "const"
+            r_ = R if lev == "0.25M" else "2"
             jobs.append((f"b1_{lev}_np1", "b1_busbar.py", ["--level", lev, "--repeats", r_, "--bare-variants", bare],
-                         1, 900))
+                         1, 1500))
         for lev in ("0.25M", "1M"):
             jobs.append((f"b1_{lev}_np2", "b1_busbar.py", ["--level", lev, "--repeats", R,
                                                            "--bare-variants", "const"], 2, 900))

@@ -297,7 +297,8 @@ def cmd_critical_current(args, comm, con: Console) -> int:
         fig.savefig(out / "critical_current.png", dpi=120)
         plt.close(fig)
     con.print(f"  I_crit = {res.current:.6g} A (bracket {res.bracket[0]:.6g} .. {res.bracket[1]:.6g} A); "
-              f"T_max at the last stable point {res.T_max_stable:.2f} K")
+              f"T_max at the last stable point {res.T_max_stable:.4g} K (the steady temperature grows "
+              "without bound as I -> I_crit; any real conductor fails well before)")
     con.print(f"  results: {out}")
     return 0
 

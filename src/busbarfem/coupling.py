@@ -620,7 +620,8 @@ class Simulation:
 
     # ------------------------------------------------------------------ output
     def _write_fields(self, t: float) -> None:
-        if self.writer is not None:
+        if self.writer is not None and getattr(self, "_last_written", None) != t:
+            self._last_written = t
             t0 = time.perf_counter()
             self.writer.write(t)
             self._tick("output", t0)
@@ -657,7 +658,8 @@ class Simulation:
                "heat_convection [W]": flows.convection, "heat_radiation [W]": flows.radiation,
                "heat_fixed_T [W]": flows.fixed_temperature, "heat_flux_in [W]": flows.flux_in,
                "energy_residual [W]": flows.residual,
-               "energy_residual_rel [-]": flows.residual / gen if gen else 0.0}
+               "energy_residual_rel [-]": flows.residual / max(abs(gen), abs(flows.stored),
+                                                               abs(flows.convection) + abs(flows.fixed_temperature), 1e-300)}
         if self.cells is not None:
             c = self.cells
             q_irr, q_rev = c.heat()

@@ -39,6 +39,8 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     if mod is None or case.cell is None:
         raise source.error("--lumped needs a geometry.module section and a cell section", "geometry.module")
     vol, area = cell_volume_area(mod.cell)
+    # one lumped h A per cell: the first convection condition (fixed-temperature plates
+    # are not represented in the lumped model)
     conv = [bc for bc in case.thermal.boundaries if bc.type == "convection"]
     thermal = None
     if conv:
@@ -73,9 +75,10 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
                "terminal": {"voltage_V": float(res.module_voltage[-1]), "current_A": float(res.module_current[-1]),
                             "power_W": float(res.module_power[-1])},
                "energy": {"charge_out_Ah": charge},
-               "T_max": {"value": float(res.cell_temperature[-1].max()), "region": naming.cell(
-                   *[int(i) + 1 for i in np.unravel_index(np.argmax(res.cell_temperature[-1]),
-                                                          res.cell_temperature[-1].shape)])},
+               "T_max": {"value": float(res.cell_temperature.max()), "time_s": float(
+                   res.time[np.unravel_index(np.argmax(res.cell_temperature), res.cell_temperature.shape)[0]]),
+                   "region": naming.cell(*[int(i) + 1 for i in np.unravel_index(
+                       np.argmax(res.cell_temperature), res.cell_temperature.shape)[1:]])},
                "cells": {naming.cell(si + 1, p + 1): {"current_A": float(res.cell_current[-1, si, p]),
                                                      "voltage_V": float(res.cell_voltage[-1, si, p]),
                                                      "soc": float(res.cell_soc[-1, si, p]),

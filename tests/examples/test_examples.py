@@ -108,3 +108,12 @@ def test_module_8s6p_cccv_lumped(tmp_path):
     assert "cut-off current" in s["stop_reason"]
     # charged from 20 % to ~full: 6 x 5 Ah x ~0.8 = ~24 Ah in (negative = charge)
     assert -s["energy"]["charge_out_Ah"] == pytest.approx(24.0, rel=0.05)
+
+
+def test_module_4s2p_pouch_discharge_first_10_minutes(tmp_path):
+    s = run(tmp_path, "module_4s2p_pouch_discharge", "--set", "solver.t_end=600")
+    # 40 A for 600 s out of 2 x 20 Ah: mean SOC 0.9 - 6.667 Ah / 40 Ah = 0.7333 in every stage
+    socs = [c["soc"] for c in s["cells"].values()]
+    assert len(socs) == 8 and abs(sum(socs) / 8 - (0.9 - 40 * 600 / 3600 / 40)) < 1e-9
+    assert s["T_max"]["value"] == pytest.approx(302.1, abs=0.5)
+    assert s["energy"]["thermal_residual_rel"] < 1e-6

@@ -17,15 +17,39 @@ import math
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT, solve_case
+
+import dolfinx_solver  # noqa: F401  (before mpi4py)
 from mpi4py import MPI
 
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
 RTOL = 1e-6
+
+
+def solve_case(path, overrides, comm):
+    """Load and run a case through the library API on ``comm`` (no mesh cache, no output).
+
+    (Not conftest.solve_case: with tests/unit/conftest.py present, 'from conftest import'
+    may resolve to the wrong conftest.)
+    """
+    from busbarfem.case.loader import load_case
+    from busbarfem.coupling import Simulation
+
+    case, src = load_case(path, list(overrides))
+    sim = Simulation(case, src, comm, outdir=None, cache_dir=None)
+    sim.setup()
+    try:
+        sim.result = sim.run()
+    finally:
+        sim.close()
+    return sim
 LU = ["solver.electrical_solver=lu", "solver.thermal_solver=lu"]
 CASES = ["busbar_straight.yaml", "busbar_l_bolted.yaml"]
 
@@ -34,8 +58,8 @@ CASES = ["busbar_straight.yaml", "busbar_l_bolted.yaml"]
 def solved(request):
     """(case, parallel summary, serial summary, serial Simulation) of one example."""
     case = request.param
-    par = solve_case(EXAMPLES / case, LU, comm=MPI.COMM_WORLD, cache_dir=None).result
-    ser_sim = solve_case(EXAMPLES / case, LU, comm=MPI.COMM_SELF, cache_dir=None)
+    par = solve_case(EXAMPLES / case, LU, MPI.COMM_WORLD).result
+    ser_sim = solve_case(EXAMPLES / case, LU, MPI.COMM_SELF)
     return case, par, ser_sim.result, ser_sim
 
 
@@ -148,15 +172,26 @@ def run_cli(case: Path, out: Path, nranks: int, overrides=(), timeout: float = 3
         cmd = [str(MPIRUN), "-n", str(nranks), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_", "HYDRA_", "OMPI_"))}
     env["OMP_NUM_THREADS"] = "1"
-    # own process group: on a timeout (a rank died, the others wait forever) kill every rank
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"{' '.join(cmd[:4])}... no answer within {timeout} s:\n{err[-3000:]}")
+    # Own process group, stderr to a file: if one rank dies with a traceback the others wait
+    # forever in a collective, so stop as soon as a traceback has sat there for a few seconds
+    # (or at the timeout) and kill every rank.
+    errfile = out.parent / f"{out.name}.stderr"
+    with open(errfile, "w") as ferr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ferr, text=True, env=env,
+                                start_new_session=True)
+        start, traceback_seen = time.monotonic(), None
+        while proc.poll() is None:
+            time.sleep(1.0)
+            now = time.monotonic()
+            if traceback_seen is None and "Traceback" in errfile.read_text(errors="replace"):
+                traceback_seen = now
+            if now - start > timeout or (traceback_seen is not None and now - traceback_seen > 10):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                why = "a rank died with a traceback and the others hung" if traceback_seen else \
+                    f"no answer within {timeout} s"
+                pytest.fail(f"{' '.join(cmd[:3])}: {why}:\n{errfile.read_text(errors='replace')[-3000:]}")
+    err = errfile.read_text(errors="replace")
     assert proc.returncode == 0, (cmd, err[-3000:])
     return json.loads((out / "summary.json").read_text())
 

@@ -26,11 +26,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from busbarfem.cli import main
+
+# (not 'from conftest import ...': tests/unit/conftest.py shadows tests/conftest.py)
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 VALIDATE_TIMEOUT_S = 20

@@ -21,10 +21,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 
 from busbarfem.cli import main
 from busbarfem.physics import solvers
+
+# (not 'from conftest import ...': tests/unit/conftest.py shadows tests/conftest.py)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 TRANSIENT = ["mesh.size=0.005", "solver.analysis=transient", "solver.t_end=5.0", "solver.dt=1.0",
              "solver.adaptive=false"]

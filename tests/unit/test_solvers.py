@@ -31,7 +31,8 @@ def test_preset_structure(block_size):
     assert 0.0 <= g["pc_gamg_threshold"] < 0.1
     # deprecated alias must not come back (PETSc >= 3.20: aggressive_coarsening)
     assert "pc_gamg_square_graph" not in g
-    assert g["mg_levels_pc_type"] == ("pbjacobi" if block_size > 1 else "jacobi")
+    # symmetric smoother without an eigenvalue estimate (Chebyshev broke down on B1)
+    assert g["mg_levels_pc_type"] == "sor"
     for v in g.values():
         assert isinstance(v, (str, int, float, bool))
 
@@ -40,7 +41,7 @@ def test_auto_switches_at_the_limit():
     n = solvers.LU_DOF_LIMIT
     assert solvers.preset("auto", n, 1e-8)["pc_type"] == "lu"
     assert solvers.preset("auto", n + 1, 1e-8)["pc_type"] == "gamg"
-    assert solvers.preset("auto", n + 1, 1e-8, block_size=2)["mg_levels_pc_type"] == "pbjacobi"
+    assert solvers.preset("auto", n + 1, 1e-8, block_size=2)["pc_type"] == "gamg"
 
 
 def test_unknown_kind_is_an_error():

@@ -60,8 +60,6 @@ class CellCoupling:
         self._heat_irr = RegionIntegrator(bundle, self.irreversible_heat())
         self._heat_rev = RegionIntegrator(bundle, self.reversible_heat())
         self.current = np.zeros(len(self.names))
-        self.T_mean = np.full(len(self.names), float(np.mean(T.x.array)) if len(T.x.array) else 0.0)
-        self.T_mean = bundle.comm.allreduce(self.T_mean, op=MPI.MAX)
         self.update_temperature()
         self.refresh()
 
