@@ -44,15 +44,41 @@ def load_bench_case(name: str, overrides: list[str] | None = None):
     return load_case(path, overrides or [])
 
 
-def _owned(mt, msh):
-    """``mt`` restricted to entities this rank owns.
+def _transfer_tags(mt, parent, new, parent_cell, parent_facet):
+    """Cell or facet tags of ``parent`` carried to the refined mesh ``new``.
 
-    ``dolfinx.mesh.transfer_meshtag`` corrupts the heap in parallel (DOLFINx 0.11) when the
-    parent tags include ghost entities; the owned ones are all it needs.
+    ``dolfinx.mesh.transfer_meshtag`` does this in serial but aborts in parallel
+    (DOLFINx 0.11, heap corruption at >= 2 ranks on the B1 meshes), hence this version.
+    ``parent_cell``/``parent_facet`` are in the refined mesh's *input* cell order, so new
+    cell ``c`` has parent ``parent_cell[original_cell_index[c]]`` (a local index).
     """
-    n = msh.topology.index_map(mt.dim).size_local
-    keep = mt.indices < n
-    return dmesh.meshtags(msh, mt.dim, mt.indices[keep], mt.values[keep])
+    tdim = parent.topology.dim
+    n_new = new.topology.index_map(tdim).size_local
+    order = np.array(new.topology.original_cell_index[:n_new], dtype=np.int64)
+    order -= order.min() if n_new and order.max() >= len(parent_cell) else 0
+    pc = np.asarray(parent_cell, dtype=np.int64)[order]
+    if mt.dim == tdim:
+        n_par = parent.topology.index_map(tdim).size_local + parent.topology.index_map(tdim).num_ghosts
+        val = np.full(n_par, -1, dtype=np.int64)
+        val[mt.indices] = mt.values
+        v = val[pc]
+        keep = np.flatnonzero(v >= 0).astype(np.int32)
+        return dmesh.meshtags(new, tdim, keep, v[keep].astype(np.int32))
+    fdim = tdim - 1
+    parent.topology.create_connectivity(tdim, fdim)
+    new.topology.create_connectivity(tdim, fdim)
+    nf_par = parent.topology.index_map(fdim).size_local + parent.topology.index_map(fdim).num_ghosts
+    val = np.full(nf_par, -1, dtype=np.int64)
+    val[mt.indices] = mt.values
+    nfc = tdim + 1  # facets per simplex
+    c2f_par = parent.topology.connectivity(tdim, fdim).array.reshape(-1, nfc)
+    c2f_new = new.topology.connectivity(tdim, fdim).array.reshape(-1, nfc)[:n_new]
+    pf = np.asarray(parent_facet, dtype=np.int64).reshape(-1, nfc)[order]
+    rows, cols = np.nonzero(pf >= 0)
+    v = val[c2f_par[pc[rows], pf[rows, cols]]]
+    ok = v >= 0
+    fac, first = np.unique(c2f_new[rows[ok], cols[ok]], return_index=True)
+    return dmesh.meshtags(new, fdim, fac.astype(np.int32), v[ok][first].astype(np.int32))
 
 
 def refine_bundle(bundle, times: int):
@@ -67,8 +93,8 @@ def refine_bundle(bundle, times: int):
         new, parent_cell, parent_facet = dmesh.refine(
             msh, option=dmesh.RefinementOption.parent_cell_and_facet)
         new.topology.create_connectivity(tdim - 1, tdim)
-        ct = dmesh.transfer_meshtag(_owned(bundle.cell_tags, msh), new, parent_cell, parent_facet)
-        ft = dmesh.transfer_meshtag(_owned(bundle.facet_tags, msh), new, parent_cell, parent_facet)
+        ct = _transfer_tags(bundle.cell_tags, msh, new, parent_cell, parent_facet)
+        ft = _transfer_tags(bundle.facet_tags, msh, new, parent_cell, parent_facet)
         bundle = MeshBundle(mesh=new, cell_tags=ct, facet_tags=ft, regions=bundle.regions,
                             tags=bundle.tags, info=bundle.info, mesh_seconds=bundle.mesh_seconds)
     return bundle

@@ -233,10 +233,16 @@ def cmd_mesh(args, comm, con: Console) -> int:
     from busbarfem.case.loader import load_case
     from busbarfem.mesh import build_mesh
 
-    case, _ = load_case(args.case, args.overrides)
+    case, _src = load_case(args.case, args.overrides)
     out = Path(args.output) if args.output else Path("results") / f"{case.name}_mesh"
     _prepare_outdir(comm, out, args.overwrite)
-    bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png")
+    from busbarfem.coupling import locate
+    from busbarfem.errors import CaseError
+
+    try:
+        bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png")
+    except CaseError as exc:
+        raise locate(exc, _src) from None
     with io.XDMFFile(comm, str(out / "mesh.xdmf"), "w") as f:
         f.write_mesh(bundle.mesh)
         bundle.mesh.topology.create_connectivity(2, 3)

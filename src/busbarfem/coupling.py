@@ -40,6 +40,13 @@ from busbarfem.physics.electrical import ElectricalProblem
 from busbarfem.physics.thermal import ThermalProblem
 
 
+def locate(exc: CaseError, source) -> CaseError:
+    """Give a CaseError raised below the loader (it knows the key only) its file and line."""
+    if exc.file is None and exc.key and source is not None:
+        return source.error(exc.message, exc.key, choices=exc.choices, bad=exc.bad)
+    return exc
+
+
 class Runaway(Exception):
     """No steady state / unbounded temperature growth (a result, not a crash)."""
 
@@ -118,7 +125,10 @@ class Simulation:
         """Mesh (unless given), resolve regions, build the physics and the writers."""
         case = self.case
         t0 = time.perf_counter()
-        self.bundle = bundle or build_mesh(case, self.comm, cache_dir=self.cache_dir)
+        try:
+            self.bundle = bundle or build_mesh(case, self.comm, cache_dir=self.cache_dir)
+        except CaseError as exc:
+            raise locate(exc, self.source) from None
         self._tick("mesh", t0)
         self.materials = resolve_materials(case.materials)
         b = self.bundle

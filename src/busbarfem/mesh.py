@@ -19,6 +19,7 @@ import dolfinx
 from dolfinx import mesh as dmesh
 
 from busbarfem import naming
+from busbarfem.errors import CaseError
 from busbarfem.naming import GeometryInfo, RegionInfo
 
 def _default_cache() -> Path:
@@ -149,6 +150,11 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         gmsh.model.add(case.name)
         try:
             info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)), cache_dir)
+        except CaseError as exc:
+            err = exc
+        except Exception as exc:  # gmsh/OpenCASCADE failures: almost always impossible dimensions
+            err = CaseError(f"Gmsh could not build or mesh the geometry ({exc}); check the dimensions "
+                            "and positions for zero, tiny or huge values", key="geometry")
         except BaseException as exc:  # re-raised on every rank below, so no rank hangs
             err = exc
     err = _broadcast(comm, err)

@@ -791,6 +791,8 @@ class MeshOptions(StrictModel):
     cache: bool = Field(True, description="Reuse a cached mesh for identical geometry+mesh input.")
     optimize: bool = Field(True, description="Run gmsh's tetrahedral quality optimiser.")
     threads: int = Field(1, ge=1, description="Gmsh threads for meshing (OpenMP) [-].")
+    max_elements: int = Field(20_000_000, ge=1, description="Refuse meshes estimated above this many "
+                              "tetrahedra (a guard against unit mistakes in size) [-].")
 
     @model_validator(mode="after")
     def _check_sizes(self) -> MeshOptions:

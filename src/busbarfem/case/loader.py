@@ -81,6 +81,14 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def _apply_override(data: dict, key: str, value: Any) -> None:
+    try:
+        _apply_override_unchecked(data, key, value)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        raise CaseError(f"cannot set '{key}': a part of the path is not a section or a list index",
+                        file="command line --set", key=key) from None
+
+
+def _apply_override_unchecked(data: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     cur: Any = data
     for i, p in enumerate(parts[:-1]):
@@ -239,6 +247,11 @@ def read_yaml(path: str | Path) -> tuple[dict, CaseSource]:
                         file=str(p)) from None
     src = CaseSource(path=p)
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                raise CaseError("YAML anchors and aliases (&name / *name) are not supported in case files; "
+                                "write the values out", file=str(p), line=mark.line + 1)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

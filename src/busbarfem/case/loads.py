@@ -192,12 +192,26 @@ def _step_error(text: str, why: str) -> CaseError:
                      key="load.steps")
 
 
+def _finite(value: float, token: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{token.strip()!r} is not a finite number")
+    return value
+
+
 def _parse_quantity(token: str) -> tuple[str, float]:
     """Return (unit class, SI value) of "1C", "C/50", "2 A", "500 mA", "20 W", "4.2 V", ..."""
+    kind, value = _parse_quantity_raw(token)
+    return kind, _finite(value, token)
+
+
+def _parse_quantity_raw(token: str) -> tuple[str, float]:
     tok = token.strip().lower().replace("°c", "degc")
     m = re.fullmatch(r"c\s*/\s*(" + _NUM + r")", tok)
     if m:
-        return "c_rate", 1.0 / float(m.group(1))
+        den = float(m.group(1))
+        if not den > 0:
+            raise ValueError(f"{token.strip()!r}: the C-rate divisor must be > 0 (e.g. C/50)")
+        return "c_rate", 1.0 / den
     m = re.fullmatch(r"(" + _NUM + r")\s*(%\s*soc|%|soc|ma|a|c|mw|kw|w|mv|v|k|degc)", tok)
     if m:
         value, unit = float(m.group(1)), m.group(2).replace(" ", "")
@@ -222,7 +236,7 @@ def _parse_duration(token: str) -> float:
     if not m or m.group(2) not in _DURATION_UNITS:
         raise ValueError(f"cannot read the duration {token.strip()!r} (use e.g. '30 minutes', "
                          f"'1 hour', '90 s')")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    return _finite(float(m.group(1)) * _DURATION_UNITS[m.group(2)], token)
 
 
 def parse_step(text: str) -> Step:

@@ -130,6 +130,22 @@ def _add_terminals(asm: Assembly, geometry: Geometry) -> None:
         asm.surfaces[name] = (RegionInfo(name, 2, None, "surface", fld, polarity=pol), [ref])
 
 
+def _check_element_budget(mesh: MeshOptions) -> None:
+    """Refuse a mesh that would obviously not fit (a typo in mesh.size, e.g. 1e-6 m).
+
+    The estimate is the total volume over the volume of a regular tetrahedron of edge
+    ``mesh.size``; refinement only adds to it, so this is a lower bound.
+    """
+    import math
+
+    volume = sum(gmsh.model.occ.getMass(3, t) for _, t in gmsh.model.occ.getEntities(3))
+    estimate = volume / (mesh.size**3 / (6.0 * math.sqrt(2.0)))
+    if estimate > mesh.max_elements:
+        raise CaseError(f"mesh.size = {mesh.size:g} m gives at least {estimate:.3g} tetrahedra for this "
+                        f"{volume:.3g} m^3 geometry, above mesh.max_elements = {mesh.max_elements:g}; use a "
+                        "larger size (or raise max_elements if you really mean it)", key="mesh.size")
+
+
 def generate_model(
     geometry: Geometry,
     mesh: MeshOptions,
@@ -178,6 +194,7 @@ def generate_model(
     sizes = apply_size_fields(asm, mesh)
     t_build = time.perf_counter() - t0
 
+    _check_element_budget(mesh)
     gmsh.option.setNumber("Mesh.Optimize", 1 if mesh.optimize else 0)
     if mesh.threads > 1:
         gmsh.option.setNumber("Mesh.Algorithm3D", 10)  # HXT: the parallel 3D mesher

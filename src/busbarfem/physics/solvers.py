@@ -18,11 +18,12 @@ docs/performance.md):
   get wrong. It works point-wise, so it serves the block-size-2 MSMD system unchanged;
 * ``pc_gamg_reuse_interpolation``: the electrical matrix is re-assembled every step
   (sigma(T) changes) with the same sparsity; keeping the prolongators makes the re-set-up
-  ~3x cheaper than a fresh one (PETSc >= 3.22 default, set explicitly for clarity);
+  ~3x cheaper than a fresh one (the default of this PETSc 3.25; set explicitly);
 * a coarse problem of at most ~1000 equations (direct solve, negligible).
 
-The matrix must carry its block size (``A.setBlockSize(2)``) before the first solve for
-the block-aware aggregation and smoother to take effect.
+The matrix must carry its block size (``A.setBlockSize(2)``) before the first solve so
+that GAMG aggregates nodes (both potentials together) and uses one constant per field
+as its near-null space.
 """
 
 from __future__ import annotations
