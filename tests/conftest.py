@@ -1,4 +1,4 @@
-"""Shared fixtures: run a case through the library API on a chosen communicator."""
+"""Shared fixtures; put tests/ (helpers.py, msmd_fixture.py) on the import path."""
 
 from __future__ import annotations
 
@@ -7,26 +7,10 @@ from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
 import pytest
-from mpi4py import MPI
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def solve_case(path, overrides=(), comm=MPI.COMM_WORLD, outdir=None, cache_dir=None):
-    """Load, set up and run a case; returns the Simulation (summary in ``sim.result``)."""
-    from busbarfem.case.loader import load_case
-    from busbarfem.coupling import Simulation
-
-    case, src = load_case(path, list(overrides))
-    sim = Simulation(case, src, comm, outdir=outdir, cache_dir=cache_dir)
-    sim.setup()
-    try:
-        sim.result = sim.run()
-    finally:
-        sim.close()
-    return sim
+from helpers import EXAMPLES  # noqa: E402
 
 
 @pytest.fixture

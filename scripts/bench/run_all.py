@@ -1,7 +1,7 @@
 """Run the busbarfem benchmarks and write ``results/bench.json`` and ``results/bench.md``.
 
-    .venv/bin/python scripts/bench/run_all.py            # full set, < 30 min on 2 cores
-    .venv/bin/python scripts/bench/run_all.py --quick    # smoke set, < 3 min
+    .venv/bin/python scripts/bench/run_all.py            # full set, ~25 min on 2 idle cores
+    .venv/bin/python scripts/bench/run_all.py --quick    # smoke set, < 3 min -> bench_quick.*
 
 Each case runs in its own process (``mpirun -n N`` for N > 1) with OMP/BLAS threads
 pinned to 1; raw records go to ``results/raw/``. Nothing timed is asserted: the script
@@ -269,9 +269,10 @@ def main() -> None:
             jobs.append(("b3_8s6p", "b2_module.py", ["--series", "8", "--parallel", "6", "--steps", "1"], 2, 1200))
         if a.full_discharge:
             jobs.append(("b2_4s2p_full_np2", "b2_module.py", ["--full"], 2, 3600))
+    stem = "bench_quick" if a.quick else "bench"
     old = {}
-    if a.only and (RESULTS / "bench.json").exists():
-        old = json.loads((RESULTS / "bench.json").read_text()).get("records", {})
+    if a.only and (RESULTS / f"{stem}.json").exists():
+        old = json.loads((RESULTS / f"{stem}.json").read_text()).get("records", {})
     records: dict = dict(old)
     for name, script, args, ranks, timeout in jobs:
         if a.only and name not in a.only.split(","):
@@ -285,10 +286,10 @@ def main() -> None:
     meta = {"quick": a.quick, "repeats": rep, "machine": common.machine_info(), "load_start": load_start,
             "load_end": os.getloadavg(), "total_s": time.perf_counter() - t_start, "log": lines}
     derived = derive(records)
-    (RESULTS / "bench.json").write_text(json.dumps({"meta": meta, "derived": derived, "records": records},
-                                                   indent=1, default=float))
-    (RESULTS / "bench.md").write_text(markdown(meta, records, derived))
-    log(f"wrote {RESULTS / 'bench.json'} and bench.md in {meta['total_s'] / 60:.1f} min")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "derived": derived, "records": records},
+                                                     indent=1, default=float))
+    (RESULTS / f"{stem}.md").write_text(markdown(meta, records, derived))
+    log(f"wrote {RESULTS / stem}.json and {stem}.md in {meta['total_s'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -364,3 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         con.error("interrupted")
         return 130
+    except Exception:
+        if comm.size > 1:
+            # a bug on one rank must end the whole job, not leave the others waiting forever
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise

@@ -705,7 +705,7 @@ class Simulation:
         b = self.bundle
         out: dict = {"case": self.case.name, "stop_reason": self.stop_reason, "mpi_size": self.comm.size,
                      "dofs": {"electrical": self.el.ndofs, "thermal": self.th.ndofs},
-                     "cells": b.mesh.topology.index_map(3).size_global}
+                     "mesh_cells": b.mesh.topology.index_map(3).size_global}
         if self.runaway is not None:
             out["runaway"] = self.runaway
         if not self.rows:

@@ -36,7 +36,7 @@ RTOL = 1e-6
 def solve_case(path, overrides, comm):
     """Load and run a case through the library API on ``comm`` (no mesh cache, no output).
 
-    (Not conftest.solve_case: with tests/unit/conftest.py present, 'from conftest import'
+    (Not conftest.solve_case: with tests/unit/conftest.py present, 'from helpers import'
     may resolve to the wrong conftest.)
     """
     from busbarfem.case.loader import load_case
@@ -126,11 +126,14 @@ MPIRUN = ROOT / ".venv" / "bin" / "mpirun"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-# Cases with MSMD cells crash on one rank under MPI and the other ranks then wait forever:
-# physics/cells.py CellCoupling.__init__ calls comm.allreduce(<numpy array>, op=MPI.MAX), which
-# mpi4py reduces with Python's max() -> "truth value of an array ... is ambiguous".
-MSMD_MPI_BUG = pytest.mark.xfail(reason="bug: CellCoupling.__init__ allreduce(ndarray, MPI.MAX) raises on "
-                                        "one rank under MPI; the others hang", strict=True)
+# Too big for a quick comparison: 416k electrical dofs, ~3 min serially for three steps.
+TOO_SLOW = {"module_8s6p_cccv.yaml"}
+
+# io/hotspots.find_hotspots calls the collective _dof_regions only on ranks that have local
+# maxima; with 3 ranks one often has none and the run deadlocks after the solve. Pinned by
+# test_three_ranks_hotspots_do_not_deadlock; set True when it is fixed. (With the fix applied
+# by hand, every example below matched its serial run at 1e-6.)
+HOTSPOT_DEADLOCK_FIXED = True
 
 
 def example_runs() -> list:
@@ -143,8 +146,8 @@ def example_runs() -> list:
         overrides = []
         if solver.get("analysis", "steady") != "steady":
             overrides = [f"solver.t_end={3 * float(solver.get('dt', 1.0))}"]
-        has_cells = "module" in (data.get("geometry") or {}) or "cell" in data
-        out.append(pytest.param(p.name, overrides, id=p.stem, marks=[MSMD_MPI_BUG] if has_cells else []))
+        marks = [pytest.mark.skip(reason="too big for a quick 3-rank comparison")] if p.name in TOO_SLOW else []
+        out.append(pytest.param(p.name, overrides, id=p.stem, marks=marks))
     return out
 
 
@@ -201,6 +204,8 @@ def run_cli(case: Path, out: Path, nranks: int, overrides=(), timeout: float = 3
 @pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own mpirun; run it serially")
 @pytest.mark.parametrize("case, overrides", example_runs())
 def test_three_ranks_match_serial(tmp_path, case, overrides):
+    if not HOTSPOT_DEADLOCK_FIXED:
+        pytest.skip("blocked by the hot-spot deadlock (test_three_ranks_hotspots_do_not_deadlock)")
     # the parallel run first: a rank that dies shows up within 180 s, not after a serial run
     par = run_cli(EXAMPLES / case, tmp_path / "np3", 3, overrides, timeout=180)
     ser = run_cli(EXAMPLES / case, tmp_path / "serial", 1, overrides)
@@ -214,3 +219,10 @@ def test_three_ranks_match_serial(tmp_path, case, overrides):
     assert not bad, (case, bad)
     assert par["T_max"]["region"] == ser["T_max"]["region"]
     assert par["J_max"]["region"] == ser["J_max"]["region"]
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own mpirun; run it serially")
+def test_three_ranks_hotspots_do_not_deadlock(tmp_path):
+    run_cli(EXAMPLES / "busbar_straight.yaml", tmp_path / "np3", 3, ["mesh.size=0.004"], timeout=120)

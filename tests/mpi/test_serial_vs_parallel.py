@@ -7,7 +7,7 @@ Each rank also solves the same case on COMM_SELF (the serial reference), so one
 from __future__ import annotations
 
 import pytest
-from conftest import EXAMPLES, solve_case
+from helpers import EXAMPLES, solve_case
 from mpi4py import MPI
 
 

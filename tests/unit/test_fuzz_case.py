@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from busbarfem.cli import main
 
-# (not 'from conftest import ...': tests/unit/conftest.py shadows tests/conftest.py)
+# (not 'from helpers import ...': tests/unit/conftest.py shadows tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -319,15 +319,12 @@ def assert_clean_outcome(code, err: str, desc: str) -> None:
         assert len(err) < 5000, f"{desc}: error message is {len(err)} characters long"
 
 
-# Bugs found by this fuzz and pinned by a strict xfail test below: (exception type, function
-# where it is raised) -> that test. The fuzz rejects these inputs so that it keeps looking
-# for new bugs; delete an entry when its fix lands (the xfail test then fails as XPASS).
-KNOWN_BUGS = {
-    (TypeError, "_apply_override"): "test_override_through_a_scalar_is_a_case_error",
-    (ValueError, "_apply_override"): "test_override_through_a_scalar_is_a_case_error",
-    (ZeroDivisionError, "_parse_quantity"): "test_c_rate_over_zero_is_a_case_error",
-    (RecursionError, "_index_lines"): "test_recursive_yaml_is_a_case_error",
-}
+# Bugs found by this fuzz and not fixed yet, each pinned by a strict xfail test: (exception
+# type, function where it is raised) -> that test. The fuzz rejects these inputs so that it
+# keeps looking for new bugs; delete an entry when its fix lands. (Empty: the first round -
+# --set through scalars, C/0, recursive YAML - was fixed in 9ee1982; their tests below now
+# assert the fixed behaviour.)
+KNOWN_BUGS: dict[tuple[type, str], str] = {}
 
 
 def known_bug(exc: BaseException) -> str | None:
@@ -413,8 +410,6 @@ def test_unreadable_case_files(tmp_path, kind):
     assert "pwned" not in err
 
 
-@pytest.mark.xfail(reason="bug: loader._index_lines (and _check_finite) expand YAML aliases, so a 'billion "
-                          "laughs' file (~100 bytes of anchors) takes hours and all memory", strict=True, raises=Hang)
 def test_alias_bomb_answers_quickly(tmp_path):
     """A case file must not be able to make validate run for hours (9 levels of 9 aliases)."""
     code, err = validate_in_process(_unreadable(tmp_path, "alias_bomb"), timeout=5)
@@ -504,17 +499,12 @@ def test_run_with_a_broken_mesh_file(tmp_path, ext, content):
     assert_run_outcome(code, err, out, f"broken .{ext}")
 
 
-@pytest.mark.xfail(reason="bug: a recursive YAML document (an anchor used inside itself) sends "
-                          "loader._index_lines into infinite recursion (RecursionError traceback)",
-                   strict=True, raises=RecursionError)
 def test_recursive_yaml_is_a_case_error(tmp_path):
     code, err = validate_in_process(_unreadable(tmp_path, "recursive"))
     assert code == 2 and "error:" in err
 
 
-# ------------------------------------------------------------------------- known bugs (xfail)
-@pytest.mark.xfail(reason="bug: step strings accept 1e999 (= inf) as a current/duration: validate exits 0; "
-                          "loads._parse_quantity/_parse_duration must reject non-finite numbers", strict=True)
+# ------------------------------------------------------------------------- bugs found here (fixed)
 @pytest.mark.parametrize("step", ["Discharge at 1e999 A for 10 s", "Rest for 1e999 s",
                                   "Discharge at 1C until 1e999 V"])
 def test_step_string_rejects_infinite_numbers(tmp_path, step):
@@ -524,8 +514,6 @@ def test_step_string_rejects_infinite_numbers(tmp_path, step):
     assert code == 2 and "finite" in err, (code, err)
 
 
-@pytest.mark.xfail(reason="bug: --set through a scalar or with a non-numeric list index raises "
-                          "TypeError/ValueError in loader._apply_override (traceback, exit 1)", strict=True)
 @pytest.mark.parametrize("override", ["name.a.b=1", "load.current.x=1", "geometry.busbars.x.width=1",
                                       "geometry.busbars.0.path.0.0.1=3"])
 def test_override_through_a_scalar_is_a_case_error(tmp_path, override):
@@ -537,8 +525,6 @@ def test_override_through_a_scalar_is_a_case_error(tmp_path, override):
     assert code == 2 and "command line --set" in err, (code, err)
 
 
-@pytest.mark.xfail(reason="bug: 'C/0' in a step string raises ZeroDivisionError in loads._parse_quantity",
-                   strict=True, raises=ZeroDivisionError)
 def test_c_rate_over_zero_is_a_case_error(tmp_path):
     data = copy.deepcopy(BASES["module_2s1p"])
     data["load"] = {"steps": ["Discharge at C/0 until 3 V"]}
@@ -595,13 +581,13 @@ def run_mutant(draw):
     base_name = draw(st.sampled_from(sorted(FAST)))
     data = _merge(copy.deepcopy(BASES[base_name]), FAST[base_name])
     numeric = [p for p in _paths(data) if isinstance(_parent(data, p)[p[-1]], (int, float))
-               and not isinstance(_parent(data, p)[p[-1]], bool) and p[0] not in ("mesh",)]
+               and not isinstance(_parent(data, p)[p[-1]], bool)]
     path = draw(st.sampled_from(numeric))
-    # Absurd but finite lengths (1e-12 m, 1e12 m) hit two known bugs (gmsh exception escapes;
-    # no element-count guard, so meshing never ends): pinned by the xfail tests below.
+    # Absurd but finite lengths (1e-12 m, 1e12 m) must end as a CaseError from the Gmsh
+    # failure wrapper or the element-count guard (both added after this fuzz found them).
     caught_by_schema = [0, -1.0, float("nan"), float("inf"), "5 mm", None]
     anything = [*caught_by_schema, 1e-12, 1e-6, 1e6, 1e12, 1e300]
-    value = draw(st.sampled_from(caught_by_schema if path[0] == "geometry" else anything))
+    value = draw(st.sampled_from(anything))
     _parent(data, path)[path[-1]] = value
     return f"{base_name} {'.'.join(map(str, path))}={value!r}", _dump(data).encode()
 
@@ -639,8 +625,6 @@ def test_run_curated_hostile_inputs(tmp_path, desc, edit):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="bug: gmsh's 'Could not create line' escapes build_mesh as a bare Exception "
-                          "(traceback, exit 1) for a busbar path with a 1e308 m coordinate", strict=True)
 def test_run_absurd_coordinates_is_a_case_error(tmp_path):
     data = _merge(copy.deepcopy(BASES["busbar_straight"]), {"geometry": {"busbars": [
         {**BASES["busbar_straight"]["geometry"]["busbars"][0], "path": [[0.0, 0.0], [1e308, 0.0]]}]}})
@@ -650,8 +634,6 @@ def test_run_absurd_coordinates_is_a_case_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="bug: gmsh's 'Could not create line' escapes build_mesh as a bare Exception "
-                          "(traceback, exit 1) for a 1e-12 m wide busbar", strict=True)
 def test_run_absurd_width_is_a_case_error(tmp_path):
     bar = {**BASES["busbar_straight"]["geometry"]["busbars"][0], "width": 1e-12}
     data = _merge(copy.deepcopy(BASES["busbar_straight"]), {"geometry": {"busbars": [bar]}})
@@ -661,8 +643,6 @@ def test_run_absurd_width_is_a_case_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="robustness gap: mesh.size = 1e-6 m on a 100 mm bar (~1e16 elements) is accepted "
-                          "and meshing never ends; needs an element-count estimate and a CaseError", strict=True)
 def test_run_absurd_mesh_size_is_refused_quickly(tmp_path):
     data = _merge(copy.deepcopy(BASES["busbar_straight"]), {"mesh": {"size": 1e-6}})
     path = write_case(tmp_path, _dump(data).encode(), {})

@@ -24,7 +24,7 @@ EXAMPLES = ROOT / "examples"
 
 def solved_outdir(outdir: Path, case: str, overrides=()) -> Path:
     """Solve in-process, write hotspots.json and a case.resolved.yaml as the CLI does."""
-    from conftest import solve_case
+    from helpers import solve_case
 
     outdir.mkdir(parents=True)
     sim = solve_case(EXAMPLES / case, overrides, comm=MPI.COMM_SELF, outdir=outdir)

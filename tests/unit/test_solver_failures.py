@@ -25,7 +25,7 @@ import pytest
 from busbarfem.cli import main
 from busbarfem.physics import solvers
 
-# (not 'from conftest import ...': tests/unit/conftest.py shadows tests/conftest.py)
+# (not 'from helpers import ...': tests/unit/conftest.py shadows tests/conftest.py)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 TRANSIENT = ["mesh.size=0.005", "solver.analysis=transient", "solver.t_end=5.0", "solver.dt=1.0",

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, solve_case
+from helpers import EXAMPLES, solve_case
 
 SIGMA = 5.80e7
 L, W, TH = 0.1, 0.010, 0.002

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import solve_case
+from helpers import solve_case
 from mpi4py import MPI
 
 from busbarfem.case.loader import load_case

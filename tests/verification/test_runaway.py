@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, solve_case
+from helpers import EXAMPLES, solve_case
 from mpi4py import MPI
 
 from busbarfem.analysis.runaway import critical_current, lumped_critical_current, lumped_steady_rise

@@ -156,7 +156,8 @@ def find_hotspots(bundle, fn, n: int = 5, min_separation: float | None = None, k
     order = np.argsort(-vals, kind="stable")[:CANDIDATES_PER_RANK]
     idx = idx[order]
     coords = fn.function_space.tabulate_dof_coordinates()[:nown][idx] if len(idx) else np.zeros((0, 3))
-    regions = _dof_regions(bundle, fn)[idx] if len(idx) else np.zeros(0, dtype=object)
+    dof_regions = _dof_regions(bundle, fn)  # collective: every rank must call it
+    regions = dof_regions[idx] if len(idx) else np.zeros(0, dtype=object)
     local = [(float(fn.x.array[i]), [float(c) for c in x], str(r), comm.rank, int(i))
              for i, x, r in zip(idx, coords, regions)]
     cand = [c for part in comm.allgather(local) for c in part]

@@ -315,8 +315,8 @@ def _case_section(doc: Doc, run: RunData) -> None:
         rows.append(["analysis", str(analysis)])
     if "stop_reason" in s:
         rows.append(["stop reason", str(s["stop_reason"])])
-    if isinstance(s.get("cells"), int):
-        rows.append(["mesh cells", s["cells"]])
+    if isinstance(s.get("mesh_cells"), int):
+        rows.append(["mesh cells", s["mesh_cells"]])
     for k, v in (s.get("dofs") or {}).items():
         rows.append([f"{k} dofs", v])
     doc.heading("Case")
