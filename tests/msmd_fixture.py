@@ -35,6 +35,7 @@ def box_bundle(comm, boxes: list[dict], terminals: dict, size: float) -> MeshBun
         info.add(RegionInfo(name=t, dim=2, kind="surface", field=None))
     if comm.rank == 0:
         gmsh.initialize(interruptible=False)
+        gmsh.option.restoreDefaults()  # options set by earlier meshing in this process
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.model.add("boxes")
         occ = gmsh.model.occ

@@ -423,14 +423,18 @@ class Simulation:
         """Quasi-static electrical solve for the target at ``t_eval`` with the cell states
         integrated over a step of ``dt`` (0: instantaneous)."""
         target = self._target(t_eval)
-        t0 = time.perf_counter()
         if self.cells is not None:
+            t0 = time.perf_counter()
             self.cells.update_temperature()
             self.cells.refresh(dt)
+            self._tick("cell_update", t0)
+        t0 = time.perf_counter()
         sol = self.el.solve(target.mode, target.value, step=step)
-        if self.cells is not None:
-            self.cells.measure_currents()
         self._tick("solve_electrical", t0)
+        if self.cells is not None:
+            t0 = time.perf_counter()
+            self.cells.measure_currents()
+            self._tick("cell_update", t0)
         return sol
 
     def _thermal_step(self, dt: float, step: int) -> None:
@@ -515,7 +519,9 @@ class Simulation:
                     dt_step = max(dt_step / 2, s.dt_min)
                     continue
                 if self.cells is not None:
+                    t0 = time.perf_counter()
                     self.cells.advance(dt_step)
+                    self._tick("cell_update", t0)
                 ev = self.controller.check(t + dt_step, new_sol.voltage, new_sol.current, *self._cell_status(),
                                            max_temperature=self._tmax(th.T.x.array))
                 if (ev is not None and dt_step > s.event_tolerance and "duration" not in ev.reason
@@ -529,7 +535,9 @@ class Simulation:
                 break
             sol = new_sol
             t += dt_step
+            t0 = time.perf_counter()
             self._record(t, sol, flows=flows)
+            self._tick("record", t0)
             th.advance()
             event = self.controller.update(t - dt_step, dt_step, sol.voltage, sol.current, *self._cell_status(),
                                            max_temperature=self.rows[-1]["T_max [K]"])

@@ -145,6 +145,8 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
     if comm.rank == 0:
         if not gmsh.isInitialized():
             gmsh.initialize(interruptible=False)
+        # the same case must mesh the same whatever ran before in this process
+        gmsh.option.restoreDefaults()
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.clear()
         gmsh.model.add(case.name)

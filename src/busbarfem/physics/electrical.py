@@ -39,6 +39,7 @@ from petsc4py import PETSc
 import dolfinx
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem
+from dolfinx import mesh as dmesh
 
 from busbarfem import naming
 from busbarfem.mesh import MeshBundle
@@ -170,13 +171,21 @@ class ElectricalProblem:
         self.L_ufl = self._linear(v)
         self.a = fem.form(self.a_ufl)
         self.L = fem.form(self.L_ufl)
-        self.react_a = fem.form(self._bilinear(self.phi, self._w))
-        self.react_L = fem.form(self._linear(self._w))
+        # the reaction only involves cells touching terminal_pos: integrate over those alone
+        bs = self.V.dofmap.index_map_bs
+        imap = self.V.dofmap.index_map
+        mark = np.zeros(imap.size_local + imap.num_ghosts, dtype=bool)
+        mark[np.asarray(self.pos_dofs, dtype=np.int64) // bs] = True
+        react_cells = np.flatnonzero(mark[self.V.dofmap.list].any(axis=1)).astype(np.int32)
+        react_tags = dmesh.meshtags(msh, tdim, react_cells, np.ones_like(react_cells))
+        dx_r = ufl.Measure("dx", domain=msh, subdomain_data=react_tags, subdomain_id=1)
+        self.react_a = fem.form(self._bilinear(self.phi, self._w, dx_r))
+        self.react_L = fem.form(self._linear(self._w, dx_r))
         self.A = fpetsc.create_matrix(self.a)
         self.b = fpetsc.create_vector(self.V)
         self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
-        self.options = solvers.preset(solver, ndofs, rtol)
+        self.options = solvers.preset(solver, ndofs, rtol, block_size=2 if self.nfields == 2 else 1)
         self.ndofs = ndofs
         self.A.setOptionsPrefix(prefix + "A_")
         if self.nfields == 2:
@@ -192,20 +201,22 @@ class ElectricalProblem:
         """UFL conductivity tensor of field ``f`` (0-based) at the current temperature."""
         return conductivity(self.sig[f], self.alpha, self.Tref, self.T)
 
-    def _bilinear(self, u, v):
+    def _bilinear(self, u, v, dx=None):
+        dx = dx if dx is not None else self.dx
         uc, vc = self._components(u), self._components(v)
-        form = conduction_form([self.sigma(f) for f in range(self.nfields)], uc, vc, self.dx)
+        form = conduction_form([self.sigma(f) for f in range(self.nfields)], uc, vc, dx)
         if self.nfields == 2:
-            form += transfer_form(self.g, uc, vc, self.dx)
+            form += transfer_form(self.g, uc, vc, dx)
             # zero-weighted mass keeps inactive dofs' diagonal in the sparsity pattern
-            form += fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * ufl.inner(u, v) * self.dx
+            form += fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * ufl.inner(u, v) * dx
         return form
 
-    def _linear(self, v):
+    def _linear(self, v, dx=None):
+        dx = dx if dx is not None else self.dx
         vc = self._components(v)
         if self.nfields == 2:
-            return self.source_on * transfer_source(self.g, self.s_stage, self.emf, vc, self.dx)
-        return fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * vc[0] * self.dx
+            return self.source_on * transfer_source(self.g, self.s_stage, self.emf, vc, dx)
+        return fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * vc[0] * dx
 
     def _terminal_field(self, name: str) -> int:
         """Field carried by the conductor a terminal surface lies on."""
@@ -261,7 +272,8 @@ class ElectricalProblem:
         self.source_on.value = 1.0 if sources else 0.0
         with self.b.localForm() as loc:
             loc.set(0.0)
-        fpetsc.assemble_vector(self.b, self.L)
+        if sources:  # with the cell EMFs off the source vector is zero
+            fpetsc.assemble_vector(self.b, self.L)
         fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fpetsc.set_bc(self.b, self.bcs)

@@ -33,9 +33,12 @@ from petsc4py import PETSc
 
 #: At or below this many global unknowns ``auto`` picks MUMPS LU, above it CG+GAMG.
 #: Measured on the B1 operators (scripts/bench/solver_sweep.py --set crossover, 1 rank,
-#: docs/performance.md): per electrical step (refactorisation vs GAMG re-set-up + solve)
-#: MUMPS is faster up to ~RESULT dofs and GAMG beyond.
-LU_DOF_LIMIT = 30_000
+#: docs/performance.md): per electrical step (MUMPS refactorisation vs GAMG re-set-up +
+#: solve) the two are even at ~9.5k unknowns and GAMG is 1.7x faster at 27k, 1.5x at
+#: 0.26M and 2.2x at 1.1M (where MUMPS also needs ~5x the memory). MUMPS keeps the
+#: cheaper solve with a reused factorisation (thermal steps at fixed dt), but pays it
+#: back only after ~17 steps at 1M and refactorises whenever dt changes.
+LU_DOF_LIMIT = 15_000
 
 KINDS = ("auto", "lu", "gamg")
 
@@ -64,8 +67,18 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
             "mg_levels_pc_type": "sor"}
 
 
+_KSP_COUNT = [0]
+
+
 def make_ksp(comm, A, prefix: str, options: dict) -> PETSc.KSP:
-    """A KSP on ``A`` configured from ``options`` under a unique ``prefix``."""
+    """A KSP on ``A`` configured from ``options``.
+
+    The prefix is made unique per KSP and the options are removed from PETSc's global
+    database once applied, so one problem's settings never leak into the next (several
+    problems live in one process in tests, sweeps and the critical-current search).
+    """
+    _KSP_COUNT[0] += 1
+    prefix = f"{prefix}{_KSP_COUNT[0]}_"
     ksp = PETSc.KSP().create(comm)
     ksp.setOperators(A)
     ksp.setOptionsPrefix(prefix)
@@ -73,8 +86,10 @@ def make_ksp(comm, A, prefix: str, options: dict) -> PETSc.KSP:
     opts.prefixPush(prefix)
     for k, v in options.items():
         opts[k] = v
-    opts.prefixPop()
     ksp.setFromOptions()
+    for k in options:
+        opts.delValue(k)
+    opts.prefixPop()
     return ksp
 
 
