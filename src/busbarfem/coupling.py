@@ -492,7 +492,7 @@ class Simulation:
             nxt = self.controller.next_event_time(t)
             if nxt is not None and nxt - t < dt_step * (1 + 1e-9):
                 dt_step = nxt - t
-            start = self._save_electrical(sol)
+            start = self._save_electrical()
             approaching = False
             while True:
                 self.T_k.x.array[:] = th.T_n.x.array
@@ -578,20 +578,17 @@ class Simulation:
         if self.rows and (step % self.case.output.every != 0):
             self._write_fields(t)
 
-    def _save_electrical(self, sol) -> dict:
-        """Snapshot of the electrical state at the start of a step (for step rejection)."""
-        snap = {"phi": self.el.phi.x.array.copy(), "V": self.el.V_term.value.copy(), "sol": sol}
-        if self.cells is not None:
-            c = self.cells
-            snap.update(state=c.state.copy(), current=c.current.copy(), T_mean=c.T_mean.copy())
-        return snap
+    def _save_electrical(self) -> dict:
+        """Cell states at the start of a step (for step rejection; the potential is re-solved)."""
+        if self.cells is None:
+            return {}
+        c = self.cells
+        return {"state": c.state.copy(), "current": c.current.copy(), "T_mean": c.T_mean.copy()}
 
     def _restore_electrical(self, snap: dict) -> None:
-        """Undo a rejected step: temperature iterate, cell states and the electrical state."""
+        """Undo a rejected step: temperature iterate and cell states."""
         self.T_k.x.array[:] = self.th.T_n.x.array
         self.th.T.x.array[:] = self.th.T_n.x.array
-        self.el.phi.x.array[:] = snap["phi"]
-        self.el.V_term.value = snap["V"]
         if self.cells is not None:
             c = self.cells
             c.state, c.current, c.T_mean = snap["state"].copy(), snap["current"].copy(), snap["T_mean"].copy()
@@ -684,9 +681,9 @@ class Simulation:
             V = c.cell_voltages()
             # electrochemical (enthalpy) power released = terminal power + all heat generated
             enth = self.comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
-            gen_now = self.comm.allreduce(fem.assemble_scalar(self.th._q_form), op=MPI.SUM)
             row["electrochemical_power [W]"] = enth
-            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - gen_now
+            # the heat of this step comes from the same electrical solve: gen is consistent
+            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - gen
             for i, n in enumerate(c.names):
                 row[f"I_{n} [A]"] = c.current[i]
                 row[f"V_{n} [V]"] = V[i]

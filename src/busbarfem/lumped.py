@@ -51,25 +51,14 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     res = run_lumped(case.cell, case.load, mod.series, mod.parallel, pcu=mod.parallel_connected_units,
                      t_end=s.t_end or 48 * 3600.0, dt=s.dt_max or s.dt, thermal=thermal,
                      event_tolerance=s.event_tolerance)
-    cols = {"time [s]": res.time, "voltage [V]": res.module_voltage, "current [A]": res.module_current,
-            "power [W]": res.module_power}
-    for si in range(res.n_series):
-        for p in range(res.n_parallel):
-            n = naming.cell(si + 1, p + 1)
-            cols[f"I_{n} [A]"] = res.cell_current[:, si, p]
-            cols[f"V_{n} [V]"] = res.cell_voltage[:, si, p]
-            cols[f"SOC_{n} [-]"] = res.cell_soc[:, si, p]
-            cols[f"T_mean_{n} [K]"] = res.cell_temperature[:, si, p]
-            cols[f"q_irr_{n} [W]"] = res.cell_heat_irreversible[:, si, p]
-            cols[f"q_rev_{n} [W]"] = res.cell_heat_reversible[:, si, p]
+    cols = res.columns()
     keys = list(cols)
     table = np.column_stack([np.asarray(cols[k], dtype=float) for k in keys])
     with open(outdir / "timeseries.csv", "w") as f:
         f.write(",".join(keys) + "\n")
         for row in table:
             f.write(",".join(f"{v:.15g}" for v in row) + "\n")
-    t = res.time
-    charge = float(np.sum(np.diff(t) * res.module_current[1:])) / 3600.0 if len(t) > 1 else 0.0
+    charge = res.discharged_Ah
     summary = {"case": case.name, "model": "lumped circuit (no mesh)", "stop_reason": res.stop_reason,
                "module": {"n_series": res.n_series, "n_parallel": res.n_parallel, "pcu": res.pcu},
                "terminal": {"voltage_V": float(res.module_voltage[-1]), "current_A": float(res.module_current[-1]),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import solve_case
 import yaml
 
 import dolfinx_solver  # noqa: F401  (before mpi4py)
@@ -33,23 +34,6 @@ EXAMPLES = ROOT / "examples"
 RTOL = 1e-6
 
 
-def solve_case(path, overrides, comm):
-    """Load and run a case through the library API on ``comm`` (no mesh cache, no output).
-
-    (Not conftest.solve_case: with tests/unit/conftest.py present, 'from helpers import'
-    may resolve to the wrong conftest.)
-    """
-    from busbarfem.case.loader import load_case
-    from busbarfem.coupling import Simulation
-
-    case, src = load_case(path, list(overrides))
-    sim = Simulation(case, src, comm, outdir=None, cache_dir=None)
-    sim.setup()
-    try:
-        sim.result = sim.run()
-    finally:
-        sim.close()
-    return sim
 LU = ["solver.electrical_solver=lu", "solver.thermal_solver=lu"]
 CASES = ["busbar_straight.yaml", "busbar_l_bolted.yaml"]
 

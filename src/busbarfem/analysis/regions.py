@@ -27,6 +27,9 @@ class RegionIntegrator:
         imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
         self.nlocal = imap.size_local
         self.names = bundle.volume_names()
+        ct = bundle.cell_tags
+        # owned cells of every region, resolved once (by_region runs every time step)
+        self._cells = [c[c < self.nlocal] for c in (ct.find(bundle.tags[n]) for n in self.names)]
 
     def per_cell(self) -> np.ndarray:
         """Integral over each owned cell."""
@@ -37,12 +40,7 @@ class RegionIntegrator:
     def by_region(self) -> dict[str, float]:
         """Integral over every volume region (global sums, same on all ranks)."""
         vals = self.per_cell()
-        ct = self.bundle.cell_tags
-        out = []
-        for n in self.names:
-            cells = ct.find(self.bundle.tags[n])
-            cells = cells[cells < self.nlocal]
-            out.append(float(vals[cells].sum()))
+        out = [float(vals[cells].sum()) for cells in self._cells]
         tot = self.bundle.comm.allreduce(np.asarray(out), op=MPI.SUM)
         return {n: float(x) for n, x in zip(self.names, tot)}
 

@@ -177,18 +177,19 @@ class LumpedResult:
         return float(np.sum(np.diff(self.time) * self.module_current[1:]) / 3600.0)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Flat ``{"name [unit]": series}`` table (the ``timeseries.csv`` layout)."""
-        cols = {"time [s]": self.time, "module_voltage [V]": self.module_voltage,
-                "module_current [A]": self.module_current, "module_power [W]": self.module_power,
-                "step": self.step_index}
+        """Flat ``{"name [unit]": series}`` table in the column layout of a 3D run's
+        ``timeseries.csv`` (module V/I/P, then per cell I, V, SOC, T, q_irr, q_rev)."""
+        cols = {"time [s]": self.time, "voltage [V]": self.module_voltage,
+                "current [A]": self.module_current, "power [W]": self.module_power}
         for s in range(self.n_series):
             for p in range(self.n_parallel):
                 name = naming.cell(s + 1, p + 1)
-                cols[f"{name}_current [A]"] = self.cell_current[:, s, p]
-                cols[f"{name}_voltage [V]"] = self.cell_voltage[:, s, p]
-                cols[f"{name}_soc [-]"] = self.cell_soc[:, s, p]
-                cols[f"{name}_temperature [K]"] = self.cell_temperature[:, s, p]
-                cols[f"{name}_heat [W]"] = self.cell_heat[:, s, p]
+                cols[f"I_{name} [A]"] = self.cell_current[:, s, p]
+                cols[f"V_{name} [V]"] = self.cell_voltage[:, s, p]
+                cols[f"SOC_{name} [-]"] = self.cell_soc[:, s, p]
+                cols[f"T_mean_{name} [K]"] = self.cell_temperature[:, s, p]
+                cols[f"q_irr_{name} [W]"] = self.cell_heat_irreversible[:, s, p]
+                cols[f"q_rev_{name} [W]"] = self.cell_heat_reversible[:, s, p]
         return cols
 
 
