@@ -119,7 +119,10 @@ from unit.test_hotspots import spots_for
 out = {{}}
 for fam in ("Lagrange", "DG"):
     out[fam] = spots_for(MPI.COMM_WORLD, fam)[1]
-print(json.dumps({{"rank": MPI.COMM_WORLD.rank, "spots": out}}))
+# gather on rank 0 and print once: two ranks printing at once can interleave on one line
+gathered = MPI.COMM_WORLD.gather({{"rank": MPI.COMM_WORLD.rank, "spots": out}}, root=0)
+if MPI.COMM_WORLD.rank == 0:
+    print(json.dumps(gathered))
 """
 
 
@@ -130,7 +133,9 @@ def test_hotspots_two_ranks_agree_with_serial():
     res = subprocess.run([str(ROOT / ".venv/bin/mpirun"), "-n", "2", sys.executable, "-c", script],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
-    per_rank = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    per_rank = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("[")]
+    assert len(per_rank) == 1, res.stdout[-2000:]
+    per_rank = per_rank[0]
     assert sorted(r["rank"] for r in per_rank) == [0, 1]
     assert per_rank[0]["spots"] == per_rank[1]["spots"]
     for fam in ("Lagrange", "DG"):
