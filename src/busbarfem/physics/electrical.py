@@ -69,6 +69,24 @@ def conductivity(sigma_ref, alpha, T_ref, T):
     return ufl.diag(sigma_ref) / (1.0 + alpha * (T - T_ref))
 
 
+def cell_mean_conductivity(T: fem.Function, sigma_ref, alpha, T_ref, out: fem.Function) -> None:
+    """Fill the DG0 3-vector ``out`` with ``sigma_ref / (1 + alpha (T_c - T_ref))`` per cell.
+
+    ``T_c`` is the cell mean of the P1 temperature ``T`` (mean of its vertex values). For a
+    P1 potential the stiffness matrix sees sigma only through its cell mean, so this is a
+    second-order accurate evaluation of the sigma(T) operator at one sigma per cell.
+    ``sigma_ref`` is a per-cell ``(ncells, 3)`` array or a 3-vector; ``alpha`` and ``T_ref``
+    per-cell arrays or scalars (cells indexed as in the mesh, local + ghost).
+    """
+    msh = out.function_space.mesh
+    tdim = msh.topology.dim
+    ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
+    Tc = T.x.array[T.function_space.dofmap.list[:ncells]].mean(axis=1)
+    fac = 1.0 / (1.0 + np.asarray(alpha) * (Tc - np.asarray(T_ref)))
+    q = out.function_space.dofmap.list[:ncells, 0]
+    out.x.array.reshape(-1, 3)[q] = np.asarray(sigma_ref, dtype=float).reshape(-1, 3) * fac[:, None]
+
+
 def conduction_form(sigmas, u_comps, v_comps, dx):
     """``sum_f (S_f grad u_f, grad v_f)``: the conductor/collector part of the operator."""
     return sum(ufl.inner(S * ufl.grad(u), ufl.grad(v)) for S, u, v in zip(sigmas, u_comps, v_comps)) * dx
@@ -125,6 +143,19 @@ class ElectricalProblem:
         self.T_cell = fem.Function(self.Q0, name="T_cell")  # lumped cell temperature [K]
         self.source_on = fem.Constant(msh, PETSc.ScalarType(1.0))
         self._fill_conductors(materials)
+        # P1: sigma(T) enters the operator only through its cell mean, so it is evaluated
+        # per cell at the cell-mean temperature (second-order accurate, exactly the DG0
+        # coefficient a hand-written solver would use) and refreshed before each assembly.
+        # P2 keeps the quadrature-point UFL expression.
+        self.cellwise_sigma = order == 1 and T.function_space.element.basix_element.degree == 1
+        if self.cellwise_sigma:
+            self.sig_T = [fem.Function(self.Q0v, name=f"sigma{f + 1}") for f in range(self.nfields)]
+            ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
+            q = self.Q0.dofmap.list[:ncells, 0]
+            # per-cell reference data in cell order (DG0 dofs may be numbered differently)
+            self._cell_data = [self.alpha.x.array[q].copy(), self.Tref.x.array[q].copy(),
+                               [self.sig[f].x.array.reshape(-1, 3)[q].copy() for f in range(self.nfields)]]
+            self.update_conductivity()
 
         # --- spaces and functions -------------------------------------------------------
         shape = (2,) if self.nfields == 2 else ()
@@ -198,8 +229,22 @@ class ElectricalProblem:
         return [u[0], u[1]] if self.nfields == 2 else [u]
 
     def sigma(self, f: int):
-        """UFL conductivity tensor of field ``f`` (0-based) at the current temperature."""
+        """UFL conductivity tensor of field ``f`` (0-based) at the temperature of the last assembly.
+
+        P1: the per-cell ``diag(sigma)`` of :meth:`update_conductivity`; P2: sigma(T) at
+        the quadrature points.
+        """
+        if self.cellwise_sigma:
+            return ufl.diag(self.sig_T[f])
         return conductivity(self.sig[f], self.alpha, self.Tref, self.T)
+
+    def update_conductivity(self) -> None:
+        """P1: re-evaluate the per-cell sigma(T) at the cell-mean temperature (no-op for P2)."""
+        if not self.cellwise_sigma:
+            return
+        alpha, T_ref, sig = self._cell_data
+        for f in range(self.nfields):
+            cell_mean_conductivity(self.T, sig[f], alpha, T_ref, self.sig_T[f])
 
     def _bilinear(self, u, v, dx=None):
         dx = dx if dx is not None else self.dx
@@ -263,6 +308,7 @@ class ElectricalProblem:
 
     # ----------------------------------------------------------------------------------------
     def _assemble_matrix(self) -> None:
+        self.update_conductivity()
         self.A.zeroEntries()
         fpetsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
         self.A.assemble()
