@@ -259,6 +259,11 @@ def cmd_mesh(args, comm, con: Console) -> int:
     q = bundle.info.parameters.get("quality", {})
     if q:
         con.print("quality: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items()))
+    alg = bundle.info.parameters.get("algorithm")
+    if alg:
+        why = (f" (Delaunay left slivers: min dihedral {alg['delaunay_min_dihedral_deg']:.3g} deg)"
+               if "delaunay_min_dihedral_deg" in alg else "")
+        con.print(f"3D mesher: {alg['used']}{why}")
     con.print(f"written: {out / 'mesh.xdmf'}, {out / 'preview.png'}")
     return 0
 

@@ -80,3 +80,30 @@ def test_reference_errors():
                  welds=[Weld(tab=2, radius=0.001, depth=0.001, pattern=Pattern(center=(0, 0)))])
     with pytest.raises(ValidationError, match="pitch"):
         Pattern(center=(0, 0), count=3)
+
+
+def test_auto_mesher_removes_thin_sheet_slivers(gmsh_session):
+    """A 0.2 mm tab welded to a busbar: Delaunay leaves near-flat tets (all four nodes on the
+    tab's two faces) that its optimiser cannot remove; ``algorithm: auto`` re-meshes that
+    volume alone with HXT, keeping the interfaces conforming (volumes exact, shared facets)."""
+    from helpers import EXAMPLES
+
+    from busbarfem.case.loader import load_case
+
+    case, _ = load_case(EXAMPLES / "weld_nuggets.yaml", ["mesh.cache=false"])
+    info = generate_model(case.geometry, case.mesh)
+    alg = info.parameters["algorithm"]
+    assert alg["requested"] == "auto" and alg["used"] == "delaunay+hxt" and alg["remeshed_volumes"] == 1
+    assert alg["delaunay_min_dihedral_deg"] < 0.1      # the slivers are real (pinned gmsh)
+    q = info.parameters["quality"]
+    assert q["min_dihedral_deg"] > 5.0 and q["max_aspect"] < 20.0
+    assert alg["hxt_min_dihedral_deg"] >= q["min_dihedral_deg"]
+    for name in ("busbar_1", "tab_pos_1_1", "weld_1", "weld_2"):
+        assert mesh_measure(name) == pytest.approx(info.volumes[name], rel=0.01), name
+    # conforming: the re-meshed tab shares every facet with its welds (a gap would leave none)
+    assert shared_facets("tab_pos_1_1", "weld_1") > 10
+
+
+def test_explicit_mesher_is_used_as_given(gmsh_session):
+    info = generate_model(joint_case(), MeshOptions(elements_through_thickness=1, algorithm="delaunay", cache=False))
+    assert info.parameters["algorithm"] == {"requested": "delaunay", "used": "delaunay"}

@@ -790,6 +790,11 @@ class MeshOptions(StrictModel):
     refine: Refinement = Field(default_factory=Refinement, description="Feature refinement.")
     cache: bool = Field(True, description="Reuse a cached mesh for identical geometry+mesh input.")
     optimize: bool = Field(True, description="Run gmsh's tetrahedral quality optimiser.")
+    algorithm: Literal["auto", "delaunay", "hxt"] = Field(
+        "auto", description="3D mesher: 'delaunay' (gmsh's default), 'hxt' (gmsh's parallel Delaunay; used "
+        "whenever threads > 1), or 'auto': Delaunay, and each volume where Delaunay leaves slivers "
+        "(minimum dihedral angle below 1 degree, typical of 0.1-0.3 mm sheets with welds or vias) re-meshed "
+        "alone with HXT if that is better.")
     threads: int = Field(1, ge=1, description="Gmsh threads for meshing (OpenMP) [-].")
     max_elements: int = Field(20_000_000, ge=1, description="Refuse meshes estimated above this many "
                               "tetrahedra (a guard against unit mistakes in size) [-].")

@@ -68,3 +68,23 @@ def mesh_quality() -> dict:
         "mean_gamma": float(gamma.mean()),
         "max_aspect": float(aspect.max()),
     }
+
+
+def volume_min_dihedral() -> dict[int, float]:
+    """Minimum dihedral angle [deg] of the (linear) tetrahedra of each meshed volume entity."""
+    node_tags, coords, _ = gmsh.model.mesh.getNodes()
+    if len(node_tags) == 0:
+        return {}
+    xyz = np.zeros((int(node_tags.max()) + 1, 3))
+    xyz[node_tags.astype(np.int64)] = coords.reshape(-1, 3)
+    out = {}
+    for _, v in gmsh.model.getEntities(3):
+        types, _, enodes = gmsh.model.mesh.getElements(3, v)
+        mins = []
+        for et, nd in zip(types, enodes, strict=True):
+            _, dim, _, nnodes, _, _ = gmsh.model.mesh.getElementProperties(et)
+            if dim == 3 and nnodes in (4, 10) and len(nd):
+                mins.append(dihedral_angles(xyz[nd.astype(np.int64).reshape(-1, nnodes)[:, :4]]).min())
+        if mins:
+            out[int(v)] = float(min(mins))
+    return out
