@@ -253,8 +253,9 @@ def cmd_mesh(args, comm, con: Console) -> int:
     if comm.rank == 0:
         (out / "regions.json").write_text(json.dumps({n: {"tag": bundle.tags[n], **bundle.regions[n].to_dict()}
                                                       for n in bundle.tags}, indent=2))
-        (out / "mesh_quality.json").write_text(json.dumps(bundle.info.parameters.get("quality", {}), indent=2,
-                                                          default=str))
+        (out / "mesh_quality.json").write_text(json.dumps({**bundle.info.parameters.get("quality", {}),
+                                                           "mesher": bundle.info.parameters.get("algorithm")},
+                                                          indent=2, default=str))
     con.print(f"mesh: {bundle.mesh.topology.index_map(3).size_global} cells, regions: {', '.join(sorted(bundle.tags))}")
     q = bundle.info.parameters.get("quality", {})
     if q:

@@ -734,6 +734,8 @@ class Simulation:
                      "energy_balance_residual_rel": flows.residual / flows.generated if flows.generated else 0.0},
             "T_max": Tmax, "T_min": Tmin, "J_max": Jmax,
             "timings_s": self.timings,
+            # this process's linear solves (a restarted run counts from the restart)
+            "linear_solvers": {"electrical": self.el.stats.to_dict(), "thermal": self.th.stats.to_dict()},
         })
         if hasattr(self, "convergence"):
             out["convergence"] = self.convergence

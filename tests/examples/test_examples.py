@@ -117,3 +117,15 @@ def test_module_4s2p_pouch_discharge_first_10_minutes(tmp_path):
     assert len(socs) == 8 and abs(sum(socs) / 8 - (0.9 - 40 * 600 / 3600 / 40)) < 1e-9
     assert s["T_max"]["value"] == pytest.approx(302.1, abs=0.5)
     assert s["energy"]["thermal_residual_rel"] < 1e-6
+
+
+def test_mesh_command_writes_mesh_regions_and_quality(tmp_path):
+    out = tmp_path / "mesh"
+    assert main(["mesh", str(EX / "busbar_straight.yaml"), "-o", str(out), "-q", "--set", "mesh.cache=false"]) == 0
+    q = json.loads((out / "mesh_quality.json").read_text())
+    regions = json.loads((out / "regions.json").read_text())
+    assert (out / "mesh.xdmf").is_file() and (out / "preview.png").stat().st_size > 1000
+    assert {"busbar_1", "terminal_pos", "terminal_neg"} <= set(regions)
+    # a plain 2 mm bar: Delaunay leaves no sliver, so 'auto' keeps it everywhere
+    assert q["mesher"] == {"requested": "auto", "used": "delaunay"}
+    assert q["elements"] > 100 and q["min_dihedral_deg"] > 1.0

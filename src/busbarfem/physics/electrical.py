@@ -222,6 +222,7 @@ class ElectricalProblem:
         if self.nfields == 2:
             self.A.setBlockSize(2)
         self.ksp = solvers.make_ksp(self.comm, self.A, prefix, self.options)
+        self.stats = solvers.KSPStats(self.options)
         self.has_sources = bool(self.cell_names)
 
     # ----------------------------------------------------------------------------------------
@@ -323,7 +324,7 @@ class ElectricalProblem:
         fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fpetsc.set_bc(self.b, self.bcs)
-        its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step)
+        its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step, self.stats)
         self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         fpetsc.assign(self.x, out)
         out.x.scatter_forward()

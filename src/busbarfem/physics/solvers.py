@@ -109,11 +109,35 @@ def reason_name(code: int) -> str:
     return str(code)
 
 
-def solve_checked(ksp: PETSc.KSP, b, x, what: str, step: int | None = None) -> int:
+class KSPStats:
+    """Running count of one problem's linear solves and KSP iterations (for summary.json)."""
+
+    def __init__(self, options: dict):
+        pc = options.get("pc_type", "")
+        self.method = f"{options.get('ksp_type', '')}+{pc}" + (
+            f"({options['pc_factor_mat_solver_type']})" if pc == "lu" and "pc_factor_mat_solver_type" in options else "")
+        self.solves = 0
+        self.iterations = 0
+        self.max_iterations = 0
+
+    def record(self, its: int) -> None:
+        """Count one converged solve of ``its`` iterations."""
+        self.solves += 1
+        self.iterations += its
+        self.max_iterations = max(self.max_iterations, its)
+
+    def to_dict(self) -> dict:
+        """``{"method", "solves", "iterations_total", "iterations_mean", "iterations_max"}``."""
+        return {"method": self.method, "solves": self.solves, "iterations_total": self.iterations,
+                "iterations_mean": self.iterations / self.solves if self.solves else 0.0,
+                "iterations_max": self.max_iterations}
+
+
+def solve_checked(ksp: PETSc.KSP, b, x, what: str, step: int | None = None, stats: KSPStats | None = None) -> int:
     """Solve and raise SolveError with the PETSc reason if the KSP did not converge.
 
     Returns:
-        The number of KSP iterations.
+        The number of KSP iterations (also counted in ``stats`` if given).
     """
     from busbarfem.errors import SolveError
 
@@ -122,4 +146,7 @@ def solve_checked(ksp: PETSc.KSP, b, x, what: str, step: int | None = None) -> i
     if r <= 0:
         raise SolveError(f"{what} solve failed: PETSc KSP reason {reason_name(r)} ({r}) after "
                          f"{ksp.getIterationNumber()} iterations", step=step, reason=f"{what} solver failure")
-    return ksp.getIterationNumber()
+    its = ksp.getIterationNumber()
+    if stats is not None:
+        stats.record(its)
+    return its

@@ -179,6 +179,7 @@ class ThermalProblem:
         self.ndofs = ndofs
         self.options = solvers.preset(solver, ndofs, rtol)
         self.ksp = solvers.make_ksp(self.comm, self.A, prefix, self.options)
+        self.stats = solvers.KSPStats(self.options)
         self._assembled_key = None
         self.has_radiation = bool(rad_terms)
 
@@ -208,7 +209,7 @@ class ThermalProblem:
         # warm start from the current temperature for iterative solvers
         fpetsc.assign(self.T, self.x)
         self.ksp.setInitialGuessNonzero(self.options.get("ksp_type") == "cg")
-        its = solvers.solve_checked(self.ksp, self.b, self.x, "thermal", step)
+        its = solvers.solve_checked(self.ksp, self.b, self.x, "thermal", step, self.stats)
         self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         fpetsc.assign(self.x, self.T)
         self.T.x.scatter_forward()
