@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from busbarfem.case.cells import CellModel, available_presets
-from busbarfem.cells.ecm import CellParameters, ECMState, advance, arrhenius_factor, emf
+from busbarfem.cells.ecm import CellParameters, ECMState, advance, arrhenius_factor, emf, step_source
 
 
 def simple_cell(**kw):
@@ -44,6 +44,29 @@ def test_arrhenius_factor_and_r0():
     np.testing.assert_allclose(params.R0(np.array([0.5, 0.5]), 318.15), [0.005305, 0.0079575],
                                rtol=5e-4)
     np.testing.assert_allclose(params.R0(np.array([0.5, 0.5]), 298.15), [0.01, 0.015])
+
+
+def test_rc_arrhenius_and_step_consistency():
+    cell = simple_cell(rc_pairs=[{"R": 0.005, "tau": 20.0, "activation_energy": 25000.0},
+                                 {"R": 0.002, "tau": 300.0}])
+    params = CellParameters(cell, 2)
+    soc = np.array([0.5, 0.5])
+    # pair 1 follows Arrhenius (0.5305 at 318.15 K, see above), pair 2 has no T effect
+    np.testing.assert_allclose(params.rc_R(soc, 318.15), [[0.005 * 0.5305, 0.002]] * 2, rtol=5e-4)
+    np.testing.assert_allclose(params.rc_R(soc, 298.15), [[0.005, 0.002]] * 2, rtol=1e-14)
+    np.testing.assert_allclose(params.rc_R(soc), params.rc_R(soc, cell.T_ref), rtol=1e-14)
+    # the end-of-step voltage predicted by step_source is the one the advanced state gives
+    # (linear OCV: exact), at a temperature where the RC resistance differs from T_ref
+    T = np.array([318.15, 278.15])
+    state = ECMState(soc=soc.copy(), v_rc=np.array([[0.003, 0.001], [0.002, 0.0]]), capacity_Ah=np.array([2.0, 2.0]))
+    I, dt = np.array([3.0, -2.0]), 15.0
+    E, R, _ = step_source(params, state, T, dt)
+    new = advance(params, state, I, dt, T)
+    V_end = params.ocv(new.soc, T) - new.v_rc.sum(axis=1) - params.R0(new.soc, T) * I
+    np.testing.assert_allclose(E - R * I, V_end, rtol=0, atol=1e-12)
+    # advancing at T_ref instead would not match: the test can fail
+    wrong = advance(params, state, I, dt)
+    assert np.max(np.abs(wrong.v_rc - new.v_rc)) > 1e-4
 
 
 def test_ocv_temperature_and_emf():

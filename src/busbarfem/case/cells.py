@@ -113,6 +113,9 @@ class RCPair(StrictModel):
     R: float | SocTable = Field(
         description="Resistance [ohm]: a number or a [[soc, ohm], ...] table.")
     tau: float = Field(gt=0.0, description="Time constant R*C [s].")
+    activation_energy: float = Field(
+        0.0, ge=0.0, description="Arrhenius activation energy of R [J/mol] (0: no T effect); "
+        "R(T) = R exp(Ea/R_gas (1/T - 1/T_ref)), tau kept (C scales as 1/R).")
 
     @field_validator("R")
     @classmethod

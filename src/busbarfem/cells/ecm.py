@@ -70,6 +70,7 @@ class CellParameters:
         self._r0 = _table(cell.R0)
         self._rc_R = [_table(rc.R) for rc in cell.rc_pairs]
         self.rc_tau = np.array([rc.tau for rc in cell.rc_pairs], dtype=float)
+        self.rc_activation = np.array([rc.activation_energy for rc in cell.rc_pairs], dtype=float)
 
     @property
     def n_rc(self) -> int:
@@ -100,12 +101,16 @@ class CellParameters:
         return (_eval(self._r0, soc) * self.R0_factors
                 * arrhenius_factor(T, self.T_ref, self.cell.R0_activation_energy))
 
-    def rc_R(self, soc) -> np.ndarray:
-        """RC resistances, shape (N, K) [ohm]."""
+    def rc_R(self, soc, T=None) -> np.ndarray:
+        """RC resistances, shape (N, K) [ohm], at temperature ``T`` [K] (None: at T_ref)."""
         soc = np.asarray(soc, dtype=float)
         if not self._rc_R:
             return np.zeros((soc.size, 0))
-        return np.stack([_eval(t, soc) for t in self._rc_R], axis=-1)
+        R = np.stack([_eval(t, soc) for t in self._rc_R], axis=-1)
+        if T is not None and np.any(self.rc_activation):
+            T = np.broadcast_to(np.asarray(T, dtype=float), soc.shape)
+            R = R * np.stack([arrhenius_factor(T, self.T_ref, ea) for ea in self.rc_activation], axis=-1)
+        return R
 
 
 @dataclass
@@ -167,7 +172,7 @@ def step_source(params: CellParameters, state: ECMState, T, dt: float) -> tuple[
     """
     soc = state.soc
     a = np.exp(-dt / params.rc_tau) if params.n_rc else np.zeros(0)
-    R = params.rc_R(soc)
+    R = params.rc_R(soc, T)
     E = params.ocv(soc, T) - (state.v_rc * a).sum(axis=1)
     Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
     R_ocv = np.zeros_like(Reff)
@@ -200,10 +205,14 @@ def rc_update(v_rc, R, tau, current, dt: float) -> np.ndarray:
     return decay * v_rc + np.asarray(R) * (1.0 - decay) * np.asarray(current)[:, None]
 
 
-def advance(params: CellParameters, state: ECMState, current, dt: float) -> ECMState:
-    """New state after ``dt`` seconds at constant per-cell ``current`` [A]."""
+def advance(params: CellParameters, state: ECMState, current, dt: float, T=None) -> ECMState:
+    """New state after ``dt`` seconds at constant per-cell ``current`` [A].
+
+    ``T`` [K]: the cell temperatures the step was solved at (RC Arrhenius; None = T_ref);
+    pass the same as to :func:`step_source` so the RC update matches the solved circuit.
+    """
     current = np.asarray(current, dtype=float)
-    R = params.rc_R(state.soc)  # SOC-dependent R frozen at the start of the step
+    R = params.rc_R(state.soc, T)  # SOC- and T-dependent R frozen at the start of the step
     return ECMState(
         soc=state.soc - current * dt / (3600.0 * state.capacity_Ah),
         v_rc=rc_update(state.v_rc, R, params.rc_tau, current, dt),

@@ -241,7 +241,7 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
     def take_step(st: ECMState, temp: np.ndarray, t0: float, h: float):
         snap = electrical(st, temp, ctl.target(t0 + 0.5 * h), h)
         sol, q_irr, q_rev = snap
-        new = advance(params, st, sol.cell_current.ravel(), h)
+        new = advance(params, st, sol.cell_current.ravel(), h, temp)
         if thermal is None:
             new_T = temp
         else:

@@ -98,6 +98,7 @@ class CellCoupling:
         end-of-step cell currents and voltages; ``dt = 0`` gives the instantaneous ones.
         """
         el = self.el
+        self._T_step = np.array(self.T_mean, dtype=float)  # the RC update uses the same T
         E, R, self._R_ocv = ecm.step_source(self.params, self.state, self.T_mean, dt)
         self._E_eff, self._R_eff = E, R
         g = 1.0 / (R * self.volumes)
@@ -136,7 +137,7 @@ class CellCoupling:
 
     def advance(self, dt: float) -> None:
         """Advance SOC and RC states by ``dt`` with the measured currents."""
-        self.state = ecm.advance(self.params, self.state, self.current, dt)
+        self.state = ecm.advance(self.params, self.state, self.current, dt, self._T_step)
 
     def electrochemical_power(self) -> float:
         """Rate of electrochemical energy release sum_c E_c I_c ... with OCV: sum OCV_c I_c [W]."""
