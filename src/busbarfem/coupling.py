@@ -189,7 +189,8 @@ class Simulation:
                                     "'cell:' section (e.g. cell: {preset: LG_M50})", "cell")
         c = self.case.cell
         for n in cell_regions:
-            self.cell_params[n] = {"sigma_pos": c.sigma_pos, "sigma_neg": c.sigma_neg}
+            self.cell_params[n] = {"sigma_pos": c.sigma_pos, "sigma_neg": c.sigma_neg, "alpha_pos": c.alpha_pos,
+                                   "alpha_neg": c.alpha_neg, "T_ref": c.T_ref}
 
     def _cell_heat_expr(self):
         if self.cells is None:
@@ -284,15 +285,7 @@ class Simulation:
 
     def _sigma_positive(self) -> bool:
         """True if 1 + alpha (T - T_ref) > 0 in every cell (conductivity stays physical)."""
-        el = self.el
-        # evaluate on vertices of each cell via the P1 temperature: min over cells of factor
-        T = self.T_k.x.array
-        V = self.T_k.function_space
-        dl = V.dofmap.list
-        tcell = T[dl].max(axis=1)
-        fac = 1.0 + el.alpha.x.array[: len(tcell)] * (tcell - el.Tref.x.array[: len(tcell)])
-        ok = bool(np.all(fac > 0)) if len(fac) else True
-        return self.comm.allreduce(ok, op=MPI.LAND)
+        return self.el.conductivity_positive()
 
     def steady_tmax_at(self, current: float) -> float | None:
         """Steady T_max [K] at a fixed load current, or None if no steady state exists.

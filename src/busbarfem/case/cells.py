@@ -206,6 +206,12 @@ class CellModel(StrictModel):
     sigma_neg: float | Vector3 = Field(
         1.0e6, description="Effective negative-collector conductivity in the cell volume "
         "[S/m]: a number or [sx, sy, sz].")
+    alpha_pos: float = Field(
+        0.0, ge=0.0, le=0.1, description="Temperature coefficient of sigma_pos [1/K]: sigma_pos(T) = "
+        "sigma_pos / (1 + alpha_pos (T - T_ref)); aluminium foil ~0.0043 (0: constant).")
+    alpha_neg: float = Field(
+        0.0, ge=0.0, le=0.1, description="Temperature coefficient of sigma_neg [1/K] (copper foil ~0.0039; "
+        "0: constant).")
     k: float | Vector3 = Field(
         1.0, description="Thermal conductivity [W/m/K]: a number or [kx, ky, kz].")
     rho: float = Field(2800.0, gt=0.0, description="Density [kg/m^3].")

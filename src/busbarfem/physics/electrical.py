@@ -110,7 +110,8 @@ class ElectricalProblem:
         materials: material name -> Material (conductors).
         T: temperature Function (P1) that sigma(T) reads; updated by the caller.
         cell_params: optional per-region cell data: region name -> dict with
-            ``sigma_pos``, ``sigma_neg`` (3-vectors [S/m]).
+            ``sigma_pos``, ``sigma_neg`` (3-vectors [S/m]) and optionally their temperature
+            coefficients ``alpha_pos``, ``alpha_neg`` [1/K] at ``T_ref`` [K].
         order: polynomial degree of the potential (1 or 2).
         solver: ``"auto"``, ``"lu"`` or ``"gamg"``; ``rtol`` for iterative solves.
         prefix: PETSc options prefix.
@@ -132,9 +133,12 @@ class ElectricalProblem:
         self.Q0 = fem.functionspace(msh, ("DG", 0))
         self.Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
         self.sig = [fem.Function(self.Q0v, name=f"sigma{f + 1}_ref") for f in range(self.nfields)]
-        self.alpha = fem.Function(self.Q0, name="alpha")
-        self.Tref = fem.Function(self.Q0, name="T_ref")
-        self.Tref.x.array[:] = 293.15
+        # temperature coefficient and reference temperature of each field's conductivity
+        # (a cell's two collector networks differ: aluminium and copper foil)
+        self.alpha = [fem.Function(self.Q0, name=f"alpha{f + 1}") for f in range(self.nfields)]
+        self.Tref = [fem.Function(self.Q0, name=f"T_ref{f + 1}") for f in range(self.nfields)]
+        for fn in self.Tref:
+            fn.x.array[:] = 293.15
         self.g = fem.Function(self.Q0, name="g_cell")       # 1/(R0 Vol) [S/m^3]
         self.s_stage = fem.Function(self.Q0, name="stage_sign")
         self.emf = fem.Function(self.Q0, name="emf")        # E_c = OCV - sum V_RC [V]
@@ -153,8 +157,8 @@ class ElectricalProblem:
             ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
             q = self.Q0.dofmap.list[:ncells, 0]
             # per-cell reference data in cell order (DG0 dofs may be numbered differently)
-            self._cell_data = [self.alpha.x.array[q].copy(), self.Tref.x.array[q].copy(),
-                               [self.sig[f].x.array.reshape(-1, 3)[q].copy() for f in range(self.nfields)]]
+            self._cell_data = [(self.sig[f].x.array.reshape(-1, 3)[q].copy(), self.alpha[f].x.array[q].copy(),
+                                self.Tref[f].x.array[q].copy()) for f in range(self.nfields)]
             self.update_conductivity()
 
         # --- spaces and functions -------------------------------------------------------
@@ -237,15 +241,27 @@ class ElectricalProblem:
         """
         if self.cellwise_sigma:
             return ufl.diag(self.sig_T[f])
-        return conductivity(self.sig[f], self.alpha, self.Tref, self.T)
+        return conductivity(self.sig[f], self.alpha[f], self.Tref[f], self.T)
+
+    def conductivity_positive(self) -> bool:
+        """True if ``1 + alpha (T - T_ref) > 0`` at every node of every cell and field (collective)."""
+        msh = self.bundle.mesh
+        tdim = msh.topology.dim
+        ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
+        Tv = self.T.x.array[self.T.function_space.dofmap.list[:ncells]]
+        q = self.Q0.dofmap.list[:ncells, 0]
+        ok = True
+        for a_f, r_f in zip(self.alpha, self.Tref):
+            a, r = a_f.x.array[q], r_f.x.array[q]
+            ok &= bool(np.all(1.0 + a * (Tv.max(axis=1) - r) > 0) and np.all(1.0 + a * (Tv.min(axis=1) - r) > 0))
+        return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
     def update_conductivity(self) -> None:
         """P1: re-evaluate the per-cell sigma(T) at the cell-mean temperature (no-op for P2)."""
         if not self.cellwise_sigma:
             return
-        alpha, T_ref, sig = self._cell_data
-        for f in range(self.nfields):
-            cell_mean_conductivity(self.T, sig[f], alpha, T_ref, self.sig_T[f])
+        for f, (sig, alpha, T_ref) in enumerate(self._cell_data):
+            cell_mean_conductivity(self.T, sig, alpha, T_ref, self.sig_T[f])
 
     def _bilinear(self, u, v, dx=None):
         dx = dx if dx is not None else self.dx
@@ -293,8 +309,11 @@ class ElectricalProblem:
                     continue
                 s = 1.0 if naming.positive_field(reg.stage) == 1 else -1.0
                 pf, nf = naming.positive_field(reg.stage) - 1, naming.negative_field(reg.stage) - 1
-                for f, val in ((pf, cp["sigma_pos"]), (nf, cp["sigma_neg"])):
-                    self.sig[f].x.array.reshape(-1, 3)[cells] = np.broadcast_to(np.asarray(val, float), (3,))
+                for f, key in ((pf, "pos"), (nf, "neg")):
+                    self.sig[f].x.array.reshape(-1, 3)[cells] = np.broadcast_to(
+                        np.asarray(cp[f"sigma_{key}"], float), (3,))
+                    self.alpha[f].x.array[cells] = cp.get(f"alpha_{key}", 0.0)
+                    self.Tref[f].x.array[cells] = cp.get("T_ref", 293.15)
                 self.s_stage.x.array[cells] = s
                 continue
             mat = materials[reg.material]
@@ -302,9 +321,9 @@ class ElectricalProblem:
             if f >= len(self.sig):
                 f = 0
             self.sig[f].x.array.reshape(-1, 3)[cells] = mat.sigma_ref
-            self.alpha.x.array[cells] = mat.alpha
-            self.Tref.x.array[cells] = mat.T_ref
-        for fn in (*self.sig, self.alpha, self.Tref, self.s_stage):
+            self.alpha[f].x.array[cells] = mat.alpha
+            self.Tref[f].x.array[cells] = mat.T_ref
+        for fn in (*self.sig, *self.alpha, *self.Tref, self.s_stage):
             fn.x.scatter_forward()
 
     # ----------------------------------------------------------------------------------------
