@@ -129,3 +129,23 @@ def test_mesh_command_writes_mesh_regions_and_quality(tmp_path):
     # a plain 2 mm bar: Delaunay leaves no sliver, so 'auto' keeps it everywhere
     assert q["mesher"] == {"requested": "auto", "used": "delaunay"}
     assert q["elements"] > 100 and q["min_dihedral_deg"] > 1.0
+
+
+@pytest.mark.slow
+def test_module_8s6p_cccv_3d_first_steps(tmp_path):
+    """The seed's 8s6p module in 3D (coarser mesh), the first two minutes of the 0.5C charge:
+    Kirchhoff per stage, exact coulomb counting and a bounded current spread among the
+    six parallel cells (end cells see a different plate path)."""
+    s = run(tmp_path, "module_8s6p_cccv", "--set", "mesh.size=0.008", "--set", "solver.t_end=120",
+            "--set", "solver.adaptive=false")
+    cells = s["cells"]
+    assert len(cells) == 48 and s["module"] == {"n_series": 8, "n_parallel": 6}
+    I = s["terminal"]["current_A"]
+    assert I == pytest.approx(-0.5 * 6 * 5.0, rel=1e-6)  # 0.5C charge of 6 x 5 Ah (charge < 0)
+    for st in range(1, 9):
+        group = [cells[f"cell_{st}_{p}"]["current_A"] for p in range(1, 7)]
+        assert sum(group) == pytest.approx(I, rel=1e-5), st
+        assert max(group) / min(group) < 1.2, (st, group)  # all charge; spread bounded
+        socs = [cells[f"cell_{st}_{p}"]["soc"] for p in range(1, 7)]
+        # mean SOC of a stage moves by I t / (3600 Q_stage) exactly
+        assert sum(socs) / 6 == pytest.approx(0.2 + 15.0 * 120 / 3600 / 30.0, abs=1e-9)
