@@ -147,5 +147,6 @@ def test_module_8s6p_cccv_3d_first_steps(tmp_path):
         assert sum(group) == pytest.approx(I, rel=1e-5), st
         assert max(group) / min(group) < 1.2, (st, group)  # all charge; spread bounded
         socs = [cells[f"cell_{st}_{p}"]["soc"] for p in range(1, 7)]
-        # mean SOC of a stage moves by I t / (3600 Q_stage) exactly
-        assert sum(socs) / 6 == pytest.approx(0.2 + 15.0 * 120 / 3600 / 30.0, abs=1e-9)
+        # mean SOC of a stage moves by I t / (3600 Q_stage) (to the iterative solve's
+        # Kirchhoff error, ~1e-6 of the 0.0167 SOC change)
+        assert sum(socs) / 6 == pytest.approx(0.2 + 15.0 * 120 / 3600 / 30.0, abs=1e-7)

@@ -231,7 +231,8 @@ class ElectricalProblem:
         self.b = fpetsc.create_vector(self.V)
         self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
-        self.options = solvers.preset(solver, ndofs, rtol, block_size=2 if self.nfields == 2 else 1)
+        rtol_eff = rtol * solvers.MSMD_RTOL_FACTOR if self.nfields == 2 else rtol
+        self.options = solvers.preset(solver, ndofs, rtol_eff, block_size=2 if self.nfields == 2 else 1)
         self.ndofs = ndofs
         self.A.setOptionsPrefix(prefix + "A_")
         if self.nfields == 2:
