@@ -101,14 +101,18 @@ def refine_bundle(bundle, times: int):
 
 
 #: B1 mesh levels: name -> (case overrides of the Gmsh mesh, uniform refinements).
-#: thin_aspect sets the in-plane size of the sheets relative to thickness/2 (the case has
-#: 2 elements through every sheet); each refinement multiplies the dofs by ~6.
+#: thin_aspect sets the in-plane size of the sheets relative to thickness/n (the case has
+#: n = 2 elements through every sheet); each refinement multiplies the dofs by ~6-8.
+#: The three sizes the issue names (0.25M, 1M, 2M) share the sheet-element shape (in-plane
+#: size 1.05-1.2x the through-thickness spacing), so iteration counts compare sizes, not
+#: element shapes; "1M_coarse" is the default sizing refined twice (flatter sheet elements).
 B1_LEVELS: dict[str, tuple[list[str], int]] = {
     "10k": (["mesh.thin_aspect=3.0"], 0),
     "60k": (["mesh.thin_aspect=3.0"], 1),
     "30k": ([], 0),
     "0.25M": (["mesh.thin_aspect=1.2"], 1),
-    "1M": ([], 2),
+    "1M": (["mesh.thin_aspect=1.2", "mesh.elements_through_thickness=3"], 1),
+    "1M_coarse": ([], 2),
     "2M": (["mesh.thin_aspect=1.05"], 2),
 }
 

@@ -258,6 +258,9 @@ def main() -> None:
             r_ = str(max(rep, 5)) if lev == "0.25M" else R
             jobs.append((f"b1_{lev}_np1", "b1_busbar.py", ["--level", lev, "--repeats", r_, "--bare-variants", bare],
                          1, 1800))
+        # the default (flatter) sheet elements refined twice: iterations vs element shape
+        jobs.append(("b1_1M_coarse_np1", "b1_busbar.py", ["--level", "1M_coarse", "--repeats", "2", "--no-bare"],
+                     1, 1500))
         for lev in ("0.25M", "1M"):
             r_ = str(max(rep, 5)) if lev == "0.25M" else R
             jobs.append((f"b1_{lev}_np2", "b1_busbar.py", ["--level", lev, "--repeats", r_,

@@ -54,10 +54,10 @@ def fail_from_step(monkeypatch, what: str, first_failing_step: int, action) -> N
     """Wrap ``solvers.solve_checked``: ``what`` solves of step >= n call ``action(ksp)`` first."""
     real = solvers.solve_checked
 
-    def wrapped(ksp, b, x, kind, step=None):
+    def wrapped(ksp, b, x, kind, step=None, stats=None):
         if kind == what and step is not None and step >= first_failing_step:
             action(ksp)
-        return real(ksp, b, x, kind, step)
+        return real(ksp, b, x, kind, step, stats)
 
     monkeypatch.setattr(solvers, "solve_checked", wrapped)
 
