@@ -283,10 +283,6 @@ class Simulation:
             raise Runaway(f"maximum temperature {tmax:.1f} K exceeds the runaway threshold "
                           f"{self.case.solver.runaway_temperature:.1f} K")
 
-    def _sigma_positive(self) -> bool:
-        """True if 1 + alpha (T - T_ref) > 0 in every cell (conductivity stays physical)."""
-        return self.el.conductivity_positive()
-
     def steady_tmax_at(self, current: float) -> float | None:
         """Steady T_max [K] at a fixed load current, or None if no steady state exists.
 
@@ -342,7 +338,7 @@ class Simulation:
             mixed = acc.mix(Told.copy(), Tnew.copy())
             self.T_k.x.array[:nown] = mixed
             self.T_k.x.scatter_forward()
-            if not self._sigma_positive():
+            if not self.el.conductivity_positive():
                 raise Runaway("the temperature iterate makes the conductivity negative: no steady state "
                               "(thermal runaway)")
         raise SolveError(f"steady Picard iteration did not converge in {s.picard.max_iterations} iterations "
@@ -365,7 +361,7 @@ class Simulation:
         if self.el.nfields == 1 and tmin < T_floor - 1e-6 * max(1.0, T_floor):
             raise Runaway(f"the only fixed point has T_min = {tmin:.2f} K below the coldest boundary "
                           f"{T_floor:.2f} K: no physical steady state (thermal runaway)")
-        if not self._sigma_positive():
+        if not self.el.conductivity_positive():
             raise Runaway("steady state needs a negative conductivity: thermal runaway")
 
     # ------------------------------------------------------------------ run
