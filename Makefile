@@ -1,13 +1,13 @@
 # busbarfem: two commands on a fresh machine.
 #   make run    create .venv (Python >= 3.12 found automatically), install, run the default case
-#   make test   same set-up, then the whole test suite serially and the MPI tests under mpirun -n 2
+#   make test   same set-up plus ParaView (apt), then the whole test suite serially and the MPI tests under mpirun -n 2
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 CASE      ?= examples/busbar_l_bolted.yaml
 OUT       ?= results/default
 STAMP     := $(VENV)/.installed
 
-.PHONY: run test test-fast docs docs-serve venv clean
+.PHONY: run test test-fast docs docs-serve venv paraview clean
 
 venv: $(STAMP)
 
@@ -18,10 +18,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
+# ParaView's pvpython (Debian's paraview package) for the test that opens fields.xdmf with
+# Xdmf3ReaderT; a no-op when pvpython is already on PATH.
+paraview:
+	@scripts/install_paraview.sh
+
 run: venv
 	$(PY) -m busbarfem run $(CASE) -o $(OUT) --overwrite
 
-test: venv
+test: venv paraview
 	$(PY) -m pytest tests -q
 	$(VENV)/bin/mpirun -n 2 $(PY) -m pytest tests/mpi -q -p no:cacheprovider
 

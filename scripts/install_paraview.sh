@@ -24,7 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 $SUDO apt-get update -qq
-if ! apt-cache policy paraview | grep -q 'Candidate: [0-9]'; then
+# (read the policy into a variable first: `grep -q` closing the pipe early would make
+# apt-cache die of SIGPIPE, which `pipefail` reports as "no package")
+POLICY="$(apt-cache policy paraview 2>/dev/null || true)"
+if ! printf '%s\n' "$POLICY" | grep -q 'Candidate: [0-9]'; then
   echo "error: no 'paraview' package in this distribution's archive" >&2
   exit 1
 fi
