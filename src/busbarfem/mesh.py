@@ -7,6 +7,11 @@ Surfaces for boundary conditions are looked up by name here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,64 @@ def _default_cache() -> Path:
 
 
 DEFAULT_CACHE = _default_cache()
+
+
+@contextlib.contextmanager
+def meshing_watchdog(time_limit: float, where: str = ""):
+    """Bound the wall time of a block of Gmsh/OpenCASCADE calls and let Ctrl-C stop it.
+
+    Gmsh runs in C with the GIL released, so Python's SIGINT handler (and any alarm) only
+    runs once the call returns - possibly hours later. Inside this block SIGINT is blocked
+    in the calling thread and a watcher thread waits for it with ``sigtimedwait``: on
+    Ctrl-C it prints ``error: interrupted`` and ends the process with exit code 130; when
+    ``time_limit`` seconds have passed it prints the limit and ends it with exit code 2.
+    Nothing useful is lost: no result exists before meshing ends. Outside the main thread,
+    or when SIGINT is ignored (a background job), only the time limit applies.
+
+    Args:
+        time_limit: seconds (``mesh.time_limit``).
+        where: ``file:line:`` prefix naming the case file, for the message.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    watch_int = signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)
+    stop = threading.Event()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if watch_int else None
+
+    def die(code: int, text: str) -> None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.write(f"error: {text}\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    def watch() -> None:
+        deadline = time.monotonic() + time_limit
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                die(2, f"{where}mesh.time_limit: building and meshing the geometry did not finish within "
+                       f"{time_limit:g} s; coarsen mesh.size, check for solids that nearly touch or overlap "
+                       "and for mm/m slips, or raise mesh.time_limit")
+            if watch_int:
+                if signal.sigtimedwait({signal.SIGINT}, min(0.1, left)) is not None:
+                    die(130, "interrupted (Ctrl-C) while building/meshing the geometry; nothing was solved")
+            else:
+                stop.wait(min(0.1, left))
+
+    t = threading.Thread(target=watch, name="busbarfem-mesh-watchdog", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        if old is not None:
+            # a Ctrl-C that arrived after the watcher's last wait is delivered here
+            # (KeyboardInterrupt -> exit 130 in the CLI)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass
@@ -121,7 +184,7 @@ def _broadcast(comm: MPI.Comm, obj):
 
 
 def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log=None,
-               preview: Path | None = None) -> MeshBundle:
+               preview: Path | None = None, source=None) -> MeshBundle:
     """Build (or load from the cache) the case geometry's mesh and distribute it.
 
     Args:
@@ -130,6 +193,7 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         cache_dir: mesh cache folder (None disables the cache).
         log: optional callable for progress messages (rank 0).
         preview: write a PNG of the meshed geometry coloured by region here (rank 0).
+        source: the case's CaseSource, to locate a ``mesh.time_limit`` error.
 
     Returns:
         The distributed :class:`MeshBundle`.
@@ -150,8 +214,14 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.clear()
         gmsh.model.add(case.name)
+        where = ""
+        if source is not None:
+            line = source.line_of("mesh.time_limit")
+            where = f"{source.path}:{line}: " if line else f"{source.path}: "
         try:
-            info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)), cache_dir)
+            with meshing_watchdog(case.mesh.time_limit, where):
+                info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)),
+                                      cache_dir)
         except CaseError as exc:
             err = exc
         except Exception as exc:  # gmsh/OpenCASCADE failures: almost always impossible dimensions

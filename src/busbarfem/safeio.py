@@ -48,16 +48,17 @@ def check_regular_file(path: str | Path, what: str, *, max_bytes: int | None = N
         what: what the file is, for the message ("case file", "current curve file").
         max_bytes: refuse larger files (None: no bound).
         key, file, line: where the path was written (the error is located there); by
-            default the error names ``path`` itself.
+            default the error names ``path`` itself; ``file=""`` leaves the file unset
+            (a caller below the loader: the CLI adds the case file and line of ``key``).
 
     Returns:
         ``path`` as a :class:`Path`.
     """
     p = Path(path)
-    loc = {"file": file if file is not None else str(p), "line": line, "key": key}
+    loc = {"file": (file or None) if file is not None else str(p), "line": line, "key": key}
 
     def fail(msg: str) -> CaseError:
-        return CaseError(f"{what} '{p}' {msg}", **loc)
+        return CaseError(f"cannot read {what} '{p}': {msg}", **loc)
 
     if str(path) == "":
         raise CaseError(f"{what}: the path is empty", **loc)
@@ -66,23 +67,23 @@ def check_regular_file(path: str | Path, what: str, *, max_bytes: int | None = N
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise fail("does not exist") from None
+        raise fail("it does not exist") from None
     except OSError as exc:
-        raise fail(f"cannot be read: {exc.strerror or exc}") from None
+        raise fail(f"{exc.strerror or exc}") from None
     except ValueError as exc:  # e.g. an embedded NUL from an API caller
-        raise fail(f"is not a usable path: {exc}") from None
+        raise fail(f"not a usable path ({exc})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise fail(f"is {_kind(st.st_mode)}; a regular file is needed")
+        raise fail(f"it is {_kind(st.st_mode)}; a regular file is needed")
     try:
         real = os.path.realpath(p)
     except (OSError, ValueError):
         real = str(p)
     if any(real == r or real.startswith(r + "/") for r in _PSEUDO_ROOTS):
-        raise fail("is a kernel pseudo-file (/proc, /sys, /dev); a regular file is needed")
+        raise fail("it is a kernel pseudo-file (/proc, /sys, /dev); a regular file is needed")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise fail(f"is {st.st_size / 1048576:.1f} MiB, above the {max_bytes / 1048576:g} MiB limit for a {what}")
+        raise fail(f"it is {st.st_size / 1048576:.1f} MiB, above the {max_bytes / 1048576:g} MiB limit for a {what}")
     if not os.access(p, os.R_OK):
-        raise fail("is not readable (permission denied)")
+        raise fail("permission denied")
     return p
 
 
