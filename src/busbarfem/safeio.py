@@ -108,5 +108,8 @@ def read_text(path: str | Path, what: str, *, max_bytes: int, **loc) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        own = not loc.get("file")  # the error is located in the file itself: give the byte's line
         raise CaseError(f"{what} '{path}' is not UTF-8 text (byte {exc.start}: {exc.reason})",
-                        file=loc.get("file") or str(path), line=loc.get("line"), key=loc.get("key")) from None
+                        file=loc.get("file") or str(path),
+                        line=data[: exc.start].count(b"\n") + 1 if own else loc.get("line"),
+                        key=loc.get("key")) from None

@@ -210,6 +210,9 @@ def _parse_override(text: str) -> tuple[str, Any]:
                         file="command line --set")
     key, value = text.split("=", 1)
     key = key.strip()
+    if not key or any(not part.strip() for part in key.split(".")):
+        raise CaseError(f"key path {key!r} has an empty part; write it like thermal.boundaries.0.h",
+                        file="command line --set", key=key[:80])
     if len(key.split(".")) > MAX_KEY_PARTS:
         raise CaseError(f"key path has more than {MAX_KEY_PARTS} parts", file="command line --set", key=key[:80])
     if len(value) > 1_000_000:
@@ -402,6 +405,11 @@ def read_yaml(path: str | Path) -> tuple[dict, CaseSource]:
         data, node = parse_yaml(text)
     except CaseYamlError as exc:
         raise CaseError(exc.problem, file=str(p), line=exc.problem_mark.line + 1) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line = text[: exc.position].count("\n") + 1
+        ch = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise CaseError(f"character {ch!r} is not allowed in a YAML file (position {exc.position})",
+                        file=str(p), line=line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

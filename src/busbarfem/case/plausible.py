@@ -29,6 +29,9 @@ MAX_INSERTS = 10_000
 #: A joint may bridge a gap of at most this many times (joined thicknesses + radius).
 MAX_GAP_FACTOR = 10.0
 
+#: Fewest tetrahedra one module cell brings (its body, two terminals/tabs and their welds,
+#: each a closed solid of at least a few tetrahedra): 24, whatever the sizes.
+MIN_TETS_PER_CELL = 24
 _REGULAR_TET = 6.0 * math.sqrt(2.0)  # edge^3 / volume of a regular tetrahedron
 #: Gmsh's edges exceed the target size by up to ~1.5x (so its tets are up to ~3.4x the
 #: regular tet of the target edge): the estimate counts a quarter of the regular tets.
@@ -75,7 +78,8 @@ def estimate_elements(geometry, mesh) -> dict[str, float]:
     mod = geometry.module
     if mod is not None:
         h = mesh.cell_size or mesh.size
-        out["cells"] = mod.series * mod.parallel * _tets(_cell_volume(mod.cell), h)
+        per_cell = max(MIN_TETS_PER_CELL, _tets(_cell_volume(mod.cell), h))
+        out["cells"] = mod.series * mod.parallel * per_cell
     return out
 
 
