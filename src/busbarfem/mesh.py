@@ -8,6 +8,7 @@ Surfaces for boundary conditions are looked up by name here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -50,23 +51,31 @@ def meshing_watchdog(time_limit: float, where: str = ""):
     """Bound the wall time of a block of Gmsh/OpenCASCADE calls and let Ctrl-C stop it.
 
     Gmsh runs in C with the GIL released, so Python's SIGINT handler (and any alarm) only
-    runs once the call returns - possibly hours later. Inside this block SIGINT is blocked
-    in the calling thread and a watcher thread waits for it with ``sigtimedwait``: on
-    Ctrl-C it prints ``error: interrupted`` and ends the process with exit code 130; when
+    runs once the call returns - possibly hours later. Inside this block the C-level
+    signal handler also writes the signal number to a pipe (``signal.set_wakeup_fd``,
+    whichever thread receives it), and a watcher thread waits on that pipe: on Ctrl-C it
+    prints ``error: interrupted`` and ends the process with exit code 130; when
     ``time_limit`` seconds have passed it prints the limit and ends it with exit code 2.
     Nothing useful is lost: no result exists before meshing ends. Outside the main thread,
-    or when SIGINT is ignored (a background job), only the time limit applies.
+    or when SIGINT is not handled by Python (ignored in a background job), only the time
+    limit applies.
 
     Args:
         time_limit: seconds (``mesh.time_limit``).
         where: ``file:line:`` prefix naming the case file, for the message.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    watch_int = signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)
+    watch_int = (threading.current_thread() is threading.main_thread()
+                 and callable(signal.getsignal(signal.SIGINT)))
     stop = threading.Event()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if watch_int else None
+    rfd = wfd = None
+    old_fd = -1
+    if watch_int:
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        try:
+            old_fd = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except ValueError:
+            watch_int = False
 
     def die(code: int, text: str) -> None:
         try:
@@ -77,6 +86,8 @@ def meshing_watchdog(time_limit: float, where: str = ""):
             os._exit(code)
 
     def watch() -> None:
+        import select
+
         deadline = time.monotonic() + time_limit
         while not stop.is_set():
             left = deadline - time.monotonic()
@@ -84,11 +95,12 @@ def meshing_watchdog(time_limit: float, where: str = ""):
                 die(2, f"{where}mesh.time_limit: building and meshing the geometry did not finish within "
                        f"{time_limit:g} s; coarsen mesh.size, check for solids that nearly touch or overlap "
                        "and for mm/m slips, or raise mesh.time_limit")
-            if watch_int:
-                if signal.sigtimedwait({signal.SIGINT}, min(0.1, left)) is not None:
-                    die(130, "interrupted (Ctrl-C) while building/meshing the geometry; nothing was solved")
-            else:
+            if rfd is None:
                 stop.wait(min(0.1, left))
+                continue
+            ready, _, _ = select.select([rfd], [], [], min(0.1, left))
+            if ready and signal.SIGINT in os.read(rfd, 512) and not stop.is_set():
+                die(130, "interrupted (Ctrl-C) while building/meshing the geometry; nothing was solved")
 
     t = threading.Thread(target=watch, name="busbarfem-mesh-watchdog", daemon=True)
     t.start()
@@ -97,10 +109,12 @@ def meshing_watchdog(time_limit: float, where: str = ""):
     finally:
         stop.set()
         t.join()
-        if old is not None:
-            # a Ctrl-C that arrived after the watcher's last wait is delivered here
-            # (KeyboardInterrupt -> exit 130 in the CLI)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if watch_int:
+            # a Ctrl-C that the watcher did not see still raises KeyboardInterrupt (exit 130)
+            signal.set_wakeup_fd(old_fd)
+        for fd in (rfd, wfd):
+            if fd is not None:
+                os.close(fd)
 
 
 @dataclass
@@ -215,9 +229,13 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         gmsh.clear()
         gmsh.model.add(case.name)
         where = ""
-        if source is not None:
+        if source is not None and "mesh.time_limit" in source.overrides:
+            where = "command line --set: "
+        elif source is not None:
             line = source.line_of("mesh.time_limit")
             where = f"{source.path}:{line}: " if line else f"{source.path}: "
+        logging.getLogger(__name__).info("building and meshing the geometry (mesh.time_limit %g s; Ctrl-C stops)",
+                                         case.mesh.time_limit)
         try:
             with meshing_watchdog(case.mesh.time_limit, where):
                 info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)),
