@@ -103,7 +103,7 @@ OUT_OF_BOUNDS = [
     ("convection.h", [1e7, 1e300], "W/m^2/K"),
     ("heat_flux.flux", [-1e12, 1e12, -1e300, 5e8], "W/m^2"),
     ("material.k", [1e300, 1e-9, 1e5], "W/m/K"),
-    ("material.sigma_ref", [1e300, 1e12], "S/m"),
+    ("material.sigma_ref", [1e300, 1e13], "S/m"),
     ("temperature.T", [1e-300, 0.001, 1e6], "K"),
 ]
 

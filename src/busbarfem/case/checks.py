@@ -29,13 +29,14 @@ def _walk(obj, key: str) -> Iterator[tuple[str, str, object]]:
 
 #: (lower, upper, unit, what) of each physical kind of input; both bounds inclusive.
 #: Wide enough for every real conductor, coolant and battery (77 K liquid nitrogen to a
-#: 3000 K arc; silver 6.3e7 S/m; diamond 2200 W/m/K; boiling 1e5 W/m^2/K), narrow enough
+#: 3000 K arc; silver 6.3e7 S/m, 1e10 S/m for an "ideal" conductor in verification
+#: cases; diamond 2200 W/m/K; boiling 1e5 W/m^2/K), narrow enough
 #: that an mm/m or a sign slip, or a made-up 1e300, is caught before it is solved.
 PHYSICAL_BOUNDS: dict[str, tuple[float, float, str, str]] = {
     "temperature": (20.0, 3000.0, "K", "a temperature"),
     "temperature_threshold": (20.0, 1.0e6, "K", "a temperature threshold"),
     "thermal_conductivity": (1.0e-3, 1.0e4, "W/m/K", "a thermal conductivity"),
-    "electrical_conductivity": (0.0, 1.0e9, "S/m", "an electrical conductivity"),
+    "electrical_conductivity": (0.0, 1.0e12, "S/m", "an electrical conductivity"),
     "tcr": (0.0, 0.1, "1/K", "a temperature coefficient of resistivity"),
     "density": (1.0, 1.0e5, "kg/m^3", "a density"),
     "heat_capacity": (1.0, 1.0e5, "J/kg/K", "a specific heat capacity"),
