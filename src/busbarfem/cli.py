@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -26,6 +27,48 @@ EPILOG = """examples:
 Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT)."""
 
 
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = _finite(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = _finite(text)
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie between 0 and 1 (exclusive), e.g. 0.005")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1 (leave the option out for no checkpoints)")
+    return v
+
+
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("the path contains a NUL character")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="busbarfem",
@@ -36,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp):
-        sp.add_argument("case", help="case file (YAML)")
+        sp.add_argument("case", type=_path, help="case file (YAML)")
         sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a case value, e.g. --set load.current=200 (repeatable)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -45,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="mesh, solve and write results", description="Mesh, solve and write results.")
     common(r)
-    r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
+    r.add_argument("-o", "--output", type=_path, default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
     r.add_argument("--no-report", action="store_true", help="do not write report.html/report.md")
@@ -53,9 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="solve the module as a lumped circuit (seed formulas, no mesh): seconds, for sizing")
     r.add_argument("--profile", action="store_true",
                    help="print wall time per phase (mesh, assemble/solve, output) and write profile.json")
-    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    r.add_argument("--checkpoint-every", type=_count, default=0, metavar="N",
                    help="write a restart checkpoint every N time steps (transient)")
-    r.add_argument("--restart", default=None, metavar="OUTDIR",
+    r.add_argument("--restart", type=_path, default=None, metavar="OUTDIR",
                    help="continue the run whose checkpoint is in OUTDIR (results continue there)")
     v = sub.add_parser("validate", help="check a case file without solving",
                        description="Check a case file (schema, names, materials) without solving.")
@@ -63,20 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mesh", help="build the mesh and write it (XDMF with tags) plus a preview",
                        description="Build the mesh and write mesh.xdmf (with region tags) and a PNG preview.")
     common(m)
-    m.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_mesh)")
+    m.add_argument("-o", "--output", type=_path, default=None, help="output folder (default results/<case name>_mesh)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     c = sub.add_parser("critical-current", help="find the current above which no steady state exists",
                        description="Bracket and bisect the load current on the existence of a steady "
                                    "state (thermal runaway threshold). Writes critical_current.json and "
                                    "a plot of T_max vs current.")
     common(c)
-    c.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_icrit)")
+    c.add_argument("-o", "--output", type=_path, default=None, help="output folder (default results/<case name>_icrit)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    c.add_argument("--start", type=float, default=None, help="first current to try [A] (default: the case's load current)")
-    c.add_argument("--rtol", type=float, default=0.005, help="relative width of the final bracket (default 0.005)")
+    c.add_argument("--start", type=_positive, default=None, help="first current to try [A] (default: the case's load current)")
+    c.add_argument("--rtol", type=_fraction, default=0.005, help="relative width of the final bracket (default 0.005)")
     rp = sub.add_parser("report", help="write report.html/report.md for an output folder",
                         description="Write report.html (self-contained) and report.md for a finished run.")
-    rp.add_argument("outdir", help="output folder of a run")
+    rp.add_argument("outdir", type=_path, help="output folder of a run")
     rp.add_argument("--no-renders", action="store_true", help="skip the 3D renders")
     rp.add_argument("-q", "--quiet", action="store_true", help="no output")
     sub.add_parser("schema", help="print the JSON Schema of the case file",
@@ -107,7 +150,9 @@ def _prepare_outdir(comm, path: Path, overwrite: bool) -> None:
 
     err = None
     if comm.rank == 0:
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and not path.is_dir():
+            err = f"output folder {path} exists and is not a folder (a file, FIFO or device); use -o another folder"
+        elif path.exists() and any(path.iterdir()):
             if not overwrite:
                 err = f"output folder {path} exists and is not empty; use --overwrite or -o another folder"
             else:
@@ -240,7 +285,8 @@ def cmd_mesh(args, comm, con: Console) -> int:
     from busbarfem.errors import CaseError
 
     try:
-        bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png")
+        bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png",
+                            source=_src)
     except CaseError as exc:
         raise locate(exc, _src) from None
     with io.XDMFFile(comm, str(out / "mesh.xdmf"), "w") as f:
@@ -320,10 +366,19 @@ def cmd_report(args, comm, con: Console) -> int:
     from busbarfem.errors import CaseError
     from busbarfem.io.report import write_report
 
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        raise CaseError("not a folder (give the output folder of a run)", file=str(outdir))
     try:
-        paths = write_report(Path(args.outdir), comm, renders=not args.no_renders)
+        paths = write_report(outdir, comm, renders=not args.no_renders)
     except FileNotFoundError as exc:
         raise CaseError(f"not a busbarfem output folder: {exc}", file=str(args.outdir)) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # summary.json & co. parsed but do not have the shape a run writes (edited by hand,
+        # from another version, or damaged): a corrupt artefact, not a bug of the reader
+        raise CaseError(f"the run's files (summary.json, timeseries.csv, case.resolved.yaml) are not what "
+                        f"busbarfem writes ({type(exc).__name__}: {exc}); rerun the case",
+                        file=str(args.outdir)) from None
     for p in (paths or {}).values():
         con.print(f"written: {p}")
     return 0
@@ -368,8 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         con.error(f"{exc} (step {exc.step}); results up to the failure are kept")
         return SolveError.exit_code
     except KeyboardInterrupt:
-        con.error("interrupted")
+        con.error("interrupted (Ctrl-C); files written so far are kept")
         return 130
+    except MemoryError:
+        con.error("out of memory; coarsen mesh.size (or cell_size), or use a machine with more memory")
+        return 2
     except Exception:
         if comm.size > 1:
             # a bug on one rank must end the whole job, not leave the others waiting forever

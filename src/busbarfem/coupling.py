@@ -126,7 +126,7 @@ class Simulation:
         case = self.case
         t0 = time.perf_counter()
         try:
-            self.bundle = bundle or build_mesh(case, self.comm, cache_dir=self.cache_dir)
+            self.bundle = bundle or build_mesh(case, self.comm, cache_dir=self.cache_dir, source=self.source)
         except CaseError as exc:
             raise locate(exc, self.source) from None
         self._tick("mesh", t0)

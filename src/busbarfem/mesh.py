@@ -7,6 +7,12 @@ Surfaces for boundary conditions are looked up by name here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +44,77 @@ def _default_cache() -> Path:
 
 
 DEFAULT_CACHE = _default_cache()
+
+
+@contextlib.contextmanager
+def meshing_watchdog(time_limit: float, where: str = ""):
+    """Bound the wall time of a block of Gmsh/OpenCASCADE calls and let Ctrl-C stop it.
+
+    Gmsh runs in C with the GIL released, so Python's SIGINT handler (and any alarm) only
+    runs once the call returns - possibly hours later. Inside this block the C-level
+    signal handler also writes the signal number to a pipe (``signal.set_wakeup_fd``,
+    whichever thread receives it), and a watcher thread waits on that pipe: on Ctrl-C it
+    prints ``error: interrupted`` and ends the process with exit code 130; when
+    ``time_limit`` seconds have passed it prints the limit and ends it with exit code 2.
+    Nothing useful is lost: no result exists before meshing ends. Outside the main thread,
+    or when SIGINT is not handled by Python (ignored in a background job), only the time
+    limit applies.
+
+    Args:
+        time_limit: seconds (``mesh.time_limit``).
+        where: ``file:line:`` prefix naming the case file, for the message.
+    """
+    watch_int = (threading.current_thread() is threading.main_thread()
+                 and callable(signal.getsignal(signal.SIGINT)))
+    stop = threading.Event()
+    rfd = wfd = None
+    old_fd = -1
+    if watch_int:
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        try:
+            old_fd = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except ValueError:
+            watch_int = False
+
+    def die(code: int, text: str) -> None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.write(f"error: {text}\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    def watch() -> None:
+        import select
+
+        deadline = time.monotonic() + time_limit
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                die(2, f"{where}mesh.time_limit: building and meshing the geometry did not finish within "
+                       f"{time_limit:g} s; coarsen mesh.size, check for solids that nearly touch or overlap "
+                       "and for mm/m slips, or raise mesh.time_limit")
+            if rfd is None:
+                stop.wait(min(0.1, left))
+                continue
+            ready, _, _ = select.select([rfd], [], [], min(0.1, left))
+            if ready and signal.SIGINT in os.read(rfd, 512) and not stop.is_set():
+                die(130, "interrupted (Ctrl-C) while building/meshing the geometry; nothing was solved")
+
+    t = threading.Thread(target=watch, name="busbarfem-mesh-watchdog", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        if watch_int:
+            # a Ctrl-C that the watcher did not see still raises KeyboardInterrupt (exit 130)
+            signal.set_wakeup_fd(old_fd)
+        for fd in (rfd, wfd):
+            if fd is not None:
+                os.close(fd)
 
 
 @dataclass
@@ -121,7 +198,7 @@ def _broadcast(comm: MPI.Comm, obj):
 
 
 def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log=None,
-               preview: Path | None = None) -> MeshBundle:
+               preview: Path | None = None, source=None) -> MeshBundle:
     """Build (or load from the cache) the case geometry's mesh and distribute it.
 
     Args:
@@ -130,6 +207,7 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         cache_dir: mesh cache folder (None disables the cache).
         log: optional callable for progress messages (rank 0).
         preview: write a PNG of the meshed geometry coloured by region here (rank 0).
+        source: the case's CaseSource, to locate a ``mesh.time_limit`` error.
 
     Returns:
         The distributed :class:`MeshBundle`.
@@ -150,8 +228,18 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.clear()
         gmsh.model.add(case.name)
+        where = ""
+        if source is not None and "mesh.time_limit" in source.overrides:
+            where = "command line --set: "
+        elif source is not None:
+            line = source.line_of("mesh.time_limit")
+            where = f"{source.path}:{line}: " if line else f"{source.path}: "
+        logging.getLogger(__name__).info("building and meshing the geometry (mesh.time_limit %g s; Ctrl-C stops)",
+                                         case.mesh.time_limit)
         try:
-            info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)), cache_dir)
+            with meshing_watchdog(case.mesh.time_limit, where):
+                info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)),
+                                      cache_dir)
         except CaseError as exc:
             err = exc
         except Exception as exc:  # gmsh/OpenCASCADE failures: almost always impossible dimensions

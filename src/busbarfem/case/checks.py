@@ -1,4 +1,6 @@
-"""Cross-section checks a single pydantic model cannot make (names that must exist)."""
+"""Cross-section checks a single pydantic model cannot make (names that must exist), and
+physical bounds: a value outside :data:`PHYSICAL_BOUNDS` is an input error, not a result
+(``thermal runaway`` from ``k = 1e300`` or an initial temperature of 1e-300 K is no answer)."""
 
 from __future__ import annotations
 
@@ -25,9 +27,100 @@ def _walk(obj, key: str) -> Iterator[tuple[str, str, object]]:
             yield from _walk(v, f"{key}.{n}")
 
 
+#: (lower, upper, unit, what) of each physical kind of input; both bounds inclusive.
+#: Wide enough for every real conductor, coolant and battery (77 K liquid nitrogen to a
+#: 3000 K arc; silver 6.3e7 S/m, 1e10 S/m for an "ideal" conductor in verification
+#: cases; diamond 2200 W/m/K; boiling 1e5 W/m^2/K), narrow enough
+#: that an mm/m or a sign slip, or a made-up 1e300, is caught before it is solved.
+PHYSICAL_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "temperature": (20.0, 3000.0, "K", "a temperature"),
+    "temperature_threshold": (20.0, 1.0e6, "K", "a temperature threshold"),
+    "thermal_conductivity": (1.0e-3, 1.0e4, "W/m/K", "a thermal conductivity"),
+    "electrical_conductivity": (0.0, 1.0e12, "S/m", "an electrical conductivity"),
+    "tcr": (0.0, 0.1, "1/K", "a temperature coefficient of resistivity"),
+    "density": (1.0, 1.0e5, "kg/m^3", "a density"),
+    "heat_capacity": (1.0, 1.0e5, "J/kg/K", "a specific heat capacity"),
+    "htc": (0.0, 1.0e6, "W/m^2/K", "a heat transfer coefficient"),
+    "heat_flux": (-1.0e8, 1.0e8, "W/m^2", "a heat flux"),
+}
+
+#: (model class name, field) -> kind in :data:`PHYSICAL_BOUNDS`.
+BOUNDED_FIELDS: dict[tuple[str, str], str] = {
+    ("Material", "T_ref"): "temperature",
+    ("Material", "k"): "thermal_conductivity",
+    ("Material", "sigma_ref"): "electrical_conductivity",
+    ("Material", "alpha"): "tcr",
+    ("Material", "rho"): "density",
+    ("Material", "cp"): "heat_capacity",
+    ("CellModel", "T_ref"): "temperature",
+    ("CellModel", "k"): "thermal_conductivity",
+    ("CellModel", "sigma_pos"): "electrical_conductivity",
+    ("CellModel", "sigma_neg"): "electrical_conductivity",
+    ("CellModel", "rho"): "density",
+    ("CellModel", "cp"): "heat_capacity",
+    ("ConvectionBC", "h"): "htc",
+    ("ConvectionBC", "T_amb"): "temperature",
+    ("TemperatureBC", "T"): "temperature",
+    ("RadiationBC", "T_amb"): "temperature",
+    ("HeatFluxBC", "flux"): "heat_flux",
+    ("Thermal", "initial_temperature"): "temperature",
+    ("Thermal", "ambient_temperature"): "temperature",
+    ("SolverSettings", "temperature_limit"): "temperature_threshold",
+    ("Step", "until_temperature"): "temperature_threshold",
+    ("Load", "maximum_cell_temperature"): "temperature_threshold",
+}
+
+
+def _walk_parents(obj, key: str) -> Iterator[tuple[str, str, BaseModel, object]]:
+    """Yield (dotted key, field name, owning model, value) for every field in a model tree."""
+    if isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            val = getattr(obj, name)
+            k = f"{key}.{name}" if key else name
+            yield k, name, obj, val
+            yield from _walk_parents(val, k)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk_parents(v, f"{key}.{i}" if key else str(i))
+    elif isinstance(obj, dict):
+        for n, v in obj.items():
+            yield from _walk_parents(v, f"{key}.{n}" if key else str(n))
+
+
+def check_physical_bounds(case, src: CaseSource) -> None:
+    """CaseError (with the bound) for a value outside :data:`PHYSICAL_BOUNDS`."""
+    for key, name, owner, val in _walk_parents(case, ""):
+        kind = BOUNDED_FIELDS.get((type(owner).__name__, name))
+        if kind is None or val is None:
+            continue
+        lo, hi, unit, what = PHYSICAL_BOUNDS[kind]
+        for x in (val if isinstance(val, (tuple, list)) else (val,)):
+            if isinstance(x, (int, float)) and not lo <= x <= hi:
+                raise src.error(f"{x:g} {unit} is not a physical value for {what}: expected "
+                                f"{lo:g} .. {hi:g} {unit} (is the unit or the sign right?)", key)
+
+
+def check_terminals(case, src: CaseSource) -> None:
+    """The positive and the negative terminal must be different faces."""
+    t = case.geometry.terminals
+    if t is not None and t.positive.strip() == t.negative.strip() and t.positive.strip() != "module":
+        raise src.error(f"terminals.positive and terminals.negative are the same face ({t.positive!r}); "
+                        "the current needs two different faces to flow between", "geometry.terminals.negative")
+    step = case.geometry.step
+    if step is not None and step.terminals is not None and step.terminals.positive.bbox == step.terminals.negative.bbox:
+        raise src.error("terminals.positive and terminals.negative select the same box; the current needs "
+                        "two different faces", "geometry.step.terminals.negative")
+
+
 def check_case(case, src: CaseSource) -> None:
-    """Check material references and solver consistency; raise a located CaseError."""
+    """Check material references, physical bounds and solver consistency; raise a located CaseError."""
     from busbarfem.materials import resolve_materials
+
+    check_physical_bounds(case, src)
+    check_terminals(case, src)
+    from busbarfem.case.plausible import check_geometry_plausible
+
+    check_geometry_plausible(case, src)
 
     materials = resolve_materials(case.materials)
     for key, name, val in _walk(case.geometry, "geometry"):

@@ -798,6 +798,8 @@ class MeshOptions(StrictModel):
     threads: int = Field(1, ge=1, description="Gmsh threads for meshing (OpenMP) [-].")
     max_elements: int = Field(20_000_000, ge=1, description="Refuse meshes estimated above this many "
                               "tetrahedra (a guard against unit mistakes in size) [-].")
+    time_limit: float = Field(1800.0, gt=0, description="Stop with an error (exit 2) if building and meshing "
+                              "the geometry takes longer than this wall time [s].")
 
     @model_validator(mode="after")
     def _check_sizes(self) -> MeshOptions:

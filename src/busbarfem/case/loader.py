@@ -8,6 +8,7 @@ dotted key and (for unknown keys or names) the valid choices with the closest su
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,141 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from busbarfem.errors import CaseError
+
+# ------------------------------------------------------------------------- YAML dialect
+#: Deepest nesting of mappings/lists accepted in a case file or a --set value.
+MAX_NESTING = 32
+#: Most parts in a --set key path (a.b.c...).
+MAX_KEY_PARTS = 32
+
+_CORE_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_CORE_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_CORE_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+# plain scalars that YAML 1.1 (PyYAML's default) turns into something else than YAML 1.2 does
+_AMBIGUOUS = re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF"
+                        r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"
+                        r"|[-+]?(?:0b[01_]+|[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?))$")
+_AMBIGUOUS_TAG = "tag:busbarfem,2026:ambiguous"
+_RESOLVED_ELSEWHERE = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                       "tag:yaml.org,2002:timestamp"}
+
+
+class CaseYamlError(yaml.YAMLError):
+    """A YAML construct a case file must not use (duplicate key, ambiguous scalar, ...)."""
+
+    def __init__(self, message: str, mark):
+        super().__init__(message)
+        self.problem = message
+        self.problem_mark = mark
+
+
+class CaseLoader(yaml.SafeLoader):
+    """PyYAML's safe loader restricted to the YAML 1.2 core schema.
+
+    * booleans are only ``true``/``false``; ints ``123``, ``0o17``, ``0x1f``; floats
+      ``1.5``, ``1e3``, ``.inf``, ``.nan`` (PyYAML's YAML 1.1 reads ``1e3`` as a string);
+    * YAML 1.1 forms that a 1.2 reader would read differently (``yes``/``no``/``on``/
+      ``off``, ``1:30`` = 90, ``1_000``, ``0b101``) are errors asking for an unambiguous
+      spelling, timestamps stay strings;
+    * a key written twice in one mapping is an error (PyYAML keeps the last silently).
+    """
+
+    yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag not in _RESOLVED_ELSEWHERE]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node, deep=False):
+        """A mapping whose keys are all distinct."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                try:
+                    key = self.construct_object(key_node, deep=True)
+                    hash(key)
+                except TypeError:
+                    raise CaseYamlError("a mapping key must be a plain value, not a list or a mapping",
+                                        key_node.start_mark) from None
+                if key in seen:
+                    raise CaseYamlError(f"key '{key}' appears twice in the same section (first on line "
+                                        f"{seen[key]}); write each key once", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_core_bool(self, node):
+        """``true``/``false`` (any case style of the core schema)."""
+        return self.construct_scalar(node).lower() == "true"
+
+    def construct_core_int(self, node):
+        """Decimal, ``0o`` octal or ``0x`` hexadecimal integer."""
+        v = self.construct_scalar(node)
+        if v.startswith("0o"):
+            return int(v[2:], 8)
+        if v.startswith("0x"):
+            return int(v[2:], 16)
+        return int(v, 10)
+
+    def construct_core_float(self, node):
+        """A core-schema float (``.inf``/``.nan`` included; rejected later as not finite)."""
+        v = self.construct_scalar(node).lower()
+        if v.endswith(".inf"):
+            return -math.inf if v.startswith("-") else math.inf
+        if v == ".nan":
+            return math.nan
+        return float(v)
+
+    def construct_ambiguous(self, node):
+        """Refuse a plain scalar that YAML 1.1 and 1.2 read differently."""
+        v = self.construct_scalar(node)
+        if v.lower() in ("yes", "no", "on", "off"):
+            hint = "write true or false for a switch, or quote it (\"" + v + "\") for text"
+        elif ":" in v:
+            hint = f"YAML 1.1 reads it as a base-60 number; write the number itself, or quote it (\"{v}\") for text"
+        else:
+            hint = f"write the number without '_' / '0b' (e.g. {v.replace('_', '')}), or quote it for text"
+        raise CaseYamlError(f"'{v}' is ambiguous in YAML; {hint}", node.start_mark)
+
+
+CaseLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _CORE_BOOL, list("tTfF"))
+CaseLoader.add_implicit_resolver(_AMBIGUOUS_TAG, _AMBIGUOUS, list("yYnNoO-+0123456789"))
+CaseLoader.add_implicit_resolver("tag:yaml.org,2002:int", _CORE_INT, list("-+0123456789"))
+CaseLoader.add_implicit_resolver("tag:yaml.org,2002:float", _CORE_FLOAT, list("-+.0123456789"))
+CaseLoader.add_constructor("tag:yaml.org,2002:bool", CaseLoader.construct_core_bool)
+CaseLoader.add_constructor("tag:yaml.org,2002:int", CaseLoader.construct_core_int)
+CaseLoader.add_constructor("tag:yaml.org,2002:float", CaseLoader.construct_core_float)
+CaseLoader.add_constructor(_AMBIGUOUS_TAG, CaseLoader.construct_ambiguous)
+
+
+def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """Parse one YAML document with :class:`CaseLoader`: (data, node tree for line numbers).
+
+    Anchors/aliases and nesting deeper than :data:`MAX_NESTING` are refused before the
+    (recursive) composer runs, so neither an alias bomb nor ``[[[[...]]]]`` can exhaust
+    memory or the stack.
+
+    Raises:
+        yaml.YAMLError: syntax errors and :class:`CaseYamlError` (with ``problem_mark``).
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=CaseLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise CaseYamlError("YAML anchors and aliases (&name / *name) are not supported in case files; "
+                                "write the values out", event.start_mark)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise CaseYamlError(f"nesting deeper than {MAX_NESTING} levels of sections/lists; "
+                                    "no case file needs that many", event.start_mark)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    loader = CaseLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return data, node
 
 
 @dataclass
@@ -73,11 +209,21 @@ def _parse_override(text: str) -> tuple[str, Any]:
         raise CaseError(f"override {text!r} must look like key.path=value (e.g. load.current=200)",
                         file="command line --set")
     key, value = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part.strip() for part in key.split(".")):
+        raise CaseError(f"key path {key!r} has an empty part; write it like thermal.boundaries.0.h",
+                        file="command line --set", key=key[:80])
+    if len(key.split(".")) > MAX_KEY_PARTS:
+        raise CaseError(f"key path has more than {MAX_KEY_PARTS} parts", file="command line --set", key=key[:80])
+    if len(value) > 1_000_000:
+        raise CaseError("value is longer than 1 MB", file="command line --set", key=key)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = parse_yaml(value)[0] if value.strip() else ""
+    except CaseYamlError as exc:
+        raise CaseError(f"--set {key}=...: {exc.problem}", file="command line --set", key=key) from None
     except yaml.YAMLError:
         parsed = value
-    return key.strip(), parsed
+    return key, parsed
 
 
 def _apply_override(data: dict, key: str, value: Any) -> None:
@@ -114,13 +260,24 @@ def _apply_override_unchecked(data: dict, key: str, value: Any) -> None:
         cur[last] = value
 
 
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def _check_finite(obj: Any, key: str, src: CaseSource) -> None:
-    """Reject NaN/inf anywhere: no physical input is infinite."""
+    """Reject NaN/inf anywhere (no physical input is infinite) and control characters in text."""
     if isinstance(obj, float) and not math.isfinite(obj):
         raise src.error(f"value {obj} is not a finite number", key)
+    if isinstance(obj, str):
+        m = _BAD_CHARS.search(obj)
+        if m:
+            raise src.error(f"text contains the control character {m.group()!r} (position {m.start() + 1}); "
+                            "only printable characters, tabs and newlines are allowed", key)
     if isinstance(obj, dict):
         for k, v in obj.items():
-            _check_finite(v, f"{key}.{k}" if key else str(k), src)
+            sub = f"{key}.{k}" if key else str(k)
+            if isinstance(k, str) and _BAD_CHARS.search(k):
+                raise src.error(f"key {k!r} contains a control character", key or "")
+            _check_finite(v, sub, src)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             _check_finite(v, f"{key}.{i}" if key else str(i), src)
@@ -239,26 +396,27 @@ def read_yaml(path: str | Path) -> tuple[dict, CaseSource]:
     Raises:
         CaseError: unreadable file, YAML syntax error, or a top level that is not a mapping.
     """
+    from busbarfem.safeio import MAX_CASE_BYTES, read_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseError(f"cannot read case file: {exc.strerror if isinstance(exc, OSError) else exc}",
-                        file=str(p)) from None
+    text = read_text(p, "case file", max_bytes=MAX_CASE_BYTES)
     src = CaseSource(path=p)
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                mark = event.start_mark
-                raise CaseError("YAML anchors and aliases (&name / *name) are not supported in case files; "
-                                "write the values out", file=str(p), line=mark.line + 1)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = parse_yaml(text)
+    except CaseYamlError as exc:
+        raise CaseError(exc.problem, file=str(p), line=exc.problem_mark.line + 1) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line = text[: exc.position].count("\n") + 1
+        ch = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise CaseError(f"character {ch!r} is not allowed in a YAML file (position {exc.position})",
+                        file=str(p), line=line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise CaseError(f"YAML syntax error: {problem}", file=str(p), line=line) from None
+    except RecursionError:  # belt and braces: the depth check runs before the composer
+        raise CaseError(f"nesting deeper than {MAX_NESTING} levels", file=str(p)) from None
     if node is not None:
         _index_lines(node, "", src.lines)
     if not isinstance(data, dict):

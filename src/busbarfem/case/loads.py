@@ -336,11 +336,10 @@ def read_curve_file(path: str | Path, *, key: str | None = None) -> np.ndarray:
     Raises:
         CaseError: unreadable file, or a bad line (file and line number in the message).
     """
+    from busbarfem.safeio import MAX_TABLE_BYTES, read_text
+
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise CaseError(f"cannot read curve-fit file: {exc.strerror}", file=str(path), key=key) from None
+    lines = read_text(path, "curve-fit file", max_bytes=MAX_TABLE_BYTES, key=key).splitlines()
     rows = []
     for n, line in enumerate(lines, start=1):
         text = line.split("#", 1)[0].strip()

@@ -47,6 +47,7 @@ class Part:
     thickness: float | None = None
     size: float | None = None
     tags: list[int] = field(default_factory=list)  # volume tags after fragmentation
+    key: str | None = None  # case-file key of the solid (geometry.vias.0), for error messages
 
 
 @dataclass
@@ -147,17 +148,25 @@ class Assembly:
         its host, or two sheets overlap: the model would silently not be what was asked.
         """
         bad = []
+        keys = []
         for name, p in self.parts.items():
             if p.volume is None:
                 continue
             cad = sum(gmsh.model.occ.getMass(3, t) for t in p.tags)
             if abs(cad - p.volume) > rtol * abs(p.volume):
-                bad.append(f"{name} (CAD {cad:.6g} m^3, expected {p.volume:.6g} m^3)")
+                where = f" [{p.key}]" if p.key else ""
+                bad.append(f"{name}{where} (CAD {cad:.6g} m^3, expected {p.volume:.6g} m^3)")
+                keys.append(p.key)
         if bad:
+            # locate the error at the first offending solid the case file names (inserts are
+            # listed after their hosts, so the insert that sticks out is preferred)
+            named = [k for k in keys if k]
+            inserts = [k for k in named if ".bolts." in k or ".welds." in k or ".vias." in k]
             raise CaseError(
                 "solids overlap or inserts stick out of their host (bolt, weld nugget, via or "
                 "hole not fully inside the busbar/tab, or two sheets intersecting): "
-                + "; ".join(bad)
+                + "; ".join(bad),
+                key=(inserts or named or [None])[0],
             )
 
     # ------------------------------------------------------------------ faces

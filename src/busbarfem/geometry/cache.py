@@ -7,8 +7,10 @@ it produces for the same input).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import gmsh
 from busbarfem.naming import GeometryInfo, RegionInfo
 
 BUILDER_VERSION = "1"
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def cache_key(geometry_json: dict, mesh_json: dict, files: list[Path]) -> str:
@@ -31,16 +35,54 @@ def cache_key(geometry_json: dict, mesh_json: dict, files: list[Path]) -> str:
     return h.hexdigest()[:24]
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def discard(cache_dir: Path, key: str) -> None:
+    """Delete a cache entry (both files); missing files are fine."""
+    for name in (f"{key}.msh", f"{key}.json"):
+        with contextlib.suppress(OSError):
+            (Path(cache_dir) / name).unlink()
+
+
 def load(cache_dir: Path, key: str) -> GeometryInfo | None:
-    """Merge a cached mesh into the current (empty) model; None on a miss."""
+    """Merge a cached mesh into the current (empty) model; None on a miss.
+
+    A corrupt entry (truncated or edited ``.msh``, unreadable or incomplete sidecar, a
+    ``.msh`` whose SHA-256 differs from the one the sidecar recorded, a FIFO or folder in
+    its place) is logged, deleted and treated as a miss, so the mesh is rebuilt.
+    """
     msh, side = Path(cache_dir) / f"{key}.msh", Path(cache_dir) / f"{key}.json"
-    if not (msh.is_file() and side.is_file()):
+    if not (msh.exists() or side.exists()):
         return None
-    data = json.loads(side.read_text())
-    gmsh.merge(str(msh))
-    info = GeometryInfo(parameters=data["parameters"], volumes=data["volumes"])
-    for r in data["regions"]:
-        info.add(RegionInfo(**r))
+    try:
+        if not (msh.is_file() and side.is_file()):
+            raise ValueError("one of the two files is missing or not a regular file")
+        if side.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError("sidecar too large")
+        data = json.loads(side.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not {"parameters", "volumes", "regions"} <= set(data):
+            raise ValueError("sidecar lacks parameters/volumes/regions")
+        if data.get("msh_sha256") != _sha256(msh):
+            raise ValueError("mesh file does not match the checksum in its sidecar")
+        info = GeometryInfo(parameters=dict(data["parameters"]), volumes=dict(data["volumes"]))
+        for r in data["regions"]:
+            info.add(RegionInfo(**r))
+        gmsh.merge(str(msh))
+        if not gmsh.model.getEntities(3) or not gmsh.model.mesh.getElementTypes(3):
+            raise ValueError("no volume elements in the cached mesh")
+    except Exception as exc:  # noqa: BLE001 - any corruption means: rebuild
+        log.warning("mesh cache entry %s is corrupt (%s); discarded, rebuilding", key, exc)
+        discard(cache_dir, key)
+        name = gmsh.model.getCurrent()
+        gmsh.clear()
+        gmsh.model.add(name or "rebuild")
+        return None
     info.parameters["cache"] = {"key": key, "hit": True, "path": str(msh)}
     return info
 
@@ -57,7 +99,7 @@ def store(cache_dir: Path, key: str, info: GeometryInfo) -> Path:
     gmsh.write(str(tmp))
     tmp.replace(msh)
     side = {"regions": [r.to_dict() for r in info.regions.values()],
-            "parameters": info.parameters, "volumes": info.volumes}
+            "parameters": info.parameters, "volumes": info.volumes, "msh_sha256": _sha256(msh)}
     tmp_side = cache_dir / f".{key}.{os.getpid()}.json"
     tmp_side.write_text(json.dumps(side, indent=1, sort_keys=True))
     tmp_side.replace(cache_dir / f"{key}.json")

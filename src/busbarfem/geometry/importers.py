@@ -85,8 +85,11 @@ def _info(name: str, spec: RegionSpec, fld: int | None) -> RegionInfo:
 # --------------------------------------------------------------------------- STEP
 def _read_step(path: Path, heal: bool) -> list[tuple[int, str]]:
     """Import the solids of a STEP file in millimetres; returns (volume tag, label) pairs."""
+    from busbarfem.safeio import check_regular_file
+
     if not path.is_file():
         raise CaseError(f"STEP file {path} does not exist", key="geometry.step.file")
+    check_regular_file(path, "STEP file", key="geometry.step.file", file="")
     with open(path, "rb") as fh:
         head = fh.read(64).lstrip()
     if not head.startswith(b"ISO-10303-21"):
@@ -319,8 +322,11 @@ def load_mesh_file(spec: MeshFile) -> GeometryInfo:
     """
     path = spec.path()
     key = "geometry.mesh_file"
+    from busbarfem.safeio import check_regular_file
+
     if not path.is_file():
         raise CaseError(f"mesh file {path} does not exist", key=f"{key}.file")
+    check_regular_file(path, "mesh file", key=f"{key}.file", file="")
     suffix = path.suffix.lower()
     if suffix == ".msh":
         try:

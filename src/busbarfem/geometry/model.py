@@ -78,18 +78,31 @@ def input_files(geometry: Geometry) -> list[Path]:
 
 
 def build_assembly(geometry: Geometry) -> Assembly:
-    """Create all OCC solids and face references of ``geometry`` (no fragment yet)."""
+    """Create all OCC solids and face references of ``geometry`` (no fragment yet).
+
+    Every part records the case-file key of the entry that made it (``geometry.vias.0``),
+    so a geometry error found later (overlap, insert sticking out) names file and line.
+    """
     asm = Assembly()
+
+    def keyed(key: str) -> None:
+        for p in asm.parts.values():
+            if p.key is None:
+                p.key = key
+
     for i, bar in enumerate(geometry.busbars, start=1):
         add_busbar(asm, bar, RegionInfo(naming.busbar(i), 3, bar.material, "conductor", 1))
+        keyed(f"geometry.busbars.{i - 1}")
     for i, tab in enumerate(geometry.tabs, start=1):
         name = naming.tab(tab.polarity, tab.stage, tab.parallel)
         add_busbar(asm, tab.as_busbar(), RegionInfo(name, 3, tab.material, "conductor", 1,
                                                     tab.stage, tab.parallel, tab.polarity),
                    aliases=(f"tab_{i}",))
+        keyed(f"geometry.tabs.{i - 1}")
     for i, bolt in enumerate(geometry.bolts, start=1):
         add_bolt(asm, bolt, geometry.busbars[bolt.busbar - 1],
                  RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
+        keyed(f"geometry.bolts.{i - 1}")
     n_weld = 1
     for k, weld in enumerate(geometry.welds):
         tab = geometry.tabs[weld.tab - 1]
@@ -97,13 +110,17 @@ def build_assembly(geometry: Geometry) -> Assembly:
         n_weld += len(add_weld_group(asm, weld, tab.as_busbar(), tab_name,
                                      geometry.busbars[weld.busbar - 1], naming.busbar(weld.busbar),
                                      n_weld, 1, f"geometry.welds.{k}"))
+        keyed(f"geometry.welds.{k}")
     n_via = 1
-    for vias in geometry.vias:
+    for k, vias in enumerate(geometry.vias):
         n_via += len(add_via_array(asm, vias, geometry.busbars, n_via, 1))
+        keyed(f"geometry.vias.{k}")
     if geometry.step is not None:
         asm.summary["step"] = add_step(asm, geometry.step)
+        keyed("geometry.step")
     if geometry.module is not None:
         asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + 1, n_weld)
+        keyed("geometry.module")
         rinfo = RegionInfo("cold_plate", 2, None, "surface", None)
         asm.surfaces["cold_plate"] = (rinfo, ["module.bottom"])
     return asm

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from busbarfem.errors import CaseError
+
 REPORT_FILES = "report_files"
 _UNIT_RE = re.compile(r"^(?P<name>.+?)\s*\[(?P<unit>[^\]]*)\]\s*$")
 _CELL_RE = re.compile(r"^(?P<qty>.+?)_(?P<cell>cell_[A-Za-z0-9_]+)$")
@@ -70,8 +72,13 @@ def read_timeseries(path: Path) -> list[Column]:
     """Columns of ``timeseries.csv`` (headers ``name [unit]``; others get unit "")."""
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    from busbarfem.safeio import MAX_ARTEFACT_BYTES, read_text
+
+    try:
+        rows = list(csv.reader(io.StringIO(read_text(path, "timeseries file", max_bytes=MAX_ARTEFACT_BYTES),
+                                           newline="")))
+    except csv.Error as exc:
+        raise CaseError(f"timeseries file is corrupt: {exc}", file=str(path)) from None
     if not rows:
         return []
     header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
@@ -83,16 +90,38 @@ def read_timeseries(path: Path) -> list[Column]:
     return cols
 
 
+def _read_artefact(path: Path, kind: str):
+    """A JSON/YAML mapping written by a run; a corrupt, truncated or special file is a CaseError."""
+    from busbarfem.safeio import MAX_ARTEFACT_BYTES, read_text
+
+    text = read_text(path, f"{path.name}", max_bytes=MAX_ARTEFACT_BYTES)
+    try:
+        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"corrupt JSON ({exc.msg}); rerun the case or delete the file",
+                        file=str(path), line=exc.lineno) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise CaseError(f"corrupt YAML ({getattr(exc, 'problem', None) or exc}); rerun the case",
+                        file=str(path), line=mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise CaseError("nested too deeply to be a busbarfem artefact", file=str(path)) from None
+    if data is not None and not isinstance(data, dict):
+        raise CaseError(f"expected a mapping, found {type(data).__name__}; the file is not a busbarfem "
+                        "artefact", file=str(path), line=1)
+    return data
+
+
 def load_run(outdir: Path) -> RunData:
     """Parse the output folder's files (missing ones are left empty)."""
     outdir = Path(outdir)
     run = RunData(outdir)
     if (outdir / "case.resolved.yaml").exists():
-        run.case = yaml.safe_load((outdir / "case.resolved.yaml").read_text()) or {}
+        run.case = _read_artefact(outdir / "case.resolved.yaml", "yaml") or {}
     if (outdir / "summary.json").exists():
-        run.summary = json.loads((outdir / "summary.json").read_text())
+        run.summary = _read_artefact(outdir / "summary.json", "json")
     if (outdir / "hotspots.json").exists():
-        run.hotspots = json.loads((outdir / "hotspots.json").read_text())
+        run.hotspots = _read_artefact(outdir / "hotspots.json", "json")
     run.columns = read_timeseries(outdir / "timeseries.csv")
     return run
 
