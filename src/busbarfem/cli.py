@@ -154,6 +154,8 @@ def cmd_run(args, comm, con: Console) -> int:
 
     case, src = load_case(args.case, args.overrides)
     if args.restart is not None:
+        if args.lumped:
+            raise CaseError("--restart continues a transient FEM run; it cannot be combined with --lumped")
         out = Path(args.restart)
         err = None
         if comm.rank == 0:
@@ -174,7 +176,9 @@ def cmd_run(args, comm, con: Console) -> int:
     else:
         out = _output_path(args.output, Path("results") / case.name)
         _prepare_outdir(comm, out, args.overwrite, args.case)
-    if comm.rank == 0:
+    def write_resolved() -> None:
+        if comm.rank != 0:
+            return
         resolved = case.model_dump(mode="json")
         resolved["_provenance"] = {"case_file": str(Path(args.case).resolve()), "overrides": args.overrides,
                                    "versions": _versions(comm),
@@ -189,6 +193,9 @@ def cmd_run(args, comm, con: Console) -> int:
                 prev = {}
             resolved["_provenance"]["restart_of"] = prev
         (out / "case.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    if args.restart is None:
+        write_resolved()  # a restart writes it once the checkpoint is verified
     con.print(f"busbarfem: case '{case.name}' on {comm.size} MPI rank(s) -> {out}")
     if args.lumped:
         from busbarfem.lumped import run_lumped_case
@@ -211,7 +218,8 @@ def cmd_run(args, comm, con: Console) -> int:
             with prog.stage("meshing and set-up"):
                 sim.setup()
             if args.restart is not None:
-                sim.restore(out)
+                # setup() verified and loaded the checkpoint before writing anything
+                write_resolved()
                 prog.log(f"  restarting from t = {sim.restart_state['t']:.6g} s (step {sim.restart_state['step']})")
             prog.log(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
                      f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")

@@ -99,7 +99,8 @@ class Simulation:
         outdir: output folder (None: write nothing).
         progress: optional callable(dict) called after each step on rank 0.
         cache_dir: mesh cache folder (None: always mesh).
-        restarting: the run continues from a checkpoint in ``outdir`` (fields go to a new file).
+        restarting: the run continues from a checkpoint in ``outdir``, verified and loaded by
+            :meth:`setup` (fields go to a new file).
     """
 
     def __init__(self, case, source, comm: MPI.Comm, outdir: Path | None = None, progress=None,
@@ -174,6 +175,8 @@ class Simulation:
             j = self.el.transfer_current()
             self._enthalpy_form = fem.form(j * (self.el.ocv - T_k * self.el.dudt) * ufl.dx(domain=b.mesh))
         self.heat_by_region = RegionIntegrator(b, q)
+        if self.restarting and self.outdir is not None:
+            self.restore(self.outdir)  # verify (refuse) before any output file is opened
         self._setup_output()
         self._tick("setup", t0)
 
@@ -613,7 +616,7 @@ class Simulation:
         return self._fp
 
     def restore(self, outdir: Path) -> None:
-        """Load a checkpoint from ``outdir`` (after :meth:`setup`, before :meth:`run`).
+        """Verify and load a checkpoint from ``outdir`` (:meth:`setup` calls it when restarting).
 
         Raises:
             CaseError: the checkpoint is unreadable or belongs to another case or mesh.

@@ -34,9 +34,10 @@ from busbarfem.errors import CaseError
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = 2
-# case values a restart may change: they decide how long to run and what to write, not
-# the state reached so far
-RESTART_MAY_CHANGE = ("name", "description", "solver.t_end", "output.every", "output.report", "output.vtx")
+# case values a restart may change: they decide how long to run, what to write or how fast
+# to mesh, not the state reached so far (the mesh itself is compared by its own fingerprint)
+RESTART_MAY_CHANGE = ("name", "description", "solver.t_end", "output.every", "output.report", "output.vtx",
+                      "mesh.cache", "mesh.threads")
 
 
 def _flatten(obj, key: str, out: dict) -> None:
