@@ -131,8 +131,8 @@ class OutputSettings(StrictModel):
 class Case(StrictModel):
     """A complete busbarfem case file."""
 
-    name: str = Field("case", description="Case name (used in reports and as the default output folder "
-                      "results/<name>): a plain folder name, no path separators, '..' or absolute path.")
+    name: str = Field("case", description="Case name, used in reports and as the default output folder "
+                      "under results/: a plain folder name (no path separators, '..' or absolute path).")
     description: str = Field("", description="Free text shown in the report.")
     allow_external_paths: bool = Field(False, description="Allow data files outside the case file's folder "
                                        "(absolute paths or '..').")
