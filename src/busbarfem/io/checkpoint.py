@@ -145,10 +145,16 @@ def read_state(outdir) -> dict:
         for k in ("t", "step", "dt", "rows"):
             if not isinstance(state.get(k), (int, float)) or not np.isfinite(state[k]):
                 raise ValueError(f"'{k}' missing or not a number")
+        for k, types in (("controller", dict), ("events", list), ("cells", (dict, type(None))),
+                         ("monitor", (dict, type(None)))):
+            if not isinstance(state.get(k), types):
+                raise ValueError(f"'{k}' missing or of the wrong type")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CaseError(f"checkpoint {d / 'state.json'} is corrupt or truncated ({exc}); "
                         "restart from a copy or run again without --restart") from None
-    if state.get("format") != FORMAT or "fingerprint" not in state:
+    fp = state.get("fingerprint")
+    if state.get("format") != FORMAT or not (isinstance(fp, dict) and isinstance(fp.get("case"), dict)
+                                             and isinstance(fp.get("mesh"), dict)):
         raise CaseError(f"checkpoint {d} was written by an older busbarfem without a case/mesh fingerprint; "
                         "it cannot be verified, run again without --restart")
     try:
@@ -172,9 +178,10 @@ def verify_case(state: dict, case, case_dir: Path | None = None, where: str = ""
     """Raise CaseError unless the checkpoint's case fingerprint matches ``case``."""
     old = state["fingerprint"]["case"]
     new = case_fingerprint(case, case_dir)
-    if old["sha256"] != new["sha256"]:
+    if old.get("sha256") != new["sha256"]:
         allowed = ", ".join(RESTART_MAY_CHANGE)
-        raise CaseError(f"the checkpoint in {where} belongs to a different case: {_differences(old['values'], new['values'])}. "
+        diff = _differences(old.get("values") or {}, new["values"]) or "the fingerprint differs"
+        raise CaseError(f"the checkpoint in {where} belongs to a different case: {diff}. "
                         f"A restart may change only {allowed}; run again without --restart "
                         "(or restore the original values)")
 
