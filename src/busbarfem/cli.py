@@ -156,6 +156,8 @@ def cmd_run(args, comm, con: Console) -> int:
     if args.restart is not None:
         if args.lumped:
             raise CaseError("--restart continues a transient FEM run; it cannot be combined with --lumped")
+        if args.output is not None and Path(args.output).resolve() != Path(args.restart).resolve():
+            raise CaseError(f"--restart continues in its own folder {args.restart}; drop -o {args.output}")
         out = Path(args.restart)
         err = None
         if comm.rank == 0:

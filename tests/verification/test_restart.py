@@ -200,6 +200,8 @@ def test_missing_or_corrupt_checkpoints_exit_2(adaptive_runs, tmp_path):
     assert r.returncode == 2 and "--restart needs" in r.stderr and "Traceback" not in r.stderr
     r = cli("--restart", str(tmp_path / "nowhere"), *AOV)
     assert r.returncode == 2 and "no such folder" in r.stderr and "Traceback" not in r.stderr
+    r = cli("--restart", str(short), "-o", str(tmp_path / "elsewhere"), *AOV)
+    assert r.returncode == 2 and "drop -o" in r.stderr and not (tmp_path / "elsewhere").exists()
     # truncated temperature file
     run = copy_run(short, tmp_path / "trunc")
     npz = run / "checkpoint" / "temperature.npz"
