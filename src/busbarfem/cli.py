@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -145,23 +144,34 @@ class Console:
             print(f"error: {text}", file=sys.stderr, flush=True)
 
 
-def _prepare_outdir(comm, path: Path, overwrite: bool) -> None:
+def _output_path(given: str | None, default: Path) -> Path:
+    """The -o folder (an empty -o is a mistake, not the current folder)."""
     from busbarfem.errors import CaseError
 
-    err = None
+    if given is None:
+        return default
+    if not given.strip():
+        raise CaseError("-o/--output is empty; give a folder name, e.g. -o results/run1")
+    return Path(given)
+
+
+def _prepare_outdir(comm, path: Path, overwrite: bool, case_file=None) -> None:
+    """Create (or clear for --overwrite) a busbarfem-marked output folder; see io/outdir.py."""
+    from busbarfem.errors import CaseError
+    from busbarfem.io.outdir import prepare
+
+    err, kept = None, []
     if comm.rank == 0:
-        if path.exists() and not path.is_dir():
-            err = f"output folder {path} exists and is not a folder (a file, FIFO or device); use -o another folder"
-        elif path.exists() and any(path.iterdir()):
-            if not overwrite:
-                err = f"output folder {path} exists and is not empty; use --overwrite or -o another folder"
-            else:
-                shutil.rmtree(path)
-        if err is None:
-            path.mkdir(parents=True, exist_ok=True)
-    err = comm.bcast(err, root=0)
+        try:
+            kept = prepare(path, overwrite, case_file)
+        except CaseError as exc:
+            err = exc.message
+    err, kept = comm.bcast((err, kept), root=0)
     if err:
         raise CaseError(err)
+    if kept and overwrite and comm.rank == 0:
+        print(f"note: kept {len(kept)} entries of {path} that busbarfem did not write: {', '.join(kept[:10])}"
+              + (" ..." if len(kept) > 10 else ""), file=sys.stderr, flush=True)
 
 
 def _versions(comm) -> dict:
@@ -186,19 +196,51 @@ def cmd_run(args, comm, con: Console) -> int:
     from busbarfem.io import checkpoint
 
     case, src = load_case(args.case, args.overrides)
-    if args.restart:
+    if args.restart is not None:
+        if args.lumped:
+            raise CaseError("--restart continues a transient FEM run; it cannot be combined with --lumped")
+        if args.output is not None and Path(args.output).resolve() != Path(args.restart).resolve():
+            raise CaseError(f"--restart continues in its own folder {args.restart}; drop -o {args.output}")
         out = Path(args.restart)
-        if not checkpoint.exists(out):
-            raise CaseError(f"no checkpoint in {out} (run with --checkpoint-every N first)")
+        err = None
+        if comm.rank == 0:
+            # refuse before meshing: missing/corrupt checkpoint, a folder busbarfem did not
+            # create, or changed case values (the mesh is compared after meshing)
+            from busbarfem.io.outdir import MARKER, is_marked
+
+            try:
+                state = checkpoint.read_state(args.restart)
+                if not is_marked(out):
+                    raise CaseError(f"--restart {out}: not a folder created by busbarfem (no {MARKER} file)")
+                checkpoint.verify_case(state, case, src.directory, str(out))
+            except CaseError as exc:
+                err = exc.message
+        err = comm.bcast(err, root=0)
+        if err:
+            raise CaseError(err)
     else:
-        out = Path(args.output) if args.output else Path("results") / case.name
-        _prepare_outdir(comm, out, args.overwrite)
-    if comm.rank == 0 and not args.restart:
+        out = _output_path(args.output, Path("results") / case.name)
+        _prepare_outdir(comm, out, args.overwrite, args.case)
+    def write_resolved() -> None:
+        if comm.rank != 0:
+            return
         resolved = case.model_dump(mode="json")
         resolved["_provenance"] = {"case_file": str(Path(args.case).resolve()), "overrides": args.overrides,
                                    "versions": _versions(comm),
                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if args.restart is not None:
+            # the restart may change only checkpoint.RESTART_MAY_CHANGE (e.g. t_end): record
+            # the values it runs with, and the runs before it
+            try:
+                old = yaml.safe_load((out / "case.resolved.yaml").read_text()) or {}
+                prev = old.get("_provenance", {})
+            except (OSError, yaml.YAMLError, AttributeError):
+                prev = {}
+            resolved["_provenance"]["restart_of"] = prev
         (out / "case.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    if args.restart is None:
+        write_resolved()  # a restart writes it once the checkpoint is verified
     con.print(f"busbarfem: case '{case.name}' on {comm.size} MPI rank(s) -> {out}")
     if args.lumped:
         from busbarfem.lumped import run_lumped_case
@@ -215,13 +257,14 @@ def cmd_run(args, comm, con: Console) -> int:
     total = case.solver.t_end if case.solver.analysis == "transient" else None
     with Progress(comm, total_time=total, quiet=args.quiet) as prog:
         sim = Simulation(case, src, comm, outdir=out, progress=prog.update, cache_dir=cache,
-                         restarting=bool(args.restart))
+                         restarting=args.restart is not None)
         sim.checkpoint_every = args.checkpoint_every
         try:
             with prog.stage("meshing and set-up"):
                 sim.setup()
-            if args.restart:
-                sim.restore(out)
+            if args.restart is not None:
+                # setup() verified and loaded the checkpoint before writing anything
+                write_resolved()
                 prog.log(f"  restarting from t = {sim.restart_state['t']:.6g} s (step {sim.restart_state['step']})")
             prog.log(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
                      f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")
@@ -279,8 +322,8 @@ def cmd_mesh(args, comm, con: Console) -> int:
     from busbarfem.mesh import build_mesh
 
     case, _src = load_case(args.case, args.overrides)
-    out = Path(args.output) if args.output else Path("results") / f"{case.name}_mesh"
-    _prepare_outdir(comm, out, args.overwrite)
+    out = _output_path(args.output, Path("results") / f"{case.name}_mesh")
+    _prepare_outdir(comm, out, args.overwrite, args.case)
     from busbarfem.coupling import locate
     from busbarfem.errors import CaseError
 
@@ -325,8 +368,8 @@ def cmd_critical_current(args, comm, con: Console) -> int:
     # the mathematical threshold, not a melting point: no temperature cap while searching
     case, src = load_case(args.case, [*args.overrides, "solver.runaway_temperature=1.0e12",
                                       "solver.analysis=steady"])
-    out = Path(args.output) if args.output else Path("results") / f"{case.name}_icrit"
-    _prepare_outdir(comm, out, args.overwrite)
+    out = _output_path(args.output, Path("results") / f"{case.name}_icrit")
+    _prepare_outdir(comm, out, args.overwrite, args.case)
     sim = Simulation(case, src, comm, outdir=None, cache_dir=_default_cache())
     sim.setup()
     if sim.cells is not None:

@@ -99,7 +99,8 @@ class Simulation:
         outdir: output folder (None: write nothing).
         progress: optional callable(dict) called after each step on rank 0.
         cache_dir: mesh cache folder (None: always mesh).
-        restarting: the run continues from a checkpoint in ``outdir`` (fields go to a new file).
+        restarting: the run continues from a checkpoint in ``outdir``, verified and loaded by
+            :meth:`setup` (fields go to a new file).
     """
 
     def __init__(self, case, source, comm: MPI.Comm, outdir: Path | None = None, progress=None,
@@ -174,6 +175,8 @@ class Simulation:
             j = self.el.transfer_current()
             self._enthalpy_form = fem.form(j * (self.el.ocv - T_k * self.el.dudt) * ufl.dx(domain=b.mesh))
         self.heat_by_region = RegionIntegrator(b, q)
+        if self.restarting and self.outdir is not None:
+            self.restore(self.outdir)  # verify (refuse) before any output file is opened
         self._setup_output()
         self._tick("setup", t0)
 
@@ -598,15 +601,51 @@ class Simulation:
         state = {"t": t, "step": step, "dt": self._next_dt, "rows": len(self.rows),
                  "cells": self.cells.state.to_dict() if self.cells is not None else None,
                  "controller": self.controller.state_dict(), "events": self.events, "monitor": mon,
-                 "timings": self.timings}
+                 "timings": self.timings, "fingerprint": self._fingerprint()}
         checkpoint.save(self.outdir, self.comm, self.th.T_n, state)
         self._tick("checkpoint", t0)
 
-    def restore(self, outdir: Path) -> None:
-        """Load a checkpoint from ``outdir`` (after :meth:`setup`, before :meth:`run`)."""
+    def _fingerprint(self) -> dict:
+        """What a checkpoint belongs to: case values and mesh (collective, computed once)."""
         from busbarfem.io import checkpoint
 
-        state = checkpoint.load(outdir, self.comm, self.th.T_n)
+        if getattr(self, "_fp", None) is None:
+            case_dir = self.source.directory if self.source is not None else None
+            self._fp = {"case": checkpoint.case_fingerprint(self.case, case_dir),
+                        "mesh": checkpoint.mesh_fingerprint(self.bundle, self.th.V)}
+        return self._fp
+
+    def restore(self, outdir: Path) -> None:
+        """Verify and load a checkpoint from ``outdir`` (:meth:`setup` calls it when restarting).
+
+        Raises:
+            CaseError: the checkpoint is unreadable or belongs to another case or mesh.
+        """
+        from busbarfem.io import checkpoint
+
+        fp = self._fingerprint()
+        if self.comm.rank == 0:
+            err = None
+            try:
+                checkpoint.verify_case(checkpoint.read_state(outdir), self.case,
+                                       self.source.directory if self.source is not None else None, str(outdir))
+            except CaseError as exc:
+                err = exc.message
+        else:
+            err = None
+        err = self.comm.bcast(err, root=0)
+        if err:
+            raise CaseError(err)
+        state = checkpoint.load(outdir, self.comm, self.th.T_n, mesh_fp=fp["mesh"])
+        lines = None
+        if self.comm.rank == 0:
+            ts = Path(outdir) / "timeseries.csv"
+            lines = len(ts.read_text().splitlines()) if ts.is_file() else 0
+        lines = self.comm.bcast(lines, root=0)
+        if lines < int(state["rows"]) + 1:
+            raise CaseError(f"{Path(outdir) / 'timeseries.csv'} has {max(lines - 1, 0)} rows but the checkpoint "
+                            f"needs {int(state['rows'])}: the output folder was changed after the checkpoint; "
+                            "run again without --restart")
         self.th.T.x.array[:] = self.th.T_n.x.array
         self.T_k.x.array[:] = self.th.T_n.x.array
         if self.cells is not None and state["cells"] is not None:

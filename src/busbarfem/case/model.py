@@ -131,7 +131,8 @@ class OutputSettings(StrictModel):
 class Case(StrictModel):
     """A complete busbarfem case file."""
 
-    name: str = Field("case", description="Case name (used in reports).")
+    name: str = Field("case", description="Case name, used in reports and as the default output folder "
+                      "under results/: a plain folder name (no path separators, '..' or absolute path).")
     description: str = Field("", description="Free text shown in the report.")
     allow_external_paths: bool = Field(False, description="Allow data files outside the case file's folder "
                                        "(absolute paths or '..').")
@@ -143,3 +144,15 @@ class Case(StrictModel):
     thermal: Thermal = Field(default_factory=Thermal)
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, v: str) -> str:
+        # the default output folder is results/<name>: the case file must not pick a place
+        # outside results/ (absolute paths, '..', separators)
+        bad = (not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or v.startswith("~")
+               or ":" in v or any(ord(c) < 32 for c in v))
+        if bad:
+            raise ValueError(f"name {v!r} must be a plain folder name (letters, digits, '_', '-', '.', spaces; "
+                             "no '/', '\\', ':', '..', '~' or absolute path), e.g. name: busbar_run1")
+        return v
