@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from busbarfem.case.base import StrictModel
 from busbarfem.case.cells import CellModel
@@ -143,3 +143,5 @@ class Case(StrictModel):
     thermal: Thermal = Field(default_factory=Thermal)
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    # where the keys came from (file, lines), set by the loader; not part of the schema
+    _source: object | None = PrivateAttr(default=None)
