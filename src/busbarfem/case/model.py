@@ -136,6 +136,10 @@ class Case(StrictModel):
     allow_external_paths: bool = Field(False, description="Allow data files outside the case file's folder "
                                        "(absolute paths or '..').")
     materials: dict[str, Material] = Field(default_factory=dict, description="Extra or overriding materials by name.")
+    conductivity_factors: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Scale the electrical conductivity of named conductor regions "
+        "of the mesh (e.g. weld_3: 0.1 for a poor weld, 1.0e-6 for an open one); heat conduction is "
+        "unchanged. Used by 'busbarfem faults'.")
     geometry: Geometry
     mesh: MeshOptions = Field(default_factory=MeshOptions)
     cell: CellModel | None = Field(None, description="Cell model for every cell body (module cases).")
