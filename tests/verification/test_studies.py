@@ -41,6 +41,7 @@ MODULE_OV = ["mesh.optimize=false", "mesh.curvature_elements=12", "cell.R0_activ
 
 
 def test_parse_vary_forms():
+    """--vary forms (values, start:stop:n, lo:hi, YAML lists) and the grid, zip and Latin hypercube designs."""
     p = studies.parse_vary("geometry.busbars.0.thickness=0.001:0.003:5")
     assert p.values == pytest.approx([0.001, 0.0015, 0.002, 0.0025, 0.003], rel=1e-15)
     assert studies.parse_vary("load.current=100,200").values == [100, 200]
@@ -60,6 +61,7 @@ def test_parse_vary_forms():
 
 
 def test_bad_vary_key_exits_2_before_running(tmp_path, capsys):
+    """A misspelt --vary key, or a bad value in any point, exits 2 naming the key and the choices; nothing runs."""
     out = tmp_path / "sw"
     rc = main(["sweep", str(STRAIGHT), "--vary", "geometry.busbars.0.thicknes=0.001,0.002", "-o", str(out), "-q"])
     err = capsys.readouterr().err
@@ -73,7 +75,8 @@ def test_bad_vary_key_exits_2_before_running(tmp_path, capsys):
         studies.compile_expression("Tmax", [], "--minimize")
 
 
-def test_thickness_sweep_R_inverse_t_and_points_equal_single_runs(tmp_path, capsys):
+def test_thickness_sweep_R_inverse_t_and_points_equal_single_runs(tmp_path, record_property):
+    """Thickness sweep of the straight bar at a fixed temperature: R = L/(sigma w t); each point = a run alone."""
     out = tmp_path / "sweep"
     rc = main(["sweep", str(STRAIGHT), *sum((["--set", s] for s in ISOTHERMAL), []),
                "--vary", "geometry.busbars.0.thickness=0.001:0.003:3", "-o", str(out), "-q", "--no-cache"])
@@ -88,18 +91,24 @@ def test_thickness_sweep_R_inverse_t_and_points_equal_single_runs(tmp_path, caps
     assert np.max(np.abs(R / R_exact - 1)) < 5e-3
     Rt = R * t  # R proportional to 1/t
     assert np.max(np.abs(Rt / Rt.mean() - 1)) < 5e-3
+    record_property("max |R/R_exact - 1|", f"{np.max(np.abs(R / R_exact - 1)):.2e}")
+    worst = 0.0
     # every point equals the same case run alone (through the API, no sweep machinery)
     for r in rows:
         case = busbarfem.load_case(STRAIGHT, [*ISOTHERMAL, f"geometry.busbars.0.thickness={r['geometry.busbars.0.thickness']}"])
         alone = busbarfem.run(case, comm=COMM).summary
         assert float(r["R_ohm"]) == pytest.approx(alone["terminal"]["resistance_ohm"], rel=1e-9)
+        worst = max(worst, abs(float(r["R_ohm"]) / alone["terminal"]["resistance_ohm"] - 1))
         assert float(r["T_max_K"]) == pytest.approx(alone["T_max"]["value"], rel=1e-9)
         assert float(r["J_max_A_m2"]) == pytest.approx(alone["J_max"]["value"], rel=1e-9)
+    record_property("max |R_sweep/R_alone - 1|", f"{worst:.1e}")
+    print(f"R/R_exact - 1 = {R / R_exact - 1}, sweep vs alone {worst:.2e}")
     data = json.loads((out / "sweep.json").read_text())
     assert data["spec"]["keys"] == ["geometry.busbars.0.thickness"] and len(data["rows"]) == 3
 
 
 def test_failing_point_recorded_and_resume_skips_done(tmp_path):
+    """A point whose solve fails is recorded and the sweep goes on; --resume skips finished points."""
     out = tmp_path / "sweep"
     # one Picard iteration cannot converge sigma(T) under convection: that point fails (SolveError)
     params = [studies.parse_vary("solver.picard.max_iterations=1,40")]
@@ -120,7 +129,7 @@ def test_failing_point_recorded_and_resume_skips_done(tmp_path):
                       comm=COMM, resume=True)
 
 
-def test_optimize_thickness_for_target_tmax(tmp_path):
+def test_optimize_thickness_for_target_tmax(tmp_path, record_property):
     """Minimise the bar's mass subject to T_max <= target: the optimum is where T_max = target.
     Lumped answer (uniform T, alpha = 0): I^2 L/(sigma w t) = h (2 (w + t) L + 2 w t) (T - T_amb)."""
     I, L, w, h, Tamb, target = 100.0, 0.1, 0.010, 10.0, 298.15, 330.0
@@ -135,6 +144,9 @@ def test_optimize_thickness_for_target_tmax(tmp_path):
                            tmp_path / "opt", minimize="mass", subject_to=[f"T_max <= {target}"], overrides=ov,
                            comm=COMM, max_evals=30, tol=2e-3)
     t_opt = res.extra["best_point"]["geometry.busbars.0.thickness"]
+    record_property("t_opt / t_lumped - 1", f"{t_opt / t_exact - 1:.2e}")
+    record_property("evaluations", res.extra["evaluations"])
+    print(f"t_opt {t_opt:.6e} t_lumped {t_exact:.6e} rel {t_opt / t_exact - 1:.3e}, {res.extra['evaluations']} evals")
     assert abs(t_opt / t_exact - 1) < 0.02, (t_opt, t_exact)
     best = res.rows[res.extra["best_eval"]]
     assert best["T_max_K"] <= target + 1e-6 and best["T_max_K"] > target - 1.0
@@ -148,10 +160,13 @@ def mesh_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("mesh_cache")
 
 
-def test_faults_open_weld_resistance_and_current_share(tmp_path, mesh_cache):
-    """weld_7 is one of the two nuggets on the negative terminal of cell_1_4 (the cell next to the
-    module terminals). Network model: identical cells E - R0 I_k behind interconnect paths r_k,
-    r_k from the healthy run; the open nugget adds delta to r_4, fixed by the measured module dR."""
+def test_faults_open_weld_resistance_and_current_share(tmp_path, mesh_cache, record_property):
+    """Open weld nugget in the 1s4p module: dR = difference of two separate runs; the cell's share as a network predicts.
+
+    weld_1 is one of the two nuggets on the negative terminal of cell_1_1 (the cell farthest from
+    the module terminals, so no other cell's current flows past it in the plate). Network model:
+    identical cells E - R0 I_k in parallel branches R_k = R0 + r_k, r_k from the healthy run; the
+    open nugget adds delta to r_1, fixed by the measured module dR; predicted: cell_1_1's new share."""
     res = studies.faults(MODULE, tmp_path / "faults", targets=["weld_1"], overrides=MODULE_OV, comm=COMM,
                          cache_dir=mesh_cache, resolution=0.1e-6)
     (row,) = res.rows
@@ -188,6 +203,10 @@ def test_faults_open_weld_resistance_and_current_share(tmp_path, mesh_cache):
     share_pred = (1 / Rf[k]) / np.sum(1 / Rf) - (1 / Rk[k]) / np.sum(1 / Rk)
     share_fem = row["share_change"]["cell_1_1"]
     assert row["most_affected_cell"] == "cell_1_1"
+    record_property("dR [micro-ohm]", f"{dR * 1e6:.4g}")
+    record_property("share change FEM / network - 1", f"{share_fem / share_pred - 1:.2e}")
+    print(f"dR {dR * 1e6:.6g} uOhm (study {row['dR_uohm']:.6g}); share FEM {share_fem:.5e} network {share_pred:.5e}"
+          f" rel {share_fem / share_pred - 1:.3e}")
     assert share_fem < 0 and abs(share_fem / share_pred - 1) < 0.05, (share_fem, share_pred)
     assert (tmp_path / "faults" / "faults.csv").exists() and (tmp_path / "faults" / "faults.png").exists()
     assert math.isfinite(row["T_max_K"]) and row["T_max_region"]
