@@ -103,7 +103,8 @@ def _study_parsers(sub, common) -> None:
     how.add_argument("--lhs", type=int, default=None, metavar="N", help="N points of a Latin hypercube in the bounds")
     sw.add_argument("--seed", type=int, default=0, help="Latin hypercube seed (default 0)")
     sw.add_argument("-o", "--output", default=None, help="sweep folder (default results/<case name>_sweep)")
-    sw.add_argument("--resume", action="store_true", help="continue a sweep in its folder: finished points are skipped")
+    sw.add_argument("--resume", action="store_true",
+                    help="continue a sweep in its folder: finished points are skipped")
     sw.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per point (default 1)")
     sw.add_argument("--point-reports", action="store_true", help="also write report.html in every point folder")
     sw.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
@@ -118,7 +119,8 @@ def _study_parsers(sub, common) -> None:
     op.add_argument("--subject-to", action="append", default=[], metavar="EXPR",
                     help="constraint EXPR <= EXPR, >= or ==, e.g. 'T_max <= 333.15' (repeatable)")
     op.add_argument("--max-evals", type=int, default=40, help="limit on case runs (default 40)")
-    op.add_argument("--tol", type=float, default=1e-3, help="final trust radius as a fraction of each range (default 1e-3)")
+    op.add_argument("--tol", type=float, default=1e-3,
+                    help="final trust radius as a fraction of each range (default 1e-3)")
     op.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_optimize)")
     op.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
     fa = sub.add_parser("faults", help="fault signatures: each weld nugget, via or bolt degraded in turn",
@@ -127,7 +129,8 @@ def _study_parsers(sub, common) -> None:
                                     "the cell current redistribution, the new hot spot and which faults a "
                                     "terminal measurement of the given resolution detects.")
     common(fa)
-    fa.add_argument("--factor", type=float, default=1e-6, help="conductivity factor of a faulty joint (default 1e-6: open)")
+    fa.add_argument("--factor", type=float, default=1e-6,
+                    help="conductivity factor of a faulty joint (default 1e-6: open)")
     fa.add_argument("--targets", default=None, metavar="LIST",
                     help="comma-separated regions or patterns (weld_*, via_3, weld_1+weld_2 together); "
                          "default: every weld_*, via_*, bolt_*")

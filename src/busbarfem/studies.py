@@ -267,7 +267,8 @@ def point_done(folder: Path) -> dict | None:
     return data if data.get("status") == "ok" else None
 
 
-def run_point(base: BaseCase, point: dict, folder: Path, comm, cache_dir=None, report: bool = False) -> dict:
+def run_point(base: BaseCase, point: dict, folder: Path, comm: Any, cache_dir: str | Path | None = None,
+              report: bool = False) -> dict:
     """Run one point into ``folder`` on ``comm``; returns its record (also ``folder/point.json``).
 
     A failure of the solve is recorded (status ``failed``, the reason), not raised.
@@ -369,8 +370,9 @@ def validate_points(base: BaseCase, points: list[dict]) -> None:
 
 
 def sweep(case_file: str | Path, params: list[Parameter], outdir: str | Path, *, mode: str = "grid",
-          n: int = 0, seed: int = 0, overrides: list[str] | tuple[str, ...] = (), comm=None,
-          ranks_per_case: int = 1, cache_dir=None, resume: bool = False, point_reports: bool = False,
+          n: int = 0, seed: int = 0, overrides: list[str] | tuple[str, ...] = (), comm: Any = None,
+          ranks_per_case: int = 1, cache_dir: str | Path | None = None, resume: bool = False,
+          point_reports: bool = False,
           log: Callable[[str], None] | None = None) -> StudyResult:
     """Run a parameter sweep.
 
@@ -378,7 +380,9 @@ def sweep(case_file: str | Path, params: list[Parameter], outdir: str | Path, *,
         case_file: the base case (YAML).
         params: the varied keys (:func:`parse_vary`).
         outdir: the sweep folder (``point_<i>/`` per point, ``sweep.csv``, ``sweep.json``, plots, report).
-        mode, n, seed: the design (:func:`design`).
+        mode: the design, ``"grid"``, ``"zip"`` or ``"lhs"`` (:func:`design`).
+        n: number of Latin hypercube points.
+        seed: the hypercube's seed.
         overrides: ``--set`` overrides applied to the base case first.
         comm: MPI communicator (default COMM_WORLD); every rank calls ``sweep``.
         ranks_per_case: ranks per point; the points are dealt round-robin to the groups.
@@ -632,7 +636,7 @@ def _evaluate(code, ns: dict) -> float:
 # --------------------------------------------------------------------------- optimise
 def optimize(case_file: str | Path, params: list[Parameter], outdir: str | Path, *, minimize: str,
              subject_to: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = (),
-             comm=None, cache_dir=None, max_evals: int = 40, tol: float = 1e-3,
+             comm: Any = None, cache_dir: str | Path | None = None, max_evals: int = 40, tol: float = 1e-3,
              log: Callable[[str], None] | None = None) -> StudyResult:
     """Minimise ``minimize`` over the bounded parameters subject to ``subject_to`` constraints.
 
@@ -789,8 +793,8 @@ def terminal_resistance(summary: dict) -> float | None:
 
 
 def faults(case_file: str | Path, outdir: str | Path, *, factor: float = 1e-6, targets: list[str] | None = None,
-           resolution: float = 1e-6, overrides: list[str] | tuple[str, ...] = (), comm=None,
-           ranks_per_case: int = 1, cache_dir=None, resume: bool = False,
+           resolution: float = 1e-6, overrides: list[str] | tuple[str, ...] = (), comm: Any = None,
+           ranks_per_case: int = 1, cache_dir: str | Path | None = None, resume: bool = False,
            log: Callable[[str], None] | None = None) -> StudyResult:
     """Fault signature study: degrade each joint in turn and compare with the healthy case.
 
