@@ -823,10 +823,16 @@ def faults(case_file: str | Path, outdir: str | Path, *, factor: float = 1e-6, t
     spec = {"case": str(Path(case_file).resolve()), "overrides": list(overrides), "factor": factor,
             "targets": targets}
     _check_study_root(comm, root, "faults", spec, resume)
+    # the healthy case runs on a group of ranks_per_case ranks like every fault, so that each dR
+    # compares two runs on the same partition
+    sub, group, ngroups = split_comm(comm, ranks_per_case)
     folder = root / "baseline"
-    done = point_done(folder) if comm.rank == 0 else None
-    done = comm.bcast(done, root=0)
-    baseline = done or run_point(base, {}, folder, comm, cache_dir=cache_dir)
+    baseline = None
+    if group == 0:
+        done = point_done(folder) if sub.rank == 0 else None
+        done = sub.bcast(done, root=0)
+        baseline = done or run_point(base, {}, folder, sub, cache_dir=cache_dir)
+    baseline = comm.bcast(baseline, root=0)
     if baseline["status"] != "ok":
         raise SolveError(f"the healthy case failed: {baseline['error']}", step=0)
     bsum = json.loads((folder / "summary.json").read_text()) if comm.rank == 0 else None
@@ -838,7 +844,6 @@ def faults(case_file: str | Path, outdir: str | Path, *, factor: float = 1e-6, t
     validate_points(base, points)
     log(f"  baseline: V = {bsum['terminal']['voltage_V']:.9g} V, T_max = {baseline['T_max_K']:.2f} K; "
         f"{len(groups)} fault(s)")
-    sub, group, ngroups = split_comm(comm, ranks_per_case)
     mine = []
     for i, pt in enumerate(points):
         if i % ngroups != group:

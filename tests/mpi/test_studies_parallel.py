@@ -58,3 +58,30 @@ def test_sweep_on_subcommunicators_equals_serial():
         comm.Barrier()
         if comm.rank == 0:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_faults_on_subcommunicators_equal_serial():
+    """``faults --ranks-per-case 1`` on 2 ranks: the same fault table as a serial study, digit for digit."""
+    comm = MPI.COMM_WORLD
+    root = Path(comm.bcast(tempfile.mkdtemp(prefix="bbf_faults_") if comm.rank == 0 else None, root=0))
+    case = EXAMPLES / "module_1s4p_welds.yaml"
+    ov = ["cell.R0_activation_energy=0"]
+    try:
+        par = studies.faults(case, root / "par", targets=["weld_1", "weld_8"], overrides=ov, comm=comm,
+                             ranks_per_case=1, cache_dir=root / "cache")
+        ok = True
+        if comm.rank == 0:
+            ser = studies.faults(case, root / "ser", targets=["weld_1", "weld_8"], overrides=ov,
+                                 comm=MPI.COMM_SELF, cache_dir=root / "cache")
+            ok = [r["status"] for r in ser.rows] == ["ok", "ok"]
+            for a, b in zip(par.rows, ser.rows):
+                ok &= a["dR_uohm"] == b["dR_uohm"] and a["share_change"] == b["share_change"]
+                ok &= a["T_max_K"] == b["T_max_K"] and a["dR_uohm"] > 0
+            # the two nuggets give different signatures (points not mixed up)
+            ok &= abs(ser.rows[0]["dR_uohm"] - ser.rows[1]["dR_uohm"]) > 1e-3
+            ok &= (root / "par" / "faults.csv").read_text() == (root / "ser" / "faults.csv").read_text()
+        assert comm.bcast(ok, root=0)
+    finally:
+        comm.Barrier()
+        if comm.rank == 0:
+            shutil.rmtree(root, ignore_errors=True)
