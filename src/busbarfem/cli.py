@@ -123,7 +123,65 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("-q", "--quiet", action="store_true", help="no output")
     sub.add_parser("schema", help="print the JSON Schema of the case file",
                    description="Print the JSON Schema of the case file.")
+    _study_parsers(sub, common)
     return p
+
+
+def _study_parsers(sub, common) -> None:
+    """``sweep``, ``optimize`` and ``faults`` (design studies, :mod:`busbarfem.studies`)."""
+    vary_help = ("a case key (dotted path as --set takes) and its values: KEY=V1,V2,... or "
+                 "KEY=start:stop:n; KEY=lo:hi for --lhs (repeatable)")
+    sw = sub.add_parser("sweep", help="run a case over parameter values (grid, zip, Latin hypercube)",
+                        description="Run the case at every point of a parameter design, each point in its "
+                                    "own folder; writes sweep.csv, sweep.json, plots and report.html. "
+                                    "Under mpirun the points run on groups of --ranks-per-case ranks.")
+    common(sw)
+    sw.add_argument("--vary", action="append", default=[], required=True, metavar="KEY=VALUES", help=vary_help)
+    how = sw.add_mutually_exclusive_group()
+    how.add_argument("--grid", dest="design", action="store_const", const="grid",
+                     help="every combination of the values (default)")
+    how.add_argument("--zip", dest="design", action="store_const", const="zip",
+                     help="the i-th value of every key together (equal lengths)")
+    how.add_argument("--lhs", type=int, default=None, metavar="N", help="N points of a Latin hypercube in the bounds")
+    sw.add_argument("--seed", type=int, default=0, help="Latin hypercube seed (default 0)")
+    sw.add_argument("-o", "--output", default=None, help="sweep folder (default results/<case name>_sweep)")
+    sw.add_argument("--resume", action="store_true",
+                    help="continue a sweep in its folder: finished points are skipped")
+    sw.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per point (default 1)")
+    sw.add_argument("--point-reports", action="store_true", help="also write report.html in every point folder")
+    sw.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    op = sub.add_parser("optimize", help="minimise an objective subject to constraints over case parameters",
+                        description="Minimise EXPR of the results (R, P, T_max, J_max, V, I, spread, mass, "
+                                    "the varied keys) subject to constraints, with scipy's derivative-free "
+                                    "COBYQA; every evaluation is logged like a sweep point.")
+    common(op)
+    op.add_argument("--vary", action="append", default=[], required=True, metavar="KEY=LO:HI",
+                    help="a continuous parameter and its bounds (repeatable)")
+    op.add_argument("--minimize", required=True, metavar="EXPR", help="objective, e.g. mass or T_max or R")
+    op.add_argument("--subject-to", action="append", default=[], metavar="EXPR",
+                    help="constraint EXPR <= EXPR, >= or ==, e.g. 'T_max <= 333.15' (repeatable)")
+    op.add_argument("--max-evals", type=int, default=40, help="limit on case runs (default 40)")
+    op.add_argument("--tol", type=float, default=1e-3,
+                    help="final trust radius as a fraction of each range (default 1e-3)")
+    op.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_optimize)")
+    op.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    fa = sub.add_parser("faults", help="fault signatures: each weld nugget, via or bolt degraded in turn",
+                        description="Degrade each weld nugget, via and bolt in turn (conductivity x FACTOR; "
+                                    "1e-6 = open) and report the terminal resistance change in micro-ohm, "
+                                    "the cell current redistribution, the new hot spot and which faults a "
+                                    "terminal measurement of the given resolution detects.")
+    common(fa)
+    fa.add_argument("--factor", type=float, default=1e-6,
+                    help="conductivity factor of a faulty joint (default 1e-6: open)")
+    fa.add_argument("--targets", default=None, metavar="LIST",
+                    help="comma-separated regions or patterns (weld_*, via_3, weld_1+weld_2 together); "
+                         "default: every weld_*, via_*, bolt_*")
+    fa.add_argument("--resolution", type=float, default=1.0, metavar="MICRO_OHM",
+                    help="terminal measurement resolution [micro-ohm] (default 1)")
+    fa.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_faults)")
+    fa.add_argument("--resume", action="store_true", help="continue in the folder: finished runs are skipped")
+    fa.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per fault run (default 1)")
+    fa.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
 
 
 class Console:
@@ -436,6 +494,76 @@ def cmd_schema(args, comm, con: Console) -> int:
     return 0
 
 
+def _study_folder(args, suffix: str) -> Path:
+    from busbarfem.api import load_case
+
+    if args.output:
+        return Path(args.output)
+    return Path("results") / f"{load_case(args.case, args.overrides).name}_{suffix}"
+
+
+def cmd_sweep(args, comm, con: Console) -> int:
+    """``busbarfem sweep``: a parameter study, points on sub-communicators."""
+    from busbarfem import studies
+
+    params = [studies.parse_vary(v) for v in args.vary]
+    out = _study_folder(args, "sweep")
+    mode = "lhs" if args.lhs is not None else (args.design or "grid")
+    con.print(f"busbarfem: sweep of {args.case} over {', '.join(p.key for p in params)} ({mode}) "
+              f"on {comm.size} rank(s), {args.ranks_per_case} per point -> {out}")
+    res = studies.sweep(args.case, params, out, mode=mode, n=args.lhs or 0, seed=args.seed,
+                        overrides=args.overrides, comm=comm, ranks_per_case=args.ranks_per_case,
+                        cache_dir=None if args.no_cache else _default_cache(), resume=args.resume,
+                        point_reports=args.point_reports, log=con.print)
+    failed = sum(r["status"] != "ok" for r in res.rows)
+    con.print(f"  {len(res.rows)} points, {failed} failed; table: {out / 'sweep.csv'}; report: {out / 'report.html'}")
+    return 3 if failed else 0
+
+
+def cmd_optimize(args, comm, con: Console) -> int:
+    """``busbarfem optimize``: derivative-free constrained minimisation over case parameters."""
+    from busbarfem import studies
+
+    params = [studies.parse_vary(v) for v in args.vary]
+    out = _study_folder(args, "optimize")
+    con.print(f"busbarfem: minimise {args.minimize} over {', '.join(p.key for p in params)} -> {out}")
+    res = studies.optimize(args.case, params, out, minimize=args.minimize, subject_to=args.subject_to,
+                           overrides=args.overrides, comm=comm, max_evals=args.max_evals, tol=args.tol,
+                           cache_dir=None if args.no_cache else _default_cache(), log=con.print)
+    x = res.extra
+    if x["best_point"] is None:
+        con.error(f"no feasible evaluation in {x['evaluations']} runs ({x['message']}); see {out / 'optimize.csv'}")
+        return 3
+    con.print(f"  optimum ({x['evaluations']} runs, {x['message']}): "
+              + ", ".join(f"{k} = {v:.6g}" for k, v in x["best_point"].items())
+              + f"; objective {x['best_objective']:.6g}")
+    con.print(f"  results: {out / 'optimize.csv'}, {out / 'report.html'}")
+    return 0
+
+
+def cmd_faults(args, comm, con: Console) -> int:
+    """``busbarfem faults``: fault signature study of the joints."""
+    from busbarfem import studies
+
+    out = _study_folder(args, "faults")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
+    con.print(f"busbarfem: fault signatures of {args.case} (conductivity x {args.factor:g}) -> {out}")
+    res = studies.faults(args.case, out, factor=args.factor, targets=targets, resolution=args.resolution * 1e-6,
+                         overrides=args.overrides, comm=comm, ranks_per_case=args.ranks_per_case,
+                         cache_dir=None if args.no_cache else _default_cache(), resume=args.resume, log=con.print)
+    for r in res.rows:
+        if r.get("dR_uohm") is None:
+            con.print(f"  {r['fault']:<16s} failed: {r.get('error')}")
+            continue
+        con.print(f"  {r['fault']:<16s} dR = {r['dR_uohm']:+.4g} micro-ohm"
+                  f" ({'detectable' if r['detectable'] else 'below resolution'})"
+                  + (f", {r['most_affected_cell']} share {r['most_affected_share_change'] * 100:+.3g} %"
+                     if r.get("most_affected_cell") else "")
+                  + f", T_max {r['T_max_K']:.2f} K in {r['T_max_region']}")
+    con.print(f"  results: {out / 'faults.csv'}, {out / 'report.html'}")
+    return 3 if any(r["status"] != "ok" for r in res.rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
@@ -456,7 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
                         format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema,
-                "critical-current": cmd_critical_current, "report": cmd_report}
+                "critical-current": cmd_critical_current, "report": cmd_report,
+                "sweep": cmd_sweep, "optimize": cmd_optimize, "faults": cmd_faults}
     try:
         return handlers[args.command](args, comm, con)
     except CaseError as exc:

@@ -18,6 +18,7 @@ thermal runaway, reported as a result with its place and region.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -132,6 +133,7 @@ class Simulation:
             raise locate(exc, self.source) from None
         self._tick("mesh", t0)
         self.materials = resolve_materials(case.materials)
+        self._apply_conductivity_factors()
         b = self.bundle
         for term, side in ((naming.TERMINAL_POS, "positive"), (naming.TERMINAL_NEG, "negative")):
             if term not in b.tags:
@@ -179,6 +181,24 @@ class Simulation:
             self.restore(self.outdir)  # verify (refuse) before any output file is opened
         self._setup_output()
         self._tick("setup", t0)
+
+    def _apply_conductivity_factors(self) -> None:
+        """``conductivity_factors``: give each named conductor region a scaled copy of its material."""
+        b = self.bundle
+        factors = self.case.conductivity_factors
+        if not factors:
+            return
+        b.regions = dict(b.regions)
+        for name, f in factors.items():
+            reg = b.regions.get(name)
+            if reg is None or reg.dim != 3 or reg.kind != "conductor" or name not in b.tags:
+                choices = sorted(n for n in b.volume_names() if b.regions[n].kind == "conductor")
+                raise self.source.error(f"no conductor region '{name}' in the mesh",
+                                        f"conductivity_factors.{name}", choices=choices, bad=name)
+            mat = self.materials[reg.material]
+            derived = f"{reg.material}*{f:g}"
+            self.materials[derived] = mat.model_copy(update={"sigma_ref": mat.sigma_ref * f})
+            b.regions[name] = dataclasses.replace(reg, material=derived)
 
     def _build_cells(self) -> None:
         """Cell collector conductivities per cell region (MSMD); none for conductor-only cases."""
@@ -302,6 +322,17 @@ class Simulation:
             return None
         return self._tmax(self.th.T.x.array)
 
+    def _steady_electrical(self, target, it: int):
+        """One steady electrical solve; cells (if any) at their mean temperature, instantaneous
+        response (no RC relaxation), and their currents measured for the summary."""
+        if self.cells is not None:
+            self.cells.update_temperature()
+            self.cells.refresh(0.0)
+        sol = self.el.solve(target.mode, target.value, step=it)
+        if self.cells is not None:
+            self.cells.measure_currents()
+        return sol
+
     def solve_steady(self, target=None) -> dict:
         """Anderson-accelerated Picard on the steady coupled problem.
 
@@ -321,7 +352,7 @@ class Simulation:
         target = target if target is not None else self._target(0.0)
         for it in range(1, s.picard.max_iterations + 1):
             t0 = time.perf_counter()
-            sol = el.solve(target.mode, target.value, step=it)
+            sol = self._steady_electrical(target, it)
             self._tick("solve_electrical", t0)
             t0 = time.perf_counter()
             th.solve(None, step=it)
@@ -334,7 +365,7 @@ class Simulation:
             history.append(change)
             if change <= s.picard.tolerance * (1.0 + abs(rise)):
                 self.T_k.x.array[:] = th.T.x.array
-                sol = el.solve(target.mode, target.value, step=it)
+                sol = self._steady_electrical(target, it)
                 th.solve(None, step=it)
                 self._assert_physical(T_floor)
                 return {"iterations": it, "last_change_K": change, "history_K": history, "terminal": sol}

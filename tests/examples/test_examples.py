@@ -33,7 +33,8 @@ def test_every_example_is_tested():
 
 
 def _extra_examples():
-    return {"module_4s2p_pouch_discharge"}
+    return {"module_4s2p_pouch_discharge",
+            "module_1s4p_welds"}  # run by tests/verification/test_studies.py (faults)
 
 
 def test_busbar_straight(tmp_path):

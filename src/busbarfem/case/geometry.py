@@ -567,7 +567,7 @@ class StepMatch(StrictModel):
 
     name: str | None = Field(None, description="Regular expression searched in the STEP solid's "
                              "name (its product/label path, e.g. 'Shapes/Assembly/1/Busbar').")
-    bbox: BBox | None = Field(None, description="[xmin, ymin, zmin, xmax, ymax, zmax] [m]: selects "
+    bbox: BBox | None = Field(None, description="Box (xmin, ymin, zmin, xmax, ymax, zmax) [m]: selects "
                               "solids whose bounding box lies inside.")
     adjacent_to: str | None = Field(None, description="Region name: selects solids sharing a face "
                                     "with it (resolved after the name/bbox rules).")
@@ -599,7 +599,7 @@ class StepRule(RegionSpec):
 class FaceBox(StrictModel):
     """Faces whose bounding box lies inside ``bbox`` (exterior faces of the imported solids)."""
 
-    bbox: BBox = Field(description="[xmin, ymin, zmin, xmax, ymax, zmax] [m].")
+    bbox: BBox = Field(description="Box (xmin, ymin, zmin, xmax, ymax, zmax) [m].")
 
 
 class StepTerminals(StrictModel):

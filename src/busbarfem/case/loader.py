@@ -438,13 +438,29 @@ def load_case(path: str | Path, overrides: list[str] | None = None):
     Raises:
         CaseError: anything wrong with the file, located by line and key.
     """
-    from busbarfem.case.model import Case
-
     data, src = read_yaml(path)
     for text in overrides or []:
         key, value = _parse_override(text)
         _apply_override(data, key, value)
         src.overrides.add(key)
+    return validate_case_data(data, src), src
+
+
+def validate_case_data(data: dict, src: CaseSource):
+    """Validate a parsed case mapping (finite numbers, paths, schema, cross-checks).
+
+    Args:
+        data: the case as plain data (from YAML, or built in Python).
+        src: where its keys came from (file and lines; empty lines for Python-built data).
+
+    Returns:
+        The validated :class:`Case`.
+
+    Raises:
+        CaseError: anything wrong, located by key (and line where known).
+    """
+    from busbarfem.case.model import Case
+
     _check_finite(data, "", src)
     check_paths(data, "", src, bool(data.get("allow_external_paths", False)))
     try:
@@ -454,4 +470,4 @@ def load_case(path: str | Path, overrides: list[str] | None = None):
     from busbarfem.case.checks import check_case
 
     check_case(case, src)
-    return case, src
+    return case

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from busbarfem.case.base import StrictModel
 from busbarfem.case.cells import CellModel
@@ -137,6 +137,10 @@ class Case(StrictModel):
     allow_external_paths: bool = Field(False, description="Allow data files outside the case file's folder "
                                        "(absolute paths or '..').")
     materials: dict[str, Material] = Field(default_factory=dict, description="Extra or overriding materials by name.")
+    conductivity_factors: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Scale the electrical conductivity of named conductor regions "
+        "of the mesh (e.g. weld_3: 0.1 for a poor weld, 1.0e-6 for an open one); heat conduction is "
+        "unchanged. Used by 'busbarfem faults'.")
     geometry: Geometry
     mesh: MeshOptions = Field(default_factory=MeshOptions)
     cell: CellModel | None = Field(None, description="Cell model for every cell body (module cases).")
@@ -144,6 +148,8 @@ class Case(StrictModel):
     thermal: Thermal = Field(default_factory=Thermal)
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    # where the keys came from (file, lines), set by the loader; not part of the schema
+    _source: object | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
