@@ -567,7 +567,10 @@ def cmd_faults(args, comm, con: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own usage errors (exit 2) and --help (exit 0)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None and not args.version:
         parser.print_help()
         return 2
