@@ -34,7 +34,7 @@ from dolfinx import fem
 from busbarfem import naming
 from busbarfem.analysis.regions import RegionIntegrator, extremum
 from busbarfem.errors import CaseError, SolveError
-from busbarfem.events import HoldCurrentControl, margin_of
+from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, margin_of
 from busbarfem.events import locate as locate_event
 from busbarfem.materials import resolve_materials
 from busbarfem.mesh import MeshBundle, build_mesh
@@ -620,7 +620,7 @@ class Simulation:
         Within one hold step the end currents of the previous step are the start currents;
         when the step has just begun (the current jumps) an instantaneous solve gives them.
         """
-        if self.cells is None or self._target(t).mode != "voltage":
+        if self.cells is None or self._target(t).mode not in VARYING_CURRENT_MODES:
             self._hold_step = None
             return None
         key = (self.controller.step_index, len(self.controller.events))

@@ -14,8 +14,8 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    that reaches the limit, so the run ends (or switches steps) no more than
    ``tolerance`` after the true crossing, whatever the step size.
 
-2. *Was the step accurate enough?* During a held voltage the current decays within the
-   step. The cell update then takes the current as linear in time between its values at
+2. *Was the step accurate enough?* During a held voltage (or power) the current changes
+   within the step. The cell update then takes the current as linear in time between its values at
    both ends of the step (second order; the RC pairs are still integrated exactly for
    that current, :func:`busbarfem.cells.ecm.step_source`), and
    :class:`HoldCurrentControl` keeps the relative change of any cell current per step
@@ -24,7 +24,8 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    charge is then independent of the nominal ``dt``.
 
 Both loops call the same two pieces: :func:`locate` with a ``trial(h)`` that re-solves
-the step from its saved start, and :class:`HoldCurrentControl` for held-voltage steps.
+the step from its saved start, and :class:`HoldCurrentControl` for held-voltage and
+held-power steps.
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def margin_of(conditions: Sequence[Condition], key: str) -> float:
     """Margin of the condition ``key`` (-inf when it is not active in this state)."""
     return next((c.margin for c in conditions if c.key == key), -math.inf)
 
+
+#: Terminal targets under which the cell currents change within a step even with the
+#: cell parameters frozen (held voltage, held power): these steps use the linear-in-time
+#: current update and :class:`HoldCurrentControl`.
+VARYING_CURRENT_MODES = ("voltage", "power")
 
 Trial = Callable[[float], tuple[object, list[Condition]]]
 

@@ -34,7 +34,7 @@ from busbarfem import naming
 from busbarfem.case.cells import CellModel
 from busbarfem.case.loads import Load
 from busbarfem.cells.ecm import CellParameters, ECMState, advance, step_source
-from busbarfem.events import HoldCurrentControl, locate, margin_of
+from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, locate, margin_of
 from busbarfem.loads import Event, LoadController, Target
 
 
@@ -301,7 +301,7 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
             start = snapshot(state, T, t)[0]
             start_conds = ctl.conditions(t, start.module_current, start.cell_voltage, state.soc,
                                          float(T.max()))
-            i_start = start.cell_current.ravel() if ctl.target(t).mode == "voltage" else None
+            i_start = start.cell_current.ravel() if ctl.target(t).mode in VARYING_CURRENT_MODES else None
             if i_start is None:
                 h_hold = None
             elif h_hold is not None:
