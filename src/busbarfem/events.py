@@ -169,8 +169,6 @@ def locate(trial: Trial, h: float, tolerance: float, first=None,
         # regula falsi can creep from one side: bisect after two trials that did not
         # halve the bracket
         slow = slow + 1 if (hi - lo) > 0.5 * width else 0
-        if slow > 2:
-            slow = 0
     if not last_at_hi:
         result, conds = trial(hi)
         reached = first_reached(conds)
