@@ -35,6 +35,8 @@ from dolfinx import fem
 from busbarfem import naming
 from busbarfem.analysis.regions import RegionIntegrator, extremum
 from busbarfem.errors import CaseError, SolveError
+from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, margin_of
+from busbarfem.events import locate as locate_event
 from busbarfem.materials import resolve_materials
 from busbarfem.mesh import MeshBundle, build_mesh
 from busbarfem.physics.electrical import ElectricalProblem
@@ -442,14 +444,15 @@ class Simulation:
             (self.outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
 
-    def _electrical_step(self, t_eval: float, step: int, dt: float = 0.0):
+    def _electrical_step(self, t_eval: float, step: int, dt: float = 0.0, current_start=None):
         """Quasi-static electrical solve for the target at ``t_eval`` with the cell states
-        integrated over a step of ``dt`` (0: instantaneous)."""
+        integrated over a step of ``dt`` (0: instantaneous; ``current_start``: the cell
+        currents at the step start of a held-voltage step, see ``CellCoupling.refresh``)."""
         target = self._target(t_eval)
         if self.cells is not None:
             t0 = time.perf_counter()
             self.cells.update_temperature()
-            self.cells.refresh(dt)
+            self.cells.refresh(dt, current_start)
             self._tick("cell_update", t0)
         t0 = time.perf_counter()
         sol = self.el.solve(target.mode, target.value, step=step)
@@ -476,10 +479,14 @@ class Simulation:
         t_n integrated over the step (RC pairs exactly at constant current, so the solve
         gives the end-of-step currents and voltages and stays stable for dt >> tau_RC);
         its heat drives the thermal step to T^{n+1} (optionally Picard-iterated on
-        sigma(T)); then the cell states advance with those currents. A step whose temperature change exceeds twice
-        ``max_temperature_change``, or whose end state triggers a load event (voltage, SOC or
-        current condition) while dt > ``event_tolerance``, is rejected and retried with half
-        the step, so events land on step boundaries.
+        sigma(T)); then the cell states advance with those currents. A step whose temperature
+        change exceeds twice ``max_temperature_change`` is rejected and retried with half the
+        step. Terminations go through :mod:`busbarfem.events`, as in the lumped model: step
+        ends and profile breakpoints are landed on by cutting the step; a threshold (cell
+        voltage, SOC, cut-off current, temperature) reached inside a step is located by
+        re-solving the step shorter (Illinois root finding) to ``event_tolerance``. In a
+        held-voltage step the cell current is linear in time over the step and the step
+        length follows the current change (:class:`~busbarfem.events.HoldCurrentControl`).
         """
         s = self.case.solver
         th = self.th
@@ -509,6 +516,10 @@ class Simulation:
             self._record(t, sol, flows=f0)
         self._write_fields(t)
         self.stop_reason = "end time reached"
+        cap = self.case.cell.capacity if self.cells is not None else 1.0
+        self._hold_control = HoldCurrentControl(current_floor=0.01 * cap)
+        self._hold_step = None
+        h_hold = None  # step length the hold control suggests for the next held-voltage step
         while t < t_end * (1 - 1e-12):
             step += 1
             dt_step = min(dt, t_end - t)
@@ -516,46 +527,37 @@ class Simulation:
             if nxt is not None and nxt - t < dt_step * (1 + 1e-9):
                 dt_step = nxt - t
             start = self._save_electrical()
-            approaching = False
+            start_conds = self._conditions(t, sol, self._tmax(th.T_n.x.array))
+            i_start = self._hold_start_current(t, step, start)
+            if i_start is None:
+                h_hold = None
+            elif h_hold is not None:
+                dt_step = min(dt_step, h_hold)
+
+            def trial(h, t=t, step=step, start=start, i_start=i_start):
+                self._restore_electrical(start)
+                return self._trial_step(t, h, step, i_start)
+
+            first = trial(dt_step)
             while True:
-                self.T_k.x.array[:] = th.T_n.x.array
-                new_sol = self._electrical_step(t + 0.5 * dt_step, step, dt_step)
-                self._thermal_step(dt_step, step)
-                for _ in range(s.picard.max_iterations if s.coupled_iterations else 0):
-                    change = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - self.T_k.x.array))),
-                                                 op=MPI.MAX)
-                    if change <= s.picard.tolerance * (1.0 + self._tmax(th.T.x.array) - self._tmax(th.T_n.x.array)):
-                        break
-                    self.T_k.x.array[:] = th.T.x.array
-                    new_sol = self._electrical_step(t + 0.5 * dt_step, step, dt_step)
-                    self._thermal_step(dt_step, step)
-                else:
-                    if s.coupled_iterations:
-                        raise SolveError(f"Picard iteration on sigma(T) did not converge in "
-                                         f"{s.picard.max_iterations} iterations at t = {t + dt_step:.6g} s",
-                                         step=step, reason="Picard not converged")
-                self._check_temperature(th.T.x.array, step)
-                flows = th.heat_flows()
-                dT = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - th.T_n.x.array))), op=MPI.MAX)
+                dT = first[0][2]
                 if s.adaptive and dT > 2 * s.max_temperature_change and dt_step > s.dt_min * 1.0001:
-                    self._restore_electrical(start)
                     dt_step = max(dt_step / 2, s.dt_min)
-                    continue
-                if self.cells is not None:
-                    t0 = time.perf_counter()
-                    self.cells.advance(dt_step)
-                    self._tick("cell_update", t0)
-                ev = self.controller.check(t + dt_step, new_sol.voltage, new_sol.current, *self._cell_status(),
-                                           max_temperature=self._tmax(th.T.x.array))
-                if (ev is not None and dt_step > s.event_tolerance and "duration" not in ev.reason
-                        and "end of profile" not in ev.reason):
-                    # the event lies inside this step: bisect towards it (and do not grow dt
-                    # again until it has happened)
-                    self._restore_electrical(start)
-                    dt_step = max(dt_step / 2, s.dt_min)
-                    approaching = True
-                    continue
-                break
+                elif i_start is not None:
+                    accept, h_next = self._hold_control.judge(i_start, self.cells.current, dt_step)
+                    if accept or dt_step <= s.dt_min * 1.0001:
+                        h_hold = h_next
+                        break
+                    dt_step = max(h_next, s.dt_min)
+                else:
+                    break
+                first = trial(dt_step)
+            planned = dt_step
+            # a threshold inside the step: re-solve it shorter so that it ends at the crossing
+            dt_step, (new_sol, flows, dT), _ = locate_event(
+                trial, dt_step, s.event_tolerance, first=first,
+                margin_at_start=lambda key: margin_of(start_conds, key))
+            located = dt_step < planned
             sol = new_sol
             t += dt_step
             t0 = time.perf_counter()
@@ -583,8 +585,8 @@ class Simulation:
                 self.stop_reason = "temperature limit"
                 self._write_fields(t)
                 return
-            if approaching:
-                dt = dt_step
+            if located:
+                dt = max(dt, s.dt_min)  # the step was cut to an event: carry on at the planned dt
             elif s.adaptive:
                 # grow when the temperature (and SOC) changed little over the step
                 growth = 1.5 if dT < 0.5 * s.max_temperature_change else 1.0
@@ -600,6 +602,67 @@ class Simulation:
                 self._checkpoint(t, step, dt)
         if self.rows and (step % self.case.output.every != 0):
             self._write_fields(t)
+
+    def _trial_step(self, t: float, h: float, step: int, i_start):
+        """One attempt at the step from ``t`` to ``t + h`` (the caller restored the start):
+        electrical solve, thermal step (Picard on sigma(T) if asked), cell update.
+
+        Returns:
+            ``((solution, heat flows, max |dT|), conditions at t + h)``.
+        """
+        s, th = self.case.solver, self.th
+        self.T_k.x.array[:] = th.T_n.x.array
+        new_sol = self._electrical_step(t + 0.5 * h, step, h, i_start)
+        self._thermal_step(h, step)
+        for _ in range(s.picard.max_iterations if s.coupled_iterations else 0):
+            change = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - self.T_k.x.array))),
+                                         op=MPI.MAX)
+            if change <= s.picard.tolerance * (1.0 + self._tmax(th.T.x.array) - self._tmax(th.T_n.x.array)):
+                break
+            self.T_k.x.array[:] = th.T.x.array
+            new_sol = self._electrical_step(t + 0.5 * h, step, h, i_start)
+            self._thermal_step(h, step)
+        else:
+            if s.coupled_iterations:
+                raise SolveError(f"Picard iteration on sigma(T) did not converge in "
+                                 f"{s.picard.max_iterations} iterations at t = {t + h:.6g} s",
+                                 step=step, reason="Picard not converged")
+        self._check_temperature(th.T.x.array, step)
+        flows = th.heat_flows()
+        dT = self.comm.allreduce(float(np.max(np.abs(th.T.x.array - th.T_n.x.array))), op=MPI.MAX)
+        if self.cells is not None:
+            t0 = time.perf_counter()
+            self.cells.advance(h)
+            self._tick("cell_update", t0)
+        return (new_sol, flows, dT), self._conditions(t + h, new_sol, self._tmax(th.T.x.array))
+
+    def _conditions(self, t: float, sol, tmax: float) -> list:
+        """The load's termination conditions at ``t`` plus ``solver.temperature_limit``."""
+        from busbarfem.events import Condition, EventKind
+
+        conds = self.controller.conditions(t, sol.current, *self._cell_status(), max_temperature=tmax)
+        limit = self.case.solver.temperature_limit
+        if limit is not None:
+            conds.append(Condition(kind=EventKind.TEMPERATURE, key="solver.temperature_limit",
+                                   margin=tmax - limit, reached=tmax > limit,
+                                   reason="temperature limit", stop=True))
+        return conds
+
+    def _hold_start_current(self, t: float, step: int, start: dict):
+        """Cell currents at the start of a held-voltage step (None for other targets).
+
+        Within one hold step the end currents of the previous step are the start currents;
+        when the step has just begun (the current jumps) an instantaneous solve gives them.
+        """
+        if self.cells is None or self._target(t).mode not in VARYING_CURRENT_MODES:
+            self._hold_step = None
+            return None
+        key = (self.controller.step_index, len(self.controller.events))
+        if self._hold_step != key:
+            self._restore_electrical(start)
+            self._electrical_step(t, step, 0.0)
+            self._hold_step = key
+        return self.cells.current.copy()
 
     def _save_electrical(self) -> dict:
         """Cell states at the start of a step (for step rejection; the potential is re-solved)."""

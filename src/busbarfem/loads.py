@@ -27,6 +27,7 @@ import numpy as np
 
 from busbarfem import naming
 from busbarfem.case.loads import Load, Step
+from busbarfem.events import Condition, EventKind, Landing, first_reached
 
 _EPS_T = 1e-9
 _HOLD_VOLTAGE_TOLERANCE = 0.01  # V a cell may drift above the limit during a CV hold
@@ -109,6 +110,9 @@ class Event:
         step_index: the step that ended (0-based).
         next_step_index: the step that starts (None when stopping).
         cell: name of the cell that triggered it, if any.
+        kind: the :class:`~busbarfem.events.EventKind` value (``"voltage"``, ``"soc"``,
+            ``"duration"``, ...).
+        key: which condition (``"step.until_voltage"``, ``"load.minimum_cell_voltage"``...).
     """
 
     time: float
@@ -117,6 +121,13 @@ class Event:
     step_index: int
     next_step_index: int | None = None
     cell: str | None = None
+    kind: str | None = None
+    key: str | None = None
+
+    @property
+    def landing(self) -> Landing | None:
+        """Scheduled or threshold (None for events restored from old checkpoints)."""
+        return EventKind(self.kind).landing if self.kind is not None else None
 
     def to_dict(self) -> dict:
         """JSON-friendly form."""
@@ -197,17 +208,18 @@ class LoadController:
         """The event the values at time ``t`` would trigger, without changing state."""
         if self.finished:
             return None
-        found = self._evaluate(t, module_current, cell_voltages, cell_socs, max_temperature)
-        if found is None:
-            return None
-        reason, is_limit, cell, _ = found
-        i = self.step_index
-        last = i + 1 >= len(self.steps)
-        stop = is_limit or last
-        if stop and not is_limit:
-            reason += "; end of load sequence"
-        return Event(time=t, reason=reason, stop=stop, step_index=i,
-                     next_step_index=None if stop else i + 1, cell=cell)
+        found = first_reached(self.conditions(t, module_current, cell_voltages, cell_socs,
+                                              max_temperature))
+        return None if found is None else self._event(t, found)
+
+    def conditions(self, t: float, module_current: float, cell_voltages, cell_socs,
+                   max_temperature: float | None = None) -> list[Condition]:
+        """Every termination condition of the active step and the load limits at time
+        ``t``, in priority order, each with its signed margin (see :mod:`busbarfem.events`).
+        Empty once the load has finished."""
+        if self.finished:
+            return []
+        return self._conditions(t, module_current, cell_voltages, cell_socs, max_temperature)
 
     def update(self, t: float, dt: float, module_voltage: float, module_current: float,
                cell_voltages, cell_socs, max_temperature: float | None = None) -> Event | None:
@@ -219,18 +231,28 @@ class LoadController:
         t_new = t + dt
         if self.finished:
             return None
-        found = self._evaluate(t_new, module_current, cell_voltages, cell_socs, max_temperature)
+        found = first_reached(self.conditions(t_new, module_current, cell_voltages, cell_socs,
+                                              max_temperature))
         if found is None:
             return None
-        reason, is_limit, cell, voltage_value = found
-        event = self.check(t_new, module_voltage, module_current, cell_voltages, cell_socs,
-                           max_temperature)
+        event = self._event(t_new, found)
         self.events.append(event)
         if event.stop:
             self.finished = True
         else:
-            self._begin(self.step_index + 1, t_new, module_voltage, voltage_value)
+            self._begin(self.step_index + 1, t_new, module_voltage, found.voltage_value)
         return event
+
+    def _event(self, t: float, found: Condition) -> Event:
+        i = self.step_index
+        last = i + 1 >= len(self.steps)
+        stop = found.stop or last
+        reason = found.reason
+        if stop and not found.stop:
+            reason += "; end of load sequence"
+        return Event(time=t, reason=reason, stop=stop, step_index=i,
+                     next_step_index=None if stop else i + 1, cell=found.cell,
+                     kind=found.kind.value, key=found.key)
 
     def state_dict(self) -> dict:
         """Restart state (JSON-friendly)."""
@@ -268,8 +290,16 @@ class LoadController:
         s, p = divmod(int(flat_index), self.n_parallel)
         return naming.cell(s + 1, p + 1)
 
-    def _evaluate(self, t, module_current, cell_voltages, cell_socs, max_temperature):
-        """(reason, is_limit, cell name, voltage value of a voltage condition) or None."""
+    def _limit_note(self, field: str) -> str:
+        """Why a load limit applied when the case did not set it."""
+        if field in self.load.model_fields_set:
+            return ""
+        return (f": the default {field} limit (AcuSolve BATTERY_MODULE's default); "
+                f"set load.{field} to change it")
+
+    def _conditions(self, t, module_current, cell_voltages, cell_socs, max_temperature):
+        """All active conditions in priority order (step conditions first, so a step's own
+        "until" wins over a load limit reached in the same step)."""
         s = self.step
         v = np.asarray(cell_voltages, dtype=float).ravel()
         soc = np.asarray(cell_socs, dtype=float).ravel()
@@ -282,57 +312,82 @@ class LoadController:
         charging = s.kind == "charge" or (s.kind not in ("discharge",) and i_mod < -small)
         i_lo, i_hi = int(np.argmin(v)), int(np.argmax(v))
         s_lo, s_hi = int(np.argmin(soc)), int(np.argmax(soc))
+        out: list[Condition] = []
 
-        # Step conditions end the step; they come first so a step's own "until" wins.
+        def add(kind, key, margin, reason, stop=False, cell=None, voltage_value=None, reached=None):
+            out.append(Condition(kind=kind, key=key, margin=float(margin),
+                                 reached=bool(margin >= 0.0 if reached is None else reached),
+                                 reason=reason, stop=stop, cell=cell, voltage_value=voltage_value))
+
+        V, C, SOC, TEMP = EventKind.VOLTAGE, EventKind.CURRENT, EventKind.SOC, EventKind.TEMPERATURE
         if s.until_voltage is not None:
-            if discharging and v[i_lo] <= s.until_voltage:
-                return (f"{label}: cell voltage {s.until_voltage:g} V reached by "
-                        f"{self._cell_name(i_lo)}", False, self._cell_name(i_lo), s.until_voltage)
-            if charging and v[i_hi] >= s.until_voltage:
-                return (f"{label}: cell voltage {s.until_voltage:g} V reached by "
-                        f"{self._cell_name(i_hi)}", False, self._cell_name(i_hi), s.until_voltage)
+            if discharging:
+                c = self._cell_name(i_lo)
+                add(V, "step.until_voltage", s.until_voltage - v[i_lo],
+                    f"{label}: cell voltage {s.until_voltage:g} V reached by {c}", cell=c,
+                    voltage_value=s.until_voltage)
+            elif charging:
+                c = self._cell_name(i_hi)
+                add(V, "step.until_voltage", v[i_hi] - s.until_voltage,
+                    f"{label}: cell voltage {s.until_voltage:g} V reached by {c}", cell=c,
+                    voltage_value=s.until_voltage)
         cut = None
         if s.until_current is not None:
             cut = s.until_current
         if s.until_c_rate is not None:
             cut = max(cut or 0.0, s.until_c_rate * self.one_c)
-        if cut is not None and elapsed > 0 and abs(i_mod) <= cut:
+        if cut is not None:
             what = "cut-off current reached" if s.kind == "hold" else "current limit reached"
-            return (f"{label}: {what} (|I| = {abs(i_mod):.4g} A <= {cut:.4g} A)", False, None, None)
+            margin = cut - abs(i_mod)
+            add(C, "step.until_current", margin,
+                f"{label}: {what} (|I| = {abs(i_mod):.4g} A <= {cut:.4g} A)",
+                reached=elapsed > 0 and margin >= 0.0)
         if s.until_soc is not None:
-            if discharging and soc[s_lo] <= s.until_soc:
-                return (f"{label}: SOC {s.until_soc:g} reached by {self._cell_name(s_lo)}",
-                        False, self._cell_name(s_lo), None)
-            if charging and soc[s_hi] >= s.until_soc:
-                return (f"{label}: SOC {s.until_soc:g} reached by {self._cell_name(s_hi)}",
-                        False, self._cell_name(s_hi), None)
-        if (s.until_temperature is not None and max_temperature is not None
-                and max_temperature >= s.until_temperature):
-            return (f"{label}: temperature {s.until_temperature:g} K reached", False, None, None)
-        if s.duration is not None and elapsed >= s.duration - _EPS_T * max(1.0, s.duration):
-            return (f"{label}: duration {s.duration:g} s elapsed", False, None, None)
+            if discharging:
+                c = self._cell_name(s_lo)
+                add(SOC, "step.until_soc", s.until_soc - soc[s_lo],
+                    f"{label}: SOC {s.until_soc:g} reached by {c}", cell=c)
+            elif charging:
+                c = self._cell_name(s_hi)
+                add(SOC, "step.until_soc", soc[s_hi] - s.until_soc,
+                    f"{label}: SOC {s.until_soc:g} reached by {c}", cell=c)
+        if s.until_temperature is not None and max_temperature is not None:
+            add(TEMP, "step.until_temperature", max_temperature - s.until_temperature,
+                f"{label}: temperature {s.until_temperature:g} K reached")
+        if s.duration is not None:
+            add(EventKind.DURATION, "step.duration",
+                elapsed - s.duration + _EPS_T * max(1.0, s.duration),
+                f"{label}: duration {s.duration:g} s elapsed")
         prof = self._profiles[self.step_index]
-        if prof is not None and elapsed >= prof.end - _EPS_T * max(1.0, prof.end):
-            return (f"{label}: end of profile at {prof.end:g} s", False, None, None)
+        if prof is not None:
+            add(EventKind.PROFILE_END, "step.profile_end",
+                elapsed - prof.end + _EPS_T * max(1.0, prof.end),
+                f"{label}: end of profile at {prof.end:g} s")
 
         # Module limits stop the run.
         L = self.load
         if i_mod > small:
-            if v[i_lo] <= L.minimum_cell_voltage:
-                return (f"minimum cell voltage {L.minimum_cell_voltage:g} V reached by "
-                        f"{self._cell_name(i_lo)}", True, self._cell_name(i_lo), None)
-            if soc[s_lo] <= L.minimum_cell_state_of_charge:
-                return (f"minimum cell state of charge {L.minimum_cell_state_of_charge:g} reached "
-                        f"by {self._cell_name(s_lo)}", True, self._cell_name(s_lo), None)
+            c = self._cell_name(i_lo)
+            add(V, "load.minimum_cell_voltage", L.minimum_cell_voltage - v[i_lo],
+                f"minimum cell voltage {L.minimum_cell_voltage:g} V reached by {c}"
+                + self._limit_note("minimum_cell_voltage"), stop=True, cell=c)
+            c = self._cell_name(s_lo)
+            add(SOC, "load.minimum_cell_state_of_charge",
+                L.minimum_cell_state_of_charge - soc[s_lo],
+                f"minimum cell state of charge {L.minimum_cell_state_of_charge:g} reached by {c}"
+                + self._limit_note("minimum_cell_state_of_charge"), stop=True, cell=c)
         if i_mod < -small:
             tol = _HOLD_VOLTAGE_TOLERANCE if s.kind == "hold" else 0.0
-            if v[i_hi] >= L.maximum_cell_voltage + tol:
-                return (f"maximum cell voltage {L.maximum_cell_voltage:g} V reached by "
-                        f"{self._cell_name(i_hi)}", True, self._cell_name(i_hi), None)
-            if soc[s_hi] >= L.maximum_cell_state_of_charge:
-                return (f"maximum cell state of charge {L.maximum_cell_state_of_charge:g} reached "
-                        f"by {self._cell_name(s_hi)}", True, self._cell_name(s_hi), None)
-        if (L.maximum_cell_temperature is not None and max_temperature is not None
-                and max_temperature >= L.maximum_cell_temperature):
-            return (f"maximum temperature {L.maximum_cell_temperature:g} K reached", True, None, None)
-        return None
+            c = self._cell_name(i_hi)
+            add(V, "load.maximum_cell_voltage", v[i_hi] - L.maximum_cell_voltage - tol,
+                f"maximum cell voltage {L.maximum_cell_voltage:g} V reached by {c}"
+                + self._limit_note("maximum_cell_voltage"), stop=True, cell=c)
+            c = self._cell_name(s_hi)
+            add(SOC, "load.maximum_cell_state_of_charge",
+                soc[s_hi] - L.maximum_cell_state_of_charge,
+                f"maximum cell state of charge {L.maximum_cell_state_of_charge:g} reached by {c}"
+                + self._limit_note("maximum_cell_state_of_charge"), stop=True, cell=c)
+        if L.maximum_cell_temperature is not None and max_temperature is not None:
+            add(TEMP, "load.maximum_cell_temperature", max_temperature - L.maximum_cell_temperature,
+                f"maximum temperature {L.maximum_cell_temperature:g} K reached", stop=True)
+        return out

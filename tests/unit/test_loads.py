@@ -162,9 +162,19 @@ def test_controller_limits_name_the_cell_and_restart():
 def test_global_limits_stop_the_run():
     ctl = LoadController(Load(current=10.0), capacity_Ah=5.0, n_series=2, n_parallel=1)
     ev = ctl.check(5.0, 6.0, 10.0, [3.1, 2.99], [0.5, 0.5])
-    assert ev.stop and ev.reason == "minimum cell voltage 3 V reached by cell_2_1"
+    # a default limit says so, and names the key that changes it
+    assert ev.stop and ev.reason == (
+        "minimum cell voltage 3 V reached by cell_2_1: the default minimum_cell_voltage limit "
+        "(AcuSolve BATTERY_MODULE's default); set load.minimum_cell_voltage to change it")
+    assert (ev.kind, ev.key) == ("voltage", "load.minimum_cell_voltage")
     ev = ctl.check(5.0, 6.0, 10.0, [3.5, 3.5], [0.5, 0.049])
     assert ev.stop and "minimum cell state of charge 0.05 reached by cell_2_1" in ev.reason
+    assert "set load.minimum_cell_state_of_charge to change it" in ev.reason
+    assert "seed" not in ev.reason.lower() and "design" not in ev.reason.lower()
+    # a limit the case sets is reported without the note
+    own = LoadController(Load(current=10.0, minimum_cell_voltage=3.0), 5.0, 2, 1)
+    assert own.check(5.0, 6.0, 10.0, [3.1, 2.99], [0.5, 0.5]).reason == (
+        "minimum cell voltage 3 V reached by cell_2_1")
     chg = LoadController(Load(current=-10.0), capacity_Ah=5.0, n_series=2, n_parallel=1)
     ev = chg.check(5.0, 8.0, -10.0, [4.21, 4.0], [0.5, 0.5])
     assert ev.stop and "maximum cell voltage 4.2 V reached by cell_1_1" in ev.reason

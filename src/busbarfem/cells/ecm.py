@@ -9,6 +9,13 @@ Per cell c (arrays of length N; RC arrays N x K):
     dSOC_c/dt     = -I_c / (3600 Q_c)                        (I > 0 discharges)
     V_RC(t+dt)    = e^(-dt/tau) V_RC(t) + R (1 - e^(-dt/tau)) I   (exact for constant I)
 
+In a held-voltage step the current decays within the step; there the update takes the
+current as linear in time from ``I_start`` to ``I`` (the RC pairs still exactly):
+
+    V_RC(t+dt)    = a V_RC(t) + R ((1 - a - phi) I_start + phi I),  a = e^(-dt/tau),
+                    phi = 1 - tau (1 - a) / dt
+    SOC(t+dt)     = SOC(t) - (I_start + I) dt / (7200 Q)
+
 Cells are ordered (stage, parallel): index = (s - 1) * n_parallel + (p - 1).
 """
 
@@ -155,27 +162,33 @@ def emf(params: CellParameters, state: ECMState, T) -> np.ndarray:
     return params.ocv(state.soc, T) - state.v_rc.sum(axis=1)
 
 
-def step_source(params: CellParameters, state: ECMState, T, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Effective EMF and resistance of each cell for a step of ``dt`` at constant current.
+def step_source(params: CellParameters, state: ECMState, T, dt: float,
+                current_start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Effective EMF and resistance of each cell for a step of ``dt``.
 
     With the RC pairs integrated exactly over the step, the cell voltage at the end of the
     step is ``V = E_eff - R_eff I`` with ``E_eff = OCV - sum_k a_k V_RC,k`` and
-    ``R_eff = R0 + sum_k R_k (1 - a_k)``, ``a_k = exp(-dt/tau_k)``. Solving the circuit with
-    these (instead of the RC voltages frozen at the step start) keeps parallel current
-    sharing stable for any dt, also dt >> tau. ``dt = 0`` gives the instantaneous
-    ``(OCV - sum V_RC, R0)``.
+    ``R_eff = R0 + sum_k R_k (1 - a_k)``, ``a_k = exp(-dt/tau_k)``, for a current held
+    constant over the step. Solving the circuit with these (instead of the RC voltages
+    frozen at the step start) keeps parallel current sharing stable for any dt, also
+    dt >> tau. ``dt = 0`` gives the instantaneous ``(OCV - sum V_RC, R0)``.
+
+    With ``current_start`` (per-cell currents at the start of the step) the current is
+    taken as linear in time from ``current_start`` to the end-of-step ``I`` instead
+    (second order for a decaying held-voltage current; see the module docstring): the
+    start-current terms move into ``E_eff``.
 
     Returns:
-        ``(E_eff, R_eff, R_ocv)``: ``R_ocv = dOCV/dSOC dt / (3600 Q)`` is the part of R_eff
-        that stands for the OCV change over the step, so the end-of-step OCV is
-        ``OCV - R_ocv I`` (used for the irreversible heat ``I (OCV_end - V)``).
+        ``(E_eff, R_eff, R_ocv)``: ``R_ocv = dOCV/dSOC dt / (3600 Q)`` (halved with
+        ``current_start``) is the part of R_eff that stands for the OCV change over the
+        step, so the end-of-step OCV is ``OCV - R_ocv I`` (``OCV - R_ocv (I_start + I)``
+        with ``current_start``), used for the irreversible heat ``I (OCV_end - V)``.
     """
     soc = state.soc
     a = np.exp(-dt / params.rc_tau) if params.n_rc else np.zeros(0)
     R = params.rc_R(soc, T)
     E = params.ocv(soc, T) - (state.v_rc * a).sum(axis=1)
-    Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
-    R_ocv = np.zeros_like(Reff)
+    R_ocv = np.zeros_like(E)
     if dt > 0:
         # the OCV at the end of the step, linearised in the current: the SOC moves by
         # -I dt / (3600 Q), so the OCV slope acts as one more series resistance
@@ -183,7 +196,33 @@ def step_source(params: CellParameters, state: ECMState, T, dt: float) -> tuple[
         hi, lo = np.clip(soc + d, 0, 1), np.clip(soc - d, 0, 1)
         slope = (params.ocv(hi, T) - params.ocv(lo, T)) / (hi - lo)
         R_ocv = slope * dt / (3600.0 * state.capacity_Ah)
-    return E, Reff + R_ocv, R_ocv
+    if current_start is None:
+        Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
+        return E, Reff + R_ocv, R_ocv
+    i0 = np.asarray(current_start, dtype=float)
+    w0, w1 = linear_current_weights(params.rc_tau, dt)
+    if dt > 0:
+        # secant slope over the SOC change the start current predicts, so a kink of a
+        # tabulated OCV inside the step does not show as a jump of the current
+        dsoc = -i0 * dt / (3600.0 * state.capacity_Ah)
+        end = np.clip(soc + dsoc, 0, 1)
+        wide = np.abs(end - soc) > 1e-6
+        secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
+        R_ocv = np.where(wide, secant * dt / (3600.0 * state.capacity_Ah), R_ocv)
+    R_ocv = 0.5 * R_ocv
+    E = E - R_ocv * i0 - (R * w0).sum(axis=1) * i0
+    Reff = params.R0(soc, T) + (R * w1).sum(axis=1) + R_ocv
+    return E, Reff, R_ocv
+
+
+def linear_current_weights(tau, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``(w0, w1)`` of the start and end current in ``V_RC(t+dt) = a V_RC +
+    R (w0 I_start + w1 I)`` for a current linear in time over ``dt``; w0 + w1 = 1 - a."""
+    x = dt / np.asarray(tau, dtype=float)
+    one_minus_a = -np.expm1(-x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w1 = np.where(x > 1e-4, 1.0 - one_minus_a / np.where(x > 0, x, 1.0), x / 2 - x * x / 6)
+    return one_minus_a - w1, w1
 
 
 def terminal_voltage(E, R0, current) -> np.ndarray:
@@ -205,16 +244,28 @@ def rc_update(v_rc, R, tau, current, dt: float) -> np.ndarray:
     return decay * v_rc + np.asarray(R) * (1.0 - decay) * np.asarray(current)[:, None]
 
 
-def advance(params: CellParameters, state: ECMState, current, dt: float, T=None) -> ECMState:
-    """New state after ``dt`` seconds at constant per-cell ``current`` [A].
+def advance(params: CellParameters, state: ECMState, current, dt: float, T=None,
+            current_start=None) -> ECMState:
+    """New state after ``dt`` seconds at per-cell ``current`` [A].
 
-    ``T`` [K]: the cell temperatures the step was solved at (RC Arrhenius; None = T_ref);
-    pass the same as to :func:`step_source` so the RC update matches the solved circuit.
+    The current is constant over the step, or with ``current_start`` linear in time from
+    ``current_start`` to ``current`` (as in :func:`step_source`). ``T`` [K]: the cell
+    temperatures the step was solved at (RC Arrhenius; None = T_ref); pass the same as to
+    :func:`step_source` so the RC update matches the solved circuit.
     """
     current = np.asarray(current, dtype=float)
     R = params.rc_R(state.soc, T)  # SOC- and T-dependent R frozen at the start of the step
+    if current_start is None:
+        return ECMState(
+            soc=state.soc - current * dt / (3600.0 * state.capacity_Ah),
+            v_rc=rc_update(state.v_rc, R, params.rc_tau, current, dt),
+            capacity_Ah=state.capacity_Ah.copy(),
+        )
+    i0 = np.asarray(current_start, dtype=float)
+    w0, w1 = linear_current_weights(params.rc_tau, dt)
+    decay = np.exp(-dt / params.rc_tau)
     return ECMState(
-        soc=state.soc - current * dt / (3600.0 * state.capacity_Ah),
-        v_rc=rc_update(state.v_rc, R, params.rc_tau, current, dt),
+        soc=state.soc - 0.5 * (i0 + current) * dt / (3600.0 * state.capacity_Ah),
+        v_rc=decay * state.v_rc + R * (w0 * i0[:, None] + w1 * current[:, None]),
         capacity_Ah=state.capacity_Ah.copy(),
     )

@@ -16,10 +16,12 @@ power control solves B I^2 - A I + P = 0 on the branch through I = 0.
 
 Time stepping (operator splitting, as the 3D coupling): with the cell states at t_n,
 solve the circuit for the target at t_n + dt/2, advance SOC and RC voltages exactly for
-that constant current, and the optional lumped thermal model
-``m cp dT/dt = q - h A (T - T_amb)`` exactly for that heat. Steps land on step ends and
-profile breakpoints; threshold events (voltage, SOC, cut-off current) are located by
-bisection of the step to ``event_tolerance``.
+that constant current (in a held-voltage step: for the current linear in time between
+the start and end of the step, with the step size controlled by the current change),
+and the optional lumped thermal model ``m cp dT/dt = q - h A (T - T_amb)`` exactly for
+that heat. Steps land on step ends and profile breakpoints; threshold events (voltage,
+SOC, cut-off current, temperature) are located by root finding on the step to
+``event_tolerance`` (:mod:`busbarfem.events`, shared with the 3D loop).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import numpy as np
 from busbarfem import naming
 from busbarfem.case.cells import CellModel
 from busbarfem.case.loads import Load
-from busbarfem.cells.ecm import CellParameters, ECMState, advance, emf, step_source
+from busbarfem.cells.ecm import CellParameters, ECMState, advance, step_source
+from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, locate, margin_of
 from busbarfem.loads import Event, LoadController, Target
 
 
@@ -228,20 +231,21 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
     else:
         T = np.full(n_cells, cell.T_ref)
 
-    def electrical(st: ECMState, temp: np.ndarray, target: Target, h: float = 0.0):
+    def electrical(st: ECMState, temp: np.ndarray, target: Target, h: float = 0.0, i_start=None):
         # end-of-step circuit: RC pairs integrated exactly over h (stable for any h)
-        E, R, R_ocv = step_source(params, st, temp, h)
+        E, R, R_ocv = step_source(params, st, temp, h, i_start)
         sol = circuit.solve(E, R, target)
         i = sol.cell_current.ravel()
-        ocv = params.ocv(st.soc, temp) - R_ocv * i  # OCV at the end of the step
+        # OCV at the end of the step
+        ocv = params.ocv(st.soc, temp) - R_ocv * (i if i_start is None else i + i_start)
         q_irr = i * (ocv - sol.cell_voltage.ravel())
         q_rev = -i * temp * params.dUdT(st.soc)
         return sol, q_irr, q_rev
 
-    def take_step(st: ECMState, temp: np.ndarray, t0: float, h: float):
-        snap = electrical(st, temp, ctl.target(t0 + 0.5 * h), h)
+    def take_step(st: ECMState, temp: np.ndarray, t0: float, h: float, i_start=None):
+        snap = electrical(st, temp, ctl.target(t0 + 0.5 * h), h, i_start)
         sol, q_irr, q_rev = snap
-        new = advance(params, st, sol.cell_current.ravel(), h, temp)
+        new = advance(params, st, sol.cell_current.ravel(), h, temp, i_start)
         if thermal is None:
             new_T = temp
         else:
@@ -272,6 +276,8 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
 
     t = 0.0
     stop_reason = ""
+    hold_control = HoldCurrentControl(current_floor=0.01 * cell.capacity)
+    h_hold = None  # step length the hold control suggests for the next held-voltage step
     try:
         snap = snapshot(state, T, t)
     except PowerLimitError as exc:
@@ -288,26 +294,37 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
         if nxt is not None:
             h = min(h, nxt - t)
 
-        def trial(h_try):
-            st, temp, s = take_step(state, T, t, h_try)
-            sol = s[0]
-            ev = ctl.check(t + h_try, sol.module_voltage, sol.module_current,
-                           sol.cell_voltage, st.soc, float(temp.max()))
-            return st, temp, s, ev
-
         try:
-            new_state, new_T, snap_new, ev = trial(h)
-            if ev is not None and h > event_tolerance:
-                lo, hi = 0.0, h
-                while hi - lo > event_tolerance:
-                    mid = 0.5 * (lo + hi)
-                    if trial(mid)[3] is None:
-                        lo = mid
-                    else:
-                        hi = mid
-                if hi < h:
-                    h = hi
-                    new_state, new_T, snap_new, ev = trial(h)
+            # the state just after t under the active target: the margins at the start of
+            # the step and, in a held-voltage step, the start current of the linear-current
+            # update (the current jumps when a step begins)
+            start = snapshot(state, T, t)[0]
+            start_conds = ctl.conditions(t, start.module_current, start.cell_voltage, state.soc,
+                                         float(T.max()))
+            i_start = start.cell_current.ravel() if ctl.target(t).mode in VARYING_CURRENT_MODES else None
+            if i_start is None:
+                h_hold = None
+            elif h_hold is not None:
+                h = min(h, h_hold)
+
+            def trial(h_try):
+                st, temp, s = take_step(state, T, t, h_try, i_start)
+                sol = s[0]
+                conds = ctl.conditions(t + h_try, sol.module_current, sol.cell_voltage, st.soc,
+                                       float(temp.max()))
+                return (st, temp, s), conds
+
+            first = trial(h)
+            while i_start is not None:
+                accept, h_next = hold_control.judge(i_start, first[0][2][0].cell_current.ravel(), h)
+                if accept or h <= 1e-3:
+                    h_hold = h_next
+                    break
+                h = h_next
+                first = trial(h)
+            h, (new_state, new_T, snap_new), _ = locate(
+                trial, h, event_tolerance, first=first,
+                margin_at_start=lambda key: margin_of(start_conds, key))
         except PowerLimitError as exc:
             stop_reason = f"{exc} at t = {t:g} s"
             break

@@ -90,16 +90,20 @@ class CellCoupling:
         """Cell EMFs E = OCV - sum V_RC [V]."""
         return ecm.emf(self.params, self.state, self.T_mean)
 
-    def refresh(self, dt: float = 0.0) -> None:
+    def refresh(self, dt: float = 0.0, current_start=None) -> None:
         """Write g, E, OCV, dU/dT of every cell into the DG0 coefficients for a step of ``dt``.
 
         The RC pairs (and the OCV drift with SOC) are integrated exactly over the step at
         constant current (:func:`busbarfem.cells.ecm.step_source`), so the solve gives the
         end-of-step cell currents and voltages; ``dt = 0`` gives the instantaneous ones.
+        With ``current_start`` (held-voltage steps) the current is taken as linear in time
+        from those start currents to the solved end currents; :meth:`advance` follows.
         """
         el = self.el
         self._T_step = np.array(self.T_mean, dtype=float)  # the RC update uses the same T
-        E, R, self._R_ocv = ecm.step_source(self.params, self.state, self.T_mean, dt)
+        self._current_start = None if current_start is None else np.array(current_start, dtype=float)
+        E, R, self._R_ocv = ecm.step_source(self.params, self.state, self.T_mean, dt,
+                                            self._current_start)
         self._E_eff, self._R_eff = E, R
         g = 1.0 / (R * self.volumes)
         ocv = self.params.ocv(self.state.soc, self.T_mean)
@@ -120,7 +124,8 @@ class CellCoupling:
         """
         tot = self._j_int.by_region()
         self.current = np.array([tot[n] for n in self.names])
-        ocv_end = self.params.ocv(self.state.soc, self.T_mean) - self._R_ocv * self.current
+        i_ocv = self.current if self._current_start is None else self.current + self._current_start
+        ocv_end = self.params.ocv(self.state.soc, self.T_mean) - self._R_ocv * i_ocv
         for i, cells in enumerate(self._cells):
             self.el.ocv.x.array[cells] = ocv_end[i]
         self.el.ocv.x.scatter_forward()
@@ -137,7 +142,8 @@ class CellCoupling:
 
     def advance(self, dt: float) -> None:
         """Advance SOC and RC states by ``dt`` with the measured currents."""
-        self.state = ecm.advance(self.params, self.state, self.current, dt, self._T_step)
+        self.state = ecm.advance(self.params, self.state, self.current, dt, self._T_step,
+                                 self._current_start)
 
     def electrochemical_power(self) -> float:
         """Rate of electrochemical energy release sum_c E_c I_c ... with OCV: sum OCV_c I_c [W]."""

@@ -1,0 +1,211 @@
+r"""Terminations and step-size control shared by the 3D and the lumped time loops.
+
+A time loop asks two things of a step from ``t`` to ``t + h``:
+
+1. *Did a termination happen inside it, and where exactly?* Terminations are typed
+   :class:`Condition` records (an :class:`EventKind` plus a signed ``margin`` that is
+   >= 0 once the limit is reached). Scheduled ones (a step duration, the end of a profile,
+   the end time) are landed on by shortening the step to their time beforehand
+   (:meth:`busbarfem.loads.LoadController.next_event_time`). Threshold ones (a cell
+   voltage, a cut-off current, an SOC, a temperature) are located by :func:`locate`: the
+   step is re-solved with a shorter ``h`` and the root of ``margin(h)`` is found by the
+   Illinois (modified regula falsi) method, safeguarded by bisection, until it is
+   bracketed within ``tolerance`` seconds. The step returned is the shortest one found
+   that reaches the limit, so the run ends (or switches steps) no more than
+   ``tolerance`` after the true crossing, whatever the step size.
+
+2. *Was the step accurate enough?* During a held voltage (or power) the current changes
+   within the step. The cell update then takes the current as linear in time between its values at
+   both ends of the step (second order; the RC pairs are still integrated exactly for
+   that current, :func:`busbarfem.cells.ecm.step_source`), and
+   :class:`HoldCurrentControl` keeps the relative change of any cell current per step
+   near ``target_change``: a step with more than twice that change is rejected and
+   retried shorter, the next one is sized from the observed change. The end of a CV
+   charge is then independent of the nominal ``dt``.
+
+Both loops call the same two pieces: :func:`locate` with a ``trial(h)`` that re-solves
+the step from its saved start, and :class:`HoldCurrentControl` for held-voltage and
+held-power steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Landing(Enum):
+    """How a time loop lands on an event."""
+
+    SCHEDULED = "scheduled"  # its time is known in advance: the step is cut to it
+    THRESHOLD = "threshold"  # a quantity crosses a limit: located by root finding
+
+
+class EventKind(Enum):
+    """What ended a step or stopped the run."""
+
+    VOLTAGE = "voltage"
+    CURRENT = "current"
+    SOC = "soc"
+    TEMPERATURE = "temperature"
+    DURATION = "duration"
+    PROFILE_END = "profile_end"
+    END_TIME = "end_time"
+
+    @property
+    def landing(self) -> Landing:
+        """Scheduled (known time) or threshold (located by root finding)."""
+        if self in (EventKind.DURATION, EventKind.PROFILE_END, EventKind.END_TIME):
+            return Landing.SCHEDULED
+        return Landing.THRESHOLD
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One termination condition evaluated on a state.
+
+    Attributes:
+        kind: what is compared.
+        key: which condition, stable between evaluations (e.g. ``"step.until_voltage"``,
+            ``"load.minimum_cell_voltage"``): the root finder follows one key.
+        margin: signed distance to the limit in the quantity's unit; >= 0 past it.
+        reached: the condition holds (normally ``margin >= 0``).
+        reason: human-readable text for the event.
+        stop: it stops the run (a limit) rather than ending the step.
+        cell: the cell that triggered it, if any.
+        voltage_value: the voltage of a voltage condition (for CC -> CV hand-over).
+    """
+
+    kind: EventKind
+    key: str
+    margin: float
+    reached: bool
+    reason: str
+    stop: bool = False
+    cell: str | None = None
+    voltage_value: float | None = None
+
+
+def first_reached(conditions: Sequence[Condition]) -> Condition | None:
+    """The first reached condition (the list is in priority order), or None."""
+    return next((c for c in conditions if c.reached), None)
+
+
+def margin_of(conditions: Sequence[Condition], key: str) -> float:
+    """Margin of the condition ``key`` (-inf when it is not active in this state)."""
+    return next((c.margin for c in conditions if c.key == key), -math.inf)
+
+
+#: Terminal targets under which the cell currents change within a step even with the
+#: cell parameters frozen (held voltage, held power): these steps use the linear-in-time
+#: current update and :class:`HoldCurrentControl`.
+VARYING_CURRENT_MODES = ("voltage", "power")
+
+Trial = Callable[[float], tuple[object, list[Condition]]]
+
+
+def locate(trial: Trial, h: float, tolerance: float, first=None,
+           margin_at_start: Callable[[str], float] | None = None, max_trials: int = 60):
+    """Shorten a step that reached a threshold so that it ends at the crossing.
+
+    Args:
+        trial: ``trial(h) -> (result, conditions)`` re-solves the step from its start with
+            length ``h`` and returns whatever the caller needs plus the evaluated
+            conditions at the end of it. It may change solver state: on return the state
+            is that of the last call, which is always at the returned ``h``.
+        h: the step length tried first.
+        tolerance: bracket width [s] at which the search stops.
+        first: ``trial(h)`` already computed (saves one solve).
+        margin_at_start: margin of a condition key at the start of the step (h = 0), if
+            known; else the first iteration bisects.
+        max_trials: safety limit on re-solves.
+
+    Returns:
+        ``(h_event, result, condition)``: the step to take, the trial result at it and the
+        reached condition (None if nothing was reached at ``h``). If the first reached
+        condition is scheduled, or ``h <= tolerance``, ``h`` is returned unchanged.
+    """
+    result, conds = first if first is not None else trial(h)
+    cond = first_reached(conds)
+    if cond is None or cond.kind.landing is Landing.SCHEDULED or h <= tolerance:
+        return h, result, cond
+    lo, hi = 0.0, h
+    g_hi = cond.margin
+    g_lo = margin_at_start(cond.key) if margin_at_start is not None else None
+    last_at_hi = True
+    side = 0  # +1: the last new point replaced hi, -1: it replaced lo (Illinois)
+    n = slow = 0
+    while hi - lo > tolerance and n < max_trials:
+        n += 1
+        usable = (g_lo is not None and math.isfinite(g_lo) and math.isfinite(g_hi)
+                  and g_lo < 0.0 <= g_hi and g_hi > g_lo)
+        if usable and slow < 2:
+            x = hi - g_hi * (hi - lo) / (g_hi - g_lo)
+            # step at least tolerance/2 inside the bracket, so a root approached from one
+            # side is bracketed within the tolerance in one more trial
+            x = min(max(x, lo + 0.5 * tolerance), hi - 0.5 * tolerance)
+        else:
+            x = 0.5 * (lo + hi)
+        width = hi - lo
+        res_x, conds_x = trial(x)
+        reached = first_reached(conds_x)
+        if reached is not None and reached.kind.landing is Landing.THRESHOLD:
+            if reached.key != cond.key:
+                # an earlier crossing of another condition: follow that one
+                g_lo = margin_at_start(reached.key) if margin_at_start is not None and lo == 0.0 else None
+                side = 0
+            elif side == 1 and g_lo is not None:
+                g_lo *= 0.5
+            hi, g_hi, result, cond = x, reached.margin, res_x, reached
+            side, last_at_hi = 1, True
+        else:
+            g = margin_of(conds_x, cond.key)
+            if side == -1:
+                g_hi *= 0.5
+            lo, g_lo = x, (g if g < 0.0 else -1e-300)
+            side, last_at_hi = -1, False
+        # regula falsi can creep from one side: bisect after two trials that did not
+        # halve the bracket
+        slow = slow + 1 if (hi - lo) > 0.5 * width else 0
+    if not last_at_hi:
+        result, conds = trial(hi)
+        reached = first_reached(conds)
+        cond = reached if reached is not None else cond
+    return hi, result, cond
+
+
+class HoldCurrentControl:
+    """Step-size control for held-voltage steps from the relative current change.
+
+    Args:
+        target_change: aimed-at max relative change of a cell current per step [-].
+        current_floor: currents below this [A] count as this (a vanishing current must
+            not force vanishing steps).
+    """
+
+    def __init__(self, target_change: float = 0.05, current_floor: float = 1e-3):
+        self.target_change = float(target_change)
+        self.current_floor = float(current_floor)
+
+    def change(self, start, end) -> float:
+        """Largest relative change of the cell currents between two arrays [-]."""
+        worst = 0.0
+        for a, b in zip(start, end, strict=True):
+            worst = max(worst, abs(b - a) / max(abs(b), abs(a), self.current_floor))
+        return worst
+
+    def judge(self, start, end, h: float) -> tuple[bool, float]:
+        """``(accept, h_next)`` after a trial of length ``h``.
+
+        Rejects when the change exceeds twice the target; ``h_next`` is the suggested
+        length of the retried (rejected) or of the next (accepted) step.
+        """
+        r = self.change(start, end)
+        if r <= 0.0:
+            return True, 2.0 * h
+        ratio = math.sqrt(self.target_change / r)  # the change grows ~ linearly with h
+        if r > 2.0 * self.target_change:
+            return False, h * max(0.2, 0.9 * ratio)
+        return True, h * min(2.0, ratio)

@@ -1,0 +1,89 @@
+"""The shared event mechanism (busbarfem.events) and the linear-current ECM update."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from busbarfem.case.cells import CellModel
+from busbarfem.cells.ecm import CellParameters, ECMState, advance, step_source
+from busbarfem.events import Condition, EventKind, HoldCurrentControl, Landing, locate
+
+
+def _threshold(value: float, limit: float) -> list[Condition]:
+    return [Condition(kind=EventKind.VOLTAGE, key="k", margin=value - limit,
+                      reached=value >= limit, reason="r")]
+
+
+@pytest.mark.parametrize("func, limit, root", [
+    (lambda h: h * h, 2.0, math.sqrt(2.0)),                          # smooth, convex
+    (lambda h: 1.0 - math.exp(-h / 3.0), 0.5, 3.0 * math.log(2.0)),  # concave
+    (lambda h: math.floor(4.0 * h) / 4.0, 1.25, 1.25),              # steps: bisection fallback
+])
+def test_locate_brackets_the_crossing_within_tolerance(func, limit, root):
+    calls = []
+
+    def trial(h):
+        calls.append(h)
+        return h, _threshold(func(h), limit)
+
+    tol = 1e-3
+    h, result, cond = locate(trial, 10.0, tol)
+    assert result == h and cond.key == "k"
+    assert func(h) >= limit                      # the returned step reaches the limit
+    assert root - 1e-12 <= h <= root + tol       # and ends no later than tol after it
+    assert calls[-1] == h                        # the solver state is that of h
+    assert len(calls) < 30
+
+
+def test_locate_leaves_scheduled_events_and_short_steps_alone():
+    sched = [Condition(kind=EventKind.DURATION, key="d", margin=0.0, reached=True, reason="r")]
+    assert EventKind.DURATION.landing is Landing.SCHEDULED
+    assert EventKind.CURRENT.landing is Landing.THRESHOLD
+    h, _, cond = locate(lambda h: (h, sched), 7.0, 0.01)
+    assert h == 7.0 and cond.kind is EventKind.DURATION
+    h, _, cond = locate(lambda h: (h, _threshold(h, 0.001)), 0.005, 0.01)
+    assert h == 0.005 and cond is not None
+
+
+def test_locate_follows_an_earlier_crossing_of_another_condition():
+    def trial(h):
+        return h, [Condition(EventKind.VOLTAGE, "late", h - 8.0, h >= 8.0, "late"),
+                   Condition(EventKind.SOC, "early", h - 3.0, h >= 3.0, "early")]
+
+    h, _, cond = locate(trial, 10.0, 1e-3)
+    assert cond.key == "early" and 3.0 <= h <= 3.0 + 1e-3
+
+
+def test_hold_control_rejects_large_changes_and_sizes_the_next_step():
+    ctl = HoldCurrentControl(target_change=0.05, current_floor=0.01)
+    ok, h_next = ctl.judge(np.array([-5.0]), np.array([-4.0]), 60.0)  # 25 % change
+    assert not ok and h_next < 60.0
+    ok, h_next = ctl.judge(np.array([-1.0]), np.array([-0.99]), 10.0)  # 1 % change
+    assert ok and h_next == pytest.approx(20.0)  # grows at most 2x
+    assert ctl.change([0.0], [0.001]) == pytest.approx(0.1)  # floor: 0.001 / 0.01
+
+
+def test_linear_current_update_is_exact_for_a_ramp():
+    """advance(..., current_start) integrates a current ramp exactly (RC and SOC), and
+    step_source predicts the end-of-step voltage the advanced state gives."""
+    cell = CellModel(capacity=5.0, ocv=[[0.0, 3.0], [1.0, 4.2]], R0=0.02,
+                     rc_pairs=[{"R": 0.015, "tau": 30.0}, {"R": 0.004, "tau": 400.0}])
+    params = CellParameters(cell, 1)
+    state = ECMState(soc=np.array([0.6]), v_rc=np.array([[-0.02, 0.003]]), capacity_Ah=np.array([5.0]))
+    i0, i1, h = -5.0, -2.0, 45.0
+
+    def rhs(t, y):
+        i = i0 + (i1 - i0) * t / h
+        return [-i / (3600 * 5.0), (0.015 * i - y[1]) / 30.0, (0.004 * i - y[2]) / 400.0]
+
+    ref = solve_ivp(rhs, [0, h], [0.6, -0.02, 0.003], rtol=1e-12, atol=1e-14).y[:, -1]
+    new = advance(params, state, np.array([i1]), h, current_start=np.array([i0]))
+    np.testing.assert_allclose([new.soc[0], *new.v_rc[0]], ref, rtol=1e-9, atol=1e-12)
+    E, R, _ = step_source(params, state, 298.15, h, current_start=np.array([i0]))
+    v_pred = E[0] - R[0] * i1
+    v_state = params.ocv(new.soc, 298.15)[0] - new.v_rc.sum() - 0.02 * i1
+    assert v_pred == pytest.approx(v_state, abs=1e-12)
