@@ -1,5 +1,7 @@
-"""summary.json and the report: extrema over the run, heat per region from every source,
-interconnect versus cell resistance (issue 12).
+"""summary.json: extrema over the run, heat per region from every source, module resistances.
+
+Issue 12: maxima at the last time, per-region heat counting Joule heat only, V/I of a
+module reported as a resistance.
 
 References: the run's own time series (an independent record, written row by row), the
 lumped Bernardi heat I (OCV - V) - I T dU/dT of each cell computed here from the ECM
