@@ -305,7 +305,8 @@ def cmd_run(args, comm, con: Console) -> int:
 
         summary = comm.bcast(run_lumped_case(case, src, out) if comm.rank == 0 else None, root=0)
         con.print(f"  lumped circuit: stop: {summary['stop_reason']}; delivered "
-                  f"{summary['energy']['charge_out_Ah']:.4g} Ah; T_max {summary['T_max']['value']:.2f} K")
+                  f"{summary['energy']['charge_out_Ah']:.4g} Ah; T_max {summary['T_max']['value']:.2f} K "
+                  f"at t = {summary['T_max']['time_s']:.6g} s")
         con.print(f"  results: {out}")
         return 0
 
@@ -335,8 +336,10 @@ def cmd_run(args, comm, con: Console) -> int:
         r = term.get("resistance_ohm") if "module" not in summary else None
         con.print(f"  terminal: V = {term['voltage_V']:.6g} V, I = {term['current_A']:.6g} A"
                   + (f", R = {r * 1e6:.4g} micro-ohm" if r else ""))
-        con.print(f"  T_max = {summary['T_max']['value']:.2f} K in {summary['T_max']['region']}, "
-                  f"|J|_max = {summary['J_max']['value']:.4g} A/m^2 in {summary['J_max']['region']}")
+        # maxima over the run; a transient also names when they occurred
+        when = {k: f" at t = {summary[k]['time_s']:.6g} s" if len(sim.rows) > 1 else "" for k in ("T_max", "J_max")}
+        con.print(f"  T_max = {summary['T_max']['value']:.2f} K in {summary['T_max']['region']}{when['T_max']}, "
+                  f"|J|_max = {summary['J_max']['value']:.4g} A/m^2 in {summary['J_max']['region']}{when['J_max']}")
     if summary["stop_reason"] == "thermal runaway":
         con.print(f"  THERMAL RUNAWAY: {summary['runaway']['message']}")
     if not args.no_report and case.output.report:

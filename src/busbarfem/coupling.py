@@ -33,7 +33,7 @@ from mpi4py import MPI
 from dolfinx import fem
 
 from busbarfem import naming
-from busbarfem.analysis.regions import RegionIntegrator, extremum
+from busbarfem.analysis.regions import RegionBreakdown, RunExtrema, extremum
 from busbarfem.errors import CaseError, SolveError
 from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, margin_of
 from busbarfem.events import locate as locate_event
@@ -169,16 +169,21 @@ class Simulation:
             from busbarfem.physics.cells import CellCoupling
 
             self.cells = CellCoupling(b, case.cell, self.el, T_k)
-        q = self.el.joule_density() + self._cell_heat_expr()
+        # every volume heat source by name; q is their sum, so the per-region breakdown
+        # (summary.json heat.by_region) always covers every source the thermal problem sees
+        self.heat_sources = self._heat_sources()
+        q = sum(self.heat_sources.values())
         self.th = ThermalProblem(b, props, bcs, q, T0, order=order, solver=s.thermal_solver, rtol=s.rtol,
                                  T_k=T_k)
         self.T_k = T_k
         self.q_expr = q
-        self.joule_by_region = RegionIntegrator(b, self.el.joule_density())
         if self.cells is not None:
             j = self.el.transfer_current()
             self._enthalpy_form = fem.form(j * (self.el.ocv - T_k * self.el.dudt) * ufl.dx(domain=b.mesh))
-        self.heat_by_region = RegionIntegrator(b, q)
+        self.heat_by_region = RegionBreakdown(b, {**self.heat_sources, "total": q})
+        self.extrema = RunExtrema()
+        self.region_heat_J = dict.fromkeys(b.volume_names(), 0.0)
+        self.last_region_heat: dict | None = None
         if self.restarting and self.outdir is not None:
             self.restore(self.outdir)  # verify (refuse) before any output file is opened
         self._setup_output()
@@ -217,10 +222,14 @@ class Simulation:
             self.cell_params[n] = {"sigma_pos": c.sigma_pos, "sigma_neg": c.sigma_neg, "alpha_pos": c.alpha_pos,
                                    "alpha_neg": c.alpha_neg, "T_ref": c.T_ref}
 
-    def _cell_heat_expr(self):
-        if self.cells is None:
-            return fem.Constant(self.bundle.mesh, 0.0)
-        return self.cells.heat_density()
+    def _heat_sources(self) -> dict:
+        """The volume heat sources [W/m^3] by name: Joule (conductors and cell collectors)
+        and, with cells, the Bernardi irreversible and reversible terms."""
+        sources = {"joule": self.el.joule_density()}
+        if self.cells is not None:
+            sources["irreversible"] = self.cells.irreversible_heat()
+            sources["reversible"] = self.cells.reversible_heat()
+        return sources
 
     def _thermal_bcs(self) -> list:
         case, b = self.case, self.bundle
@@ -695,7 +704,8 @@ class Simulation:
         state = {"t": t, "step": step, "dt": self._next_dt, "rows": len(self.rows),
                  "cells": self.cells.state.to_dict() if self.cells is not None else None,
                  "controller": self.controller.state_dict(), "events": self.events, "monitor": mon,
-                 "timings": self.timings, "fingerprint": self._fingerprint()}
+                 "timings": self.timings, "fingerprint": self._fingerprint(),
+                 "extrema": self.extrema.state_dict(self.bundle), "region_heat_J": self.region_heat_J}
         checkpoint.save(self.outdir, self.comm, self.th.T_n, state)
         self._tick("checkpoint", t0)
 
@@ -748,6 +758,8 @@ class Simulation:
             self.cells.state = ECMState.from_dict(state["cells"])
         self.restart_state = state
         self.events = list(state.get("events", []))
+        self.extrema.load_state_dict(state.get("extrema", {}))
+        self.region_heat_J.update(state.get("region_heat_J", {}))
 
     def _cell_status(self) -> tuple[np.ndarray, np.ndarray]:
         """Cell voltages and SOCs for the load controller (one pseudo-cell without cells)."""
@@ -788,9 +800,23 @@ class Simulation:
         T = self.th.T.x.array[:nown]
         tmax = self.comm.allreduce(float(T.max()) if nown else -np.inf, op=MPI.MAX)
         tmin = self.comm.allreduce(float(T.min()) if nown else np.inf, op=MPI.MIN)
+        self._refresh_Jmag()
+        nq = self.out_Jmag.function_space.dofmap.index_map.size_local
+        jmax = self.comm.allreduce(float(self.out_Jmag.x.array[:nq].max()) if nq else -np.inf, op=MPI.MAX)
+        for key, kind, value, fn in (("T_max", "max", tmax, self.th.T), ("T_min", "min", tmin, self.th.T),
+                                     ("J_max", "max", jmax, self.out_Jmag)):
+            self.extrema.offer(key, kind, value, t, fn)
+        # heat per region and source of the step just taken, and its energy over the run
+        # (rectangle rule, as the run's energy totals)
+        heat = self.heat_by_region.by_region()
+        dt = t - self.rows[-1]["time [s]"] if self.rows else t
+        for r, q in heat["total"].items():
+            self.region_heat_J[r] += q * dt
+        self.last_region_heat = heat
         gen = flows.generated
         row = {"time [s]": t, "voltage [V]": sol.voltage, "current [A]": sol.current,
                "power [W]": sol.voltage * sol.current, "T_max [K]": tmax, "T_min [K]": tmin,
+               "J_max [A/m^2]": jmax,
                "heat_generated [W]": gen, "heat_stored [W]": flows.stored,
                "heat_convection [W]": flows.convection, "heat_radiation [W]": flows.radiation,
                "heat_fixed_T [W]": flows.fixed_temperature, "heat_flux_in [W]": flows.flux_in,
@@ -799,7 +825,6 @@ class Simulation:
                                                                abs(flows.convection) + abs(flows.fixed_temperature), 1e-300)}
         if self.cells is not None:
             c = self.cells
-            q_irr, q_rev = c.heat()
             V = c.cell_voltages()
             # electrochemical (enthalpy) power released = terminal power + all heat generated
             enth = self.comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
@@ -811,8 +836,8 @@ class Simulation:
                 row[f"V_{n} [V]"] = V[i]
                 row[f"SOC_{n} [-]"] = c.state.soc[i]
                 row[f"T_mean_{n} [K]"] = c.T_mean[i]
-                row[f"q_irr_{n} [W]"] = q_irr[i]
-                row[f"q_rev_{n} [W]"] = q_rev[i]
+                row[f"q_irr_{n} [W]"] = heat["irreversible"][n]
+                row[f"q_rev_{n} [W]"] = heat["reversible"][n]
         self.last_flows = flows
         self.last_solution = sol
         self.rows.append(row)
@@ -828,7 +853,12 @@ class Simulation:
         return {"T_max_K": ext["value"], "x": ext["x"], "region": ext["region"]}
 
     def summary(self) -> dict:
-        """The summary.json content (identical on every rank)."""
+        """The summary.json content (identical on every rank).
+
+        ``T_max``, ``T_min``, ``J_max``: extrema over the whole run (every recorded time),
+        with place, region and ``time_s``; ``*_final``: the same at the last time. Heat,
+        terminal and resistance values are those of the last recorded time.
+        """
         b = self.bundle
         out: dict = {"case": self.case.name, "stop_reason": self.stop_reason, "mpi_size": self.comm.size,
                      "dofs": {"electrical": self.el.ndofs, "thermal": self.th.ndofs},
@@ -839,22 +869,37 @@ class Simulation:
             return out
         sol = self.last_solution
         self._refresh_Jmag()
-        Tmax = extremum(b, self.th.T, "max")
-        Tmin = extremum(b, self.th.T, "min")
-        Jmax = extremum(b, self.out_Jmag, "max")
-        joule = self.joule_by_region.by_region()
+        t_last = self.rows[-1]["time [s]"]
+        extrema = {}
+        for key, kind, fn in (("T_max", "max", self.th.T), ("T_min", "min", self.th.T),
+                              ("J_max", "max", self.out_Jmag)):
+            final = {**extremum(b, fn, kind), "time_s": t_last}
+            # the field at the end (after a runaway: the rejected step) counts for the run too
+            self.extrema.offer(key, kind, final["value"], t_last, fn)
+            extrema[key] = self.extrema.result(b, key)
+            extrema[f"{key}_final"] = final
+        heat = self.last_region_heat
+        joule = heat["joule"]
         flows = self.last_flows
+        sources = [k for k in heat if k != "total"]
+        by_region = {r: {**{f"{k}_W": heat[k][r] for k in sources}, "total_W": heat["total"][r]}
+                     for r in heat["total"]}
+        module = self.cells is not None
         out.update({
             "terminal": {"voltage_V": sol.voltage, "current_A": sol.current,
-                         "resistance_ohm": sol.voltage / sol.current if sol.current else None,
+                         # V/I is a resistance only without cells (their EMF drives the current)
+                         "resistance_ohm": sol.voltage / sol.current if sol.current and not module else None,
                          "power_W": sol.voltage * sol.current},
+            "resistance": self._resistances(sol.current, heat),
             "joule_power_W": {"total": sum(joule.values()), "by_region": joule},
             "heat": {"generated_W": flows.generated, "stored_W": flows.stored,
                      "convection_W": flows.convection, "radiation_W": flows.radiation,
                      "fixed_temperature_W": flows.fixed_temperature, "flux_in_W": flows.flux_in,
                      "energy_balance_residual_W": flows.residual,
-                     "energy_balance_residual_rel": flows.residual / flows.generated if flows.generated else 0.0},
-            "T_max": Tmax, "T_min": Tmin, "J_max": Jmax,
+                     "energy_balance_residual_rel": flows.residual / flows.generated if flows.generated else 0.0,
+                     "by_source_W": {k: sum(heat[k].values()) for k in sources},
+                     "by_region": by_region},
+            **extrema,
             "timings_s": self.timings,
             # this process's linear solves (a restarted run counts from the restart)
             "linear_solvers": {"electrical": self.el.stats.to_dict(), "thermal": self.th.stats.to_dict()},
@@ -866,13 +911,40 @@ class Simulation:
             out["events"] = self.events
         if self.cells is not None:
             c = self.cells
-            q_irr, q_rev = c.heat()
             V = c.cell_voltages()
+            R0 = c.R0()
             out["cells"] = {n: {"current_A": float(c.current[i]), "voltage_V": float(V[i]),
                                 "soc": float(c.state.soc[i]), "T_mean_K": float(c.T_mean[i]),
-                                "heat_irreversible_W": float(q_irr[i]), "heat_reversible_W": float(q_rev[i])}
+                                "heat_irreversible_W": heat["irreversible"][n],
+                                "heat_reversible_W": heat["reversible"][n],
+                                "heat_joule_W": joule[n], "heat_W": heat["total"][n],
+                                "R0_ohm": float(R0[i])}
                             for i, n in enumerate(c.names)}
             out["module"] = {"n_series": c.n_series, "n_parallel": c.n_parallel}
+        return out
+
+    def _resistances(self, current: float, heat: dict) -> dict:
+        """Loss-equivalent resistances at the last time [ohm] (None at zero current).
+
+        ``interconnect_ohm``: Joule power of the passive conductors (busbars, tabs, welds,
+        bolts: every region that is not a cell) / I^2. With cells also ``cells_ohm`` (their
+        irreversible heat plus collector Joule heat / I^2, the cells' DC loss resistance
+        including polarisation), ``cells_R0_ohm`` (the series-parallel combination of the
+        cells' ECM ohmic resistances R0 at their SOC and temperature) and ``total_loss_ohm``.
+        """
+        b = self.bundle
+        I2 = current * current
+        joule = heat["joule"]
+        passive = sum(v for r, v in joule.items() if b.regions[r].kind != "cell")
+        out = {"interconnect_ohm": passive / I2 if I2 else None}
+        if self.cells is not None:
+            c = self.cells
+            cells = sum(heat["irreversible"][n] + joule[n] for n in c.names)
+            R0 = c.R0()
+            out["cells_ohm"] = cells / I2 if I2 else None
+            out["cells_R0_ohm"] = float(sum(1.0 / np.sum(1.0 / R0[c.stages == s])
+                                            for s in range(1, c.n_series + 1)))
+            out["total_loss_ohm"] = (passive + cells) / I2 if I2 else None
         return out
 
     def _energy_totals(self) -> dict:
@@ -894,6 +966,7 @@ class Simulation:
                "charge_out_Ah": total("current [A]") / 3600.0}
         res = total("energy_residual [W]")
         out["thermal_residual_J"] = res
+        out["heat_by_region_J"] = dict(self.region_heat_J)
         out["thermal_residual_rel"] = abs(res) / max(abs(gen), 1e-300)
         if "electrical_residual [W]" in rows[-1]:
             eres = total("electrical_residual [W]")

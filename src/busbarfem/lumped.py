@@ -58,21 +58,64 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
         f.write(",".join(keys) + "\n")
         for row in table:
             f.write(",".join(f"{v:.15g}" for v in row) + "\n")
-    charge = res.discharged_Ah
-    summary = {"case": case.name, "model": "lumped circuit (no mesh)", "stop_reason": res.stop_reason,
-               "module": {"n_series": res.n_series, "n_parallel": res.n_parallel, "pcu": res.pcu},
-               "terminal": {"voltage_V": float(res.module_voltage[-1]), "current_A": float(res.module_current[-1]),
-                            "power_W": float(res.module_power[-1])},
-               "energy": {"charge_out_Ah": charge},
-               "T_max": {"value": float(res.cell_temperature.max()), "time_s": float(
-                   res.time[np.unravel_index(np.argmax(res.cell_temperature), res.cell_temperature.shape)[0]]),
-                   "region": naming.cell(*[int(i) + 1 for i in np.unravel_index(
-                       np.argmax(res.cell_temperature), res.cell_temperature.shape)[1:]])},
-               "cells": {naming.cell(si + 1, p + 1): {"current_A": float(res.cell_current[-1, si, p]),
-                                                     "voltage_V": float(res.cell_voltage[-1, si, p]),
-                                                     "soc": float(res.cell_soc[-1, si, p]),
-                                                     "T_mean_K": float(res.cell_temperature[-1, si, p])}
-                         for si in range(res.n_series) for p in range(res.n_parallel)},
-               "events": [e.to_dict() if hasattr(e, "to_dict") else e for e in getattr(res, "events", [])]}
+    summary = lumped_summary(case, res)
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _extreme(res, values: np.ndarray, kind: str, final: bool = False) -> dict:
+    """``{value, time_s, region}`` of the max/min of a (n_t, n_s, n_p) series over the run
+    (ties keep the earliest time), or at the last time with ``final``."""
+    k0 = len(values) - 1 if final else 0
+    sub = values[k0:]
+    k, si, p = np.unravel_index(int(np.argmax(sub) if kind == "max" else np.argmin(sub)), sub.shape)
+    return {"value": float(sub[k, si, p]), "time_s": float(res.time[k0 + k]),
+            "region": naming.cell(int(si) + 1, int(p) + 1)}
+
+
+def lumped_summary(case, res) -> dict:
+    """The summary.json content of a lumped run (keys as in a 3D run where they apply).
+
+    ``T_max``/``T_min``/``cell_current_max`` are extrema over the run (cell temperature,
+    cell |current|) with time and cell; ``T_max_final``/``T_min_final`` at the last time.
+    Terminal, heat and resistance values are those of the last time. There is no place
+    (``x``) in a lumped model: the region is the cell.
+    """
+    from busbarfem.cells.ecm import CellParameters
+
+    ns, npar = res.n_series, res.n_parallel
+    names = [naming.cell(si + 1, p + 1) for si in range(ns) for p in range(npar)]
+    qi, qr = res.cell_heat_irreversible[-1].ravel(), res.cell_heat_reversible[-1].ravel()
+    R0 = CellParameters(case.cell, ns * npar).R0(res.cell_soc[-1].ravel(), res.cell_temperature[-1].ravel())
+    I = float(res.module_current[-1])
+    I2 = I * I
+    # heat energy per cell over the run: each row holds the heat of the step ending there
+    dt = np.diff(res.time, prepend=res.time[0])
+    heat_J = (res.cell_heat * dt[:, None, None]).sum(axis=0).ravel()
+    stage_R0 = R0.reshape(ns, npar)
+    return {
+        "case": case.name, "model": "lumped circuit (no mesh)", "stop_reason": res.stop_reason,
+        "module": {"n_series": ns, "n_parallel": npar, "pcu": res.pcu},
+        "terminal": {"voltage_V": float(res.module_voltage[-1]), "current_A": I,
+                     "power_W": float(res.module_power[-1])},
+        # the lumped circuit has ideal (zero-resistance) interconnects
+        "resistance": {"interconnect_ohm": 0.0, "cells_ohm": float(qi.sum()) / I2 if I2 else None,
+                       "cells_R0_ohm": float(np.sum(1.0 / np.sum(1.0 / stage_R0, axis=1))),
+                       "total_loss_ohm": float(qi.sum()) / I2 if I2 else None},
+        "heat": {"generated_W": float(qi.sum() + qr.sum()),
+                 "by_source_W": {"irreversible": float(qi.sum()), "reversible": float(qr.sum())},
+                 "by_region": {n: {"irreversible_W": float(qi[i]), "reversible_W": float(qr[i]),
+                                   "total_W": float(qi[i] + qr[i])} for i, n in enumerate(names)}},
+        "energy": {"charge_out_Ah": res.discharged_Ah, "heat_generated_J": float(heat_J.sum()),
+                   "heat_by_region_J": {n: float(heat_J[i]) for i, n in enumerate(names)}},
+        "T_max": _extreme(res, res.cell_temperature, "max"),
+        "T_max_final": _extreme(res, res.cell_temperature, "max", final=True),
+        "T_min": _extreme(res, res.cell_temperature, "min"),
+        "T_min_final": _extreme(res, res.cell_temperature, "min", final=True),
+        "cell_current_max": _extreme(res, np.abs(res.cell_current), "max"),
+        "cells": {n: {"current_A": float(res.cell_current[-1].ravel()[i]),
+                      "voltage_V": float(res.cell_voltage[-1].ravel()[i]),
+                      "soc": float(res.cell_soc[-1].ravel()[i]), "T_mean_K": float(res.cell_temperature[-1].ravel()[i]),
+                      "heat_irreversible_W": float(qi[i]), "heat_reversible_W": float(qr[i]),
+                      "heat_W": float(qi[i] + qr[i]), "R0_ohm": float(R0[i])} for i, n in enumerate(names)},
+        "events": [e.to_dict() if hasattr(e, "to_dict") else e for e in getattr(res, "events", [])]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from busbarfem.cli import main
@@ -89,6 +90,20 @@ def test_drive_cycle_coulomb_count(tmp_path):
     for c in s["cells"].values():
         assert c["soc"] == pytest.approx(0.8 - 1895.0 / 18000.0, rel=1e-9)
     assert "end of profile" in s["stop_reason"]
+    # the cycle ends at rest: the extrema are those of the whole run (issue 12), i.e. the
+    # largest row of the time series, while the values at the end are ~0 (|J|) and lower (T)
+    out = next(tmp_path.glob("drive_cycle_*"))
+    lines = (out / "timeseries.csv").read_text().splitlines()
+    ts = dict(zip(lines[0].split(","), np.loadtxt(lines[1:], delimiter=",", ndmin=2).T))
+    assert ts["current [A]"][-1] == 0.0
+    for key, col in (("J_max", "J_max [A/m^2]"), ("T_max", "T_max [K]")):
+        k = int(np.argmax(ts[col]))
+        assert s[key]["value"] == pytest.approx(ts[col][k], rel=1e-13)
+        assert s[key]["time_s"] == pytest.approx(ts["time [s]"][k], rel=1e-13)
+        assert s[f"{key}_final"]["value"] == pytest.approx(ts[col][-1], rel=1e-13)
+        assert s[f"{key}_final"]["value"] < s[key]["value"]
+    assert s["J_max_final"]["value"] < 1e-6 * s["J_max"]["value"]
+    assert s["J_max"]["region"].startswith("weld_")
 
 
 @pytest.mark.slow

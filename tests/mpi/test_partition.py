@@ -140,9 +140,15 @@ def headline(summary: dict) -> dict[str, float]:
          "J_max": summary["J_max"]["value"], "joule_total": summary["joule_power_W"]["total"],
          "heat_generated": summary["heat"]["generated_W"]}
     for k in ("voltage_V", "current_A", "resistance_ohm"):
-        h[k] = summary["terminal"][k]
+        if summary["terminal"][k] is not None:  # V/I is null for modules
+            h[k] = summary["terminal"][k]
+    for k, v in summary["resistance"].items():
+        if v is not None:
+            h[k] = v
     for name, v in summary["joule_power_W"]["by_region"].items():
         h[f"joule_{name}"] = v
+    for name, v in summary["heat"]["by_region"].items():
+        h[f"heat_{name}"] = v["total_W"]
     if isinstance(summary.get("cells"), dict):  # module cases: per-cell current, voltage, SOC
         for name, c in summary["cells"].items():
             for k in ("current_A", "voltage_V", "soc", "T_mean_K"):

@@ -141,7 +141,7 @@ def test_render_is_a_real_picture_with_markers_on_the_part(steady, tmp_path, fie
     for u, v in info.markers_px:
         assert umin <= u <= umax and vmin <= v <= vmax
     s = json.loads((steady / "summary.json").read_text())
-    key = "T_max" if field == "T" else "J_max"
+    key = "T_max_final" if field == "T" else "J_max_final"  # the render shows the last time
     assert info.value_range[1] == pytest.approx(s[key]["value"], rel=1e-12)
 
 
@@ -215,3 +215,30 @@ def test_report_refuses_a_non_output_folder(tmp_path):
 def test_load_run_reads_everything(steady):
     run = load_run(steady)
     assert run.summary and run.hotspots and run.case and run.time is not None
+
+
+def test_report_of_a_lumped_run(tmp_path):
+    """`busbarfem report` on a --lumped output folder (no fields, no places): extrema over the
+    run with their time and cell, and the heat per cell, all from summary.json."""
+    from busbarfem.cli import main
+
+    out = tmp_path / "lumped"
+    assert main(["run", str(EXAMPLES / "drive_cycle.yaml"), "-o", str(out), "-q", "--no-report", "--lumped"]) == 0
+    assert main(["report", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    cols = {c.header: c.values for c in read_timeseries(out / "timeseries.csv")}
+    temps = np.array([v for h, v in cols.items() if h.startswith("T_mean_")])
+    # over the run (the cycle ends at rest and the cells cool): the hottest row, not the last
+    assert s["T_max"]["value"] == pytest.approx(np.max(temps), rel=1e-13)  # csv: 15 digits
+    assert s["T_max_final"]["value"] == pytest.approx(np.max(temps[:, -1]), rel=1e-13)
+    assert s["T_max_final"]["value"] < s["T_max"]["value"]
+    assert s["T_max"]["time_s"] == pytest.approx(cols["time [s]"][int(np.argmax(np.max(temps, axis=0)))])
+    heat = s["heat"]["by_region"]
+    assert sum(r["total_W"] for r in heat.values()) == pytest.approx(s["heat"]["generated_W"], rel=1e-12)
+    vals = parse(out / "report.html").values
+    for v in (s["T_max"]["value"], s["T_max_final"]["value"], *s["energy"]["heat_by_region_J"].values(),
+              s["resistance"]["cells_R0_ohm"]):
+        assert v in vals, v
+    md = (out / "report.md").read_text()
+    assert "T max over the run [K]" in md and f"t = {s['T_max']['time_s']:.6g} s" in md
+    assert "heat over the run [J]" in md

@@ -45,6 +45,41 @@ class RegionIntegrator:
         return {n: float(x) for n, x in zip(self.names, tot)}
 
 
+
+class RegionBreakdown:
+    """Integrates several named densities over every volume region in one vector assembly.
+
+    The densities are tested against one blocked DG0 function (one component per
+    density), so a single assembly gives every density's integral over every cell.
+
+    Args:
+        bundle: mesh and regions.
+        densities: ``{name: UFL density}``.
+    """
+
+    def __init__(self, bundle: MeshBundle, densities: dict):
+        self.bundle = bundle
+        self.keys = list(densities)
+        n = len(self.keys)
+        self.Q0 = fem.functionspace(bundle.mesh, ("DG", 0, (n,)))
+        v = ufl.TestFunction(self.Q0)
+        self.form = fem.form(sum(d * v[k] for k, d in enumerate(densities.values())) * ufl.dx(domain=bundle.mesh))
+        imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
+        self.nlocal = imap.size_local
+        self.names = bundle.volume_names()
+        ct = bundle.cell_tags
+        self._cells = [c[c < self.nlocal] for c in (ct.find(bundle.tags[nm]) for nm in self.names)]
+
+    def by_region(self) -> dict[str, dict[str, float]]:
+        """``{density name: {region: integral}}`` (global sums, same on all ranks)."""
+        vec = fem.assemble_vector(self.form)
+        vec.scatter_reverse(la.InsertMode.add)
+        vals = vec.array.reshape(-1, len(self.keys))[: self.nlocal]
+        local = np.array([vals[cells].sum(axis=0) for cells in self._cells]).reshape(len(self.names), len(self.keys))
+        tot = self.bundle.comm.allreduce(local, op=MPI.SUM)
+        return {k: {nm: float(tot[i, j]) for i, nm in enumerate(self.names)} for j, k in enumerate(self.keys)}
+
+
 def _cell_region_names(bundle: MeshBundle) -> np.ndarray:
     """Region name of every local cell (object array)."""
     imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
@@ -82,3 +117,42 @@ def extremum(bundle: MeshBundle, fn: fem.Function, kind: str = "max") -> dict:
         region = str(names[hits[0, 0]]) if len(hits) else ""
         info = {"value": best, "x": [float(c) for c in coords], "region": region}
     return comm.bcast(info, root=winner)
+
+
+class RunExtrema:
+    """Extrema of fields over a whole run, with the time at which each occurred.
+
+    :meth:`offer` is called after every recorded step with the global extreme value
+    (identical on all ranks); when it beats the incumbent, a copy of the field's dof
+    values is kept, and :meth:`result` locates the extremum in that copy (place and
+    region) only when asked. Ties keep the earliest time.
+    """
+
+    def __init__(self):
+        self._best: dict[str, dict] = {}
+
+    def offer(self, key: str, kind: str, value: float, t: float, fn: fem.Function) -> None:
+        """Candidate ``value`` of ``fn`` at time ``t`` for extremum ``key`` (kind "max"/"min")."""
+        inc = self._best.get(key)
+        if inc is None or (value > inc["value"] if kind == "max" else value < inc["value"]):
+            self._best[key] = {"value": value, "time_s": t, "kind": kind, "space": fn.function_space,
+                               "array": fn.x.array.copy()}
+
+    def result(self, bundle: MeshBundle, key: str) -> dict | None:
+        """``{value, x, region, time_s}`` of extremum ``key`` (collective), None if never offered."""
+        inc = self._best.get(key)
+        if inc is None:
+            return None
+        if "array" not in inc:  # restored from a checkpoint: already located
+            return {k: inc[k] for k in ("value", "x", "region", "time_s")}
+        f = fem.Function(inc["space"])
+        f.x.array[:] = inc["array"]
+        return {**extremum(bundle, f, inc["kind"]), "time_s": inc["time_s"]}
+
+    def state_dict(self, bundle: MeshBundle) -> dict:
+        """Located extrema as plain data for a checkpoint (collective)."""
+        return {k: {**self.result(bundle, k), "kind": v["kind"]} for k, v in self._best.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` output."""
+        self._best = {k: dict(v) for k, v in state.items()}

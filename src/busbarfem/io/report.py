@@ -216,22 +216,26 @@ def _renders(run: RunData, workdir: Path) -> tuple[list[Figure], str]:
         return [], f"Renders skipped: {why}"
     hs = run.hotspots or {}
     s = run.summary
+    # the renders show the last field time: mark the extrema of that time
+    last = {k: s.get(f"{k}_final") or s.get(k) for k in ("T_max", "J_max")}
+    last = {k: v for k, v in last.items() if isinstance(v, dict) and "x" in v}
     figs = []
     jobs = []
     if "T" in names:
-        jobs.append(("render_T", "T", hs.get("T") or ([s["T_max"]] if "T_max" in s else None), None,
+        jobs.append(("render_T", "T", hs.get("T") or ([last["T_max"]] if "T_max" in last else None), None,
                      "Temperature on the geometry; numbered markers: the hot spots of the table above."))
     if "J_magnitude" in names:
-        jobs.append(("render_J", "J_magnitude", hs.get("J_magnitude") or ([s["J_max"]] if "J_max" in s else None),
+        jobs.append(("render_J", "J_magnitude", hs.get("J_magnitude") or ([last["J_max"]] if "J_max" in last else None),
                      None, "Current-density magnitude |J| on the geometry; markers: |J| hot spots."))
     if "T" in names:
         weld = render.hottest_in_regions(run.outdir, "weld_", hs.get("region_tags", {})) if hs else None
         if weld is not None:
             point, cap = weld[2], (f"Section through the hottest weld, {weld[0]} (T = {weld[1]:.6g} K at "
                                    f"{_xyz(weld[2])}).")
-        elif "T_max" in s:
-            point, cap = s["T_max"]["x"], (f"Section through the temperature maximum in {s['T_max']['region']} "
-                                           f"(T = {s['T_max']['value']:.6g} K at {_xyz(s['T_max']['x'])}).")
+        elif "T_max" in last:
+            tm = last["T_max"]
+            point, cap = tm["x"], (f"Section through the temperature maximum in {tm['region']} "
+                                   f"(T = {tm['value']:.6g} K at {_xyz(tm['x'])}).")
         else:
             point = None
         if point is not None:
@@ -248,6 +252,16 @@ def _renders(run: RunData, workdir: Path) -> tuple[list[Figure], str]:
             cap += f" Cut plane normal to {axis}."
         figs.append(Figure(name, cap, png.read_bytes()))
     return figs, ""
+
+
+def _where(ext: dict) -> str:
+    """"region at (x, y, z) mm, t = ... s" of an extremum (lumped ones have no place)."""
+    parts = [str(ext.get("region", ""))]
+    if ext.get("x") is not None:
+        parts.append(f"at {_xyz(ext['x'])}")
+    if ext.get("time_s") is not None:
+        parts.append(f"t = {ext['time_s']:.6g} s")
+    return " ".join(p for p in parts if p)
 
 
 def _xyz(x) -> str:
@@ -362,12 +376,23 @@ def _results_section(doc: Doc, run: RunData) -> None:
     rows = []
     term = s.get("terminal") or {}
     for k, label in (("voltage_V", "terminal voltage [V]"), ("current_A", "terminal current [A]"),
-                     ("resistance_ohm", "resistance [ohm]"), ("power_W", "power [W]")):
+                     ("resistance_ohm", "resistance V/I [ohm]"), ("power_W", "power [W]")):
         if term.get(k) is not None:
             rows.append([label, float(term[k]), ""])
-    for k, label in (("T_max", "T max [K]"), ("T_min", "T min [K]"), ("J_max", "|J| max [A/m^2]")):
-        if k in s:
-            rows.append([label, float(s[k]["value"]), f"{s[k].get('region', '')} at {_xyz(s[k]['x'])}"])
+    for k, label in (("interconnect_ohm", "interconnect resistance (passive-conductor Joule / I^2) [ohm]"),
+                     ("cells_ohm", "cells' DC resistance (irreversible + collector Joule heat / I^2) [ohm]"),
+                     ("cells_R0_ohm", "cells' ohmic resistance R0, series-parallel [ohm]"),
+                     ("total_loss_ohm", "total loss resistance [ohm]")):
+        v = (s.get("resistance") or {}).get(k)
+        if v is not None:
+            rows.append([label, float(v), ""])
+    # maxima over the run, then the values at the last time (older summaries: T_max only)
+    for k, label, unit in (("T_max", "T max", "K"), ("T_min", "T min", "K"), ("J_max", "|J| max", "A/m^2"),
+                           ("cell_current_max", "cell |I| max", "A")):
+        for key, when in ((k, " over the run"), (f"{k}_final", " at the last time")):
+            if isinstance(s.get(key), dict):
+                rows.append([f"{label}{when if f'{k}_final' in s else ''} [{unit}]", float(s[key]["value"]),
+                             _where(s[key])])
     heat = s.get("heat") or {}
     for k, v in heat.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -422,34 +447,54 @@ def _slug(text: str) -> str:
 
 
 def _heat_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
+    """Heat per region at the last time by source (Joule, irreversible, reversible, ...)
+    with its total, and the heat over the run [J] when the run has one."""
     s = run.summary
     joule = (s.get("joule_power_W") or {}).get("by_region") or {}
-    extra = s.get("heat_by_region") or (s.get("heat") or {}).get("by_region") or {}
-    if not joule and not extra:
+    by_region = s.get("heat_by_region") or (s.get("heat") or {}).get("by_region") or {}
+    # older summaries and synthetic files: {region: total W}
+    by_region = {r: (v if isinstance(v, dict) else {"total_W": v}) for r, v in by_region.items()}
+    energy = (s.get("energy") or {}).get("heat_by_region_J") or {}
+    if not joule and not by_region:
         return
-    regions = list(dict.fromkeys(list(joule) + list(extra)))
-    total = sum(joule.values()) if joule else sum(extra.values())
-    header = ["region"]
-    if joule:
-        header += ["Joule heat [W]", "share [%]"]
-    if extra:
-        header += ["total heat [W]"]
+    regions = list(dict.fromkeys(list(by_region) + list(joule)))
+    sources = list(dict.fromkeys(k for v in by_region.values() for k in v if k != "total_W"))
+    if joule and "joule_W" not in sources:
+        sources.insert(0, "joule_W")
+
+    def value(r, k):
+        if k == "joule_W" and r in joule:
+            return float(joule[r])
+        return float(by_region.get(r, {}).get(k, 0.0))
+
+    totals = {r: float(by_region[r]["total_W"]) if "total_W" in by_region.get(r, {}) else value(r, "joule_W")
+              for r in regions}
+    grand = sum(totals.values())
+    header = ["region", *(f"{k.removesuffix('_W')} heat [W]" for k in sources), "total heat [W]", "share [%]"]
+    if energy:
+        header.append("heat over the run [J]")
     rows = []
-    for r in sorted(regions, key=lambda r: -(joule.get(r, extra.get(r, 0.0)))):
-        row: list = [r]
-        if joule:
-            row += [float(joule.get(r, 0.0)), 100.0 * joule.get(r, 0.0) / total if total else 0.0]
-        if extra:
-            row += [float(extra.get(r, 0.0))]
+    for r in sorted(regions, key=lambda r: -totals[r]):
+        row: list = [r, *(value(r, k) for k in sources), totals[r], 100.0 * totals[r] / grand if grand else 0.0]
+        if energy:
+            row.append(float(energy.get(r, 0.0)))
         rows.append(row)
-    if joule:
-        rows.append(["total", float(s["joule_power_W"].get("total", total)), 100.0] + ([""] if extra else []))
+    foot: list = ["total", *(sum(value(r, k) for r in regions) for k in sources), grand, 100.0 if grand else 0.0]
+    if energy:
+        foot.append(float(sum(energy.values())))
+    rows.append(foot)
     doc.heading("Heat per region")
+    doc.para("Heat generated in every region at the last time, by source; the sources of a region add up "
+             "to its total, and the totals to the heat generated in the whole model.")
     doc.table(header, rows)
-    src = joule or extra
-    order = sorted(src, key=lambda r: -src[r])
-    doc.figure(Figure("heat_by_region", "Heat generated per region (summary.json).",
-                      _bar_chart(order, [src[r] for r in order], "heat [W]")), figs_dir)
+    order = sorted(totals, key=lambda r: -totals[r])
+    doc.figure(Figure("heat_by_region", "Heat generated per region, all sources (summary.json).",
+                      _bar_chart(order, [totals[r] for r in order], "heat [W]")), figs_dir)
+    if energy and any(energy.values()):
+        order = sorted(energy, key=lambda r: -energy[r])
+        doc.figure(Figure("heat_energy_by_region", "Heat generated per region over the run, all sources "
+                          "(summary.json energy.heat_by_region_J).",
+                          _bar_chart(order, [energy[r] for r in order], "heat [J]")), figs_dir)
 
 
 def _hotspot_section(doc: Doc, run: RunData) -> None:
