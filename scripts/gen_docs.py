@@ -163,9 +163,15 @@ class SchemaWalker:
                 parts.append("items: " + item_rule)
         return "; ".join(dict.fromkeys(parts))
 
-    def default_text(self, def_name: str | None, key: str, prop: dict, required: bool) -> str:
+    def default_text(self, def_name: str | None, key: str, prop: dict, required: bool,
+                     either: list[list[str]] | None = None) -> str:
         if required:
             return "**required**"
+        # an object-level anyOf of `required` lists: a key needed unless another is given
+        for branch in either or []:
+            others = [k for b in either if b is not branch for k in b]
+            if key in branch and "default" not in prop and others:
+                return "**required** unless " + " or ".join(f"`{k}`" for k in others) + " is given"
         if "default" in prop:
             return f"`{_compact(prop['default'])}`"
         cls = self.classes.get(def_name or "")
@@ -188,6 +194,7 @@ class SchemaWalker:
                    "note": note, "rows": []}
         self.sections.append(section)
         required = set(node.get("required", []))
+        either = [b["required"] for b in node.get("anyOf", []) if "required" in b]
         children: list[tuple[str, dict]] = []
         for key, prop in node["properties"].items():
             full = f"{path}.{key}" if path else key
@@ -196,7 +203,7 @@ class SchemaWalker:
                 "description", "").strip().split("\n")[0]
             section["rows"].append({
                 "key": full, "type": self.type_text(prop),
-                "default": self.default_text(def_name, key, prop, key in required),
+                "default": self.default_text(def_name, key, prop, key in required, either),
                 "unit": _unit(desc), "allowed": self.allowed_text(prop),
                 "description": desc,
             })
@@ -300,6 +307,14 @@ def case_file_reference() -> str:
         "that validates it (`busbarfem schema` prints the same schema as JSON Schema).",
         "Unknown keys are errors, and the error names the file, line and the closest valid",
         "key. Units are SI throughout (m, A, V, K, s, W); positive current = discharge.",
+        "",
+        "The schema is JSON Schema draft 2020-12 and accepts what `busbarfem validate` accepts",
+        "key by key (every bundled example and every case in these pages is checked against",
+        "it in the test suite). An editor can check and complete case files with it, e.g.",
+        "VS Code's YAML extension after `busbarfem schema > case.schema.json` and a first",
+        "line `# yaml-language-server: $schema=case.schema.json` in the case file.",
+        "Checks that need more than one key (names that must exist, face references, sizes",
+        "that must fit) are made by `busbarfem validate` only.",
         "",
         "How to read the key paths:",
         "",
