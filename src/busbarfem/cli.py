@@ -23,7 +23,12 @@ EPILOG = """examples:
   busbarfem mesh case.yaml -o results/mesh
   busbarfem schema > case.schema.json
 
-Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT)."""
+Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT).
+Meshes are cached in $BUSBARFEM_MESH_CACHE, else $XDG_CACHE_HOME/busbarfem/meshes
+(~/.cache/busbarfem/meshes); --no-cache skips the cache."""
+
+NO_CACHE_HELP = ("neither read nor write the mesh cache ($BUSBARFEM_MESH_CACHE, default "
+                 "$XDG_CACHE_HOME/busbarfem/meshes)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    r.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     r.add_argument("--no-report", action="store_true", help="do not write report.html/report.md")
     r.add_argument("--lumped", action="store_true",
                    help="solve the module as a lumped circuit (seed formulas, no mesh): seconds, for sizing")
@@ -65,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     common(m)
     m.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_mesh)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    m.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     c = sub.add_parser("critical-current", help="find the current above which no steady state exists",
                        description="Bracket and bisect the load current on the existence of a steady "
                                    "state (thermal runaway threshold). Writes critical_current.json and "
@@ -72,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     common(c)
     c.add_argument("-o", "--output", default=None, help="output folder (default results/<case name>_icrit)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    c.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     c.add_argument("--start", type=float, default=None, help="first current to try [A] (default: the case's load current)")
     c.add_argument("--rtol", type=float, default=0.005, help="relative width of the final bracket (default 0.005)")
     rp = sub.add_parser("report", help="write report.html/report.md for an output folder",
@@ -166,7 +173,7 @@ def cmd_run(args, comm, con: Console) -> int:
 
     from busbarfem.io.progress import Progress
 
-    cache = None if args.no_cache else _default_cache()
+    cache = _cache_dir(args)
     total = case.solver.t_end if case.solver.analysis == "transient" else None
     with Progress(comm, total_time=total, quiet=args.quiet) as prog:
         sim = Simulation(case, src, comm, outdir=out, progress=prog.update, cache_dir=cache,
@@ -211,10 +218,13 @@ def cmd_run(args, comm, con: Console) -> int:
     return 0
 
 
-def _default_cache():
-    from busbarfem.mesh import DEFAULT_CACHE
+def _cache_dir(args) -> Path | None:
+    """The mesh cache folder for this command (None with --no-cache)."""
+    if getattr(args, "no_cache", False):
+        return None
+    from busbarfem.mesh import default_cache_dir
 
-    return DEFAULT_CACHE
+    return default_cache_dir()
 
 
 def cmd_validate(args, comm, con: Console) -> int:
@@ -240,7 +250,7 @@ def cmd_mesh(args, comm, con: Console) -> int:
     from busbarfem.errors import CaseError
 
     try:
-        bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png")
+        bundle = build_mesh(case, comm, cache_dir=_cache_dir(args), preview=out / "preview.png")
     except CaseError as exc:
         raise locate(exc, _src) from None
     with io.XDMFFile(comm, str(out / "mesh.xdmf"), "w") as f:
@@ -281,7 +291,7 @@ def cmd_critical_current(args, comm, con: Console) -> int:
                                       "solver.analysis=steady"])
     out = Path(args.output) if args.output else Path("results") / f"{case.name}_icrit"
     _prepare_outdir(comm, out, args.overwrite)
-    sim = Simulation(case, src, comm, outdir=None, cache_dir=_default_cache())
+    sim = Simulation(case, src, comm, outdir=None, cache_dir=_cache_dir(args))
     sim.setup()
     if sim.cells is not None:
         raise CaseError("critical-current works on conductor assemblies (no cells)", file=args.case)
