@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--restart", default=None, metavar="OUTDIR",
                    help="continue the run whose checkpoint is in OUTDIR (results continue there)")
     v = sub.add_parser("validate", help="check a case file without solving",
-                       description="Check a case file (schema, names, materials) without solving.")
+                       description="Check a case file without meshing or solving: schema, materials, "
+                                   "face references, boundary regions, cell counts.")
     common(v)
     m = sub.add_parser("mesh", help="build the mesh and write it (XDMF with tags) plus a preview",
                        description="Build the mesh and write mesh.xdmf (with region tags) and a PNG preview.")
@@ -228,7 +229,8 @@ def _cache_dir(args) -> Path | None:
 
 
 def cmd_validate(args, comm, con: Console) -> int:
-    """``busbarfem validate``: schema and cross-reference checks, no meshing."""
+    """``busbarfem validate``: schema and cross-reference checks (names from the geometry
+    description, see :mod:`busbarfem.case.references`), no meshing."""
     from busbarfem.case.loader import load_case
 
     case, _ = load_case(args.case, args.overrides)
