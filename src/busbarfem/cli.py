@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     r.add_argument("--no-report", action="store_true", help="do not write report.html/report.md")
     r.add_argument("--lumped", action="store_true",
-                   help="solve the module as a lumped circuit (seed formulas, no mesh): seconds, for sizing")
+                   help="solve the module as a lumped nSmP circuit (AcuSolve BATTERY_MODULE formulas, no mesh): "
+                        "seconds, for sizing")
     r.add_argument("--profile", action="store_true",
                    help="print wall time per phase (mesh, assemble/solve, output) and write profile.json")
     r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",

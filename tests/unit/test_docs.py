@@ -140,3 +140,24 @@ def test_mkdocs_build_strict(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "case-file.html").is_file()
+
+
+INTERNAL_NOTES = re.compile(r"DESIGN\.md|\bthe seeds?\b|\bseed's\b|\bseed[- ](?:style|formulas?|numbers?)\b",
+                            re.IGNORECASE)
+
+
+def test_user_facing_text_cites_sources_not_internal_notes():
+    """Users do not have the design notes: name the source (AcuSolve's BATTERY_MODULE,
+    the Bernardi worked example), not "the seed" or DESIGN.md."""
+    from busbarfem.cli import _parser
+
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+             for p in [*DOCS.rglob("*.md"), ROOT / "README.md", *(ROOT / "examples").glob("*.yaml"),
+                       *(ROOT / "src" / "busbarfem" / "case").glob("*.py")]}
+    parser = _parser()
+    texts["busbarfem --help"] = parser.format_help()
+    for action in parser._subparsers._group_actions:  # every subcommand's --help
+        for name, sub in action.choices.items():
+            texts[f"busbarfem {name} --help"] = sub.format_help()
+    hits = [f"{where}: {m.group(0)!r}" for where, text in texts.items() for m in INTERNAL_NOTES.finditer(text)]
+    assert not hits, "\n".join(hits)
