@@ -343,11 +343,12 @@ def cmd_report(args, comm, con: Console) -> int:
 
 
 def cmd_schema(args, comm, con: Console) -> int:
-    """``busbarfem schema``: the case file's JSON Schema on stdout."""
+    """``busbarfem schema``: the case file's JSON Schema (draft 2020-12) on stdout."""
     from busbarfem.case.model import Case
 
     if comm.rank == 0:
-        print(json.dumps(Case.model_json_schema(), indent=2))
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Case.model_json_schema()}
+        print(json.dumps(schema, indent=2))
     return 0
 
 

@@ -58,6 +58,7 @@ def schema() -> dict:
     with contextlib.redirect_stdout(out):
         assert main(["schema"]) == 0
     data = json.loads(out.getvalue())
+    assert jsonschema.validators.validator_for(data) is jsonschema.Draft202012Validator  # declared
     jsonschema.Draft202012Validator.check_schema(data)
     return data
 
