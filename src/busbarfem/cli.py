@@ -139,17 +139,26 @@ def _versions(comm) -> dict:
             "petsc4py": petsc4py.__version__, "python": sys.version.split()[0], "mpi_size": comm.size}
 
 
+def _load(args, extra: list[str] | None = None):
+    """Load the command's case and check its names against its geometry (no meshing)."""
+    from busbarfem.case.checks import check_references
+    from busbarfem.case.loader import load_case
+
+    case, src = load_case(args.case, [*args.overrides, *(extra or [])])
+    check_references(case, src)
+    return case, src
+
+
 def cmd_run(args, comm, con: Console) -> int:
     """``busbarfem run``."""
     import yaml
 
-    from busbarfem.case.loader import load_case
     from busbarfem.coupling import Simulation
 
     from busbarfem.errors import CaseError
     from busbarfem.io import checkpoint
 
-    case, src = load_case(args.case, args.overrides)
+    case, src = _load(args)
     if args.restart:
         out = Path(args.restart)
         if not checkpoint.exists(out):
@@ -232,9 +241,7 @@ def _cache_dir(args) -> Path | None:
 def cmd_validate(args, comm, con: Console) -> int:
     """``busbarfem validate``: schema and cross-reference checks (names from the geometry
     description, see :mod:`busbarfem.case.references`), no meshing."""
-    from busbarfem.case.loader import load_case
-
-    case, _ = load_case(args.case, args.overrides)
+    case, _ = _load(args)
     con.print(f"{args.case}: valid case '{case.name}'")
     return 0
 
@@ -243,10 +250,9 @@ def cmd_mesh(args, comm, con: Console) -> int:
     """``busbarfem mesh``: build the mesh, write mesh.xdmf with tags and a preview PNG."""
     from dolfinx import io
 
-    from busbarfem.case.loader import load_case
     from busbarfem.mesh import build_mesh
 
-    case, _src = load_case(args.case, args.overrides)
+    case, _src = _load(args)
     out = Path(args.output) if args.output else Path("results") / f"{case.name}_mesh"
     _prepare_outdir(comm, out, args.overwrite)
     from busbarfem.coupling import locate
@@ -285,13 +291,11 @@ def cmd_mesh(args, comm, con: Console) -> int:
 def cmd_critical_current(args, comm, con: Console) -> int:
     """``busbarfem critical-current``: I_crit by bisection on the steady solver."""
     from busbarfem.analysis.runaway import critical_current
-    from busbarfem.case.loader import load_case
     from busbarfem.coupling import Simulation
     from busbarfem.errors import CaseError
 
     # the mathematical threshold, not a melting point: no temperature cap while searching
-    case, src = load_case(args.case, [*args.overrides, "solver.runaway_temperature=1.0e12",
-                                      "solver.analysis=steady"])
+    case, src = _load(args, ["solver.runaway_temperature=1.0e12", "solver.analysis=steady"])
     out = Path(args.output) if args.output else Path("results") / f"{case.name}_icrit"
     _prepare_outdir(comm, out, args.overwrite)
     sim = Simulation(case, src, comm, outdir=None, cache_dir=_cache_dir(args))

@@ -24,6 +24,7 @@ import yaml
 from helpers import EXAMPLES, ROOT
 from pydantic import ValidationError
 
+from busbarfem.case.checks import check_references
 from busbarfem.case.loader import load_case
 from busbarfem.case.model import Case
 from busbarfem.cli import main
@@ -101,7 +102,7 @@ def validates(data) -> tuple[bool, list[str]]:
 def test_every_example_validates_against_the_published_schema(path, validator):
     data = read12(path.read_text(encoding="utf-8"))
     assert schema_errors(validator, data) == []
-    load_case(path)  # and `busbarfem validate` accepts it
+    check_references(*load_case(path))  # and `busbarfem validate` accepts it
 
 
 def test_doc_yaml_blocks_validate_against_the_schema(schema, validator, tmp_path):
@@ -124,7 +125,7 @@ def test_doc_yaml_blocks_validate_against_the_schema(schema, validator, tmp_path
             case = tmp_path / "snippet.yaml"
             case.write_text(text, encoding="utf-8")
             try:
-                load_case(case)
+                check_references(*load_case(case))
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{where}: busbarfem validate rejects it: {exc}")
         else:

@@ -1,8 +1,12 @@
 """Cross-section checks a single pydantic model cannot make (names that must exist).
 
-Run by every command after schema validation, so ``busbarfem validate`` catches a wrong
-material, face reference or boundary region without meshing: names are derived from the
-geometry description by :func:`busbarfem.case.references.geometry_names`.
+:func:`check_case` runs inside :func:`~busbarfem.case.loader.load_case` (materials,
+solver settings, load). :func:`check_references` checks every name the case refers to
+against the names its geometry description will produce
+(:func:`busbarfem.case.references.geometry_names`), without meshing; the CLI runs it for
+every command on a case. It is separate because a Python caller may pair a case with a
+mesh built elsewhere (``Simulation.setup(bundle=...)``), whose names the case's geometry
+section does not describe.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ def check_case(case, src: CaseSource) -> None:
             continue
         if name.endswith("material") and isinstance(val, str) and val not in materials:
             raise src.error(f"unknown material '{val}'", key, choices=materials, bad=val)
-    check_references(case, src)
     s = case.solver
     if s.analysis == "transient" and s.t_end is None:
         if not getattr(case.load, "steps", None):
