@@ -7,6 +7,10 @@
 * ``docs/verification.md``: every check in ``tests/verification`` with what it compares
   and its tolerance (``scripts/docs/verification_catalogue.yaml``), and, when given
   test results (``--verification``), the outcome and measured values of each.
+* program output shown in the docs (``--only samples``, minutes): every ```text block
+  preceded by ``<!-- output: ARGS -->`` is replaced by what ``busbarfem ARGS`` prints,
+  run from a scratch folder that links ``examples/`` (``<!-- output: ARGS | keep: REGEX -->``
+  keeps only the lines matching REGEX). ``tests/unit/test_docs.py`` reruns the quick ones.
 
 Usage::
 
@@ -14,6 +18,7 @@ Usage::
     python scripts/gen_docs.py --check                          # exit 1 if a page is stale
     python scripts/gen_docs.py --verification results.json      # add measured results
     python scripts/gen_docs.py --out-dir /tmp/docs              # write elsewhere
+    python scripts/gen_docs.py --only samples                   # rerun the sample outputs
 
 Test results are either JUnit XML (``pytest tests/verification -o junit_family=xunit1
 --junitxml=results/verification.xml``; values a test stores with pytest's built-in
@@ -28,8 +33,12 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
+import shlex
+import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -163,9 +172,15 @@ class SchemaWalker:
                 parts.append("items: " + item_rule)
         return "; ".join(dict.fromkeys(parts))
 
-    def default_text(self, def_name: str | None, key: str, prop: dict, required: bool) -> str:
+    def default_text(self, def_name: str | None, key: str, prop: dict, required: bool,
+                     either: list[list[str]] | None = None) -> str:
         if required:
             return "**required**"
+        # an object-level anyOf of `required` lists: a key needed unless another is given
+        for branch in either or []:
+            others = [k for b in either if b is not branch for k in b]
+            if key in branch and "default" not in prop and others:
+                return "**required** unless " + " or ".join(f"`{k}`" for k in others) + " is given"
         if "default" in prop:
             return f"`{_compact(prop['default'])}`"
         cls = self.classes.get(def_name or "")
@@ -188,6 +203,7 @@ class SchemaWalker:
                    "note": note, "rows": []}
         self.sections.append(section)
         required = set(node.get("required", []))
+        either = [b["required"] for b in node.get("anyOf", []) if "required" in b]
         children: list[tuple[str, dict]] = []
         for key, prop in node["properties"].items():
             full = f"{path}.{key}" if path else key
@@ -196,7 +212,7 @@ class SchemaWalker:
                 "description", "").strip().split("\n")[0]
             section["rows"].append({
                 "key": full, "type": self.type_text(prop),
-                "default": self.default_text(def_name, key, prop, key in required),
+                "default": self.default_text(def_name, key, prop, key in required, either),
                 "unit": _unit(desc), "allowed": self.allowed_text(prop),
                 "description": desc,
             })
@@ -300,6 +316,14 @@ def case_file_reference() -> str:
         "that validates it (`busbarfem schema` prints the same schema as JSON Schema).",
         "Unknown keys are errors, and the error names the file, line and the closest valid",
         "key. Units are SI throughout (m, A, V, K, s, W); positive current = discharge.",
+        "",
+        "The schema is JSON Schema draft 2020-12 and accepts what `busbarfem validate` accepts",
+        "key by key (every bundled example and every case in these pages is checked against",
+        "it in the test suite). An editor can check and complete case files with it, e.g.",
+        "VS Code's YAML extension after `busbarfem schema > case.schema.json` and a first",
+        "line `# yaml-language-server: $schema=case.schema.json` in the case file.",
+        "Checks that need more than one key (names that must exist, face references, sizes",
+        "that must fit) are made by `busbarfem validate` only.",
         "",
         "How to read the key paths:",
         "",
@@ -500,6 +524,58 @@ def verification_page(results: dict[str, dict], results_source: str | None) -> s
     return "\n".join(lines)
 
 
+# ============================================================== program output samples
+
+SAMPLE = re.compile(r"^<!-- output: (?P<args>.+?)(?: \| keep: (?P<keep>.+?))? -->\n```text\n(?P<body>.*?)^```",
+                    re.S | re.M)
+_TIMINGS = [(re.compile(r"\((\d+(\.\d+)?) s\)"), "(... s)"),           # mesh: ... (4.2 s)
+            (re.compile(r"(set-up|meshing): \d+(\.\d+)? s"), r"\1: ... s"),
+            (re.compile(r"ETA \d+(\.\d+)? s"), "ETA ... s")]
+
+
+def doc_samples(text: str) -> list[re.Match]:
+    """The program-output blocks of a page (``<!-- output: ARGS -->`` + ```text)."""
+    return list(SAMPLE.finditer(text))
+
+
+def mask_timings(text: str) -> str:
+    """The output with wall times replaced (they differ from run to run)."""
+    for pattern, repl in _TIMINGS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def run_sample(args: str, keep: str | None = None, workdir: Path | None = None) -> tuple[str, str]:
+    """(stdout, stderr) of ``busbarfem ARGS``, run in a scratch folder that links ``examples/``;
+    stdout filtered by ``keep``."""
+    with tempfile.TemporaryDirectory(prefix="busbarfem-sample-") as scratch:
+        cwd = Path(workdir or scratch)
+        if not (cwd / "examples").exists():
+            (cwd / "examples").symlink_to(ROOT / "examples")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-m", "busbarfem", *shlex.split(args)], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode not in (0, 3):  # 3 = a stated solver stop; its output is the sample
+        raise RuntimeError(f"busbarfem {args} failed ({proc.returncode}):\n{proc.stderr}")
+    lines = proc.stdout.rstrip("\n").split("\n")
+    if keep:
+        lines = [ln for ln in lines if re.search(keep, ln)]
+    return "\n".join(lines) + "\n", proc.stderr
+
+
+def refresh_samples(text: str, log=print) -> str:
+    """The page with every sample block replaced by fresh program output."""
+    out, pos = [], 0
+    for m in doc_samples(text):
+        log(f"  busbarfem {m['args']}")
+        body, _ = run_sample(m["args"], m["keep"])
+        out += [text[pos:m.start("body")], body]
+        pos = m.end("body")
+    return "".join(out) + text[pos:]
+
+
 # ============================================================================ main
 
 def main(argv: list[str] | None = None) -> int:
@@ -509,7 +585,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not write; exit 1 if docs/case-file.md is out of date")
     parser.add_argument("--verification", type=Path, default=None, metavar="RESULTS",
                         help="test results (JUnit XML or JSON) to show on the verification page")
-    parser.add_argument("--only", choices=("case-file", "verification"), default=None)
+    parser.add_argument("--only", choices=("case-file", "verification", "samples"), default=None,
+                        help="one page kind; 'samples' (not in the default run: it takes minutes) "
+                             "reruns the program output shown in the docs")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -519,15 +597,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "verification") and not args.check:
         source = args.verification.as_posix() if args.verification else None
         pages["verification.md"] = verification_page(load_results(args.verification), source)
+    if args.only == "samples":
+        for page in sorted(DOCS.rglob("*.md")):
+            text = page.read_text(encoding="utf-8")
+            if doc_samples(text):
+                print(f"{page.relative_to(DOCS)}:")
+                pages[page.relative_to(DOCS).as_posix()] = refresh_samples(text)
 
     if args.check:
-        stale = [n for n, text in pages.items()
-                 if not (DOCS / n).exists() or (DOCS / n).read_text(encoding="utf-8") != text]
+        stale = [n for n, text in pages.items() if not (DOCS / n).exists()
+                 or mask_timings((DOCS / n).read_text(encoding="utf-8")) != mask_timings(text)]
         for n in stale:
             print(f"docs/{n} is out of date: run `python scripts/gen_docs.py`", file=sys.stderr)
         return 1 if stale else 0
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in pages.items():
+        (args.out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (args.out_dir / name).write_text(text, encoding="utf-8")
         print(f"wrote {args.out_dir / name}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,3 +18,19 @@ from helpers import EXAMPLES  # noqa: E402
 def examples_dir() -> Path:
     """The bundled example cases."""
     return EXAMPLES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mesh_cache_dir(tmp_path_factory) -> Path:
+    """One mesh cache folder per test session, never ~/.cache or the checkout.
+
+    Set as ``BUSBARFEM_MESH_CACHE`` so CLI runs in subprocesses (and mpirun) inherit it.
+    """
+    path = tmp_path_factory.mktemp("mesh-cache")
+    previous = os.environ.get("BUSBARFEM_MESH_CACHE")
+    os.environ["BUSBARFEM_MESH_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("BUSBARFEM_MESH_CACHE", None)
+    else:
+        os.environ["BUSBARFEM_MESH_CACHE"] = previous

@@ -51,6 +51,9 @@ def load_case(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         _apply_override(data, key, value)
         src.overrides.add(key)
     case = validate_case_data(data, src)
+    from busbarfem.case.checks import check_references
+
+    check_references(case, src)  # face and region names, as `busbarfem validate`
     case._source = src
     return case
 

@@ -23,7 +23,12 @@ EPILOG = """examples:
   busbarfem mesh case.yaml -o results/mesh
   busbarfem schema > case.schema.json
 
-Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT)."""
+Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT).
+Meshes are cached in $BUSBARFEM_MESH_CACHE, else $XDG_CACHE_HOME/busbarfem/meshes
+(~/.cache/busbarfem/meshes); --no-cache skips the cache."""
+
+NO_CACHE_HELP = ("neither read nor write the mesh cache ($BUSBARFEM_MESH_CACHE, default "
+                 "$XDG_CACHE_HOME/busbarfem/meshes)")
 
 
 def _finite(text: str) -> float:
@@ -89,10 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("-o", "--output", type=_path, default=None, help="output folder (default results/<case name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    r.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    r.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     r.add_argument("--no-report", action="store_true", help="do not write report.html/report.md")
     r.add_argument("--lumped", action="store_true",
-                   help="solve the module as a lumped circuit (seed formulas, no mesh): seconds, for sizing")
+                   help="solve the module as a lumped nSmP circuit (AcuSolve BATTERY_MODULE formulas, no mesh): "
+                        "seconds, for sizing")
     r.add_argument("--profile", action="store_true",
                    help="print wall time per phase (mesh, assemble/solve, output) and write profile.json")
     r.add_argument("--checkpoint-every", type=_count, default=0, metavar="N",
@@ -100,13 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--restart", type=_path, default=None, metavar="OUTDIR",
                    help="continue the run whose checkpoint is in OUTDIR (results continue there)")
     v = sub.add_parser("validate", help="check a case file without solving",
-                       description="Check a case file (schema, names, materials) without solving.")
+                       description="Check a case file without meshing or solving: schema, materials, "
+                                   "face references, boundary regions, cell counts.")
     common(v)
     m = sub.add_parser("mesh", help="build the mesh and write it (XDMF with tags) plus a preview",
                        description="Build the mesh and write mesh.xdmf (with region tags) and a PNG preview.")
     common(m)
     m.add_argument("-o", "--output", type=_path, default=None, help="output folder (default results/<case name>_mesh)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    m.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     c = sub.add_parser("critical-current", help="find the current above which no steady state exists",
                        description="Bracket and bisect the load current on the existence of a steady "
                                    "state (thermal runaway threshold). Writes critical_current.json and "
@@ -114,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     common(c)
     c.add_argument("-o", "--output", type=_path, default=None, help="output folder (default results/<case name>_icrit)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    c.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     c.add_argument("--start", type=_positive, default=None, help="first current to try [A] (default: the case's load current)")
     c.add_argument("--rtol", type=_fraction, default=0.005, help="relative width of the final bracket (default 0.005)")
     rp = sub.add_parser("report", help="write report.html/report.md for an output folder",
@@ -243,17 +252,26 @@ def _versions(comm) -> dict:
             "petsc4py": petsc4py.__version__, "python": sys.version.split()[0], "mpi_size": comm.size}
 
 
+def _load(args, extra: list[str] | None = None):
+    """Load the command's case and check its names against its geometry (no meshing)."""
+    from busbarfem.case.checks import check_references
+    from busbarfem.case.loader import load_case
+
+    case, src = load_case(args.case, [*args.overrides, *(extra or [])])
+    check_references(case, src)
+    return case, src
+
+
 def cmd_run(args, comm, con: Console) -> int:
     """``busbarfem run``."""
     import yaml
 
-    from busbarfem.case.loader import load_case
     from busbarfem.coupling import Simulation
 
     from busbarfem.errors import CaseError
     from busbarfem.io import checkpoint
 
-    case, src = load_case(args.case, args.overrides)
+    case, src = _load(args)
     if args.restart is not None:
         if args.lumped:
             raise CaseError("--restart continues a transient FEM run; it cannot be combined with --lumped")
@@ -312,7 +330,7 @@ def cmd_run(args, comm, con: Console) -> int:
 
     from busbarfem.io.progress import Progress
 
-    cache = None if args.no_cache else _default_cache()
+    cache = _cache_dir(args)
     total = case.solver.t_end if case.solver.analysis == "transient" else None
     with Progress(comm, total_time=total, quiet=args.quiet) as prog:
         sim = Simulation(case, src, comm, outdir=out, progress=prog.update, cache_dir=cache,
@@ -360,17 +378,19 @@ def cmd_run(args, comm, con: Console) -> int:
     return 0
 
 
-def _default_cache():
-    from busbarfem.mesh import DEFAULT_CACHE
+def _cache_dir(args) -> Path | None:
+    """The mesh cache folder for this command (None with --no-cache)."""
+    if getattr(args, "no_cache", False):
+        return None
+    from busbarfem.mesh import default_cache_dir
 
-    return DEFAULT_CACHE
+    return default_cache_dir()
 
 
 def cmd_validate(args, comm, con: Console) -> int:
-    """``busbarfem validate``: schema and cross-reference checks, no meshing."""
-    from busbarfem.case.loader import load_case
-
-    case, _ = load_case(args.case, args.overrides)
+    """``busbarfem validate``: schema and cross-reference checks (names from the geometry
+    description, see :mod:`busbarfem.case.references`), no meshing."""
+    case, _ = _load(args)
     con.print(f"{args.case}: valid case '{case.name}'")
     return 0
 
@@ -379,17 +399,16 @@ def cmd_mesh(args, comm, con: Console) -> int:
     """``busbarfem mesh``: build the mesh, write mesh.xdmf with tags and a preview PNG."""
     from dolfinx import io
 
-    from busbarfem.case.loader import load_case
     from busbarfem.mesh import build_mesh
 
-    case, _src = load_case(args.case, args.overrides)
+    case, _src = _load(args)
     out = _output_path(args.output, Path("results") / f"{case.name}_mesh")
     _prepare_outdir(comm, out, args.overwrite, args.case)
     from busbarfem.coupling import locate
     from busbarfem.errors import CaseError
 
     try:
-        bundle = build_mesh(case, comm, cache_dir=_default_cache(), preview=out / "preview.png",
+        bundle = build_mesh(case, comm, cache_dir=_cache_dir(args), preview=out / "preview.png",
                             source=_src)
     except CaseError as exc:
         raise locate(exc, _src) from None
@@ -422,16 +441,14 @@ def cmd_mesh(args, comm, con: Console) -> int:
 def cmd_critical_current(args, comm, con: Console) -> int:
     """``busbarfem critical-current``: I_crit by bisection on the steady solver."""
     from busbarfem.analysis.runaway import critical_current
-    from busbarfem.case.loader import load_case
     from busbarfem.coupling import Simulation
     from busbarfem.errors import CaseError
 
     # the mathematical threshold, not a melting point: no temperature cap while searching
-    case, src = load_case(args.case, [*args.overrides, "solver.runaway_temperature=1.0e12",
-                                      "solver.analysis=steady"])
+    case, src = _load(args, ["solver.runaway_temperature=1.0e12", "solver.analysis=steady"])
     out = _output_path(args.output, Path("results") / f"{case.name}_icrit")
     _prepare_outdir(comm, out, args.overwrite, args.case)
-    sim = Simulation(case, src, comm, outdir=None, cache_dir=_default_cache())
+    sim = Simulation(case, src, comm, outdir=None, cache_dir=_cache_dir(args))
     sim.setup()
     if sim.cells is not None:
         raise CaseError("critical-current works on conductor assemblies (no cells)", file=args.case)
@@ -489,11 +506,12 @@ def cmd_report(args, comm, con: Console) -> int:
 
 
 def cmd_schema(args, comm, con: Console) -> int:
-    """``busbarfem schema``: the case file's JSON Schema on stdout."""
+    """``busbarfem schema``: the case file's JSON Schema (draft 2020-12) on stdout."""
     from busbarfem.case.model import Case
 
     if comm.rank == 0:
-        print(json.dumps(Case.model_json_schema(), indent=2))
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Case.model_json_schema()}
+        print(json.dumps(schema, indent=2))
     return 0
 
 
@@ -516,7 +534,7 @@ def cmd_sweep(args, comm, con: Console) -> int:
               f"on {comm.size} rank(s), {args.ranks_per_case} per point -> {out}")
     res = studies.sweep(args.case, params, out, mode=mode, n=args.lhs or 0, seed=args.seed,
                         overrides=args.overrides, comm=comm, ranks_per_case=args.ranks_per_case,
-                        cache_dir=None if args.no_cache else _default_cache(), resume=args.resume,
+                        cache_dir=_cache_dir(args), resume=args.resume,
                         point_reports=args.point_reports, log=con.print)
     failed = sum(r["status"] != "ok" for r in res.rows)
     con.print(f"  {len(res.rows)} points, {failed} failed; table: {out / 'sweep.csv'}; report: {out / 'report.html'}")
@@ -532,7 +550,7 @@ def cmd_optimize(args, comm, con: Console) -> int:
     con.print(f"busbarfem: minimise {args.minimize} over {', '.join(p.key for p in params)} -> {out}")
     res = studies.optimize(args.case, params, out, minimize=args.minimize, subject_to=args.subject_to,
                            overrides=args.overrides, comm=comm, max_evals=args.max_evals, tol=args.tol,
-                           cache_dir=None if args.no_cache else _default_cache(), log=con.print)
+                           cache_dir=_cache_dir(args), log=con.print)
     x = res.extra
     if x["best_point"] is None:
         con.error(f"no feasible evaluation in {x['evaluations']} runs ({x['message']}); see {out / 'optimize.csv'}")
@@ -553,7 +571,7 @@ def cmd_faults(args, comm, con: Console) -> int:
     con.print(f"busbarfem: fault signatures of {args.case} (conductivity x {args.factor:g}) -> {out}")
     res = studies.faults(args.case, out, factor=args.factor, targets=targets, resolution=args.resolution * 1e-6,
                          overrides=args.overrides, comm=comm, ranks_per_case=args.ranks_per_case,
-                         cache_dir=None if args.no_cache else _default_cache(), resume=args.resume, log=con.print)
+                         cache_dir=_cache_dir(args), resume=args.resume, log=con.print)
     for r in res.rows:
         if r.get("dR_uohm") is None:
             con.print(f"  {r['fault']:<16s} failed: {r.get('error')}")

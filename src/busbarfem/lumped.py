@@ -1,7 +1,8 @@
 """``busbarfem run --lumped``: the module as a lumped circuit (no mesh, seconds to run).
 
 Uses the case's ``geometry.module`` (n_s, m_p, PCU, cell format), ``cell`` and ``load``
-sections with :func:`busbarfem.cells.lumped.run_lumped` (the seed's V_K / I_j formulas
+sections with :func:`busbarfem.cells.lumped.run_lumped` (the V_K / I_j formulas of AcuSolve's
+BATTERY_MODULE
 with the same ECM and load controller as the 3D solver) and a lumped thermal model per
 cell from the first convection boundary condition. Writes ``timeseries.csv`` (the same
 column names as a 3D run) and ``summary.json``.

@@ -28,22 +28,24 @@ from busbarfem import naming
 from busbarfem.errors import CaseError
 from busbarfem.naming import GeometryInfo, RegionInfo
 
-def _default_cache() -> Path:
-    """Mesh cache folder: $BUSBARFEM_MESH_CACHE, else the checkout's meshes/cache, else
-    $XDG_CACHE_HOME/busbarfem/meshes (an installed package must not write into its venv)."""
+CACHE_ENV = "BUSBARFEM_MESH_CACHE"
+"""Environment variable naming the mesh cache folder (overrides the per-user default)."""
+
+
+def default_cache_dir() -> Path:
+    """The mesh cache folder, looked up at each call.
+
+    ``$BUSBARFEM_MESH_CACHE`` if set, else ``$XDG_CACHE_HOME/busbarfem/meshes``, else
+    ``~/.cache/busbarfem/meshes``: per user, never the source tree or the installed package.
+    """
     import os
 
-    env = os.environ.get("BUSBARFEM_MESH_CACHE")
+    env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file() and (repo / "meshes").is_dir() and os.access(repo / "meshes", os.W_OK):
-        return repo / "meshes" / "cache"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "busbarfem" / "meshes"
-
-
-DEFAULT_CACHE = _default_cache()
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "busbarfem" / "meshes"
 
 
 @contextlib.contextmanager
@@ -197,14 +199,14 @@ def _broadcast(comm: MPI.Comm, obj):
     return comm.bcast(obj, root=0)
 
 
-def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = DEFAULT_CACHE, log=None,
+def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = None, log=None,
                preview: Path | None = None, source=None) -> MeshBundle:
     """Build (or load from the cache) the case geometry's mesh and distribute it.
 
     Args:
         case: the validated Case.
         comm: communicator to distribute the mesh over.
-        cache_dir: mesh cache folder (None disables the cache).
+        cache_dir: mesh cache folder (None: no cache; the CLI passes :func:`default_cache_dir`).
         log: optional callable for progress messages (rank 0).
         preview: write a PNG of the meshed geometry coloured by region here (rank 0).
         source: the case's CaseSource, to locate a ``mesh.time_limit`` error.

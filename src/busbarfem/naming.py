@@ -10,7 +10,7 @@ surface is expected means that volume's exterior boundary facets.
 
 Every region carries a :class:`RegionInfo`: its material, whether it is a plain
 conductor or a cell, and which global potential it carries (``field`` 1 or 2, see the
-MSMD stage parity in DESIGN.md: odd stages phi+ = phi1, even stages phi+ = phi2).
+MSMD stage parity of docs/theory.md: odd stages phi+ = phi1, even stages phi+ = phi2).
 """
 
 from __future__ import annotations

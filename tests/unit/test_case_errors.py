@@ -127,3 +127,58 @@ def test_bad_curve_file_line_is_reported(tmp_path, capsys):
                         "  current_type: piecewise_linear\n  current_curve_fit_file: drive.txt")
     code, err = run_cli(tmp_path, text, capsys)
     assert code == 2 and "drive.txt:2" in err
+
+
+def validate_cli(tmp_path: Path, text: str, capsys) -> tuple[int, str]:
+    case = tmp_path / "case.yaml"
+    case.write_text(text)
+    code = main(["validate", str(case)])
+    return code, capsys.readouterr().err
+
+
+def test_validate_checks_face_references_without_meshing(tmp_path, capsys):
+    text = (EXAMPLES / "busbar_l_bolted.yaml").read_text().replace(
+        "negative: bolt_2.top", "negative: bolt_1.bottom")
+    assert "bolt_1.bottom" in text
+    code, err = validate_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert f"case.yaml:{line_of(text, 'bolt_1.bottom')}: geometry.terminals.negative" in err
+    assert "unknown face reference 'bolt_1.bottom'" in err
+    assert "bolt_1.top, bolt_2.top, busbar_1.bottom" in err and "did you mean 'bolt_1.top'" in err
+
+
+def test_validate_checks_boundary_regions_of_a_module(tmp_path, capsys):
+    text = (EXAMPLES / "module_8s6p_cccv.yaml").read_text().replace(
+        "regions: [cold_plate]", "regions: [cold_plat]")
+    code, err = validate_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert f"case.yaml:{line_of(text, 'cold_plat]')}" in err and "thermal.boundaries.1.regions.0" in err
+    assert "unknown region 'cold_plat'" in err and "did you mean 'cold_plate'" in err
+    # the names validate knows are the module's: 8 x 6 cells, 96 terminal nuggets
+    ok = text.replace("regions: [cold_plat]", "regions: [cold_plate, cell_8_6, busbar_1, weld_96]")
+    assert validate_cli(tmp_path, ok, capsys)[0] == 0
+    for wrong in ("cell_9_1", "weld_97"):
+        code, err = validate_cli(tmp_path, text.replace("[cold_plat]", f"[{wrong}]"), capsys)
+        assert code == 2 and f"unknown region '{wrong}'" in err
+
+
+def test_validate_needs_terminal_faces(tmp_path, capsys):
+    text = BASE.replace("  terminals:\n    positive: busbar_1.start\n    negative: busbar_1.end\n", "")
+    assert "terminals" not in text
+    code, err = validate_cli(tmp_path, text, capsys)
+    assert code == 2
+    assert "geometry.terminals" in err and "busbar_1.start" in err and "Traceback" not in err
+
+
+def test_validate_counts_cells_for_explicit_variation_factors(tmp_path, capsys):
+    text = (EXAMPLES / "module_4s2p_discharge.yaml").read_text()
+    assert "variation" not in text and "  initial_soc: 1.0\n" in text
+    seven = text.replace("  initial_soc: 1.0\n", "  initial_soc: 1.0\n  variation: {R0_factors: [1, 1, 1, 1, 1, 1, 1]}\n")
+    code, err = validate_cli(tmp_path, seven, capsys)
+    assert code == 2
+    assert "cell.variation.R0_factors" in err and "needs 8 values" in err and "got 7" in err
+    eight = seven.replace("[1, 1, 1, 1, 1, 1, 1]", "[1, 1, 1, 1, 1, 1, 1, 1.1]")
+    assert validate_cli(tmp_path, eight, capsys)[0] == 0
+    no_cell = text[:text.index("\ncell:")] + "\n" + text[text.index("\nload:"):]
+    code, err = validate_cli(tmp_path, no_cell, capsys)
+    assert code == 2 and "8 cell bodies" in err and "'cell:' section" in err

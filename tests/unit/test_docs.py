@@ -140,3 +140,89 @@ def test_mkdocs_build_strict(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "case-file.html").is_file()
+
+
+INTERNAL_NOTES = re.compile(r"DESIGN\.md|\bthe seeds?\b|\bseed's\b|\bseed[- ](?:style|formulas?|numbers?)\b",
+                            re.IGNORECASE)
+
+
+def test_user_facing_text_cites_sources_not_internal_notes():
+    """Users do not have the design notes: name the source (AcuSolve's BATTERY_MODULE,
+    the Bernardi worked example), not "the seed" or DESIGN.md."""
+    from busbarfem.cli import _parser
+
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+             for p in [*DOCS.rglob("*.md"), ROOT / "README.md", *(ROOT / "examples").glob("*.yaml"),
+                       *(ROOT / "src" / "busbarfem" / "case").glob("*.py")]}
+    parser = _parser()
+    texts["busbarfem --help"] = parser.format_help()
+    for action in parser._subparsers._group_actions:  # every subcommand's --help
+        for name, sub in action.choices.items():
+            texts[f"busbarfem {name} --help"] = sub.format_help()
+    hits = [f"{where}: {m.group(0)!r}" for where, text in texts.items() for m in INTERNAL_NOTES.finditer(text)]
+    assert not hits, "\n".join(hits)
+
+
+# --------------------------------------------------------------- program output samples
+#: sample commands cheap enough to rerun in the unit tests (the others: gen_docs --only samples)
+QUICK_SAMPLES = ("--lumped", "busbar_straight.yaml", "busbar_l_bolted.yaml -o results/default",
+                 "run examples/busbar_runaway.yaml")
+REGENERATE_SAMPLES = "run `.venv/bin/python scripts/gen_docs.py --only samples` and commit the result"
+
+
+def _all_samples():
+    gen = _gen_docs()
+    found = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for m in gen.doc_samples(page.read_text(encoding="utf-8")):
+            found.append((page.relative_to(DOCS).as_posix(), m["args"], m["keep"], m["body"]))
+    return found
+
+
+def test_program_output_in_the_docs_is_generated():
+    """Every block that shows busbarfem's console output carries the command that makes it,
+    so that ``gen_docs.py --only samples`` regenerates it."""
+    marked = {(page, body) for page, _, _, body in _all_samples()}
+    assert len(marked) >= 10
+    output = re.compile(r"busbarfem: (case|critical current)|lumped circuit:|^  stop:|^  terminal: V =", re.M)
+    unmarked = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        rel = page.relative_to(DOCS).as_posix()
+        for m in re.finditer(r"^```text\n(.*?)^```", text, re.S | re.M):
+            if output.search(m.group(1)) and (rel, m.group(1)) not in marked:
+                unmarked.append(f"{rel}:{text[:m.start()].count(chr(10)) + 1}")
+    assert not unmarked, f"console output without an '<!-- output: ARGS -->' marker: {unmarked}"
+
+
+@pytest.mark.parametrize("page,args,keep,body", [s for s in _all_samples()
+                                                  if any(q in s[1] for q in QUICK_SAMPLES)],
+                         ids=lambda v: v if isinstance(v, str) and v.endswith(".md") else "")
+def test_quick_samples_match_a_real_run(page, args, keep, body, tmp_path):
+    gen = _gen_docs()
+    fresh, stderr = gen.run_sample(args, keep, workdir=tmp_path)
+    assert gen.mask_timings(body) == gen.mask_timings(fresh), (
+        f"docs/{page}: the output of `busbarfem {args}` changed: {REGENERATE_SAMPLES}")
+    for noise in ("HDF5-DIAG", "X server", "Traceback"):  # nothing the user did not cause
+        assert noise not in stderr, stderr
+
+
+def test_tutorial_case_listings_equal_their_example_files():
+    """A tutorial that shows its case file (``**Case file:** `examples/X.yaml` ``) shows
+    the file as it is (name and description aside), so the two cannot drift apart."""
+    import yaml
+
+    checked = 0
+    for page in sorted((DOCS / "tutorials").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        named = re.search(r"\*\*Case file:\*\* `(examples/[\w.]+)`", text)
+        if not named:
+            continue
+        example = yaml.safe_load((ROOT / named.group(1)).read_text(encoding="utf-8"))
+        for block in re.findall(r"^```ya?ml\n(.*?)^```", text, re.S | re.M):
+            shown = yaml.safe_load(block)
+            differ = sorted(k for k in set(shown) | set(example)
+                            if k not in ("name", "description") and shown.get(k) != example.get(k))
+            assert not differ, f"docs/tutorials/{page.name} shows {named.group(1)} with other {differ}"
+            checked += 1
+    assert checked >= 7

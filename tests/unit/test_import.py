@@ -198,3 +198,18 @@ def test_mesh_file_errors(gmsh_session, tmp_path):
     with pytest.raises(ValueError, match="mesh_file replaces"):
         Geometry.model_validate({"mesh_file": {"file": "m.msh", "regions": REGIONS},
                                  "busbars": [{"path": [[0, 0], [1, 0]], "width": 1, "thickness": 1}]})
+
+
+def test_step_wrong_unit_names_the_bounding_box_and_unit(gmsh_session, tmp_path):
+    """The file's numbers are metres (gmsh export); read as 'mm' everything is 1000x
+    smaller, the bbox rule for the lug matches nothing, and the message says so."""
+    write_step(tmp_path / "part.step")
+    g = Geometry.model_validate({"step": {"file": "part.step", "unit": "mm", "rules": RULES}},
+                                context={"case_dir": tmp_path})
+    with pytest.raises(CaseError, match=r"match no rule") as err:
+        generate_model(g, MeshOptions(size=4e-6))
+    text = str(err.value)
+    span = [float(v) for v in re.search(r"span \[([^\]]+)\] m", text).group(1).split(",")]
+    assert span == pytest.approx([0, 0, 0, 0.15e-3, 0.01e-3, 0.005e-3], abs=2e-7)  # OCC pads 1e-7
+    assert "read with geometry.step.unit: mm" in text
+    assert "with geometry.step.unit: m the bbox rules would match 1 of them" in text

@@ -69,7 +69,7 @@ def test_step_below_minimum_voltage_is_rejected_with_the_fix():
 
 
 def test_steps_and_seed_input_are_exclusive():
-    with pytest.raises(ValidationError, match="either steps or the seed-style input"):
+    with pytest.raises(ValidationError, match="either steps or the AcuSolve-style input keys"):
         Load(steps=["Rest for 1 minute"], current=3.0)
 
 

@@ -1,4 +1,4 @@
-"""Bernardi heat: the seed's 18650 worked example (DESIGN.md section 2)."""
+"""Bernardi heat: a published worked example for an 18650 NMC/graphite cell at 1C, 50 % SOC."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from busbarfem.cells.bernardi import bernardi_heat
 
 
-def test_seed_18650_example():
+def test_bernardi_18650_worked_example():
     # I = 3 A, Vb = 16.5 cm^3, Eoc - V = 3.85 - 3.72 = 0.13 V, dU/dT = -1e-4 V/K, 298 K.
     q_irr, q_rev, q = bernardi_heat(3.0, 3.72, 3.85, 298.0, -1.0e-4, 16.5e-6)
     assert q_irr == pytest.approx(23_636, rel=5e-3)

@@ -1,4 +1,4 @@
-"""The 3D module against the lumped nSmP circuit (seed formulas), and load control in 3D.
+"""The 3D module against the lumped nSmP circuit (AcuSolve BATTERY_MODULE formulas), and load control in 3D.
 
 With near-zero interconnect resistance (plates, tabs and nuggets of a 1e10 S/m material,
 stiff collectors) the 3D MSMD model must reproduce the lumped circuit: per-cell currents

@@ -77,8 +77,8 @@ def single_cell(comm, height=0.04125):
                                     "terminal_neg": ("tab_neg_1_1", "zmin")}, size=0.004)
 
 
-def test_bernardi_seed_number_from_solver_heat(tmp_path):
-    """Seed 18650 example: I = 3 A, Vb = 16.5e-6, OCV - V = 0.13 V, dU/dT = -1e-4, 298 K."""
+def test_bernardi_18650_number_from_solver_heat(tmp_path):
+    """Bernardi 18650 worked example: I = 3 A, Vb = 16.5e-6, OCV - V = 0.13 V, dU/dT = -1e-4, 298 K."""
     comm = MPI.COMM_WORLD
     sim = make_sim(tmp_path, single_cell(comm), ocv=3.7, ocv2=3.7 + 1e-9, dudt=-1.0e-4, r0=0.13 / 3.0,
                    current=3.0, T=298.0)
@@ -159,7 +159,7 @@ def test_parallel_cells_share_current_inversely_to_R0(tmp_path):
                    variation="{R0_factors: [1.0, 1.5]}")
     sim._electrical_step(0.0, 1)
     I = sim.cells.current
-    # lumped oracle (seed): V_K = (sum V_j/R_j - I)/(sum 1/R_j), I_j = (V_j - V_K)/R_j
+    # lumped oracle (AcuSolve BATTERY_MODULE): V_K = (sum V_j/R_j - I)/(sum 1/R_j), I_j = (V_j - V_K)/R_j
     R = np.array([0.02, 0.03])
     VK = (np.sum(3.7 / R) - 10.0) / np.sum(1 / R)
     I_exact = (3.7 - VK) / R

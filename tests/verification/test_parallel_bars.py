@@ -3,7 +3,7 @@
 Two 400 mm bars: bar 2 is well cooled (h = 50), bar 3 poorly (h = 2); the terminal faces are clamped at
 298.15 K. At fixed voltage the hotter bar ends
 up carrying less current, and the total heat is below that of the same starting current
-held fixed (DESIGN.md, seed on busbar modules).
+held fixed (positive temperature coefficient feedback of the conductors).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from busbarfem.case.base import StrictModel
 
@@ -176,12 +176,32 @@ class CellVariation(StrictModel):
         return out[0], out[1]
 
 
+PRESET_PROVIDES = ("capacity", "ocv", "R0")
+"""Fields required in a ``cell:`` section unless a ``preset`` supplies them."""
+
+
+def _cell_json_schema(schema: dict) -> None:
+    """JSON Schema of ``cell:`` as validation sees it: a preset supplies the required fields.
+
+    The preset is merged in before field validation, so ``capacity``, ``ocv`` and ``R0``
+    are required only without one; the preset name must be a bundled one.
+    """
+    schema["required"] = [k for k in schema.get("required", []) if k not in PRESET_PROVIDES]
+    schema["properties"]["preset"]["anyOf"] = [{"enum": available_presets()}, {"type": "null"}]
+    schema["anyOf"] = [
+        {"required": ["preset"], "properties": {"preset": {"type": "string"}}},
+        {"required": list(PRESET_PROVIDES)},
+    ]
+
+
 class CellModel(StrictModel):
     """Equivalent-circuit cell: OCV(SOC, T), R0(SOC, T), RC pairs, capacity, properties.
 
     ``OCV(SOC, T) = OCV_ref(SOC) + (T - T_ref) dU/dT(SOC)``;
     ``R0(SOC, T) = R0_ref(SOC) exp(Ea/R_gas (1/T - 1/T_ref))``.
     """
+
+    model_config = ConfigDict(json_schema_extra=_cell_json_schema)
 
     preset: str | None = Field(
         None, description="Bundled parameter set to start from (e.g. 'LG_M50'); fields "

@@ -434,7 +434,7 @@ class ModuleWeld(StrictModel):
 
 
 class Module(StrictModel):
-    """An nSmP module with busbar plates (the seed's nSmP/PCU topology).
+    """An nSmP module with busbar plates (the nSmP/PCU topology of AcuSolve's BATTERY_MODULE).
 
     ``parallel_connected_units`` (PCU) divides n_s: inside each PCU the p strings of
     n_s/PCU series cells are separate (one plate per string between stages) and they are

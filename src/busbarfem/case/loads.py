@@ -3,7 +3,7 @@
 Two ways to say what drives the module terminals (both compile to the same typed
 :class:`Step` list that :class:`busbarfem.loads.LoadController` runs):
 
-1. The BATTERY_MODULE keys of the seed (AcuSolve): ``electrical_input_type`` (current,
+1. The keys of AcuSolve's BATTERY_MODULE command: ``electrical_input_type`` (current,
    c_rate, voltage, power, standard_charge_profile), ``current_type`` / ``c_rate_type`` /
    ``power_type`` (constant | const | piecewise_linear | linear | cubic_spline | spline),
    the value or a ``*_curve_fit_values`` table ``[[t, value], ...]`` or a two-column
@@ -17,7 +17,7 @@ values; C-rates refer to the module capacity (n_parallel x cell capacity); volta
 stop conditions and limits are *cell* voltages (highest cell when charging, lowest when
 discharging); ``Hold at X V`` holds the module so that its cells sit at X V
 (``voltage_basis: module`` takes X as the module terminal voltage instead).
-``cut_off_current_percent`` is a fraction of the 1C current (0.01 = 1 %), as in the seed.
+``cut_off_current_percent`` is a fraction of the 1C current (0.01 = 1 %), as in AcuSolve.
 """
 
 from __future__ import annotations
@@ -376,7 +376,7 @@ _CLASSIC_KEYS = {
 
 
 class Load(StrictModel):
-    """Module load: seed-style input type or a step sequence, plus limits.
+    """Module load: AcuSolve BATTERY_MODULE-style input type or a step sequence, plus limits.
 
     Validate with ``Load.model_validate(data, context={"case_dir": folder})`` so that
     ``*_curve_fit_file`` paths resolve relative to the case file.
@@ -421,7 +421,7 @@ class Load(StrictModel):
     @classmethod
     def _infer_input_type(cls, data):
         # Without electrical_input_type, the one quantity the user gave decides it
-        # (``c_rate: 1`` means a C-rate load); the seed's default 'current' otherwise.
+        # (``c_rate: 1`` means a C-rate load); AcuSolve's default 'current' otherwise.
         if not isinstance(data, dict) or "electrical_input_type" in data or "steps" in data:
             return data
         families = {q for q in ("current", "c_rate", "power", "voltage")
@@ -469,7 +469,7 @@ class Load(StrictModel):
         if self.steps is not None:
             given = _CLASSIC_KEYS & self.model_fields_set
             if given:
-                raise ValueError(f"give either steps or the seed-style input "
+                raise ValueError(f"give either steps or the AcuSolve-style input keys "
                                  f"({', '.join(sorted(given))}), not both")
         self.compiled_steps()  # raises ValueError on missing inputs
         for i, step in enumerate(self.compiled_steps()):
@@ -491,7 +491,7 @@ class Load(StrictModel):
         return self._curves.get(quantity)
 
     def compiled_steps(self) -> list[Step]:
-        """The load as a step list (seed-style input compiled to steps).
+        """The load as a step list (AcuSolve-style input keys compiled to steps).
 
         Raises:
             ValueError: a required input is missing (message names the key).

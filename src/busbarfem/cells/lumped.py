@@ -1,13 +1,13 @@
 """Lumped nSmP module circuit: the ``--lumped`` fast path and the 3D model's oracle.
 
-Topology (the seed's parallel connected units, PCU): the n_s series stages are split
+Topology (AcuSolve BATTERY_MODULE's parallel connected units, PCU): the n_s series stages are split
 into ``pcu`` blocks of m = n_s / pcu consecutive stages. Inside a block, the p parallel
 cells of each stage belong to p strings of m series cells that are joined only at the
 block ends; the blocks are in series. ``pcu = n_s`` is the ordinary fully
 cross-connected module; ``pcu = 1`` is p independent strings joined at the terminals.
 
 Per block K with strings j (EMF V_j = sum of cell EMFs, resistance R_j = sum of
-R0 + interconnect resistance), for module current I (the seed's formulas):
+R0 + interconnect resistance), for module current I (AcuSolve BATTERY_MODULE's formulas):
 
     V_K = (sum_j V_j/R_j - I) / (sum_j 1/R_j),     I_j = (V_j - V_K) / R_j
 

@@ -1,5 +1,8 @@
 """Mesh cache: ``<key>.msh`` plus a ``<key>.json`` sidecar holding the GeometryInfo.
 
+The folder is per user (:func:`busbarfem.mesh.default_cache_dir`: ``$BUSBARFEM_MESH_CACHE``
+or the XDG cache folder); a cache that cannot be written is skipped with a warning.
+
 The key hashes the geometry and mesh models' JSON, the content of any referenced input
 file, the gmsh version and :data:`BUILDER_VERSION` (bump it when a builder changes what
 it produces for the same input).
@@ -20,6 +23,8 @@ from busbarfem.naming import GeometryInfo, RegionInfo
 
 BUILDER_VERSION = "1"
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
+
 log = logging.getLogger(__name__)
 
 
@@ -87,9 +92,21 @@ def load(cache_dir: Path, key: str) -> GeometryInfo | None:
     return info
 
 
-def store(cache_dir: Path, key: str, info: GeometryInfo) -> Path:
-    """Write the current model's mesh and its GeometryInfo (atomically via rename)."""
-    cache_dir = Path(cache_dir)
+def store(cache_dir: Path, key: str, info: GeometryInfo) -> Path | None:
+    """Write the current model's mesh and its GeometryInfo (atomically via rename).
+
+    Returns the ``.msh`` path, or None when the folder is not writable (warned, not fatal:
+    the cache only saves time).
+    """
+    try:
+        return _store(Path(cache_dir), key, info)
+    except OSError as exc:
+        log.warning("mesh cache %s not written (%s); set BUSBARFEM_MESH_CACHE to a writable "
+                    "folder or run with --no-cache", cache_dir, exc.strerror or exc)
+        return None
+
+
+def _store(cache_dir: Path, key: str, info: GeometryInfo) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     msh = cache_dir / f"{key}.msh"
     tmp = cache_dir / f".{key}.{os.getpid()}.msh"

@@ -128,6 +128,25 @@ def _inside(inner, outer, tol: float) -> bool:
         all(inner[i + 3] <= outer[i + 3] + tol for i in range(3))
 
 
+def _unit_hint(step: StepImport, boxes: list, unmatched: list, tol: float) -> str:
+    """Where the solids are and in which unit they were read; names the other unit when
+    the bbox rules would match more of the unmatched solids with it (a unit mix-up)."""
+    span = [min(b[i] for b in boxes) for i in range(3)] + [max(b[i] for b in boxes) for i in range(3, 6)]
+    how = ("the file's declared length unit converted to metres" if step.unit == "mm"
+           else "coordinates taken as metres")
+    text = (f"all solids together span {_fmt_box(span)} m, read with geometry.step.unit: "
+            f"{step.unit} ({how})")
+    other, factor = ("m", 1 / _MM) if step.unit == "mm" else ("mm", _MM)
+    rule_boxes = [r.match.bbox for r in step.rules if r.match.bbox is not None]
+    now = sum(any(_inside(b, rb, tol) for rb in rule_boxes) for b in unmatched)
+    then = sum(any(_inside([v * factor for v in b], rb, tol * factor) for rb in rule_boxes)
+               for b in unmatched)
+    if then > now:
+        text += (f"; with geometry.step.unit: {other} the bbox rules would match {then} of them: "
+                 f"the rules and the file seem to use different units")
+    return text
+
+
 def add_step(asm: Assembly, step: StepImport) -> dict:
     """Import, heal, fragment and map the STEP solids to regions (Parts of ``asm``).
 
@@ -182,7 +201,8 @@ def add_step(asm: Assembly, step: StepImport) -> dict:
     missing = [t for t in pieces if t not in owner]
     if missing:
         lines = [f"{' | '.join(labels[t]) or '(no name)'} bbox {_fmt_box(bbox[t])} m" for t in missing]
-        raise CaseError(f"{len(missing)} STEP solid(s) match no rule:\n  " + "\n  ".join(lines),
+        raise CaseError(f"{len(missing)} STEP solid(s) match no rule:\n  " + "\n  ".join(lines)
+                        + "\n" + _unit_hint(step, [bbox[t] for t in pieces], [bbox[t] for t in missing], tol),
                         key="geometry.step.rules")
 
     specs = step.regions()

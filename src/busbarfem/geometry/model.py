@@ -221,7 +221,8 @@ def generate_model(
         geometry: the case's ``geometry:`` section.
         mesh: the case's ``mesh:`` section.
         materials: known material names; any other name is a CaseError.
-        cache_dir: where meshes are cached (``meshes/cache``); None disables the cache.
+        cache_dir: where meshes are cached (see :func:`busbarfem.mesh.default_cache_dir`);
+            None disables the cache.
 
     Returns:
         The regions (physical names with material/kind/field/stage), analytic volumes,
@@ -277,5 +278,6 @@ def generate_model(
     )
     if cache_dir is not None and mesh.cache:
         path = mesh_cache.store(cache_dir, key, info)
-        info.parameters["cache"]["path"] = str(path)
+        if path is not None:
+            info.parameters["cache"]["path"] = str(path)
     return info

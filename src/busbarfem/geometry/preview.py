@@ -18,6 +18,9 @@ def render_preview(path: str | Path, window_size: tuple[int, int] = (1200, 900))
     """
     import pyvista
 
+    from busbarfem.io.render import prefer_egl
+
+    prefer_egl()  # headless: no failed X-server attempt and its warning
     pyvista.OFF_SCREEN = True
     node_tags, coords, _ = gmsh.model.mesh.getNodes()
     xyz = np.zeros((int(node_tags.max()) + 1, 3))

@@ -41,7 +41,7 @@ _PROBE = (
 )
 
 
-def _prefer_egl() -> None:
+def prefer_egl() -> None:
     """Without a display, ask VTK for its EGL window directly (skips a failed X attempt
     and its warning)."""
     if not os.environ.get("DISPLAY"):
@@ -58,7 +58,7 @@ def render_available() -> tuple[bool, str]:
         import pyvista  # noqa: F401
     except ImportError as exc:
         return False, f"pyvista is not importable: {exc}"
-    _prefer_egl()
+    prefer_egl()
     try:
         res = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120,
                              env={**os.environ, "PYVISTA_OFF_SCREEN": "true"})
@@ -169,7 +169,7 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
     Returns:
         A :class:`RenderInfo` with the marker and bounding-box positions in pixels.
     """
-    _prefer_egl()
+    prefer_egl()
     import pyvista as pv
 
     pv.OFF_SCREEN = True
