@@ -223,8 +223,13 @@ class Simulation:
         msh = b.mesh
         Q0 = fem.functionspace(msh, ("DG", 0))
         Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
-        P1 = fem.functionspace(msh, ("Lagrange", 1))
-        self.out_T = self.th.T if self.case.mesh.order == 1 else fem.Function(P1, name="T")
+        # XDMF stores nodal fields at the mesh's geometry degree (P1 on straight-sided
+        # tetrahedra, P2 on curved 10-node ones): T and phi are written at their own
+        # degree when it matches, else interpolated into that space
+        deg = msh.geometry.cmap.degree
+        Pg = fem.functionspace(msh, ("Lagrange", deg))
+        same = self.case.mesh.order == deg
+        self.out_T = self.th.T if same else fem.Function(Pg, name="T")
         self.out_Jmag = fem.Function(Q0, name="J_magnitude")
         self.out_J = fem.Function(Q0v, name="J")
         self.out_q = fem.Function(Q0, name="q")
@@ -237,11 +242,11 @@ class Simulation:
             "q": (self.out_q, interpolator(self.out_q, self.q_expr)),
         }
         if self.el.nfields == 1:
-            phi = self.el.phi if self.case.mesh.order == 1 else fem.Function(P1, name="phi")
+            phi = self.el.phi if same else fem.Function(Pg, name="phi")
             fields["phi"] = (phi, None if phi is self.el.phi else interpolator(phi, self.el.phi))
         else:
             for f in range(2):
-                pf = fem.Function(P1, name=f"phi{f + 1}")
+                pf = fem.Function(Pg, name=f"phi{f + 1}")
                 fields[f"phi{f + 1}"] = (pf, interpolator(pf, self.el.phi[f]))
         if self.cells is not None:
             self.out_j = fem.Function(Q0, name="transfer_current")
