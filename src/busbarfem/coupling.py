@@ -137,7 +137,7 @@ class Simulation:
                 raise self.source.error(f"the geometry has no '{term}' surface; define geometry.terminals.{side}",
                                         "geometry.terminals")
         t0 = time.perf_counter()
-        order = case.mesh.order
+        order = b.element_order  # mesh.order (1, 2 or auto) was resolved when meshing
         # temperature: the thermal problem owns T; the electrical problem reads the iterate T_k
         props = {}
         for name in b.volume_names():
@@ -228,7 +228,7 @@ class Simulation:
         # degree when it matches, else interpolated into that space
         deg = msh.geometry.cmap.degree
         Pg = fem.functionspace(msh, ("Lagrange", deg))
-        same = self.case.mesh.order == deg
+        same = self.bundle.element_order == deg
         self.out_T = self.th.T if same else fem.Function(Pg, name="T")
         self.out_Jmag = fem.Function(Q0, name="J_magnitude")
         self.out_J = fem.Function(Q0v, name="J")
@@ -704,7 +704,8 @@ class Simulation:
         b = self.bundle
         out: dict = {"case": self.case.name, "stop_reason": self.stop_reason, "mpi_size": self.comm.size,
                      "dofs": {"electrical": self.el.ndofs, "thermal": self.th.ndofs},
-                     "mesh_cells": b.mesh.topology.index_map(3).size_global}
+                     "mesh_cells": b.mesh.topology.index_map(3).size_global,
+                     "element_order": b.element_order}
         if self.runaway is not None:
             out["runaway"] = self.runaway
         if not self.rows:

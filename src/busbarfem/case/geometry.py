@@ -675,8 +675,9 @@ class MeshFile(StrictModel):
     integer cell array ``gmsh:physical``, ``medit:ref``, ``CellEntityIds`` or ``region``;
     map them with ``names``). Tetrahedra (4 or 10 nodes) form the volume regions;
     triangles form named surfaces (``terminal_pos``/``terminal_neg`` for the load). Every
-    volume region must be described in ``regions``. The ``mesh:`` section (size, order)
-    does not apply: the mesh is used as it is.
+    volume region must be described in ``regions``. Of the ``mesh:`` section only ``order``
+    applies (1: corner nodes only; 2: 10-node tetrahedra, straight-sided unless the file has
+    curved ones); the sizes and ``refine`` do not (setting ``refine`` is an error).
     """
 
     file: str = Field(description="Mesh file (.msh, .med, .inp, .vtu), relative to the case file.")
@@ -774,7 +775,10 @@ class MeshOptions(StrictModel):
         None, gt=0, description="Element size inside cell bodies [m] (their MSMD potentials and "
         "temperature vary smoothly, so it may exceed size); None = size. Cell faces touching "
         "conductors keep the conductors' size.")
-    order: Literal[1, 2] = Field(1, description="Geometric/element order (2 = curved P2).")
+    order: Literal[1, 2, "auto"] = Field(
+        "auto", description="Element order: 1 (linear P1), 2 (curved P2: 10-node tetrahedra on the CAD "
+        "surfaces, P2 potential and temperature) or 'auto': 2 for models without cell bodies "
+        "(passive-conductor studies) whose P2 mesh has at most 50,000 nodes, else 1.")
     elements_through_thickness: int = Field(
         2, ge=1, description="Target number of elements across thin sheets (busbars, tabs) [-]."
     )
