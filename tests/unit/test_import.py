@@ -77,7 +77,9 @@ def test_step_units_adjacency_and_fields(gmsh_session, tmp_path):
              {"match": {"adjacent_to": "tab_pos_2_1"}, "region": "lug", "material": "copper"}]
     g = Geometry.model_validate({"step": {"file": "part.step", "unit": "mm", "rules": rules}},
                                 context={"case_dir": tmp_path})
-    info = generate_model(g, MeshOptions(size=4e-6))
+    # a 0.15 mm model: the absolute 4 mm refinement distance of the (STEP-default) interface
+    # refinement would refine all of it, which is not what this test is about
+    info = generate_model(g, MeshOptions(size=4e-6, order=1, refine={"interfaces": False}))
     assert mesh_measure("lug") == pytest.approx(0.05 * 0.01 * 0.002 * 1e-9, rel=0.01)
     # stage 2 positive = field 2; the stud and the lug touch the tab, so they carry it too
     assert {info.regions[n].field for n in ("tab_pos_2_1", "bolt_1", "lug")} == {2}
@@ -111,7 +113,7 @@ def write_meshes(tmp_path: Path) -> tuple[dict, float, float]:
     g = Geometry(busbars=[Busbar(path=[(0, 0), (0.05, 0)], width=0.01, thickness=0.002)],
                  bolts=[Bolt(center=(0.04, 0), radius=0.002, height=0.003)],
                  terminals=Terminals(positive="busbar_1.start", negative="bolt_1.top"))
-    info = generate_model(g, MeshOptions(size=0.004))
+    info = generate_model(g, MeshOptions(size=0.004, order=1))  # 4-node tets for meshio's writers
     v_bar, v_bolt = mesh_measure("busbar_1"), mesh_measure("bolt_1")
     gmsh.option.setNumber("Mesh.SaveAll", 0)
     gmsh.write(str(tmp_path / "m.msh"))

@@ -749,7 +749,13 @@ class Geometry(StrictModel):
 
 # --------------------------------------------------------------------------- mesh
 class Refinement(StrictModel):
-    """Local refinement near geometric features (distance/threshold size fields)."""
+    """Local refinement near geometric features (distance/threshold size fields).
+
+    ``fillets``, ``bolts``, ``welds`` and ``vias`` refine features the builders make;
+    ``interfaces``, ``terminals`` and ``regions`` work on any generated geometry, STEP
+    included. An external mesh (``geometry.mesh_file``) is used as it is: ``refine`` is an
+    error there.
+    """
 
     size_factor: float = Field(
         0.3, gt=0, le=1, description="Size at the feature as a fraction of the local size [-]."
@@ -764,6 +770,14 @@ class Refinement(StrictModel):
     bolts: bool = Field(True, description="Refine at the circular edges of bolts and holes.")
     welds: bool = Field(True, description="Refine at weld nugget edges.")
     vias: bool = Field(True, description="Refine at via edges.")
+    interfaces: bool | None = Field(
+        None, description="Refine at the edges of the interfaces between different regions (where a bolt, "
+        "insert or nugget leaves its host: the re-entrant edges where current crowds). None: on for "
+        "STEP geometry, off for built geometry (whose bolt/weld/via edges the keys above cover).")
+    terminals: bool = Field(False, description="Refine at the edges of the terminal faces.")
+    regions: list[str] = Field(
+        default_factory=list, description="Volume regions meshed at the refined size throughout "
+        "(size, or size_factor x the region's size), e.g. [bolt_1].")
 
 
 class MeshOptions(StrictModel):
