@@ -226,7 +226,7 @@ class Simulation:
         # XDMF stores nodal fields at the mesh's geometry degree (P1 on straight-sided
         # tetrahedra, P2 on curved 10-node ones): T and phi are written at their own
         # degree when it matches, else interpolated into that space
-        deg = msh.geometry.cmap.degree
+        deg = msh.geometry.cmaps[0].degree
         Pg = fem.functionspace(msh, ("Lagrange", deg))
         same = self.bundle.element_order == deg
         self.out_T = self.th.T if same else fem.Function(Pg, name="T")

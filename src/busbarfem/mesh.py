@@ -71,7 +71,7 @@ class MeshBundle:
     @property
     def element_order(self) -> int:
         """Element order of the solution fields: the mesh's geometry degree (1 or 2)."""
-        return int(self.mesh.geometry.cmap.degree)
+        return int(self.mesh.geometry.cmaps[0].degree)
 
     def volume_names(self) -> list[str]:
         """Names of the volume regions present in the mesh."""
