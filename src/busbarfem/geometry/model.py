@@ -216,8 +216,9 @@ def set_element_order(mesh: MeshOptions, info: GeometryInfo, curved: bool) -> di
     if requested == "auto" and has_cells:
         order, reason = 1, "the model has cell bodies (P1)"
     elif requested == "auto":
-        gmsh.model.mesh.setOrder(2)
-        nodes = len(gmsh.model.mesh.getNodes(-1, -1, False, False)[0])
+        # P2 nodes = vertices + edges (one mid-edge node each), counted before curving
+        gmsh.model.mesh.createEdges()
+        nodes = len(gmsh.model.mesh.getNodes(-1, -1, False, False)[0]) + len(gmsh.model.mesh.getAllEdges()[0])
         if nodes <= AUTO_P2_MAX_DOFS:
             order, reason = 2, f"conductor-only model, {nodes} P2 nodes <= {AUTO_P2_MAX_DOFS}"
         else:
