@@ -777,7 +777,7 @@ class Refinement(StrictModel):
     terminals: bool = Field(False, description="Refine at the edges of the terminal faces.")
     regions: list[str] = Field(
         default_factory=list, description="Volume regions meshed at the refined size throughout "
-        "(size, or size_factor x the region's size), e.g. [bolt_1].")
+        "(size, or size_factor x the region's size), for example bolt_1.")
 
 
 class MeshOptions(StrictModel):
