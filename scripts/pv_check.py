@@ -3,7 +3,7 @@
 Run with ParaView's Python (``pvpython scripts/pv_check.py OUTDIR``; Debian: packages
 ``paraview`` and ``python3-paraview``, see scripts/install_paraview.sh). Prints
 ``{"reader", "file", "point_fields", "cell_fields", "fields", "times", "T_max", "T_max_time",
-"n_points", "n_cells"}``. The reader is ``Xdmf3ReaderT`` ("Xdmf3 Reader (Top Level
+"n_points", "n_cells", "cell_types"}`` (VTK ids: 10 tetrahedron, 24 quadratic tetrahedron). The reader is ``Xdmf3ReaderT`` ("Xdmf3 Reader (Top Level
 Partition)"): ParaView's default XDMF (v2) reader crashes on DOLFINx output.
 """
 
@@ -39,6 +39,20 @@ def _max_over_blocks(data, name):
     return best
 
 
+def _cell_types(data):
+    """Sorted VTK cell type ids over every leaf (10: tetra, 24: quadratic tetra)."""
+    types = set()
+    for leaf in _leaves(data):
+        if leaf is None or leaf.GetNumberOfCells() == 0:
+            continue
+        arr = leaf.GetDistinctCellTypesArray() if hasattr(leaf, "GetDistinctCellTypesArray") else None
+        if arr is not None:
+            types.update(int(arr.GetValue(i)) for i in range(arr.GetNumberOfTuples()))
+        else:
+            types.update(int(leaf.GetCellType(i)) for i in range(leaf.GetNumberOfCells()))
+    return sorted(types)
+
+
 def main(path):
     if os.path.isdir(path):
         path = os.path.join(path, "fields.xdmf")
@@ -64,6 +78,7 @@ def main(path):
         "T_max_time": last,
         "n_points": int(info.GetNumberOfPoints()),
         "n_cells": int(info.GetNumberOfCells()),
+        "cell_types": _cell_types(data),
     }
     print(json.dumps(out))
 

@@ -76,7 +76,7 @@ def main() -> None:
         T_init = case.thermal.initial_temperature
         for variant in a.bare_variants.split(","):
             with timer(f"bare_setup_{variant}"):
-                bares[variant] = BareConduction(bundle, mats, el.options, T_init, order=case.mesh.order,
+                bares[variant] = BareConduction(bundle, mats, el.options, T_init, order=bundle.element_order,
                                                 sigma=variant)
     its_el, its_b = [], {v: [] for v in bares}
     T_el0 = el.T.x.array.copy()

@@ -129,7 +129,7 @@ def main() -> None:
     timer = common.Timer(comm)
     with timer("setup"):
         bare = BareConduction(bundle, resolve_materials(case.materials), opts, case.thermal.initial_temperature,
-                              order=case.mesh.order, sigma=a.sigma)
+                              order=bundle.element_order, sigma=a.sigma)
     its = []
     for _ in range(a.repeats):
         with timer("solve"):

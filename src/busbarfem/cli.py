@@ -105,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="write a restart checkpoint every N time steps (transient)")
     r.add_argument("--restart", type=_path, default=None, metavar="OUTDIR",
                    help="continue the run whose checkpoint is in OUTDIR (results continue there)")
+    r.add_argument("--error-estimate", action="store_true",
+                   help="solve once more on a finer discretisation (P1 results: P2 on the same mesh; "
+                        "P2: half the element size) and report the relative change of R, P and T_max "
+                        "(summary.json 'error_estimate', the report)")
     v = sub.add_parser("validate", help="check a case file without solving",
                        description="Check a case file without meshing or solving: schema, materials, "
                                    "face references, boundary regions, cell counts.")
@@ -158,7 +162,7 @@ def _study_parsers(sub, common) -> None:
                     help="continue a sweep in its folder: finished points are skipped")
     sw.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per point (default 1)")
     sw.add_argument("--point-reports", action="store_true", help="also write report.html in every point folder")
-    sw.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    sw.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     op = sub.add_parser("optimize", help="minimise an objective subject to constraints over case parameters",
                         description="Minimise EXPR of the results (R, P, T_max, J_max, V, I, spread, mass, "
                                     "the varied keys) subject to constraints, with scipy's derivative-free "
@@ -173,7 +177,7 @@ def _study_parsers(sub, common) -> None:
     op.add_argument("--tol", type=float, default=1e-3,
                     help="final trust radius as a fraction of each range (default 1e-3)")
     op.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_optimize)")
-    op.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    op.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     fa = sub.add_parser("faults", help="fault signatures: each weld nugget, via or bolt degraded in turn",
                         description="Degrade each weld nugget, via and bolt in turn (conductivity x FACTOR; "
                                     "1e-6 = open) and report the terminal resistance change in micro-ohm, "
@@ -190,7 +194,7 @@ def _study_parsers(sub, common) -> None:
     fa.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_faults)")
     fa.add_argument("--resume", action="store_true", help="continue in the folder: finished runs are skipped")
     fa.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per fault run (default 1)")
-    fa.add_argument("--no-cache", action="store_true", help="do not use the mesh cache")
+    fa.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
 class Console:
@@ -344,10 +348,13 @@ def cmd_run(args, comm, con: Console) -> int:
                 write_resolved()
                 prog.log(f"  restarting from t = {sim.restart_state['t']:.6g} s (step {sim.restart_state['step']})")
             prog.log(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
-                     f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal dofs ({sim.timings.get('mesh', 0):.1f} s)")
+                     f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal P{sim.bundle.element_order} dofs "
+                     f"({sim.timings.get('mesh', 0):.1f} s)")
             summary = sim.run()
         finally:
             sim.close()
+    if args.error_estimate:
+        summary = _add_error_estimate(case, src, comm, con, out, summary, sim.bundle.element_order, cache)
     term = summary.get("terminal", {})
     con.print(f"  stop: {summary['stop_reason']}")
     if term:
@@ -376,6 +383,33 @@ def cmd_run(args, comm, con: Console) -> int:
             con.print(f"    {k:<18s} {v:9.3f} s")
     con.print(f"  results: {out}")
     return 0
+
+
+def _add_error_estimate(case, src, comm, con: Console, out: Path, summary: dict, order: int, cache) -> dict:
+    """``--error-estimate``: the extra solve, its result added to summary.json (exit 3 if it fails)."""
+    from busbarfem.analysis.discretisation import error_estimate
+    from busbarfem.errors import SolveError
+
+    if summary.get("stop_reason") == "thermal runaway" or "terminal" not in summary:
+        summary["error_estimate"] = {"method": None, "note": f"not estimated: the run ended with "
+                                                             f"{summary.get('stop_reason')!r}"}
+    else:
+        con.print("  error estimate: solving once more on a finer discretisation ...")
+        try:
+            summary["error_estimate"] = error_estimate(case, src, comm, summary, order, cache_dir=cache)
+        except SolveError as exc:
+            summary["error_estimate"] = {"method": None, "failed": str(exc)}
+            raise
+        finally:
+            if comm.rank == 0:
+                (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        est = summary["error_estimate"]
+        fmt = lambda v, k=1.0, u="": "n/a" if v is None else f"{v * k:+.3g}{u}"  # noqa: E731
+        con.print(f"  error estimate ({est['method']}): R {fmt(est['R_rel_change'], 100, ' %')}, "
+                  f"P {fmt(est['P_rel_change'], 100, ' %')}, T_max {fmt(est['Tmax_change_K'], 1, ' K')}")
+    if comm.rank == 0:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
 
 
 def _cache_dir(args) -> Path | None:

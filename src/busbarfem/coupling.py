@@ -142,7 +142,7 @@ class Simulation:
                 raise self.source.error(f"the geometry has no '{term}' surface; define geometry.terminals.{side}",
                                         "geometry.terminals")
         t0 = time.perf_counter()
-        order = case.mesh.order
+        order = b.element_order  # mesh.order (1, 2 or auto) was resolved when meshing
         # temperature: the thermal problem owns T; the electrical problem reads the iterate T_k
         props = {}
         for name in b.volume_names():
@@ -257,8 +257,13 @@ class Simulation:
         msh = b.mesh
         Q0 = fem.functionspace(msh, ("DG", 0))
         Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
-        P1 = fem.functionspace(msh, ("Lagrange", 1))
-        self.out_T = self.th.T if self.case.mesh.order == 1 else fem.Function(P1, name="T")
+        # XDMF stores nodal fields at the mesh's geometry degree (P1 on straight-sided
+        # tetrahedra, P2 on curved 10-node ones): T and phi are written at their own
+        # degree when it matches, else interpolated into that space
+        deg = msh.geometry.cmaps[0].degree
+        Pg = fem.functionspace(msh, ("Lagrange", deg))
+        same = self.bundle.element_order == deg
+        self.out_T = self.th.T if same else fem.Function(Pg, name="T")
         self.out_Jmag = fem.Function(Q0, name="J_magnitude")
         self.out_J = fem.Function(Q0v, name="J")
         self.out_q = fem.Function(Q0, name="q")
@@ -271,11 +276,11 @@ class Simulation:
             "q": (self.out_q, interpolator(self.out_q, self.q_expr)),
         }
         if self.el.nfields == 1:
-            phi = self.el.phi if self.case.mesh.order == 1 else fem.Function(P1, name="phi")
+            phi = self.el.phi if same else fem.Function(Pg, name="phi")
             fields["phi"] = (phi, None if phi is self.el.phi else interpolator(phi, self.el.phi))
         else:
             for f in range(2):
-                pf = fem.Function(P1, name=f"phi{f + 1}")
+                pf = fem.Function(Pg, name=f"phi{f + 1}")
                 fields[f"phi{f + 1}"] = (pf, interpolator(pf, self.el.phi[f]))
         if self.cells is not None:
             self.out_j = fem.Function(Q0, name="transfer_current")
@@ -862,7 +867,8 @@ class Simulation:
         b = self.bundle
         out: dict = {"case": self.case.name, "stop_reason": self.stop_reason, "mpi_size": self.comm.size,
                      "dofs": {"electrical": self.el.ndofs, "thermal": self.th.ndofs},
-                     "mesh_cells": b.mesh.topology.index_map(3).size_global}
+                     "mesh_cells": b.mesh.topology.index_map(3).size_global,
+                     "element_order": b.element_order}
         if self.runaway is not None:
             out["runaway"] = self.runaway
         if not self.rows:

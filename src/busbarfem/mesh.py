@@ -147,6 +147,11 @@ class MeshBundle:
         """The mesh communicator."""
         return self.mesh.comm
 
+    @property
+    def element_order(self) -> int:
+        """Element order of the solution fields: the mesh's geometry degree (1 or 2)."""
+        return int(self.mesh.geometry.cmaps[0].degree)
+
     def volume_names(self) -> list[str]:
         """Names of the volume regions present in the mesh."""
         return [n for n, r in self.regions.items() if r.dim == 3 and n in self.tags]

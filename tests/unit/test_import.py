@@ -77,7 +77,9 @@ def test_step_units_adjacency_and_fields(gmsh_session, tmp_path):
              {"match": {"adjacent_to": "tab_pos_2_1"}, "region": "lug", "material": "copper"}]
     g = Geometry.model_validate({"step": {"file": "part.step", "unit": "mm", "rules": rules}},
                                 context={"case_dir": tmp_path})
-    info = generate_model(g, MeshOptions(size=4e-6))
+    # a 0.15 mm model: the absolute 4 mm refinement distance of the (STEP-default) interface
+    # refinement would refine all of it, which is not what this test is about
+    info = generate_model(g, MeshOptions(size=4e-6, order=1, refine={"interfaces": False}))
     assert mesh_measure("lug") == pytest.approx(0.05 * 0.01 * 0.002 * 1e-9, rel=0.01)
     # stage 2 positive = field 2; the stud and the lug touch the tab, so they carry it too
     assert {info.regions[n].field for n in ("tab_pos_2_1", "bolt_1", "lug")} == {2}
@@ -111,7 +113,7 @@ def write_meshes(tmp_path: Path) -> tuple[dict, float, float]:
     g = Geometry(busbars=[Busbar(path=[(0, 0), (0.05, 0)], width=0.01, thickness=0.002)],
                  bolts=[Bolt(center=(0.04, 0), radius=0.002, height=0.003)],
                  terminals=Terminals(positive="busbar_1.start", negative="bolt_1.top"))
-    info = generate_model(g, MeshOptions(size=0.004))
+    info = generate_model(g, MeshOptions(size=0.004, order=1))  # 4-node tets for meshio's writers
     v_bar, v_bolt = mesh_measure("busbar_1"), mesh_measure("bolt_1")
     gmsh.option.setNumber("Mesh.SaveAll", 0)
     gmsh.write(str(tmp_path / "m.msh"))
@@ -213,3 +215,74 @@ def test_step_wrong_unit_names_the_bounding_box_and_unit(gmsh_session, tmp_path)
     assert span == pytest.approx([0, 0, 0, 0.15e-3, 0.01e-3, 0.005e-3], abs=2e-7)  # OCC pads 1e-7
     assert "read with geometry.step.unit: mm" in text
     assert "with geometry.step.unit: m the bbox rules would match 1 of them" in text
+
+
+# --------------------------------------------------------------------------- refinement
+def _tets(name: str | None = None) -> int:
+    """Tetrahedra in the current model (or in volume region ``name``)."""
+    if name is None:
+        return sum(len(t) for t in gmsh.model.mesh.getElements(3)[1])
+    tag = next(t for d, t in gmsh.model.getPhysicalGroups(3) if gmsh.model.getPhysicalName(d, t) == name)
+    return sum(len(t) for v in gmsh.model.getEntitiesForPhysicalGroup(3, tag)
+               for t in gmsh.model.mesh.getElements(3, int(v))[1])
+
+
+def _fresh_model():
+    gmsh.model.remove()
+    gmsh.model.add("test")
+
+
+def test_step_refinement_interfaces_terminals_regions(gmsh_session, tmp_path):
+    """mesh.refine works on STEP geometry: interface edges (the default there), terminal
+    edges and whole regions each add elements where they say, and are reported."""
+    write_step(tmp_path / "part.step")
+    geo = step_geometry(tmp_path, RULES, terminals=TERMINALS)
+    off = {"interfaces": False}
+    generate_model(geo, MeshOptions(order=1, refine=off))
+    base, base_bolt = _tets(), _tets("bolt_1")
+    _fresh_model()
+    info = generate_model(geo, MeshOptions(order=1))
+    assert any(k.startswith("interfaces@") for k in info.parameters["refinement"])
+    assert _tets() > 1.1 * base  # the stud's and the lug's interface edges are refined
+    _fresh_model()
+    info = generate_model(geo, MeshOptions(order=1, refine={**off, "terminals": True}))
+    assert any(k.startswith("terminals@") for k in info.parameters["refinement"]) and _tets() > base
+    _fresh_model()
+    info = generate_model(geo, MeshOptions(order=1, refine={**off, "regions": ["bolt_1"]}))
+    assert info.parameters["refinement"]["region:bolt_1"]["volumes"] >= 1
+    assert _tets("bolt_1") > 3 * base_bolt  # 0.3 x the size: ~30x the elements in the stud
+    _fresh_model()
+    bar = Geometry(busbars=[Busbar(path=[(0, 0), (0.05, 0)], width=0.01, thickness=0.002)],
+                   terminals=Terminals(positive="busbar_1.start", negative="busbar_1.end"))
+    with pytest.raises(CaseError, match="unknown region 'bolt_9'") as err:
+        generate_model(bar, MeshOptions(order=1, refine={"regions": ["bolt_9"]}))
+    assert err.value.key == "mesh.refine.regions.0" and "busbar_1" in str(err.value)
+
+
+def test_refinement_that_would_do_nothing_is_an_error(tmp_path):
+    """refine on an external mesh, or a builder-feature switch on STEP geometry: exit 2 with
+    file, line and key (instead of being silently ignored)."""
+    from busbarfem.case.loader import load_case
+    from busbarfem.cli import main
+
+    (tmp_path / "m.msh").write_text("")
+    (tmp_path / "part.step").write_text("ISO-10303-21;\n")
+    tail = ("load: {electrical_input_type: current, current_type: constant, current: 10.0}\n"
+            "thermal: {boundaries: [{type: convection, regions: [exterior], h: 10.0}]}\n")
+    mesh_case = tmp_path / "mesh.yaml"
+    mesh_case.write_text("name: m\ngeometry:\n  mesh_file:\n    file: m.msh\n    regions: {bar: {material: copper}}\n"
+                         "mesh:\n  refine:\n    size: 0.001\n" + tail)
+    with pytest.raises(CaseError, match="does not apply to an external mesh") as err:
+        load_case(mesh_case)
+    assert (err.value.key, err.value.line) == ("mesh.refine.size", 8)
+    step_case = tmp_path / "step.yaml"
+    step_case.write_text("name: s\ngeometry:\n  step:\n    file: part.step\n    rules:\n"
+                         "      - {match: {name: BAR}, region: bar, material: copper}\n"
+                         "mesh:\n  refine: {bolts: true}\n" + tail)
+    with pytest.raises(CaseError, match="imported from STEP, use interfaces") as err:
+        load_case(step_case)
+    assert err.value.key == "mesh.refine.bolts" and err.value.line == 8
+    with pytest.raises(CaseError, match="unknown region 'bolt'") as err:
+        load_case(step_case, ["mesh.refine={regions: [bolt]}"])
+    assert err.value.key == "mesh.refine.regions.0" and err.value.choices == ["bar"]
+    assert main(["validate", str(mesh_case), "-q"]) == 2

@@ -167,3 +167,29 @@ def test_transient_picard_not_converged(tmp_path, capsys):
           "solver.picard.tolerance=1e-12"]
     code, err, out = run(tmp_path, capsys, ov)
     assert_failure_kept(code, err, out, reason_words=("did not converge",), step=1, current=300.0)
+
+
+def test_divergent_ksp_at_p2(tmp_path, capsys, monkeypatch):
+    """The curved P2 path fails the same way: exit 3, PETSc reason, earlier steps kept."""
+    def one_iteration(ksp):
+        ksp.setTolerances(rtol=1e-14, atol=1e-50, max_it=1)
+
+    fail_from_step(monkeypatch, "electrical", 2, one_iteration)
+    code, err, out = run(tmp_path, capsys, [*TRANSIENT, "mesh.order=2", "solver.electrical_solver=gamg"])
+    assert_failure_kept(code, err, out, reason_words=("DIVERGED_MAX_IT", "DIVERGED_ITS"), step=2)
+    assert summary_of(out)["element_order"] == 2
+
+
+def test_petsc_error_inside_a_solve_exits_3(tmp_path, capsys, monkeypatch):
+    """An error PETSc raises (here: a factorisation package that does not exist) instead of
+    returning a converged reason is a solver failure too (exit 3), not a traceback."""
+    def missing_package(ksp):
+        ksp.setType("preonly")
+        pc = ksp.getPC()
+        pc.setType("lu")  # a new PC (it was GAMG): its package may still be chosen
+        pc.setFactorSolverType("no_such_package")
+
+    fail_from_step(monkeypatch, "thermal", 3, missing_package)
+    code, err, out = run(tmp_path, capsys, [*TRANSIENT, "solver.thermal_solver=gamg"])
+    s = assert_failure_kept(code, err, out, reason_words=("PETSc error",), step=3)
+    assert "thermal" in s["stop_reason"]

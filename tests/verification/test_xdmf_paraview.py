@@ -62,6 +62,14 @@ def test_paraview_reads_transient_series(tmp_path):
     check(tmp_path / "out", summary, times=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
 
 
+def test_paraview_reads_p2_fields(tmp_path):
+    """mesh.order 2: 10-node tetrahedra with T and phi at every node, read as quadratic cells."""
+    summary = run_cli(tmp_path / "out", "busbar_straight.yaml", "--set", "mesh.order=2", "--no-report")
+    assert summary["element_order"] == 2
+    pv = check(tmp_path / "out", summary)
+    assert pv["cell_types"] == [24]  # VTK_QUADRATIC_TETRA
+
+
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_paraview_reads_two_rank_fields(tmp_path):

@@ -149,6 +149,7 @@ def check_case(case, src: CaseSource) -> None:
         case.load.compiled_steps()
     except ValueError as exc:
         raise src.error(str(exc), "load") from None
+    check_refinement(case, src)
 
 
 def check_references(case, src: CaseSource) -> None:
@@ -189,3 +190,30 @@ def check_references(case, src: CaseSource) -> None:
             raise src.error(f"needs {n_cells} values (one per cell, in (stage, parallel) order: "
                             f"{', '.join(names.cells[:3])}, ...), got {len(given)}",
                             f"cell.variation.{key}")
+
+
+
+
+#: refinement keys that act on solids the geometry builders make (not on STEP or meshes)
+BUILDER_REFINEMENT = ("fillets", "bolts", "welds", "vias")
+
+
+def check_refinement(case, src: CaseSource) -> None:
+    """``mesh.refine`` keys that would do nothing on this geometry are errors (not ignored)."""
+    g, ref = case.geometry, case.mesh.refine
+    given = sorted(ref.model_fields_set) if "refine" in case.mesh.model_fields_set else []
+    if g.mesh_file is not None and given:
+        raise src.error("mesh.refine does not apply to an external mesh (geometry.mesh_file is used as it "
+                        "is); remove it, or refine the mesh where it was made", f"mesh.refine.{given[0]}")
+    built = any(getattr(g, k) for k in ("busbars", "bolts", "tabs", "welds", "vias", "module"))
+    if g.step is not None and not built:
+        for k in given:
+            if k in BUILDER_REFINEMENT:
+                raise src.error(f"mesh.refine.{k} refines solids the geometry builders make; this geometry "
+                                "is imported from STEP, use interfaces, terminals or regions",
+                                f"mesh.refine.{k}", choices=[f for f in type(ref).model_fields
+                                                             if f not in BUILDER_REFINEMENT], bad=k)
+        names = set(g.step.regions())
+        for i, name in enumerate(ref.regions):
+            if name not in names:
+                raise src.error(f"unknown region '{name}'", f"mesh.refine.regions.{i}", choices=names, bad=name)

@@ -675,8 +675,9 @@ class MeshFile(StrictModel):
     integer cell array ``gmsh:physical``, ``medit:ref``, ``CellEntityIds`` or ``region``;
     map them with ``names``). Tetrahedra (4 or 10 nodes) form the volume regions;
     triangles form named surfaces (``terminal_pos``/``terminal_neg`` for the load). Every
-    volume region must be described in ``regions``. The ``mesh:`` section (size, order)
-    does not apply: the mesh is used as it is.
+    volume region must be described in ``regions``. Of the ``mesh:`` section only ``order``
+    applies (1: corner nodes only; 2: 10-node tetrahedra, straight-sided unless the file has
+    curved ones); the sizes and ``refine`` do not (setting ``refine`` is an error).
     """
 
     file: str = Field(description="Mesh file (.msh, .med, .inp, .vtu), relative to the case file.")
@@ -748,7 +749,13 @@ class Geometry(StrictModel):
 
 # --------------------------------------------------------------------------- mesh
 class Refinement(StrictModel):
-    """Local refinement near geometric features (distance/threshold size fields)."""
+    """Local refinement near geometric features (distance/threshold size fields).
+
+    ``fillets``, ``bolts``, ``welds`` and ``vias`` refine features the builders make;
+    ``interfaces``, ``terminals`` and ``regions`` work on any generated geometry, STEP
+    included. An external mesh (``geometry.mesh_file``) is used as it is: ``refine`` is an
+    error there.
+    """
 
     size_factor: float = Field(
         0.3, gt=0, le=1, description="Size at the feature as a fraction of the local size [-]."
@@ -763,6 +770,14 @@ class Refinement(StrictModel):
     bolts: bool = Field(True, description="Refine at the circular edges of bolts and holes.")
     welds: bool = Field(True, description="Refine at weld nugget edges.")
     vias: bool = Field(True, description="Refine at via edges.")
+    interfaces: bool | None = Field(
+        None, description="Refine at the edges of the interfaces between different regions (where a bolt, "
+        "insert or nugget leaves its host: the re-entrant edges where current crowds). None: on for "
+        "STEP geometry, off for built geometry (whose bolt/weld/via edges the keys above cover).")
+    terminals: bool = Field(False, description="Refine at the edges of the terminal faces.")
+    regions: list[str] = Field(
+        default_factory=list, description="Volume regions meshed at the refined size throughout "
+        "(size, or size_factor x the region's size), for example bolt_1.")
 
 
 class MeshOptions(StrictModel):
@@ -774,7 +789,10 @@ class MeshOptions(StrictModel):
         None, gt=0, description="Element size inside cell bodies [m] (their MSMD potentials and "
         "temperature vary smoothly, so it may exceed size); None = size. Cell faces touching "
         "conductors keep the conductors' size.")
-    order: Literal[1, 2] = Field(1, description="Geometric/element order (2 = curved P2).")
+    order: Literal[1, 2, "auto"] = Field(
+        "auto", description="Element order: 1 (linear P1), 2 (curved P2: 10-node tetrahedra on the CAD "
+        "surfaces, P2 potential and temperature) or 'auto': 2 for models without cell bodies "
+        "(passive-conductor studies) whose P2 mesh has at most 50,000 nodes, else 1.")
     elements_through_thickness: int = Field(
         2, ge=1, description="Target number of elements across thin sheets (busbars, tabs) [-]."
     )

@@ -7,8 +7,11 @@ The background size is the minimum of
     builder asked for (``Part.size``: pouch foil tabs, meshed one element thick because
     the potential does not vary across a 0.1-0.4 mm foil);
   * a ``Distance``+``Threshold`` pair per feature class and local size (bend arcs and
-    sharp inner corners, bolt/hole edges, nugget edges, via edges), because the current
-    crowds there and the error of P1/P2 sits at those re-entrant edges;
+    sharp inner corners, bolt/hole edges, nugget edges, via edges; and, for any geometry
+    including STEP, the edges of the interfaces between regions and of the terminal
+    faces), because the current crowds there and the error of P1/P2 sits at those
+    re-entrant edges;
+  * a ``Constant`` field at the refined size on each volume of ``refine.regions``;
   * the global ``size`` (``Mesh.MeshSizeMax``; a larger ``cell_size`` inside cell
     bodies through one more ``Constant`` field on every other volume) and
     curvature-based sizes.
@@ -21,6 +24,7 @@ from collections import defaultdict
 import gmsh
 
 from busbarfem.case.geometry import MeshOptions
+from busbarfem.errors import CaseError
 from busbarfem.geometry.assembly import Assembly
 
 
@@ -64,7 +68,24 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
             if feat.curve_test(ctype, bbox):
                 h = feat.local_size or _local_size(c, part_size, opts.size)
                 groups[(feat.kind, h)].add(c)
+    for kind, curve_tags in _named_feature_curves(asm, opts).items():
+        for c in curve_tags:
+            groups[(kind, _local_size(c, part_size, opts.size))].add(c)
     summary = {}
+    for name in opts.refine.regions:
+        part = asm.parts.get(name)
+        if part is None:
+            raise CaseError(f"unknown region '{name}'", key=f"mesh.refine.regions.{opts.refine.regions.index(name)}",
+                            choices=sorted(asm.parts), bad=name)
+        h = min(part_size.get(t, opts.size) for t in part.tags)
+        h_min = max(opts.refine.size or opts.refine.size_factor * h, opts.min_size or 0.0)
+        f = field.add("Constant")
+        field.setNumbers(f, "VolumesList", part.tags)
+        field.setNumber(f, "IncludeBoundary", 1)
+        field.setNumber(f, "VIn", h_min)
+        field.setNumber(f, "VOut", size_max)
+        fields.append(f)
+        summary[f"region:{name}"] = {"volumes": len(part.tags), "size_min": h_min}
     for (kind, h), tags in groups.items():
         h_min = opts.refine.size or opts.refine.size_factor * h
         if opts.min_size:
@@ -101,6 +122,41 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
     gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)
     gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", opts.curvature_elements)
     return summary
+
+
+def _named_feature_curves(asm: Assembly, opts: MeshOptions) -> dict[str, set[int]]:
+    """Curves of the geometry-independent refinement switches (``interfaces``, ``terminals``).
+
+    ``interfaces``: the boundary curves of every face shared by volumes of two different
+    regions; ``None`` means on when the model is imported from STEP (no builder features).
+    ``terminals``: the boundary curves of the terminal faces.
+    """
+    from busbarfem import naming
+
+    interfaces = opts.refine.interfaces
+    if interfaces is None:
+        interfaces = "step" in asm.summary
+    out: dict[str, set[int]] = {}
+    if interfaces:
+        region_of = {t: name for name, p in asm.parts.items() for t in p.tags}
+        curves: set[int] = set()
+        for _, f in gmsh.model.getEntities(2):
+            vols, _ = gmsh.model.getAdjacencies(2, f)
+            if len({region_of.get(int(v)) for v in vols}) > 1:
+                _, edges = gmsh.model.getAdjacencies(2, f)
+                curves.update(int(abs(c)) for c in edges)
+        if curves:
+            out["interfaces"] = curves
+    if opts.refine.terminals:
+        curves = set()
+        for dim, tag in gmsh.model.getPhysicalGroups(2):
+            if gmsh.model.getPhysicalName(dim, tag) in (naming.TERMINAL_POS, naming.TERMINAL_NEG):
+                for f in gmsh.model.getEntitiesForPhysicalGroup(dim, tag):
+                    _, edges = gmsh.model.getAdjacencies(2, int(f))
+                    curves.update(int(abs(c)) for c in edges)
+        if curves:
+            out["terminals"] = curves
+    return out
 
 
 def _local_size(curve: int, part_size: dict[int, float], default: float) -> float:

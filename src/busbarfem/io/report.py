@@ -406,6 +406,26 @@ def _results_section(doc: Doc, run: RunData) -> None:
         doc.table(["quantity", "value", "where"], rows)
 
 
+def _error_estimate_section(doc: Doc, run: RunData) -> None:
+    """``--error-estimate``: the reference discretisation and the relative changes."""
+    est = run.summary.get("error_estimate")
+    if not est:
+        return
+    doc.heading("Discretisation error estimate")
+    if not est.get("method"):
+        doc.para(str(est.get("failed") or est.get("note") or "not estimated"))
+        return
+    ref = est.get("reference") or {}
+    doc.para(f"One extra solve ({est['method']}; {ref.get('mesh_cells', '?')} cells, "
+             f"{(ref.get('dofs') or {}).get('electrical', '?')} electrical unknowns). The changes "
+             "(this run minus the finer one) estimate the discretisation error of the results above.")
+    rows = [["R relative change [-]", est.get("R_rel_change")], ["P relative change [-]", est.get("P_rel_change")],
+            ["T max change [K]", est.get("Tmax_change_K")]]
+    doc.table(["quantity", "value"], [[k, "n/a" if v is None else float(v)] for k, v in rows])
+    if est.get("note"):
+        doc.para(str(est["note"]))
+
+
 def _timeseries_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
     t = run.time
     if t is None or not t.values:
@@ -564,6 +584,7 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
     name = run.case.get("name", run.summary.get("case", outdir.name))
     _case_section(doc, run)
     _results_section(doc, run)
+    _error_estimate_section(doc, run)
     _timeseries_section(doc, run, figs_dir)
     _cells_section(doc, run)
     _heat_section(doc, run, figs_dir)

@@ -146,7 +146,13 @@ def solve_checked(ksp: PETSc.KSP, b, x, what: str, step: int | None = None, stat
     """
     from busbarfem.errors import SolveError
 
-    ksp.solve(b, x)
+    try:
+        ksp.solve(b, x)
+    except PETSc.Error as exc:
+        # an error PETSc raises instead of returning a reason (a factorisation that cannot
+        # be set up, a missing solver package): a solver failure all the same (exit 3)
+        raise SolveError(f"{what} solve failed: PETSc error {exc.ierr} ({str(exc).strip() or 'no message'})",
+                         step=step, reason=f"{what} solver failure") from None
     r = ksp.getConvergedReason()
     if r <= 0:
         raise SolveError(f"{what} solve failed: PETSc KSP reason {reason_name(r)} ({r}) after "
