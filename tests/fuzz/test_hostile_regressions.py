@@ -91,7 +91,7 @@ def test_element_estimate_is_a_lower_bound_of_the_real_mesh():
     from busbarfem.geometry import generate_model
 
     for name, size in (("busbar_straight", "0.002"), ("laminated_vias", "0.003")):
-        case, _ = load_case(EXAMPLES / f"{name}.yaml", [f"mesh.size={size}"])
+        case, _ = load_case(EXAMPLES / f"{name}.yaml", [f"mesh.size={size}", "mesh.order=1"])  # linear tets (type 4)
         est = sum(estimate_elements(case.geometry, case.mesh).values())
         gmsh.initialize(interruptible=False)
         try:
