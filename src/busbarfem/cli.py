@@ -22,6 +22,7 @@ EPILOG = """examples:
   busbarfem validate case.yaml
   busbarfem mesh case.yaml -o results/mesh
   busbarfem schema > case.schema.json
+  busbarfem fit-ecm hppc_25C.csv hppc_40C.csv lowrate.csv -o my_cell.yaml
 
 Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT)."""
 
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("-q", "--quiet", action="store_true", help="no output")
     sub.add_parser("schema", help="print the JSON Schema of the case file",
                    description="Print the JSON Schema of the case file.")
+    from busbarfem.cells.fit import add_cli as add_fit_ecm
+
+    add_fit_ecm(sub)
     return p
 
 
@@ -338,6 +342,13 @@ def cmd_schema(args, comm, con: Console) -> int:
     return 0
 
 
+def cmd_fit_ecm(args, comm, con: Console) -> int:
+    """``busbarfem fit-ecm``: identify an ECM cell file (see busbarfem.cells.fit)."""
+    from busbarfem.cells.fit import run_cli
+
+    return run_cli(args) if comm.rank == 0 else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
@@ -358,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
                         format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema,
-                "critical-current": cmd_critical_current, "report": cmd_report}
+                "critical-current": cmd_critical_current, "report": cmd_report,
+                "fit-ecm": cmd_fit_ecm}
     try:
         return handlers[args.command](args, comm, con)
     except CaseError as exc:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from busbarfem.case.base import StrictModel
 
@@ -48,12 +49,28 @@ def _read_preset(name: str) -> dict:
         return yaml.safe_load(stream)
 
 
-def load_preset(name: str) -> dict:
+def load_preset(name: str, case_dir: str | Path | None = None) -> dict:
     """Return the bundled preset file as a dict (keys ``name``, ``sources``, ``cell``).
+
+    A name ending in ``.yaml``/``.yml`` is a cell file path (relative to ``case_dir``),
+    e.g. one written by ``busbarfem fit-ecm``.
 
     Raises:
         ValueError: unknown preset; the message lists the valid names.
     """
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name) if case_dir is None else Path(case_dir) / name
+        try:
+            with open(path, encoding="utf-8") as stream:
+                data = yaml.safe_load(stream)
+        except OSError as exc:
+            raise ValueError(f"cell file {str(path)!r} cannot be read ({exc.strerror}); give a "
+                             f"bundled preset ({', '.join(available_presets())}) or a cell file "
+                             "path relative to the case file") from None
+        if not isinstance(data, dict) or not isinstance(data.get("cell"), dict):
+            raise ValueError(f"cell file {str(path)!r} needs a 'cell:' mapping (as written by "
+                             "`busbarfem fit-ecm`)")
+        return data
     names = available_presets()
     if name not in names:
         raise ValueError(f"unknown cell preset {name!r}; valid presets: {', '.join(names)}")
@@ -184,8 +201,9 @@ class CellModel(StrictModel):
     """
 
     preset: str | None = Field(
-        None, description="Bundled parameter set to start from (e.g. 'LG_M50'); fields "
-        "given alongside override it.")
+        None, description="Bundled parameter set to start from (e.g. 'LG_M50'), or a cell "
+        "file path ending in .yaml (relative to the case file; e.g. written by `busbarfem "
+        "fit-ecm`); fields given alongside override it.")
     capacity: Annotated[float, Field(gt=0.0)] = Field(
         description="Capacity Q [Ah] (1C = Q amperes).")
     ocv: SocTable = Field(description="Open-circuit voltage at T_ref [[soc, V], ...].")
@@ -225,12 +243,16 @@ class CellModel(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
+    def _apply_preset(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict) or data.get("preset") is None:
             return data
-        preset = load_preset(str(data["preset"]))
+        preset = load_preset(str(data["preset"]), (info.context or {}).get("case_dir"))
         merged = dict(preset.get("cell", {}))
         merged.update(data)
+        name = str(data["preset"])
+        case_dir = (info.context or {}).get("case_dir")
+        if name.endswith((".yaml", ".yml")) and case_dir is not None:
+            merged["preset"] = str((Path(case_dir) / name).resolve())  # for preset_sources
         return merged
 
     @field_validator("ocv")
@@ -257,5 +279,5 @@ class CellModel(StrictModel):
         return v
 
     def preset_sources(self) -> list[dict]:
-        """The ``sources`` list of the preset (empty when no preset is used)."""
+        """The ``sources`` list of the preset or cell file (empty when none is used)."""
         return list(load_preset(self.preset).get("sources", [])) if self.preset else []
