@@ -18,11 +18,13 @@ def test_1c_discharge_delivers_rated_capacity(m50):
     res = run_lumped(m50, load, 1, 1, dt=10.0)
     assert res.stop_reason == "minimum cell voltage 2.5 V reached by cell_1_1"
     assert res.cell_voltage[-1, 0, 0] == pytest.approx(2.5, abs=2e-3)
-    # Delivered 4.93 Ah at 25 C isothermal = 98.6 % of the rated 5.0 Ah (the ECM's
-    # ~45 mOhm total resistance costs the last ~1.4 % near the steep end of the OCV).
-    assert res.discharged_Ah == pytest.approx(4.93, abs=0.02)
-    assert abs(res.discharged_Ah / 5.0 - 1.0) < 0.05
-    np.testing.assert_allclose(res.module_current, 5.0)
+    # Delivered 4.99 Ah at 25 C isothermal = 97.0 % of the cell's 5.144 Ah (the fitted
+    # set's ~60 mOhm effective resistance costs the last 3 % near the steep end of the OCV;
+    # the Chen2020 DFN delivers within 0.3 % of this at its own 1C, test_cells_dfn.py).
+    # (was 4.93 Ah of 5.0 Ah with the previous, hand-picked set)
+    assert res.discharged_Ah == pytest.approx(4.99, abs=0.02)
+    assert abs(res.discharged_Ah / m50.capacity - 1.0) < 0.05
+    np.testing.assert_allclose(res.module_current, m50.capacity)
 
 
 def test_1c_discharge_with_lumped_thermal_warms_and_ends_on_voltage(m50):
@@ -48,7 +50,7 @@ def test_4s2p_weakest_cell_sets_the_end_of_discharge(m50):
     assert n > 100
     # (kinks of the piecewise-linear OCV table allow ~0.01 A wiggles)
     assert np.all(res.cell_current[1:n, 0, 0] >= res.cell_current[1:n, 0, 1] - 0.02)
-    np.testing.assert_allclose(res.cell_current.sum(axis=2), 10.0, rtol=1e-10)
+    np.testing.assert_allclose(res.cell_current.sum(axis=2), 2 * m50.capacity, rtol=1e-10)
 
 
 def _check_cv_phase(res, cut_off):
@@ -57,8 +59,10 @@ def _check_cv_phase(res, cut_off):
     # switch when the highest cell reaches 4.2 V (landed by bisection)
     assert res.cell_voltage[switch].max() == pytest.approx(4.2, abs=2e-3)
     cv_current = -res.module_current[switch:]
-    # decays monotonically (to 0.1 %: kinks of the piecewise-linear OCV table)
-    assert np.all(np.diff(cv_current) <= 1e-3 * cv_current[:-1])
+    # decays monotonically, to 2 %: the fitted LG_M50 RC resistances fall between SOC 0.8
+    # and 0.9 (graphite stage change in the DFN it was fitted to), which lifts the CV current
+    # by up to 1 % there (0.1 % with the previous set's smooth tables)
+    assert np.all(np.diff(cv_current) <= 2e-2 * cv_current[:-1])
     assert np.ptp(res.module_voltage[switch:]) < 1e-9  # module voltage held
     assert res.cell_voltage[switch:].max() <= 4.2 + 0.01
     assert cv_current[-1] == pytest.approx(cut_off, rel=0.02)
@@ -73,7 +77,7 @@ def test_cccv_charge_switches_decays_and_stops_at_cut_off(m50):
     cell = m50.model_copy(update={"initial_soc": 0.1})
     r0 = [1.0, 1.2, 1.0, 1.0, 1.0, 1.0, 0.9, 1.0]
     res = run_lumped(cell, load, 4, 2, dt=10.0, R0_factors=r0)
-    switch = _check_cv_phase(res, cut_off=0.02 * 10.0)
+    switch = _check_cv_phase(res, cut_off=0.02 * 2 * m50.capacity)
     np.testing.assert_allclose(res.module_current[:switch], -10.0)
 
 
@@ -81,7 +85,7 @@ def test_cpcv_charge_holds_power_then_cv(m50):
     load = Load(electrical_input_type="standard_charge_profile", charging_profile_type="cpcv",
                 power=150.0, cut_off_current_percent=0.05, maximum_cell_state_of_charge=1.0)
     res = run_lumped(m50.model_copy(update={"initial_soc": 0.2}), load, 4, 2, dt=10.0)
-    switch = _check_cv_phase(res, cut_off=0.05 * 10.0)
+    switch = _check_cv_phase(res, cut_off=0.05 * 2 * m50.capacity)
     np.testing.assert_allclose(res.module_power[:switch], -150.0, rtol=1e-3)
     assert -res.module_current[0] > -res.module_current[switch - 1]  # current falls as V rises
 
@@ -109,7 +113,7 @@ def test_step_sequence_with_rest_and_hold(m50):
     assert np.all(res.module_current[rest][1:] == 0.0)
     v_rest = res.module_voltage[rest]
     assert v_rest[-1] > v_rest[1] + 0.02  # relaxation of the RC pairs after discharge
-    assert abs(res.module_current[-1]) == pytest.approx(0.05 * 10.0, rel=0.02)
+    assert abs(res.module_current[-1]) == pytest.approx(0.05 * 2 * m50.capacity, rel=0.02)
 
 
 def test_current_profile_from_file(m50, tmp_path):
@@ -128,6 +132,6 @@ def test_current_profile_from_file(m50, tmp_path):
     assert "end of profile at 200 s" in res.stop_reason
     # integral of the profile: 5x60 + 0x30 + 7.5x60 + 10x50 = 1250 C; the midpoint-current
     # steps land on the breakpoints, so coulomb counting is exact for a linear profile.
-    removed = ((res.cell_soc[0] - res.cell_soc[-1]) * 5.0 * 3600.0).sum()
+    removed = ((res.cell_soc[0] - res.cell_soc[-1]) * m50.capacity * 3600.0).sum()
     assert removed == pytest.approx(1250.0, rel=1e-9)
     assert res.discharged_Ah * 3600.0 == pytest.approx(1250.0, rel=1e-9)
