@@ -57,11 +57,14 @@ def cv_checks(sim, n_cells_max_voltage=4.2):
     vmax_at_switch = max(sim.rows[k][f"V_{n} [V]"] for n in cells)
     assert 4.19 < vmax_at_switch <= 4.2 + 0.01
     cv = slice(k + 1, None)
-    # CV: the module voltage is held, the charging current decays monotonically
+    # CV: the module voltage is held, the charging current decays monotonically (to 2 %:
+    # the fitted LG_M50 RC resistances fall between SOC 0.8 and 0.9, which can lift the CV
+    # current by ~1 % over a step; strictly monotonic with the previous set's smooth tables)
     assert np.ptp(V[cv]) < 1e-9 * V[k]
-    assert np.all(I[cv] < 0) and np.all(np.diff(np.abs(I[cv])) < 1e-9)
+    a = np.abs(I[cv])
+    assert np.all(I[cv] < 0) and np.all(np.diff(a) < 2e-2 * a[:-1])
     assert "cut-off current" in sim.stop_reason
-    cut = 0.01 * 5.0  # cut_off_current_percent x 1C (5 Ah, 1p)
+    cut = 0.01 * 5.14355  # cut_off_current_percent x 1C (LG_M50's fitted 5.14355 Ah, 1p)
     assert abs(I[-1]) <= cut * 1.0001 and abs(I[-2]) > cut
     return k
 
@@ -72,7 +75,7 @@ def test_cccv_charge_switches_at_4v2_and_stops_at_cutoff(tmp_path):
               soc=0.7)
     k = cv_checks(sim)
     I = series(sim, "current [A]")
-    assert np.allclose(I[1:k], -5.0, rtol=1e-9)  # CC phase at 1C
+    assert np.allclose(I[1:k], -5.14355, rtol=1e-9)  # CC phase at 1C (5.14355 Ah)
 
 
 @pytest.mark.slow
