@@ -220,7 +220,8 @@ class FitOptions:
             starts at SOC 1 and ends at ``v_min`` (a low-rate discharge to cut-off).
         v_min: discharge cut-off voltage [V] (SOC 0 in the capacity estimate).
         T_ref: reference temperature of the tables [K].
-        soc_nodes: SOC nodes of the R0 and RC tables.
+        soc_nodes: SOC nodes of the R0 and RC tables (a node between pulse levels is
+            identified only weakly: its R may come out small, see docs/cells.md).
         ocv_nodes: SOC nodes of the OCV table.
         tau_bounds: (lo, hi) [s] per RC pair; default :data:`TAU_BOUNDS`.
         tau_start: initial time constants [s].
