@@ -22,6 +22,7 @@ EPILOG = """examples:
   busbarfem validate case.yaml
   busbarfem mesh case.yaml -o results/mesh
   busbarfem schema > case.schema.json
+  busbarfem fit-ecm hppc_25C.csv hppc_40C.csv lowrate.csv -o my_cell.yaml
 
 Fields open in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT).
 Meshes are cached in $BUSBARFEM_MESH_CACHE, else $XDG_CACHE_HOME/busbarfem/meshes
@@ -137,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of the case file",
                    description="Print the JSON Schema of the case file.")
     _study_parsers(sub, common)
+    from busbarfem.cells.fit import add_cli as add_fit_ecm
+
+    add_fit_ecm(sub)
     return p
 
 
@@ -619,6 +623,13 @@ def cmd_faults(args, comm, con: Console) -> int:
     return 3 if any(r["status"] != "ok" for r in res.rows) else 0
 
 
+def cmd_fit_ecm(args, comm, con: Console) -> int:
+    """``busbarfem fit-ecm``: identify an ECM cell file (see busbarfem.cells.fit)."""
+    from busbarfem.cells.fit import run_cli
+
+    return run_cli(args) if comm.rank == 0 else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
@@ -643,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema,
                 "critical-current": cmd_critical_current, "report": cmd_report,
-                "sweep": cmd_sweep, "optimize": cmd_optimize, "faults": cmd_faults}
+                "sweep": cmd_sweep, "optimize": cmd_optimize, "faults": cmd_faults, "fit-ecm": cmd_fit_ecm}
     try:
         return handlers[args.command](args, comm, con)
     except CaseError as exc:

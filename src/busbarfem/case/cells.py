@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from busbarfem.case.base import StrictModel
 
@@ -48,12 +49,28 @@ def _read_preset(name: str) -> dict:
         return yaml.safe_load(stream)
 
 
-def load_preset(name: str) -> dict:
+def load_preset(name: str, case_dir: str | Path | None = None) -> dict:
     """Return the bundled preset file as a dict (keys ``name``, ``sources``, ``cell``).
+
+    A name ending in ``.yaml``/``.yml`` is a cell file path (relative to ``case_dir``),
+    e.g. one written by ``busbarfem fit-ecm``.
 
     Raises:
         ValueError: unknown preset; the message lists the valid names.
     """
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name) if case_dir is None else Path(case_dir) / name
+        try:
+            with open(path, encoding="utf-8") as stream:
+                data = yaml.safe_load(stream)
+        except OSError as exc:
+            raise ValueError(f"cell file {str(path)!r} cannot be read ({exc.strerror}); give a "
+                             f"bundled preset ({', '.join(available_presets())}) or a cell file "
+                             "path relative to the case file") from None
+        if not isinstance(data, dict) or not isinstance(data.get("cell"), dict):
+            raise ValueError(f"cell file {str(path)!r} needs a 'cell:' mapping (as written by "
+                             "`busbarfem fit-ecm`)")
+        return data
     names = available_presets()
     if name not in names:
         raise ValueError(f"unknown cell preset {name!r}; valid presets: {', '.join(names)}")
@@ -187,7 +204,8 @@ def _cell_json_schema(schema: dict) -> None:
     are required only without one; the preset name must be a bundled one.
     """
     schema["required"] = [k for k in schema.get("required", []) if k not in PRESET_PROVIDES]
-    schema["properties"]["preset"]["anyOf"] = [{"enum": available_presets()}, {"type": "null"}]
+    schema["properties"]["preset"]["anyOf"] = [{"enum": available_presets()},
+                                                {"type": "string", "pattern": r"\.ya?ml$"}, {"type": "null"}]
     schema["anyOf"] = [
         {"required": ["preset"], "properties": {"preset": {"type": "string"}}},
         {"required": list(PRESET_PROVIDES)},
@@ -204,8 +222,9 @@ class CellModel(StrictModel):
     model_config = ConfigDict(json_schema_extra=_cell_json_schema)
 
     preset: str | None = Field(
-        None, description="Bundled parameter set to start from (e.g. 'LG_M50'); fields "
-        "given alongside override it.")
+        None, description="Bundled parameter set to start from (e.g. 'LG_M50'), or a cell "
+        "file path ending in .yaml (relative to the case file; e.g. written by `busbarfem "
+        "fit-ecm`); fields given alongside override it.")
     capacity: Annotated[float, Field(gt=0.0)] = Field(
         description="Capacity Q [Ah] (1C = Q amperes).")
     ocv: SocTable = Field(description="Open-circuit voltage at T_ref [[soc, V], ...].")
@@ -245,12 +264,16 @@ class CellModel(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
+    def _apply_preset(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict) or data.get("preset") is None:
             return data
-        preset = load_preset(str(data["preset"]))
+        preset = load_preset(str(data["preset"]), (info.context or {}).get("case_dir"))
         merged = dict(preset.get("cell", {}))
         merged.update(data)
+        name = str(data["preset"])
+        case_dir = (info.context or {}).get("case_dir")
+        if name.endswith((".yaml", ".yml")) and case_dir is not None:
+            merged["preset"] = str((Path(case_dir) / name).resolve())  # for preset_sources
         return merged
 
     @field_validator("ocv")
@@ -277,5 +300,5 @@ class CellModel(StrictModel):
         return v
 
     def preset_sources(self) -> list[dict]:
-        """The ``sources`` list of the preset (empty when no preset is used)."""
+        """The ``sources`` list of the preset or cell file (empty when none is used)."""
         return list(load_preset(self.preset).get("sources", [])) if self.preset else []

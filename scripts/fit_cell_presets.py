@@ -1,0 +1,60 @@
+"""Re-derive the fitted part of the bundled LG_M50_DFN cell set from PyBaMM (needs pybamm).
+
+    python scripts/fit_cell_presets.py            # ~1 min of DFN runs + ~5 min of fitting
+
+Virtual tests of PyBaMM's DFN with the Chen2020 parameters (isothermal; a C/20
+discharge at 298.15 K and HPPC tests at 283.15 / 298.15 / 313.15 K, see
+busbarfem.cells.pybamm_tests), fitted with busbarfem.cells.fit (3 RC pairs, Arrhenius
+R0 and RC). Rewrites capacity, ocv, R0, R0_activation_energy and rc_pairs in
+src/busbarfem/data/cells/LG_M50_DFN.yaml; every other field (dU/dT from O'Regan 2022, thermal
+and conductivity values) and the comments above ``cell:`` stay. The fit report goes to
+results/fit_LG_M50/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = ROOT / "src" / "busbarfem" / "data" / "cells" / "LG_M50_DFN.yaml"
+FITTED = ("capacity", "ocv", "R0", "R0_activation_energy", "rc_pairs")
+
+
+def patch_preset(cell: dict, fit_info: dict, path: Path = PRESET) -> None:
+    """Replace the fitted keys of the ``cell:`` mapping in ``path``, keeping the rest."""
+    text = path.read_text(encoding="utf-8")
+    head, _, _ = text.partition("\ncell:\n")
+    doc = yaml.safe_load(text)
+    new_cell = dict(doc["cell"])
+    for k in FITTED:
+        new_cell[k] = cell[k]
+    doc["fit"] = fit_info
+    body = yaml.safe_dump({"fit": doc["fit"], "cell": new_cell}, sort_keys=False, width=100,
+                          default_flow_style=None)
+    head = head.split("\nfit:\n")[0]
+    path.write_text(head + "\n" + body, encoding="utf-8")
+
+
+def main() -> int:
+    """Run the virtual tests, fit, patch the preset, write the report."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from busbarfem.cells.fit import FitOptions, fit_ecm, write_report
+    from busbarfem.cells.pybamm_tests import pybamm_tests
+
+    tests = pybamm_tests("Chen2020", "DFN", temperatures=(283.15, 298.15, 313.15))
+    res = fit_ecm(tests, FitOptions(n_rc=3))
+    write_report(res, ROOT / "results" / "fit_LG_M50")
+    info = {"method": "busbarfem fit-ecm --pybamm Chen2020 --pybamm-model DFN --n-rc 3 "
+                      "(scripts/fit_cell_presets.py)",
+            "rms_mV": {k: round(1e3 * v, 2) for k, v in res.rms.items()},
+            "capacity_source": res.capacity_source}
+    patch_preset(res.cell, info)
+    print(info)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The bundled LG_M50_DFN ECM (and the older LG_M50) against PyBaMM's DFN with the Chen2020 parameters.
+
+The reference (isothermal 298.15 K, constant current to 2.5 V from the parameter set's
+initial state) is cached in tests/data/LG_M50_DFN_Chen2020_cc.csv by
+scripts/gen_dfn_reference.py; with pybamm installed, 1C is also re-run live. The ECM
+starts at the SOC whose OCV equals the DFN's initial OCV (4.1809 V) and runs in the
+lumped runner at PyBaMM's 1C = 5 A.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from busbarfem.case.cells import CellModel
+from busbarfem.case.loads import Load
+from busbarfem.cells.ecm import CellParameters
+from busbarfem.cells.lumped import run_lumped
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "LG_M50_DFN_Chen2020_cc.csv"
+DFN_OCV0 = 4.180941425  # V, PyBaMM Chen2020 initial state
+# measured (docs/cells.md): 12.4 / 9.8 / 31.8 mV; +0.01 / +0.20 / +1.08 % capacity
+LIMITS = {0.5: (15e-3, 0.01), 1.0: (15e-3, 0.01), 2.0: (35e-3, 0.015)}
+
+
+def _reference():
+    arr = np.loadtxt(DATA, delimiter=",", comments="#", skiprows=2)
+    return {c: arr[arr[:, 0] == c, 1:] for c in LIMITS}
+
+
+def ecm_vs(t, current, voltage, c_rate, preset="LG_M50_DFN"):
+    """(RMS [V] over the common span, ECM/DFN charge ratio - 1) for one discharge."""
+    cell = CellModel(preset=preset)
+    p = CellParameters(cell, 1)
+    s = np.linspace(0.0, 1.0, 200001)
+    soc0 = float(np.interp(DFN_OCV0, p.ocv_ref(s), s))
+    amps = 5.0 * c_rate
+    res = run_lumped(cell.model_copy(update={"initial_soc": soc0}),
+                     Load(current=amps, minimum_cell_voltage=2.5, minimum_cell_state_of_charge=0.0),
+                     1, 1, dt=10.0)
+    assert "minimum cell voltage 2.5 V" in res.stop_reason
+    span = t <= min(t[-1], res.time[-1])
+    err = np.interp(t[span], res.time, res.cell_voltage[:, 0, 0]) - voltage[span]
+    q_dfn = float(np.sum(np.diff(t) * current[1:]) / 3600.0)
+    return float(np.sqrt(np.mean(err**2))), res.discharged_Ah / q_dfn - 1.0
+
+
+@pytest.mark.parametrize("c_rate", sorted(LIMITS))
+def test_lg_m50_matches_cached_dfn(c_rate):
+    """LG_M50 ECM vs cached Chen2020 DFN at 0.5C / 1C / 2C: V RMS 12.4 / 9.8 / 31.8 mV
+    (limits 15 / 15 / 35 mV), charge +0.01 / +0.20 / +1.08 % (limits 1 / 1 / 1.5 %)."""
+    t, current, voltage = _reference()[c_rate].T
+    np.testing.assert_allclose(current, 5.0 * c_rate, rtol=1e-6)
+    rms, dq = ecm_vs(t, current, voltage, c_rate)
+    lim_v, lim_q = LIMITS[c_rate]
+    assert rms <= lim_v, f"{c_rate}C: RMS {1e3 * rms:.1f} mV"
+    assert abs(dq) <= lim_q, f"{c_rate}C: capacity off by {100 * dq:.2f} %"
+
+
+def test_older_lg_m50_set_is_the_one_the_issue_measured():
+    """The older LG_M50 set (still the default preset) against the same DFN at 1C: the 53.9 mV
+    RMS the user measured (issue 17); LG_M50_DFN is 5x closer."""
+    t, current, voltage = _reference()[1.0].T
+    rms_old, _ = ecm_vs(t, current, voltage, 1.0, preset="LG_M50")
+    rms_new, _ = ecm_vs(t, current, voltage, 1.0)
+    assert rms_old == pytest.approx(0.0539, abs=0.002)
+    assert rms_new < rms_old / 4
+
+
+def test_live_dfn_reproduces_cache_and_ecm():
+    """1C DFN re-run live (pybamm installed) equals the cache to 1 mV; ECM within 15 mV RMS."""
+    pytest.importorskip("pybamm")
+    from busbarfem.cells.pybamm_tests import cc_discharge
+
+    live = cc_discharge("Chen2020", "DFN", 1.0)
+    t, current, voltage = _reference()[1.0].T
+    n = min(live.time.size, t.size) - 1
+    assert abs(live.time[-1] - t[-1]) < 10.0  # same end of discharge within one sample
+    np.testing.assert_allclose(live.voltage[:n], voltage[:n], atol=1e-3)
+    rms, dq = ecm_vs(live.time, live.current, live.voltage, 1.0)
+    assert rms <= LIMITS[1.0][0] and abs(dq) <= LIMITS[1.0][1]
+
+
+def test_pybamm_driven_fit_reproduces_its_own_virtual_tests():
+    """fit-ecm driven by PyBaMM (SPM Chen2020, short HPPC at 298.15 K): fit RMS < 5 mV per
+    test, capacity = PyBaMM's C/20 charge 4.2 -> 2.5 V (5.14 Ah, as in the shipped set)."""
+    pytest.importorskip("pybamm")
+    from busbarfem.cells.fit import FitOptions, fit_ecm
+    from busbarfem.cells.pybamm_tests import pybamm_tests
+
+    tests = pybamm_tests("Chen2020", "SPM", temperatures=(298.15,), soc_step=0.2, rest_minutes=20.0)
+    res = fit_ecm(tests, FitOptions(n_rc=2))
+    assert res.capacity == pytest.approx(CellModel(preset="LG_M50_DFN").capacity, rel=0.005)
+    for name, rms in res.rms.items():
+        assert rms < 5e-3, f"{name}: {1e3 * rms:.2f} mV"  # measured 2.9 (C/20), 2.6 (HPPC)
+    assert not res.nonlinear["activation_fitted"]  # one temperature: Ea not identifiable
