@@ -159,12 +159,12 @@ def _study_parsers(sub, common) -> None:
                      help="every combination of the values (default)")
     how.add_argument("--zip", dest="design", action="store_const", const="zip",
                      help="the i-th value of every key together (equal lengths)")
-    how.add_argument("--lhs", type=int, default=None, metavar="N", help="N points of a Latin hypercube in the bounds")
+    how.add_argument("--lhs", type=_count, default=None, metavar="N", help="N points of a Latin hypercube in the bounds")
     sw.add_argument("--seed", type=int, default=0, help="Latin hypercube seed (default 0)")
-    sw.add_argument("-o", "--output", default=None, help="sweep folder (default results/<case name>_sweep)")
+    sw.add_argument("-o", "--output", type=_path, default=None, help="sweep folder (default results/<case name>_sweep)")
     sw.add_argument("--resume", action="store_true",
                     help="continue a sweep in its folder: finished points are skipped")
-    sw.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per point (default 1)")
+    sw.add_argument("--ranks-per-case", type=_count, default=1, metavar="K", help="MPI ranks per point (default 1)")
     sw.add_argument("--point-reports", action="store_true", help="also write report.html in every point folder")
     sw.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     op = sub.add_parser("optimize", help="minimise an objective subject to constraints over case parameters",
@@ -177,10 +177,10 @@ def _study_parsers(sub, common) -> None:
     op.add_argument("--minimize", required=True, metavar="EXPR", help="objective, e.g. mass or T_max or R")
     op.add_argument("--subject-to", action="append", default=[], metavar="EXPR",
                     help="constraint EXPR <= EXPR, >= or ==, e.g. 'T_max <= 333.15' (repeatable)")
-    op.add_argument("--max-evals", type=int, default=40, help="limit on case runs (default 40)")
-    op.add_argument("--tol", type=float, default=1e-3,
+    op.add_argument("--max-evals", type=_count, default=40, help="limit on case runs (default 40)")
+    op.add_argument("--tol", type=_fraction, default=1e-3,
                     help="final trust radius as a fraction of each range (default 1e-3)")
-    op.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_optimize)")
+    op.add_argument("-o", "--output", type=_path, default=None, help="folder (default results/<case name>_optimize)")
     op.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     fa = sub.add_parser("faults", help="fault signatures: each weld nugget, via or bolt degraded in turn",
                         description="Degrade each weld nugget, via and bolt in turn (conductivity x FACTOR; "
@@ -188,16 +188,16 @@ def _study_parsers(sub, common) -> None:
                                     "the cell current redistribution, the new hot spot and which faults a "
                                     "terminal measurement of the given resolution detects.")
     common(fa)
-    fa.add_argument("--factor", type=float, default=1e-6,
+    fa.add_argument("--factor", type=_positive, default=1e-6,
                     help="conductivity factor of a faulty joint (default 1e-6: open)")
     fa.add_argument("--targets", default=None, metavar="LIST",
                     help="comma-separated regions or patterns (weld_*, via_3, weld_1+weld_2 together); "
                          "default: every weld_*, via_*, bolt_*")
-    fa.add_argument("--resolution", type=float, default=1.0, metavar="MICRO_OHM",
+    fa.add_argument("--resolution", type=_positive, default=1.0, metavar="MICRO_OHM",
                     help="terminal measurement resolution [micro-ohm] (default 1)")
-    fa.add_argument("-o", "--output", default=None, help="folder (default results/<case name>_faults)")
+    fa.add_argument("-o", "--output", type=_path, default=None, help="folder (default results/<case name>_faults)")
     fa.add_argument("--resume", action="store_true", help="continue in the folder: finished runs are skipped")
-    fa.add_argument("--ranks-per-case", type=int, default=1, metavar="K", help="MPI ranks per fault run (default 1)")
+    fa.add_argument("--ranks-per-case", type=_count, default=1, metavar="K", help="MPI ranks per fault run (default 1)")
     fa.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 

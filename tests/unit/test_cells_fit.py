@@ -122,3 +122,20 @@ def test_csv_round_trip_and_bad_input(tmp_path, synthetic):
     out = subprocess.run([sys.executable, "-m", "busbarfem", "fit-ecm", str(bad), "-o", str(tmp_path / "c.yaml")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "bad.csv:3" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_fit_ecm_never_replaces_a_user_file(tmp_path, capsys):
+    """An existing -o file is refused without --overwrite (exit 2), and left byte-identical;
+    a non-empty report folder busbarfem did not create is refused even with --overwrite."""
+    from busbarfem.cli import main
+
+    mine = tmp_path / "my_cell.yaml"
+    mine.write_text("my own notes\n")
+    assert main(["fit-ecm", "x.csv", "-o", str(mine)]) == 2
+    assert "exists" in capsys.readouterr().err and mine.read_text() == "my own notes\n"
+    user_dir = tmp_path / "docs"
+    user_dir.mkdir()
+    (user_dir / "keep.txt").write_text("keep")
+    assert main(["fit-ecm", "x.csv", "-o", str(tmp_path / "new.yaml"), "--report", str(user_dir),
+                 "--overwrite"]) == 2
+    assert (user_dir / "keep.txt").read_text() == "keep" and not (tmp_path / "new.yaml").exists()

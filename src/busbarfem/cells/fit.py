@@ -619,6 +619,8 @@ def add_cli(sub) -> None:
     f.add_argument("--pybamm-model", default="DFN", choices=["SPM", "SPMe", "DFN"])
     f.add_argument("--temperatures", default="283.15,298.15,313.15",
                    help="PyBaMM test temperatures [K], comma separated")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file (and the report folder busbarfem wrote before)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -626,6 +628,17 @@ def run_cli(args) -> int:
     """``busbarfem fit-ecm``: returns the exit code; bad input raises CaseError (exit 2)."""
     from busbarfem.errors import CaseError
 
+    from busbarfem.io.outdir import prepare
+
+    out_path = Path(args.output)
+    if not args.output.strip() or out_path.is_dir():
+        raise CaseError(f"-o {args.output!r}: give the cell file to write, e.g. -o my_cell.yaml")
+    if out_path.exists() and not args.overwrite:
+        raise CaseError(f"-o {out_path} exists; use --overwrite to replace it, or -o another file")
+    if not 1 <= args.n_rc <= 3:
+        raise CaseError(f"--n-rc {args.n_rc}: 1, 2 or 3 RC pairs")
+    report_dir = Path(args.report) if args.report else out_path.with_name(out_path.stem + "_fit")
+    prepare(report_dir, args.overwrite)  # a folder busbarfem marks as its own (never a user folder)
     base: dict = {}
     if args.base:
         from busbarfem.case.cells import load_preset
@@ -660,7 +673,7 @@ def run_cli(args) -> int:
     src = f"PyBaMM {args.pybamm} {args.pybamm_model}" if args.pybamm else ", ".join(args.data)
     out = write_cell_file(result, args.output, name=Path(args.output).stem,
                           description=f"ECM fitted by busbarfem fit-ecm to {src}", extra=extra)
-    report = write_report(result, args.report or Path(args.output).with_name(Path(args.output).stem + "_fit"))
+    report = write_report(result, report_dir)
     if not args.quiet:
         for t in result.tests:
             print(f"{t.name}: RMS {1e3 * result.rms[t.name]:.2f} mV, max {1e3 * result.max_abs[t.name]:.2f} mV")
