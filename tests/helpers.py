@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
@@ -24,3 +26,23 @@ def solve_case(path, overrides=(), comm=MPI.COMM_WORLD, outdir=None, cache_dir=N
     finally:
         sim.close()
     return sim
+
+
+class Hang(Exception):
+    """The command did not return within the time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`Hang` if the block runs longer than ``seconds`` (main thread, POSIX)."""
+
+    def handler(signum, frame):
+        raise Hang(f"no answer within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

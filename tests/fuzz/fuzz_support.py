@@ -14,11 +14,11 @@ import copy
 import io
 import random
 import re
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from helpers import Hang, time_limit  # noqa: F401  (Hang: raised on a hang)
 
 from busbarfem.cli import main
 
@@ -33,24 +33,6 @@ SEED = 20261201
 CASE_TIMEOUT_S = 5
 
 
-class Hang(Exception):
-    """The command did not return within the time limit."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Raise :class:`Hang` if the block runs longer than ``seconds`` (main thread, POSIX)."""
-
-    def handler(signum, frame):
-        raise Hang(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run_cli(argv: list[str], timeout: float = CASE_TIMEOUT_S) -> tuple[int, str, str]:

@@ -19,13 +19,13 @@ import copy
 import io
 import json
 import os
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import Hang, time_limit  # noqa: F401  (Hang: raised on a hang)
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
@@ -266,24 +266,6 @@ def mutated_case(draw):
 
 
 # ------------------------------------------------------------------------- helpers
-class Hang(Exception):
-    """The command did not return within the time limit."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: int):
-    """Raise :class:`Hang` if the block runs longer than ``seconds`` (main thread, POSIX)."""
-
-    def handler(signum, frame):
-        raise Hang(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def write_case(folder: Path, raw: bytes, files: dict[str, bytes]) -> Path:

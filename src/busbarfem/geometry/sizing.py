@@ -28,6 +28,16 @@ from busbarfem.errors import CaseError
 from busbarfem.geometry.assembly import Assembly
 
 
+
+def _volume_size_field(field, volume_tags, size_in: float, size_out: float) -> int:
+    """A gmsh Constant size field: ``size_in`` inside the volumes (and on their boundary)."""
+    f = field.add("Constant")
+    field.setNumbers(f, "VolumesList", volume_tags)
+    field.setNumber(f, "IncludeBoundary", 1)
+    field.setNumber(f, "VIn", size_in)
+    field.setNumber(f, "VOut", size_out)
+    return f
+
 def thin_size(thickness: float, opts: MeshOptions) -> float:
     """Element size [m] in a sheet of ``thickness`` [m]."""
     return min(opts.size, opts.thin_aspect * thickness / opts.elements_through_thickness)
@@ -49,12 +59,7 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
         for t in p.tags:
             part_size[t] = min(h, part_size.get(t, opts.size))
         if h < opts.size:
-            f = field.add("Constant")
-            field.setNumbers(f, "VolumesList", p.tags)
-            field.setNumber(f, "IncludeBoundary", 1)
-            field.setNumber(f, "VIn", h)
-            field.setNumber(f, "VOut", size_max)
-            fields.append(f)
+            fields.append(_volume_size_field(field, p.tags, h, size_max))
 
     # Curves of each feature class, grouped by the local size of the sheets they touch.
     enabled = {k for k in ("fillets", "bolts", "welds", "vias") if getattr(opts.refine, k)}
@@ -79,12 +84,7 @@ def apply_size_fields(asm: Assembly, opts: MeshOptions) -> dict:
                             choices=sorted(asm.parts), bad=name)
         h = min(part_size.get(t, opts.size) for t in part.tags)
         h_min = max(opts.refine.size or opts.refine.size_factor * h, opts.min_size or 0.0)
-        f = field.add("Constant")
-        field.setNumbers(f, "VolumesList", part.tags)
-        field.setNumber(f, "IncludeBoundary", 1)
-        field.setNumber(f, "VIn", h_min)
-        field.setNumber(f, "VOut", size_max)
-        fields.append(f)
+        fields.append(_volume_size_field(field, part.tags, h_min, size_max))
         summary[f"region:{name}"] = {"volumes": len(part.tags), "size_min": h_min}
     for (kind, h), tags in groups.items():
         h_min = opts.refine.size or opts.refine.size_factor * h
