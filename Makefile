@@ -1,11 +1,13 @@
 # busbarfem: two commands on a fresh machine.
 #   make run    create .venv (Python >= 3.12 found automatically), install, run the default case
-#   make test   same set-up plus ParaView (apt), then the whole test suite serially and the MPI tests under mpirun -n 2
+#   make test   same set-up plus ParaView (apt), then the whole test suite on two pytest-xdist workers (one process each) and the MPI tests under mpirun -n 2
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 CASE      ?= examples/busbar_l_bolted.yaml
 OUT       ?= results/default
 STAMP     := $(VENV)/.installed
+# pytest-xdist workers for the serial tier (each test still runs in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-fast docs docs-serve venv paraview clean
 
@@ -27,11 +29,11 @@ run: venv
 	$(PY) -m busbarfem run $(CASE) -o $(OUT) --overwrite
 
 test: venv paraview
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile
 	$(VENV)/bin/mpirun -n 2 $(PY) -m pytest tests/mpi -q -p no:cacheprovider
 
 test-fast: venv
-	$(PY) -m pytest tests -q -m "not slow"
+	$(PY) -m pytest tests -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 docs: venv
 	$(PY) scripts/gen_docs.py

@@ -26,7 +26,13 @@ def mesh_cache_dir(tmp_path_factory) -> Path:
 
     Set as ``BUSBARFEM_MESH_CACHE`` so CLI runs in subprocesses (and mpirun) inherit it.
     """
-    path = tmp_path_factory.mktemp("mesh-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # pytest-xdist: the workers' base folders share one parent, so they share one cache
+        # (cache entries are written to a temporary name and renamed, so this is safe).
+        path = tmp_path_factory.getbasetemp().parent / "mesh-cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("mesh-cache")
     previous = os.environ.get("BUSBARFEM_MESH_CACHE")
     os.environ["BUSBARFEM_MESH_CACHE"] = str(path)
     yield path

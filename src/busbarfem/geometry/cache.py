@@ -114,9 +114,10 @@ def _store(cache_dir: Path, key: str, info: GeometryInfo) -> Path:
     gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
     gmsh.option.setNumber("Mesh.Binary", 1)
     gmsh.write(str(tmp))
+    digest = _sha256(tmp)
     tmp.replace(msh)
     side = {"regions": [r.to_dict() for r in info.regions.values()],
-            "parameters": info.parameters, "volumes": info.volumes, "msh_sha256": _sha256(msh)}
+            "parameters": info.parameters, "volumes": info.volumes, "msh_sha256": digest}
     tmp_side = cache_dir / f".{key}.{os.getpid()}.json"
     tmp_side.write_text(json.dumps(side, indent=1, sort_keys=True))
     tmp_side.replace(cache_dir / f"{key}.json")
