@@ -29,7 +29,7 @@ run: venv
 	$(PY) -m busbarfem run $(CASE) -o $(OUT) --overwrite
 
 test: venv paraview
-	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 	$(VENV)/bin/mpirun -n 2 $(PY) -m pytest tests/mpi -q -p no:cacheprovider
 
 test-fast: venv
