@@ -23,6 +23,7 @@ from busbarfem.io import paraview, readback
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+pytestmark = pytest.mark.slow  # one coarse 4s2p solve (~1.5 min on a free core) shared by every test
 needs_pvpython = pytest.mark.skipif(paraview.pvpython() is None,
                                     reason="pvpython not installed (run scripts/install_paraview.sh)")
 # the 4s2p example, coarse, one 30 s step, fields at every step

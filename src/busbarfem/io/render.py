@@ -217,7 +217,7 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
     plotter = pv.Plotter(off_screen=True, window_size=list(window_size))
     plotter.set_background("white")
     sargs = {"title": bar_title, "color": "black", "vertical": True, "position_x": 0.88, "position_y": 0.1,
-             "height": 0.8, "width": 0.05, "fmt": "%.4g"}
+             "height": 0.8, "width": 0.05, "fmt": "%.3g" if log_scale else "%.4g"}
     info_clip_o = info_clip_n = None
     if clip_through is not None:
         origin = np.asarray(clip_through, dtype=float)
@@ -234,7 +234,10 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
         plotter.camera.parallel_scale = zoom * diag
         info_clip_o, info_clip_n = origin.tolist(), normal.tolist()
     else:
-        plotter.add_mesh(surf, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs, log_scale=bool(log_scale))
+        # with a crowding region to show (often inside a weld, below the surface) the
+        # surface is drawn translucent so the outlined region shows through
+        plotter.add_mesh(surf, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs, log_scale=bool(log_scale),
+                         opacity=0.6 if crowding is not None else 1.0)
         plotter.view_isometric()
         plotter.reset_camera()
     crowd_value, crowd_cells = None, 0
@@ -245,7 +248,7 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
         if crowd_cells:
             edges = hot.extract_surface(algorithm="dataset_surface").extract_feature_edges(
                 boundary_edges=True, feature_edges=True, manifold_edges=False, non_manifold_edges=False)
-            plotter.add_mesh(hot.extract_surface(algorithm="dataset_surface"), color="magenta", opacity=0.35)
+            plotter.add_mesh(hot.extract_surface(algorithm="dataset_surface"), color="magenta", opacity=1.0)
             if edges.n_cells:
                 plotter.add_mesh(edges, color="magenta", line_width=2)
             plotter.add_text(f"magenta: crowding, {name} >= {crowding:.0%} of max ({crowd_value:.3g})",

@@ -10,6 +10,15 @@ scripts) can compare it with the source files.
 Time series are grouped for plotting: module voltage / current / power; per-cell
 columns ``<quantity>_cell_<id> [unit]`` one plot per quantity with a line per cell; the
 remaining columns one plot per unit. A steady run (one row) gets tables instead of plots.
+
+Modules (per-cell columns ``I_cell_*``) get the cell balance (:func:`cell_balance`: current
+share within the parallel group, spreads over cells; the plotted arrays are written to
+``report_files/cell_balance.csv``), per-cell T max and internal delta-T from the stored
+fields, module maps and the interconnect share of the heat. Conductors get the resistance
+breakdown by region (:func:`resistance_breakdown`) and log-scale |J| renders with the
+crowding region outlined. Plots follow one style: titles name the quantity and unit, tick
+labels are plain numbers or SI-prefixed (:func:`tidy_axis`), never an offset like
+``1e-11+1e1``.
 """
 
 from __future__ import annotations
@@ -1047,7 +1056,10 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
         for f in figs:
             doc.figure(f, figs_dir)
         doc.para('Open fields.xdmf in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT); '
-                 "the default XDMF reader fails on DOLFINx files.")
+                 "the default XDMF reader fails on DOLFINx files. Every output time is one grid carrying every "
+                 "field, so Threshold on region_id keeps them all. paraview/open_result.py sets up log |J|, the "
+                 "hottest region and a slice through the hot spot (python -m busbarfem.io.paraview OUTDIR "
+                 "renders it headless).")
     _timings_section(doc, run)
     title = f"busbarfem report: {name}"
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
