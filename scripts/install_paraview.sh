@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Install ParaView's command-line Python (pvpython) from Debian's packages, for the test
-# that opens fields.xdmf with a real ParaView (tests/verification/test_xdmf_paraview.py)
-# and for users who post-process with scripts/pv_check.py.
+# Install ParaView's command-line Python (pvpython) and Xvfb from Debian's packages, for the
+# tests that open fields.xdmf with a real ParaView (tests/verification/test_xdmf_paraview.py,
+# tests/verification/test_paraview_results.py) and for users who post-process with
+# scripts/pv_check.py or an output's paraview/open_result.py.
 #
 #   sudo scripts/install_paraview.sh        (or as root)
 #
 # Debian 12 ships ParaView 5.11 (packages paraview + python3-paraview, ~220 packages with
 # --no-install-recommends, a few minutes). Open busbarfem's fields.xdmf with the
 # "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT): the default XDMF reader crashes on
-# DOLFINx files. Off-screen use needs no display (pvpython runs headless with EGL/Mesa).
+# DOLFINx files.
+# Display: reading data in pvpython (scripts/pv_check.py) needs none. Rendering does: Debian's
+# ParaView is built with VTK's X11 render window only (no EGL or OSMesa), so even
+# `pvpython --force-offscreen-rendering` needs an X server. This script therefore also
+# installs Xvfb, and `python -m busbarfem.io.paraview OUTDIR` (busbarfem.io.paraview.run_pvpython)
+# starts a private Xvfb for the call when DISPLAY is unset: no xvfb-run, no display needed.
 set -euo pipefail
 
-if command -v pvpython >/dev/null 2>&1; then
-  echo "pvpython already installed: $(command -v pvpython)"
+if command -v pvpython >/dev/null 2>&1 && command -v Xvfb >/dev/null 2>&1; then
+  echo "pvpython already installed: $(command -v pvpython) (Xvfb: $(command -v Xvfb))"
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -31,6 +37,6 @@ if ! printf '%s\n' "$POLICY" | grep -q 'Candidate: [0-9]'; then
   echo "error: no 'paraview' package in this distribution's archive" >&2
   exit 1
 fi
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends paraview python3-paraview
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends paraview python3-paraview xvfb
 pvpython --version || true
 echo "pvpython: $(command -v pvpython)"

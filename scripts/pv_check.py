@@ -3,7 +3,8 @@
 Run with ParaView's Python (``pvpython scripts/pv_check.py OUTDIR``; Debian: packages
 ``paraview`` and ``python3-paraview``, see scripts/install_paraview.sh). Prints
 ``{"reader", "file", "point_fields", "cell_fields", "fields", "times", "T_max", "T_max_time",
-"n_points", "n_cells", "cell_types"}`` (VTK ids: 10 tetrahedron, 24 quadratic tetrahedron). The reader is ``Xdmf3ReaderT`` ("Xdmf3 Reader (Top Level
+"n_points", "n_cells", "cell_types", "n_datasets"}`` (``n_datasets``: non-empty datasets the reader
+returns, 1 for busbarfem's one-grid-per-time layout; VTK cell-type ids: 10 tetrahedron, 24 quadratic tetrahedron). The reader is ``Xdmf3ReaderT`` ("Xdmf3 Reader (Top Level
 Partition)"): ParaView's default XDMF (v2) reader crashes on DOLFINx output.
 """
 
@@ -79,6 +80,7 @@ def main(path):
         "n_points": int(info.GetNumberOfPoints()),
         "n_cells": int(info.GetNumberOfCells()),
         "cell_types": _cell_types(data),
+        "n_datasets": sum(1 for leaf in _leaves(data) if leaf is not None and leaf.GetNumberOfCells() > 0),
     }
     print(json.dumps(out))
 

@@ -141,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     from busbarfem.cells.fit import add_cli as add_fit_ecm
 
     add_fit_ecm(sub)
+    from busbarfem.io.compare import add_cli as add_compare
+
+    add_compare(sub)
     return p
 
 
@@ -498,21 +501,10 @@ def cmd_critical_current(args, comm, con: Console) -> int:
                 "T_max_at_last_stable_K": res.T_max_stable,
                 "solves": [{"current_A": i, "T_max_K": t} for i, t in res.curve]}
         (out / "critical_current.json").write_text(json.dumps(data, indent=2))
-        import matplotlib
+        from busbarfem.io.report import critical_current_plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        pts = sorted((i, t) for i, t in res.curve if t is not None)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="steady T_max")
-        ax.axvline(res.current, color="r", ls="--", label=f"I_crit = {res.current:.4g} A")
-        ax.set_xlabel("current [A]")
-        ax.set_ylabel("T_max [K]")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "critical_current.png", dpi=120)
-        plt.close(fig)
+        critical_current_plot(res.curve, res.current, out / "critical_current.png",
+                              T_ref=case.thermal.ambient_temperature)
     con.print(f"  I_crit = {res.current:.6g} A (bracket {res.bracket[0]:.6g} .. {res.bracket[1]:.6g} A); "
               f"T_max at the last stable point {res.T_max_stable:.4g} K (the steady temperature grows "
               "without bound as I -> I_crit; any real conductor fails well before)")
@@ -630,6 +622,13 @@ def cmd_fit_ecm(args, comm, con: Console) -> int:
     return run_cli(args) if comm.rank == 0 else 0
 
 
+def cmd_compare(args, comm, con: Console) -> int:
+    """``busbarfem compare``: output folders side by side (:mod:`busbarfem.io.compare`)."""
+    from busbarfem.io.compare import run_cli
+
+    return run_cli(args, log=con.print) if comm.rank == 0 else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
@@ -654,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"[rank {comm.rank}] %(levelname)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "validate": cmd_validate, "mesh": cmd_mesh, "schema": cmd_schema,
                 "critical-current": cmd_critical_current, "report": cmd_report,
-                "sweep": cmd_sweep, "optimize": cmd_optimize, "faults": cmd_faults, "fit-ecm": cmd_fit_ecm}
+                "sweep": cmd_sweep, "optimize": cmd_optimize, "faults": cmd_faults, "fit-ecm": cmd_fit_ecm,
+                "compare": cmd_compare}
     try:
         return handlers[args.command](args, comm, con)
     except CaseError as exc:

@@ -61,3 +61,23 @@ def test_steady_single_row():
     with Progress(None, total_time=None, stream=out, interactive=False) as p:
         p.update({"time [s]": 0.0, "T_max [K]": 341.0, "voltage [V]": 0.068})
     assert out.getvalue().splitlines() == ["  step 1  t=0 s  Tmax=341.00 K  V=0.068 V"]
+
+
+def test_live_bar_and_eta_fit_80_columns():
+    """At 80 columns the bar, the percentage, the ETA and the T_max stay on one line each."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    with Progress(None, total_time=250.0, stream=out, interactive=True, width=80) as p:
+        with p.stage("meshing"):
+            pass
+        for r in rows(10):
+            p.update(r)
+        shot = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+        shot.print(p._rich.get_renderable())
+    lines = [ln for ln in shot.export_text().splitlines() if ln.strip()]
+    assert all(len(ln) <= 80 for ln in lines), lines
+    solve = next(ln for ln in lines if "solve" in ln)
+    assert "ETA" in solve and "40%" in solve and "\u2501" in solve  # the bar's line glyph
+    assert "Tmax=309.00 K" in solve
+    assert len(lines) == 2  # meshing and solve, nothing wrapped

@@ -242,3 +242,111 @@ def test_report_of_a_lumped_run(tmp_path):
     md = (out / "report.md").read_text()
     assert "T max over the run [K]" in md and f"t = {s['T_max']['time_s']:.6g} s" in md
     assert "heat over the run [J]" in md
+
+
+@pytest.fixture(scope="module")
+def weld(tmp_path_factory) -> Path:
+    return solved_outdir(tmp_path_factory.mktemp("weld") / "out", "weld_nuggets.yaml", ["mesh.size=0.004"])
+
+
+@pytest.mark.skipif(not render.render_available()[0], reason=render.render_available()[1] or "no rendering")
+def test_weld_J_render_uses_a_log_scale_spanning_the_data(weld, tmp_path):
+    """Acceptance: on the weld example the |J| colour scale spans at least two decades where
+    |J| does (a linear scale set by the nugget rim peak would leave the plate one colour), and
+    the crowding region (|J| >= half the maximum) is outlined."""
+    from busbarfem.io import readback
+
+    _, J, _ = readback.read_last(weld, "J_magnitude")
+    pos = J[J > 0]
+    assert pos.max() / pos.min() >= 100  # the data span two decades
+    info = render.render_field(weld, "J_magnitude", tmp_path / "J.png")
+    lo, hi = info.clim
+    assert info.log_scale and hi == pytest.approx(float(J.max()), rel=1e-12) and hi / lo >= 100
+    assert lo == pytest.approx(float(np.percentile(pos, 1.0)), rel=1e-12)
+    assert info.crowding_threshold == pytest.approx(0.5 * float(J.max()), rel=1e-12)
+    assert info.crowding_cells == int(np.sum(J >= 0.5 * J.max()))
+    std, ncolours = png_stats(info.png)
+    assert std > 10 and ncolours > 50
+
+
+def test_weld_resistance_breakdown_adds_up(weld):
+    """Per-region P/I^2 adds up to the solver's interconnect resistance; P/I to V - (cell EMF 0)
+    for this conductor-only case, i.e. to the terminal voltage."""
+    from busbarfem.io.report import resistance_breakdown
+
+    s = json.loads((weld / "summary.json").read_text())
+    rows = resistance_breakdown(s)
+    assert sum(r["resistance_ohm"] for r in rows) == pytest.approx(s["resistance"]["interconnect_ohm"], rel=1e-12)
+    assert sum(r["voltage_drop_V"] for r in rows) == pytest.approx(s["terminal"]["voltage_V"], rel=1e-6)
+    assert any(r["region"].startswith("weld_") for r in rows)
+    paths = write_report(weld, renders=False)
+    vals = parse(paths["html"]).values
+    for r in rows[:3]:
+        assert 1e6 * r["resistance_ohm"] in vals
+
+
+# ---------------------------------------------------------------------------- plot hygiene
+def _tick_texts(fig, ax) -> list[str]:
+    fig.canvas.draw()
+    return [t.get_text() for t in ax.get_yticklabels()] + [ax.yaxis.get_offset_text().get_text()]
+
+
+def test_constant_current_axis_reads_plain_numbers():
+    """A constant 10 A (to rounding) reads "10", never "1e-11+1e1"; SI prefixes on |J|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from busbarfem.io.report import tidy_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2, 3], [10.0, 10.0 + 1e-11, 10.0 - 1e-11, 10.0])
+    tidy_axis(ax, "A", "s")
+    texts = _tick_texts(fig, ax)
+    assert not any("e" in t for t in texts), texts
+    lo, hi = ax.get_ylim()
+    assert lo < 10.0 < hi and hi - lo == pytest.approx(1.0)  # +-5 % around the value
+    fig2, bx = plt.subplots()
+    bx.plot([0, 1], [1e6, 5e6])
+    tidy_axis(bx, "A/m^2", "s")
+    texts = _tick_texts(fig2, bx)
+    assert any(t.endswith("M") for t in texts) and not any("e" in t for t in texts), texts
+    plt.close("all")
+
+
+def test_critical_current_axis_is_set_by_the_physical_solves(tmp_path):
+    """The bisection's last solves below I_crit reach 7e6 K; the axis stays near the curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from busbarfem.io import report
+
+    seen = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def spy(self, *a, **kw):
+        seen["ylim"] = self.axes[0].get_ylim()
+        seen["title"] = self.axes[0].get_title()
+        return real_savefig(self, *a, **kw)
+
+    curve = [(100.0, 320.0), (200.0, 380.0), (400.0, 700.0), (600.0, 7e6), (590.0, 5e4), (800.0, None)]
+    matplotlib.figure.Figure.savefig = spy
+    try:
+        report.critical_current_plot(curve, 600.0, tmp_path / "icrit.png", T_ref=298.15)
+    finally:
+        matplotlib.figure.Figure.savefig = real_savefig
+    lo, hi = seen["ylim"]
+    assert lo < 320.0 and 700.0 < hi < 298.15 + 3.2 * (700.0 - 298.15)
+    assert "T_max [K]" in seen["title"] and "current [A]" in seen["title"]
+    assert (tmp_path / "icrit.png").stat().st_size > 5000
+    plt.close("all")
+
+
+def test_region_families_for_the_preview_legend():
+    from busbarfem.geometry.preview import region_family
+
+    assert [region_family(n) for n in ("cell_2_1", "tab_pos_1_2", "weld_16", "busbar", "bar_a")] == \
+        ["cell", "tab_pos", "weld", "busbar", "bar_a"]

@@ -43,6 +43,7 @@ def check(outdir: Path, summary: dict, times: list[float] | None = None) -> dict
     assert pv["reader"] == "Xdmf3ReaderT"
     assert FIELDS <= set(pv["fields"]) and ("phi" in pv["fields"] or {"phi1", "phi2"} <= set(pv["fields"]))
     assert "T" in pv["point_fields"] and "J_magnitude" in pv["cell_fields"]
+    assert pv["n_datasets"] == 1  # one grid carries every field (not one block per field)
     # doubles reach ParaView (the writer declares Precision="8"), so this is exact
     # pv_check reads the last time: the summary's value at the last time
     assert pv["T_max"] == pytest.approx(summary["T_max_final"]["value"], rel=1e-12)

@@ -1,25 +1,34 @@
-"""XDMF field output (ParaView: open with the "Xdmf3 Reader (Top Level Partition)").
+"""XDMF field output: one grid per output time carrying every field.
 
-The mesh is written once; each output time appends phi (phi1/phi2), T, |J|, the current
-density vector J, the Joule/Bernardi heat density q and the region id.
+ParaView: open ``fields.xdmf`` with the "Xdmf3 Reader (Top Level Partition)"
+(``Xdmf3ReaderT``). The published file holds a single ``Temporal`` collection; each of its
+grids is one output time with the mesh (``Topology``/``Geometry``) and every field as an
+``Attribute``: T, phi (or phi1/phi2), J_magnitude, J, q, SOC, transfer_current,
+region_id and whatever else the caller passes. ParaView therefore sees one dataset per time,
+and every filter (Threshold on ``region_id``, Slice, Clip, ...) keeps all fields.
 
-Crash safety: DOLFINx rewrites the ``.xdmf`` XML in place after every
-``write_function`` while the ``.h5`` file is still open, so a run killed at the wrong
-moment can leave a truncated XML, or an XML that names datasets whose HDF5 metadata was
-never flushed. The writer therefore lets DOLFINx write its XML into a hidden work folder
-(``.fields.partial/fields.xdmf``, whose ``fields.h5`` is a symlink to the real
-``fields.h5``), closes the HDF5 file (which flushes it), and only then publishes the XML
-by an atomic rename onto ``fields.xdmf`` (declaring the 8-byte precision of the data, which
-DOLFINx leaves out, so ParaView reads doubles instead of rounding to float32). A run killed at any moment leaves a
+Writing: DOLFINx's ``XDMFFile`` writes the mesh and the function values into ``fields.h5``
+(collectively over MPI ranks, in parallel HDF5) and keeps its own XML (one collection per
+field), which is never published. After each output time, rank 0 rewrites that XML into the
+single-collection layout (:func:`single_grid_xml`) and publishes it.
+
+Crash safety: DOLFINx rewrites its XML in place after every ``write_function`` while the
+``.h5`` file is still open, so a run killed at the wrong moment could leave a truncated XML,
+or an XML that names datasets whose HDF5 metadata was never flushed. DOLFINx therefore
+writes into a hidden work folder (``.fields.partial/fields.xdmf``, whose ``fields.h5`` is a
+symlink to the real ``fields.h5``); the writer closes the HDF5 file (which flushes it), and
+only then writes the published XML to a temporary file and renames it atomically onto
+``fields.xdmf`` (declaring the 8-byte precision of the data, which DOLFINx leaves out, so
+ParaView reads doubles instead of rounding to float32). A run killed at any moment leaves a
 ``fields.xdmf`` that is complete and names only flushed data: every step up to the last
-completed write.
+completed write. DOLFINx's own XML is kept in memory on rank 0 between writes.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
@@ -27,15 +36,18 @@ import numpy as np
 
 from dolfinx import fem, io
 
+_XI = "{https://www.w3.org/2001/XInclude}"
+
 
 class FieldWriter:
-    """Incremental, crash-safe XDMF writer of the solution fields.
+    """Incremental, crash-safe XDMF writer of the solution fields (one grid per time).
 
     Args:
         comm: MPI communicator of the mesh.
         msh: the mesh (written once).
         path: the ``fields.xdmf`` path (``fields.h5`` goes beside it).
-        fields: name -> (Function to write, callable that refreshes it before a write).
+        fields: name -> (Function to write, callable that refreshes it before a write, or
+            None). Every function is written at every output time, in this order.
     """
 
     def __init__(self, comm, msh, path: Path, fields: dict):
@@ -44,33 +56,37 @@ class FieldWriter:
         self.h5_path = self.path.with_suffix(".h5")
         self.work = self.path.parent / f".{self.path.stem}.partial"
         self.fields = fields
+        self._raw: str | None = None  # DOLFINx's own XML (rank 0)
         if comm.rank == 0:
             for p in (self.path, self.h5_path):
                 if p.exists() or p.is_symlink():
                     p.unlink()
-        self._prepare_work(restore=False)
+            from busbarfem.io.paraview import write_paraview_folder
+
+            write_paraview_folder(self.path.parent)  # paraview/open_result.py (see io/paraview.py)
+        self._prepare_work()
         with io.XDMFFile(comm, str(self.work / self.path.name), "w") as f:
             f.write_mesh(msh)
         self._publish()
         self.count = 0
 
-    def _prepare_work(self, restore: bool) -> None:
-        """Recreate the work folder (XML copy + symlink to the real .h5) on rank 0."""
+    def _prepare_work(self) -> None:
+        """Recreate the work folder (DOLFINx's XML + symlink to the real .h5) on rank 0."""
         if self.comm.rank == 0:
             if self.work.exists():
                 shutil.rmtree(self.work)
             self.work.mkdir(parents=True)
             (self.work / self.h5_path.name).symlink_to(Path("..") / self.h5_path.name)
-            if restore:
-                shutil.copyfile(self.path, self.work / self.path.name)
+            if self._raw is not None:
+                (self.work / self.path.name).write_text(self._raw)
         self.comm.barrier()
 
     def _publish(self) -> None:
-        """Atomically replace ``fields.xdmf`` by the work XML (HDF5 already closed)."""
+        """Atomically replace ``fields.xdmf`` by the single-grid XML (HDF5 already closed)."""
         if self.comm.rank == 0:
+            self._raw = (self.work / self.path.name).read_text()
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            xml = (self.work / self.path.name).read_text()
-            tmp.write_text(_declare_precision(xml))
+            tmp.write_text(single_grid_xml(self._raw))
             os.replace(tmp, self.path)
             shutil.rmtree(self.work)
         self.comm.barrier()
@@ -80,7 +96,7 @@ class FieldWriter:
         for fn, refresh in self.fields.values():
             if refresh is not None:
                 refresh()
-        self._prepare_work(restore=True)
+        self._prepare_work()
         with io.XDMFFile(self.comm, str(self.work / self.path.name), "a") as f:
             for fn, _ in self.fields.values():
                 f.write_function(fn, t)
@@ -88,24 +104,56 @@ class FieldWriter:
         self.count += 1
 
 
-def _declare_precision(xml: str) -> str:
+def single_grid_xml(raw: str) -> str:
+    """DOLFINx's XDMF XML (a mesh grid, one temporal collection per field) rewritten as one
+    temporal collection whose grids each carry the mesh and every field of that time.
+
+    Grids are ordered by first appearance of their ``Time`` in the file; a field missing at
+    some time is simply absent from that grid. Without any stored time the mesh grid alone
+    is published. HDF data items get ``Precision="8"`` (see :func:`_declare_precision`).
+    """
+    root = ET.fromstring(raw)
+    domain = root.find("Domain")
+    mesh = next(g for g in domain.findall("Grid") if g.get("GridType") == "Uniform")
+    topo, geom = mesh.find("Topology"), mesh.find("Geometry")
+    by_time: dict[str, list[ET.Element]] = {}
+    for coll in domain.findall("Grid"):
+        if coll.get("GridType") != "Collection":
+            continue
+        for g in coll.findall("Grid"):
+            t = g.find("Time")
+            key = t.get("Value") if t is not None else "0"
+            by_time.setdefault(key, []).extend(g.findall("Attribute"))
+    out = ET.Element("Xdmf", {"Version": "3.0"})
+    dom = ET.SubElement(out, "Domain")
+    if not by_time:
+        dom.append(mesh)
+    else:
+        coll = ET.SubElement(dom, "Grid", {"Name": "fields", "GridType": "Collection",
+                                           "CollectionType": "Temporal"})
+        for t, attrs in by_time.items():
+            g = ET.SubElement(coll, "Grid", {"Name": "mesh", "GridType": "Uniform"})
+            g.append(topo)
+            g.append(geom)
+            ET.SubElement(g, "Time", {"Value": t})
+            for a in attrs:
+                g.append(a)
+    _declare_precision(out)
+    ET.indent(out, space="  ")
+    return '<?xml version="1.0"?>\n' + ET.tostring(out, encoding="unicode") + "\n"
+
+
+def _declare_precision(root: ET.Element) -> None:
     """Declare ``NumberType``/``Precision="8"`` on HDF data items that lack them.
 
     DOLFINx stores float64/int64 data but does not say so; XDMF readers then assume 4-byte
     numbers, and ParaView (Xdmf3ReaderT) shows every field rounded to single precision.
     """
-    def fix(m: re.Match) -> str:
-        tag = m[0][:-1]
-        if "NumberType=" not in tag:
-            tag += ' NumberType="Float"'
-        if "Precision=" not in tag:
-            tag += ' Precision="8"'
-        return tag + ">"
-
-    return _DATAITEM.sub(fix, xml)
-
-
-_DATAITEM = re.compile(r'<DataItem\b[^>]*Format="HDF"[^>]*>')
+    for item in root.iter("DataItem"):
+        if item.get("Format") != "HDF":
+            continue
+        item.attrib.setdefault("NumberType", "Float")
+        item.attrib.setdefault("Precision", "8")
 
 
 def interpolator(target: fem.Function, expr):

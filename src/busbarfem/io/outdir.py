@@ -33,6 +33,7 @@ OUTPUT_NAMES = {
     MARKER, "case.resolved.yaml", "summary.json", "timeseries.csv", "hotspots.json", "profile.json",
     "report.html", "report.md", "report_files", "checkpoint", "mesh.xdmf", "mesh.h5", "preview.png",
     "regions.json", "mesh_quality.json", "critical_current.json", "critical_current.png",
+    "paraview", "compare.md",
 }
 OUTPUT_PATTERNS = ("fields*.xdmf", "fields*.h5", "fields*.bp", ".fields*.partial", "*.json", "*.csv",
                    "*.png", "*.xdmf", "*.h5", "*.bp", "*.npz")

@@ -23,6 +23,7 @@ import time
 from rich.console import Console
 from rich.progress import (BarColumn, Progress as RichProgress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
+from rich.table import Column
 
 TIME, TMAX, VOLT, CURR = "time [s]", "T_max [K]", "voltage [V]", "current [A]"
 
@@ -37,10 +38,16 @@ class Progress:
         every: steps between plain lines in non-interactive mode.
         stream: where to write (default stderr for the live bar, stdout for plain lines).
         interactive: force the live display on/off (default: the stream is a terminal).
+        width: terminal width for the live display (default: the terminal's).
+
+    The live line keeps its bar, percentage, elapsed time and ETA at a fixed width on the
+    left and puts the status (T_max, V, I, dt, step: most important first) last, cut with
+    an ellipsis to what is left, so at 80 columns the bar and the ETA stay visible and no
+    line wraps.
     """
 
     def __init__(self, comm=None, total_time: float | None = None, quiet: bool = False, every: int = 10,
-                 stream=None, interactive: bool | None = None):
+                 stream=None, interactive: bool | None = None, width: int | None = None):
         self.rank = 0 if comm is None else comm.rank
         self.total_time = total_time
         self.quiet = quiet or self.rank != 0
@@ -58,11 +65,19 @@ class Progress:
         self._rich: RichProgress | None = None
         self._task = None
         if self.interactive:
-            self.console = Console(file=live_stream, force_terminal=True)
-            self._rich = RichProgress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                                      TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                      TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
-                                      transient=False)
+            self.console = Console(file=live_stream, force_terminal=True, width=width)
+            fixed = {"no_wrap": True}
+            self._rich = RichProgress(
+                SpinnerColumn(table_column=Column(**fixed)),
+                TextColumn("[bold]{task.description}", table_column=Column(max_width=12, overflow="ellipsis",
+                                                                           **fixed)),
+                BarColumn(bar_width=16, table_column=Column(**fixed)),
+                TextColumn("{task.percentage:>3.0f}%", table_column=Column(**fixed)),
+                TimeElapsedColumn(table_column=Column(**fixed)),
+                TextColumn("ETA", table_column=Column(**fixed)),
+                TimeRemainingColumn(table_column=Column(**fixed)),
+                TextColumn("{task.fields[status]}", table_column=Column(ratio=1, overflow="ellipsis", **fixed)),
+                console=self.console, transient=False, expand=True)
 
     # -------------------------------------------------------------- context
     def __enter__(self) -> Progress:
@@ -122,6 +137,20 @@ class Progress:
             parts.append(f"I={row[CURR]:.5g} A")
         return "  ".join(parts)
 
+    def status_row(self, row: dict) -> str:
+        """The live display's status: the values first, step and dt last (cut first)."""
+        parts = []
+        if TMAX in row:
+            parts.append(f"Tmax={row[TMAX]:.2f} K")
+        if VOLT in row:
+            parts.append(f"V={row[VOLT]:.5g} V")
+        if CURR in row:
+            parts.append(f"I={row[CURR]:.5g} A")
+        if self.dt is not None:
+            parts.append(f"dt={self.dt:.3g} s")
+        parts.append(f"step {self.step}")
+        return "  ".join(parts)
+
     def update(self, row: dict) -> None:
         """Advance with one ``timeseries.csv`` row (keys as in its header)."""
         t = row.get(TIME)
@@ -135,7 +164,7 @@ class Progress:
         if self._rich is not None:
             if self._task is None:
                 self._task = self._rich.add_task("solve", total=self.total_time, status="")
-            status = line
+            status = self.status_row(row)
             if self.total_time and t is not None:
                 self._rich.update(self._task, completed=min(t, self.total_time), status=status)
             else:

@@ -4,9 +4,10 @@
 ``fields_restart<k>.xdmf`` after a restart, which holds the final state) or an ``.xdmf`` path.
 Used by the report and the renders, which run on rank 0 alone after the solve, and by the
 tests that check the written files independently of the writer. The file layout is the
-one DOLFINx's ``XDMFFile`` writes: one ``Uniform`` grid holding the mesh (topology and
-geometry in the ``.h5``), then one ``Temporal`` collection per field whose grids carry a
-``Time`` and one ``Attribute`` (``Center="Node"`` for P1, ``"Cell"`` for DG0).
+one :class:`busbarfem.io.fields.FieldWriter` publishes: one ``Temporal`` collection whose
+grids each carry the mesh (topology and geometry in the ``.h5``), a ``Time`` and one
+``Attribute`` per field (``Center="Node"`` for P1, ``"Cell"`` for DG0). Files of older runs
+(DOLFINx's layout: a mesh grid, then one collection per field) are read too.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def _split_ref(text: str) -> tuple[str, str]:
 
 
 def _catalogue(outdir) -> tuple[Path, tuple[str, str, str, str], dict[str, list[FieldStep]]]:
-    """Parse the XDMF XML: mesh references and, per field, its stored steps in time order."""
+    """Parse the XDMF XML: mesh references and, per field, its stored steps in time order.
+
+    Reads the single-collection layout (one grid per time carrying every field) and the
+    older DOLFINx layout (a mesh grid, then one collection per field).
+    """
     path = _xdmf_path(outdir)
     root = ET.parse(path).getroot()
     domain = root.find("Domain")
@@ -66,16 +71,15 @@ def _catalogue(outdir) -> tuple[Path, tuple[str, str, str, str], dict[str, list[
         if grid.get("GridType") == "Uniform" and mesh_grid is None:
             mesh_grid = grid
         elif grid.get("GridType") == "Collection":
-            steps = []
             for g in grid.findall("Grid"):
+                if mesh_grid is None and g.find("Topology") is not None:
+                    mesh_grid = g
                 t = g.find("Time")
-                a = g.find("Attribute")
-                if a is None:
-                    continue
-                fname, dset = _split_ref(a.find("DataItem").text)
-                steps.append(FieldStep(float(t.get("Value")) if t is not None else 0.0,
-                                       a.get("Center", "Node"), fname, dset))
-            fields[grid.get("Name")] = steps
+                for a in g.findall("Attribute"):
+                    fname, dset = _split_ref(a.find("DataItem").text)
+                    fields.setdefault(a.get("Name"), []).append(
+                        FieldStep(float(t.get("Value")) if t is not None else 0.0, a.get("Center", "Node"),
+                                  fname, dset))
     if mesh_grid is None:
         raise ValueError(f"{path}: no mesh grid")
     topo = _split_ref(mesh_grid.find("Topology").find("DataItem").text)

@@ -24,7 +24,7 @@ from busbarfem.io import readback
 #: scalar-bar titles and colour maps of the fields we render.
 FIELD_STYLE = {
     "T": ("T [K]", "inferno"),
-    "J_magnitude": ("current density [A/m^2]", "viridis"),
+    "J_magnitude": ("|J| [A/m^2]", "viridis"),
     "q": ("q [W/m^3]", "magma"),
     "phi": ("phi [V]", "coolwarm"),
 }
@@ -84,6 +84,10 @@ class RenderInfo:
     image_size: tuple[int, int] = (0, 0)  # width, height
     clip_origin: list[float] | None = None
     clip_normal: list[float] | None = None
+    clim: tuple[float, float] = (0.0, 1.0)  # colour-scale range
+    log_scale: bool = False
+    crowding_threshold: float | None = None  # |J| above which cells are outlined as crowding
+    crowding_cells: int = 0
 
 
 def to_pyvista(mesh: readback.Grid):
@@ -131,6 +135,18 @@ def clip_normal_for(bounds) -> np.ndarray:
     return nrm
 
 
+def log_clim(values: np.ndarray, q: float = 1.0) -> tuple[float, float]:
+    """Colour range for a log scale: the ``q``-th percentile of the positive values to the
+    maximum (a few near-zero cells do not squash the rest into one colour)."""
+    pos = np.asarray(values, dtype=float)
+    pos = pos[np.isfinite(pos) & (pos > 0)]
+    if not len(pos):
+        return (1e-12, 1.0)
+    hi = float(pos.max())
+    lo = float(np.percentile(pos, q))
+    return (lo if lo < hi else hi / 10.0, hi)
+
+
 def _marker_points(markers) -> np.ndarray:
     if markers is None:
         return np.zeros((0, 3))
@@ -150,7 +166,8 @@ def _project(plotter, pts: np.ndarray, height: int) -> list[tuple[float, float]]
 
 
 def render_field(outdir, field: str, png, markers=None, clip_through=None, title: str | None = None,
-                 window_size=(1200, 800), index: int = -1, zoom: float = 0.12) -> RenderInfo:
+                 window_size=(1200, 800), index: int = -1, zoom: float = 0.12, log_scale: bool | None = None,
+                 crowding: float | None = None) -> RenderInfo:
     """Render one stored field of ``outdir/fields.xdmf`` to ``png`` off-screen.
 
     Args:
@@ -165,6 +182,11 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
         window_size: image size in pixels (width, height).
         index: stored time index (default the last).
         zoom: half-height of the clipped view as a fraction of the bounding-box diagonal.
+        log_scale: colour on a log scale (:func:`log_clim` range); default: True for
+            ``J_magnitude``, whose weld or corner peak otherwise sets a linear range alone.
+        crowding: outline (magenta) the cells whose value is at least this fraction of the
+            maximum, the current-crowding region (default 0.5 for ``J_magnitude`` without a
+            clip, else none).
 
     Returns:
         A :class:`RenderInfo` with the marker and bounding-box positions in pixels.
@@ -176,23 +198,33 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
     png = Path(png)
     grid, t, name = load_grid(outdir, field, index)
     data = grid.active_scalars
-    clim = (float(np.min(data)), float(np.max(data)))
-    if clim[0] == clim[1]:
-        clim = (clim[0] - 0.5, clim[1] + 0.5)
+    if log_scale is None:
+        log_scale = field == "J_magnitude"
+    if crowding is None and field == "J_magnitude" and clip_through is None:
+        crowding = 0.5
+    if log_scale:
+        clim = log_clim(data)
+    else:
+        clim = (float(np.min(data)), float(np.max(data)))
+        if clim[0] == clim[1]:
+            clim = (clim[0] - 0.5, clim[1] + 0.5)
     bar_title, cmap = FIELD_STYLE.get(field, (field, "viridis"))
+    if log_scale:
+        bar_title += " (log)"
     surf = grid.extract_surface(algorithm="dataset_surface")
     bounds = grid.bounds
     diag = float(np.linalg.norm([bounds[1] - bounds[0], bounds[3] - bounds[2], bounds[5] - bounds[4]]))
     plotter = pv.Plotter(off_screen=True, window_size=list(window_size))
     plotter.set_background("white")
     sargs = {"title": bar_title, "color": "black", "vertical": True, "position_x": 0.88, "position_y": 0.1,
-             "height": 0.8, "width": 0.05, "fmt": "%.4g"}
+             "height": 0.8, "width": 0.05, "fmt": "%.3g" if log_scale else "%.4g"}
     info_clip_o = info_clip_n = None
     if clip_through is not None:
         origin = np.asarray(clip_through, dtype=float)
         normal = clip_normal_for(bounds)
         clipped = grid.clip(normal=normal, origin=origin, invert=True, crinkle=False)
-        plotter.add_mesh(clipped, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs, lighting=False)
+        plotter.add_mesh(clipped, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs, lighting=False,
+                         log_scale=bool(log_scale))
         # face-on, parallel projection, zoomed on the neighbourhood of the cut point
         ext = np.array([bounds[1] - bounds[0], bounds[3] - bounds[2], bounds[5] - bounds[4]])
         up = np.zeros(3)
@@ -202,9 +234,25 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
         plotter.camera.parallel_scale = zoom * diag
         info_clip_o, info_clip_n = origin.tolist(), normal.tolist()
     else:
-        plotter.add_mesh(surf, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs)
+        # with a crowding region to show (often inside a weld, below the surface) the
+        # surface is drawn translucent so the outlined region shows through
+        plotter.add_mesh(surf, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs, log_scale=bool(log_scale),
+                         opacity=0.6 if crowding is not None else 1.0)
         plotter.view_isometric()
         plotter.reset_camera()
+    crowd_value, crowd_cells = None, 0
+    if crowding is not None:
+        crowd_value = float(crowding) * float(np.max(data))
+        hot = grid.threshold(crowd_value, scalars=name)
+        crowd_cells = int(hot.n_cells)
+        if crowd_cells:
+            edges = hot.extract_surface(algorithm="dataset_surface").extract_feature_edges(
+                boundary_edges=True, feature_edges=True, manifold_edges=False, non_manifold_edges=False)
+            plotter.add_mesh(hot.extract_surface(algorithm="dataset_surface"), color="magenta", opacity=1.0)
+            if edges.n_cells:
+                plotter.add_mesh(edges, color="magenta", line_width=2)
+            plotter.add_text(f"magenta: crowding, {name} >= {crowding:.0%} of max ({crowd_value:.3g})",
+                             position="lower_left", font_size=10, color="black")
     pts = _marker_points(markers)
     if len(pts):
         r = (0.004 if clip_through is not None else 0.012) * diag
@@ -224,7 +272,9 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
     return RenderInfo(png=png, field=field, time=t, value_range=(float(np.min(data)), float(np.max(data))),
                       markers_px=mpx, bbox_px=(float(cpx[:, 0].min()), float(cpx[:, 1].min()),
                                                float(cpx[:, 0].max()), float(cpx[:, 1].max())),
-                      image_size=(w, h), clip_origin=info_clip_o, clip_normal=info_clip_n)
+                      image_size=(w, h), clip_origin=info_clip_o, clip_normal=info_clip_n,
+                      clim=(float(clim[0]), float(clim[1])), log_scale=bool(log_scale),
+                      crowding_threshold=crowd_value, crowding_cells=crowd_cells)
 
 
 def hottest_in_regions(outdir, prefix: str, region_tags: dict[str, str]) -> tuple[str, float, list[float]] | None:

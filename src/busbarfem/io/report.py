@@ -10,6 +10,15 @@ scripts) can compare it with the source files.
 Time series are grouped for plotting: module voltage / current / power; per-cell
 columns ``<quantity>_cell_<id> [unit]`` one plot per quantity with a line per cell; the
 remaining columns one plot per unit. A steady run (one row) gets tables instead of plots.
+
+Modules (per-cell columns ``I_cell_*``) get the cell balance (:func:`cell_balance`: current
+share within the parallel group, spreads over cells; the plotted arrays are written to
+``report_files/cell_balance.csv``), per-cell T max and internal delta-T from the stored
+fields, module maps and the interconnect share of the heat. Conductors get the resistance
+breakdown by region (:func:`resistance_breakdown`) and log-scale |J| renders with the
+crowding region outlined. Plots follow one style: titles name the quantity and unit, tick
+labels are plain numbers or SI-prefixed (:func:`tidy_axis`), never an offset like
+``1e-11+1e1``.
 """
 
 from __future__ import annotations
@@ -163,6 +172,91 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+#: what a unit measures, for plot titles ("<quantity> [<unit>]")
+UNIT_QUANTITY = {"K": "Temperature", "W": "Heat flow / power", "A": "Current", "V": "Voltage", "A/m^2": "Current density",
+                 "J": "Energy", "-": "Dimensionless quantity", "s": "Time", "ohm": "Resistance", "Ah": "Charge"}
+#: units whose tick labels get SI prefixes (k, M, m, u, ...); the others are plain numbers
+_ENG_UNITS = {"W", "A", "V", "A/m^2", "J", "ohm", "Ah", "W/m^3", "s"}
+
+
+def plain_formatter(unit: str):
+    """Tick formatter: SI prefixes for SI-prefixable units, else plain numbers without an
+    offset (a constant 10 A reads "10", never "1e-11+1e1")."""
+    from matplotlib.ticker import EngFormatter, ScalarFormatter
+
+    if unit in _ENG_UNITS:
+        return EngFormatter(unit="", sep=" ")
+    f = ScalarFormatter(useOffset=False)
+    f.set_scientific(False)
+    return f
+
+
+def tidy_axis(ax, yunit: str, xunit: str | None = "s") -> None:
+    """Plain/SI-prefixed tick labels on both axes; a y range of at least 1e-6 of the data's
+    magnitude, so a constant (to rounding) series shows as a flat line at its value."""
+    ax.yaxis.set_major_formatter(plain_formatter(yunit))
+    if xunit is not None:
+        ax.xaxis.set_major_formatter(plain_formatter(xunit))
+    ys = [y for ln in ax.get_lines() for y in ln.get_ydata() if isinstance(y, (int, float)) and math.isfinite(y)]
+    if ys:
+        lo, hi = min(ys), max(ys)
+        mag = max(abs(lo), abs(hi))
+        if hi - lo <= 1e-6 * mag or (mag == 0.0):
+            pad = 0.05 * mag if mag else 1.0
+            ax.set_ylim(lo - pad, hi + pad)
+
+
+def data_range(values: list[float], q: float = 0.0) -> tuple[float, float]:
+    """(lo, hi) of the finite values (``q``: fraction dropped at each end, by rank)."""
+    f = sorted(v for v in values if math.isfinite(v))
+    if not f:
+        return (0.0, 1.0)
+    k = int(q * (len(f) - 1))
+    return f[k], f[len(f) - 1 - k]
+
+
+def critical_current_plot(curve: list[tuple[float, float | None]], i_crit: float, path: Path,
+                          t_cap_factor: float = 3.0, T_ref: float | None = None) -> Path:
+    """Steady T_max vs current with I_crit marked.
+
+    The steady temperature grows without bound as I -> I_crit, so the bisection's last solves
+    below I_crit reach absurd values (1e6 K and more) that would flatten the curve. The y axis
+    therefore ends at ``t_cap_factor`` times the largest temperature rise over ``T_ref`` of
+    the solves at or below 95 % of I_crit (T_ref + 500 K without such solves); the solves
+    above the axis are noted on the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = sorted((i, t) for i, t in curve if t is not None and math.isfinite(t))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="steady T_max")
+    ax.axvline(i_crit, color="r", ls="--", label=f"I_crit = {i_crit:.4g} A")
+    if pts:
+        base = T_ref if T_ref is not None else min(p[1] for p in pts)
+        safe = [p[1] for p in pts if p[0] <= 0.95 * i_crit]
+        rise = max(safe) - base if safe else 0.0
+        top = base + t_cap_factor * rise if rise > 0 else base + 500.0
+        shown = [p[1] for p in pts if p[1] <= top] or [base]
+        span = max(min(top, max(shown)) - min(base, min(shown)), 1.0)
+        ax.set_ylim(min(base, min(shown)) - 0.05 * span, min(top, max(shown)) + 0.1 * span)
+        if any(p[1] > top for p in pts):
+            ax.annotate("solves above the axis: T grows without bound as I -> I_crit", (0.02, 0.95),
+                        xycoords="axes fraction", fontsize=8, va="top")
+    ax.set_title("Steady maximum temperature T_max [K] vs current [A]")
+    ax.set_xlabel("current [A]")
+    ax.set_ylabel("T_max [K]")
+    tidy_axis(ax, "K", "A")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plot_group(time: Column, cols: list[Column], title: str, stacked: bool) -> bytes:
     import matplotlib
 
@@ -174,23 +268,26 @@ def _plot_group(time: Column, cols: list[Column], title: str, stacked: bool) -> 
         for ax, c in zip(axes[:, 0], cols):
             ax.plot(time.values, c.values, lw=1.5)
             ax.set_ylabel(c.header)
+            ax.set_title(f"{c.name} [{c.unit}]", fontsize=9, loc="left")
             ax.grid(alpha=0.3)
+            tidy_axis(ax, c.unit, time.unit)
         axes[-1, 0].set_xlabel(time.header)
-        axes[0, 0].set_title(title)
+        fig.suptitle(title)
     else:
         fig, ax = plt.subplots(figsize=(7.5, 3.6))
         for c in cols:
             m = _CELL_RE.match(c.name)
             ax.plot(time.values, c.values, lw=1.2, label=m["cell"] if m else c.name)
         ax.set_xlabel(time.header)
-        ax.set_ylabel(f"[{cols[0].unit}]")
+        ax.set_ylabel(f"{UNIT_QUANTITY.get(cols[0].unit, cols[0].name)} [{cols[0].unit}]")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=max(1, len(cols) // 8), loc="best")
+        tidy_axis(ax, cols[0].unit, time.unit)
     return _png(fig)
 
 
-def _bar_chart(labels: list[str], values: list[float], xlabel: str) -> bytes:
+def _bar_chart(labels: list[str], values: list[float], xlabel: str, title: str = "") -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,7 +296,10 @@ def _bar_chart(labels: list[str], values: list[float], xlabel: str) -> bytes:
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(labels) + 1.2))
     ax.barh(labels[::-1], values[::-1], color="#c0504d")
     ax.set_xlabel(xlabel)
+    ax.set_title(title or xlabel)
     ax.grid(axis="x", alpha=0.3)
+    unit = xlabel[xlabel.rfind("[") + 1:xlabel.rfind("]")] if "[" in xlabel else ""
+    ax.xaxis.set_major_formatter(plain_formatter(unit))
     return _png(fig)
 
 
@@ -226,7 +326,9 @@ def _renders(run: RunData, workdir: Path) -> tuple[list[Figure], str]:
                      "Temperature on the geometry; numbered markers: the hot spots of the table above."))
     if "J_magnitude" in names:
         jobs.append(("render_J", "J_magnitude", hs.get("J_magnitude") or ([last["J_max"]] if "J_max" in last else None),
-                     None, "Current-density magnitude |J| on the geometry; markers: |J| hot spots."))
+                     None, "Current-density magnitude |J| on the geometry, log colour scale (1st percentile of the "
+                     "positive values to the maximum); magenta: the crowding region (|J| at least half the "
+                     "maximum); markers: |J| hot spots."))
     if "T" in names:
         weld = render.hottest_in_regions(run.outdir, "weld_", hs.get("region_tags", {})) if hs else None
         if weld is not None:
@@ -240,6 +342,9 @@ def _renders(run: RunData, workdir: Path) -> tuple[list[Figure], str]:
             point = None
         if point is not None:
             jobs.append(("render_T_section", "T", [point], point, cap))
+            if "J_magnitude" in names:
+                jobs.append(("render_J_section", "J_magnitude", [point], point,
+                             "|J| on the same section, log colour scale: " + cap[0].lower() + cap[1:]))
     for name, fld, markers, clip, cap in jobs:
         png = workdir / f"{name}.png"
         try:
@@ -440,7 +545,8 @@ def _timeseries_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
     if "module" in groups:
         doc.heading("Module voltage, current and power", 3)
         doc.figure(Figure("ts_module", "Module terminal voltage, current and power vs time.",
-                          _plot_group(t, groups["module"], "Module terminal", stacked=True)), figs_dir)
+                          _plot_group(t, groups["module"], "Module terminal voltage [V], current [A], power [W]",
+                                      stacked=True)), figs_dir)
     cell_keys = sorted(k for k in groups if k.startswith("cell:"))
     if cell_keys:
         doc.heading("Per-cell quantities", 3)
@@ -456,7 +562,8 @@ def _timeseries_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
         unit = k.split(":", 1)[1]
         cols = groups[k]
         doc.figure(Figure(f"ts_unit_{_slug(unit) or 'none'}", ", ".join(c.name for c in cols) + f" [{unit}] vs time.",
-                          _plot_group(t, cols, f"[{unit}]", stacked=False)), figs_dir)
+                          _plot_group(t, cols, f"{UNIT_QUANTITY.get(unit, 'Other quantities')} [{unit}]",
+                                      stacked=False)), figs_dir)
     last = [[c.header, c.values[-1]] for c in run.columns]
     doc.para("Values at the last time:")
     doc.table(["quantity", "value"], last)
@@ -509,12 +616,14 @@ def _heat_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
     doc.table(header, rows)
     order = sorted(totals, key=lambda r: -totals[r])
     doc.figure(Figure("heat_by_region", "Heat generated per region, all sources (summary.json).",
-                      _bar_chart(order, [totals[r] for r in order], "heat [W]")), figs_dir)
+                      _bar_chart(order, [totals[r] for r in order], "heat [W]",
+                                 "Heat generated per region, all sources [W]")), figs_dir)
     if energy and any(energy.values()):
         order = sorted(energy, key=lambda r: -energy[r])
         doc.figure(Figure("heat_energy_by_region", "Heat generated per region over the run, all sources "
                           "(summary.json energy.heat_by_region_J).",
-                          _bar_chart(order, [energy[r] for r in order], "heat [J]")), figs_dir)
+                          _bar_chart(order, [energy[r] for r in order], "heat [J]",
+                                     "Heat generated per region over the run [J]")), figs_dir)
 
 
 def _hotspot_section(doc: Doc, run: RunData) -> None:
@@ -545,6 +654,353 @@ def _cells_section(doc: Doc, run: RunData) -> None:
     doc.heading("Cells at the last time")
     doc.table(["cell", *keys], [[n, *(float(v[k]) if isinstance(v.get(k), (int, float)) else v.get(k, "")
                                       for k in keys)] for n, v in cells.items()])
+
+
+# ---------------------------------------------------------------------------- cell balance
+_CELL_NAME_RE = re.compile(r"^cell_(?P<s>\d+)_(?P<p>\d+)$")
+CELL_BALANCE_CSV = "cell_balance.csv"
+
+
+@dataclass
+class CellBalance:
+    """Per-cell time series of a module run, as plotted (``report_files/cell_balance.csv``).
+
+    ``share[c]`` is the cell's current divided by the sum of the currents of its parallel
+    group (the cells ``cell_<s>_*`` of series stage ``s``; the whole module when names do
+    not follow that pattern); NaN where that sum is zero. Spreads are max - min over cells.
+    """
+
+    time: list[float]
+    cells: list[str]
+    current: dict[str, list[float]]
+    share: dict[str, list[float]]
+    T_mean: dict[str, list[float]]
+    share_spread: list[float]
+    current_spread: list[float]
+    T_spread: list[float]
+
+
+def _per_cell(run: RunData, qty: str) -> dict[str, Column]:
+    """{cell: column} of the per-cell columns ``<qty>_<cell> [unit]``."""
+    out = {}
+    for c in run.columns:
+        m = _CELL_RE.match(c.name)
+        if m and m["qty"] == qty:
+            out[m["cell"]] = c
+    return out
+
+
+def _spread(rows: list[list[float]]) -> list[float]:
+    """max - min over the finite values of each row (NaN when none)."""
+    out = []
+    for r in rows:
+        f = [v for v in r if math.isfinite(v)]
+        out.append(max(f) - min(f) if f else math.nan)
+    return out
+
+
+def cell_balance(run: RunData) -> CellBalance | None:
+    """The cell balance of a module run from its time series (None without per-cell currents)."""
+    t = run.time
+    cur = _per_cell(run, "I")
+    if t is None or not cur:
+        return None
+    cells = list(cur)
+    temps = _per_cell(run, "T_mean")
+    groups: dict[str, list[str]] = {}
+    for c in cells:
+        m = _CELL_NAME_RE.match(c)
+        groups.setdefault(m["s"] if m else "module", []).append(c)
+    group_of = {c: g for g, members in groups.items() for c in members}
+    n = len(t.values)
+    share = {}
+    for c in cells:
+        vals = []
+        for k in range(n):
+            total = sum(cur[o].values[k] for o in groups[group_of[c]])
+            vals.append(cur[c].values[k] / total if total != 0 and math.isfinite(total) else math.nan)
+        share[c] = vals
+    T_mean = {c: temps[c].values for c in cells if c in temps}
+    return CellBalance(
+        time=list(t.values), cells=cells, current={c: cur[c].values for c in cells}, share=share, T_mean=T_mean,
+        share_spread=_spread([[share[c][k] for c in cells] for k in range(n)]),
+        current_spread=_spread([[cur[c].values[k] for c in cells] for k in range(n)]),
+        T_spread=_spread([[T_mean[c][k] for c in T_mean] for k in range(n)]) if T_mean else [math.nan] * n)
+
+
+def write_cell_balance_csv(bal: CellBalance, path: Path) -> None:
+    """The plotted arrays, full precision (``repr``), one row per time."""
+    header = ["time [s]", *(f"share_{c} [-]" for c in bal.cells), "share_spread [-]",
+              *(f"I_{c} [A]" for c in bal.cells), "I_spread [A]",
+              *(f"T_mean_{c} [K]" for c in bal.T_mean), "T_spread [K]"]
+    lines = [",".join(header)]
+    for k, t in enumerate(bal.time):
+        row = [t, *(bal.share[c][k] for c in bal.cells), bal.share_spread[k], *(bal.current[c][k] for c in bal.cells),
+               bal.current_spread[k], *(bal.T_mean[c][k] for c in bal.T_mean), bal.T_spread[k]]
+        lines.append(",".join(repr(float(v)) for v in row))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _cell_field_stats(run: RunData) -> tuple[dict[str, dict], dict[str, tuple[float, float]]]:
+    """From the stored fields: per cell region T max over the stored times, internal delta-T
+    (max over times of T max - T min inside the cell) and the (x, y) centre of the cell.
+
+    Returns ({cell: {"T_max", "dT_internal", "T_max_time"}}, {cell: (u, v)}), empty without fields.
+    """
+    from busbarfem.io import readback
+
+    tags = {str(v): int(k) for k, v in ((run.hotspots or {}).get("region_tags") or {}).items()}
+    try:
+        names = readback.field_names(run.outdir)
+    except (OSError, ValueError):
+        return {}, {}
+    if "T" not in names or "region_id" not in names or not tags:
+        return {}, {}
+    mesh, rid, _ = readback.read_last(run.outdir, "region_id")
+    rid = [int(round(v)) for v in rid]
+    import numpy as np
+
+    rid = np.asarray(rid)
+    nodes = {}
+    for c, tag in tags.items():
+        if not c.startswith("cell_"):
+            continue
+        sel = rid == tag
+        if sel.any():
+            nodes[c] = np.unique(mesh.cells[sel][:, :4])
+    if not nodes:
+        return {}, {}
+    stats = {c: {"T_max": -math.inf, "dT_internal": 0.0, "T_max_time": math.nan} for c in nodes}
+    times = readback.times(run.outdir, "T")
+    for k, tk in enumerate(times):
+        _, T, _ = readback.read_field(run.outdir, "T", k)
+        if len(T) != len(mesh.points):
+            return {}, {}
+        for c, nd in nodes.items():
+            tmax, tmin = float(T[nd].max()), float(T[nd].min())
+            if tmax > stats[c]["T_max"]:
+                stats[c]["T_max"], stats[c]["T_max_time"] = tmax, tk
+            stats[c]["dT_internal"] = max(stats[c]["dT_internal"], tmax - tmin)
+    centres = {c: mesh.points[nd].mean(axis=0) for c, nd in nodes.items()}
+    pts = np.array(list(centres.values()))
+    axes = np.argsort(np.ptp(pts, axis=0))[::-1][:2] if len(pts) > 1 else np.array([0, 1])
+    return stats, {c: (float(p[axes[0]]), float(p[axes[1]])) for c, p in centres.items()}
+
+
+def _plot_cell_balance(bal: CellBalance, kind: str) -> bytes:
+    """Cell currents (kind "current") or mean temperatures ("T") vs time, the spread band shaded
+    and the spread itself below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if kind == "current":
+        series, spread = bal.current, bal.current_spread
+        title, ylab, slab, unit = "Cell current I [A]", "I", "spread max - min", "A"
+    else:
+        series, spread = bal.T_mean, bal.T_spread
+        title, ylab, slab, unit = "Cell mean temperature T_mean [K]", "T_mean", "spread max - min", "K"
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    for c, v in series.items():
+        ax.plot(bal.time, v, lw=1.1, label=c)
+    lo = [min(series[c][k] for c in series) for k in range(len(bal.time))]
+    hi = [max(series[c][k] for c in series) for k in range(len(bal.time))]
+    ax.fill_between(bal.time, lo, hi, color="#c0504d", alpha=0.18, lw=0, label="spread (min..max)")
+    ax.set_title(title)
+    ax.set_ylabel(f"{ylab} [{unit}]")
+    ax.legend(fontsize=7, ncol=max(1, len(series) // 8), loc="best")
+    bx.plot(bal.time, spread, color="#c0504d", lw=1.5)
+    bx.set_ylabel(f"{slab} [{unit}]")
+    bx.set_xlabel("time [s]")
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+        tidy_axis(a, unit, "s")
+    return _png(fig)
+
+
+def _plot_module_map(cells: list[str], pos: dict[str, tuple[float, float]], values: dict[str, float],
+                     title: str, unit: str) -> bytes:
+    """Cells at their place (top view), coloured by ``values``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    xs = [pos[c][0] for c in cells]
+    ys = [pos[c][1] for c in cells]
+    vals = [values[c] for c in cells]
+    lo, hi = min(vals), max(vals)
+    sc = ax.scatter(xs, ys, c=vals, s=900, cmap="inferno" if unit == "K" else "coolwarm", edgecolors="black",
+                    vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
+    for c, x, y in zip(cells, xs, ys):
+        ax.annotate(c.removeprefix("cell_"), (x, y), ha="center", va="center", fontsize=7, color="#2a6")
+    cb = fig.colorbar(sc, ax=ax)
+    cb.set_label(f"[{unit}]")
+    cb.formatter = plain_formatter(unit)
+    cb.update_ticks()
+    ax.set_title(title)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.margins(0.25)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _png(fig)
+
+
+def _grid_positions(cells: list[str]) -> dict[str, tuple[float, float]]:
+    """Places from the names ``cell_<s>_<p>`` (series along x, parallel along y)."""
+    out = {}
+    for k, c in enumerate(cells):
+        m = _CELL_NAME_RE.match(c)
+        out[c] = (float(m["s"]), float(m["p"])) if m else (float(k), 0.0)
+    return out
+
+
+def _cell_balance_section(doc: Doc, run: RunData, figs_dir: Path, fields: bool = True) -> None:
+    """Per-cell table, current/temperature spread plots, module maps, interconnect heat share."""
+    bal = cell_balance(run)
+    if bal is None:
+        return
+    s = run.summary
+    cells_last = s.get("cells") if isinstance(s.get("cells"), dict) else {}
+    stats, pos = _cell_field_stats(run) if fields else ({}, {})
+    socs = _per_cell(run, "SOC")
+    doc.heading("Cell balance")
+    doc.para("Current share: a cell's current over the current of its parallel group (equal sharing is "
+             "1/parallel); over the run = every timeseries.csv row with current. T max and internal delta-T "
+             "(hottest minus coldest node inside the cell) are taken over the stored field times.")
+    header = ["cell", "share min [-]", "share mean [-]", "share max [-]", "final SOC [-]", "T_mean max [K]"]
+    if stats:
+        header += ["T max [K]", "internal delta-T [K]"]
+    header += ["irreversible heat [W]", "reversible heat [W]", "collector Joule heat [W]", "heat [W]"]
+    rows = []
+    for c in bal.cells:
+        sh = [v for v in bal.share[c] if math.isfinite(v)]
+        row: list = [c, min(sh) if sh else math.nan, sum(sh) / len(sh) if sh else math.nan,
+                     max(sh) if sh else math.nan]
+        soc = socs[c].values[-1] if c in socs else (cells_last.get(c) or {}).get("soc", math.nan)
+        row.append(float(soc))
+        row.append(max(bal.T_mean[c]) if c in bal.T_mean else math.nan)
+        if stats:
+            st = stats.get(c, {})
+            row += [float(st.get("T_max", math.nan)), float(st.get("dT_internal", math.nan))]
+        cl = cells_last.get(c) or {}
+        row += [float(cl.get(k, math.nan)) for k in ("heat_irreversible_W", "heat_reversible_W", "heat_joule_W",
+                                                     "heat_W")]
+        rows.append(row)
+    doc.table(header, rows)
+    doc.para("Heat columns: at the last time (summary.json cells).")
+    spread_rows = [["current share spread, max over the run [-]", _nanmax(bal.share_spread)],
+                   ["cell current spread, max over the run [A]", _nanmax(bal.current_spread)],
+                   ["cell T_mean spread, max over the run [K]", _nanmax(bal.T_spread)]]
+    soc_last = [socs[c].values[-1] for c in bal.cells if c in socs]
+    if soc_last:
+        spread_rows.append(["SOC spread at the last time [-]", max(soc_last) - min(soc_last)])
+    if stats:
+        spread_rows.append(["largest internal delta-T of a cell [K]", max(v["dT_internal"] for v in stats.values())])
+    doc.table(["spread", "value"], spread_rows)
+    write_cell_balance_csv(bal, figs_dir / CELL_BALANCE_CSV)
+    if len(bal.time) >= 2:
+        doc.figure(Figure("cell_currents", "Cell currents vs time; shaded: the spread (min..max over cells), "
+                          f"below: the spread itself (data: {REPORT_FILES}/{CELL_BALANCE_CSV}).",
+                          _plot_cell_balance(bal, "current")), figs_dir)
+        if bal.T_mean:
+            doc.figure(Figure("cell_temperatures", "Cell mean temperatures vs time; shaded: the spread "
+                              f"(data: {REPORT_FILES}/{CELL_BALANCE_CSV}).", _plot_cell_balance(bal, "T")),
+                       figs_dir)
+    places = pos if pos and all(c in pos for c in bal.cells) else _grid_positions(bal.cells)
+    where = "cell centres from the mesh, top view" if places is pos else "cells placed by name: series along x"
+    tmax = {c: stats[c]["T_max"] for c in bal.cells if c in stats} if stats else \
+        {c: max(bal.T_mean[c]) for c in bal.T_mean}
+    if len(tmax) == len(bal.cells):
+        label = "T max" if stats else "T_mean max"
+        doc.figure(Figure("module_map_T", f"Module map: {label} of every cell over the run ({where}).",
+                          _plot_module_map(bal.cells, places, tmax, f"Cell {label} over the run [K]", "K")),
+                   figs_dir)
+    mean_share = {c: (sum(v for v in bal.share[c] if math.isfinite(v)) /
+                      max(1, sum(1 for v in bal.share[c] if math.isfinite(v)))) for c in bal.cells}
+    doc.figure(Figure("module_map_share", f"Module map: mean current share of every cell ({where}).",
+                      _plot_module_map(bal.cells, places, mean_share, "Cell mean current share [-]", "-")),
+               figs_dir)
+    _interconnect_share(doc, run)
+
+
+def _nanmax(values: list[float]) -> float:
+    f = [v for v in values if math.isfinite(v)]
+    return max(f) if f else math.nan
+
+
+def interconnect_heat_share(summary: dict) -> dict[str, float]:
+    """Heat of the regions that are not cells (busbars, tabs, welds, bolts) against all heat:
+    {"last_W", "total_W", "last_share", and over the run "run_J", "run_total_J", "run_share"}."""
+    by_region = (summary.get("heat") or {}).get("by_region") or summary.get("heat_by_region") or {}
+    out: dict[str, float] = {}
+    if by_region:
+        tot = {r: (v.get("total_W", 0.0) if isinstance(v, dict) else float(v)) for r, v in by_region.items()}
+        inter = sum(v for r, v in tot.items() if not _CELL_NAME_RE.match(r) and not r.startswith("cell_"))
+        allh = sum(tot.values())
+        out.update(last_W=inter, total_W=allh, last_share=inter / allh if allh else math.nan)
+    energy = (summary.get("energy") or {}).get("heat_by_region_J") or {}
+    if energy:
+        inter = sum(v for r, v in energy.items() if not r.startswith("cell_"))
+        allh = sum(energy.values())
+        out.update(run_J=inter, run_total_J=allh, run_share=inter / allh if allh else math.nan)
+    return out
+
+
+def _interconnect_share(doc: Doc, run: RunData) -> None:
+    sh = interconnect_heat_share(run.summary)
+    if not sh:
+        return
+    rows = []
+    if "last_W" in sh:
+        rows += [["interconnect heat at the last time [W]", sh["last_W"]], ["all heat at the last time [W]", sh["total_W"]],
+                 ["interconnect share at the last time [%]", 100.0 * sh["last_share"]]]
+    if "run_J" in sh:
+        rows += [["interconnect heat over the run [J]", sh["run_J"]], ["all heat over the run [J]", sh["run_total_J"]],
+                 ["interconnect share over the run [%]", 100.0 * sh["run_share"]]]
+    doc.heading("Interconnect share of the heat", 3)
+    doc.para("Interconnect: every region that is not a cell (busbars, tabs, welds, bolts), from summary.json "
+             "heat.by_region and energy.heat_by_region_J.")
+    doc.table(["quantity", "value"], rows)
+
+
+def resistance_breakdown(summary: dict) -> list[dict]:
+    """Per passive region (every region that is not a cell): Joule power P [W], its share of
+    the passive Joule power, and with the terminal current I the region's part of the loss
+    resistance P / I^2 [ohm] and of the voltage drop P / I [V]. Largest first; [] without
+    Joule data or at zero current. In a single series path P / I is the potential drop
+    across the region; with parallel paths it is the region's share of the module's drop."""
+    joule = (summary.get("joule_power_W") or {}).get("by_region") or {}
+    current = (summary.get("terminal") or {}).get("current_A")
+    passive = {r: float(v) for r, v in joule.items() if not r.startswith("cell_")}
+    total = sum(passive.values())
+    if not passive or not current or not total:
+        return []
+    i = abs(float(current))
+    return [{"region": r, "joule_W": p, "share": p / total, "resistance_ohm": p / i ** 2, "voltage_drop_V": p / i}
+            for r, p in sorted(passive.items(), key=lambda kv: -kv[1])]
+
+
+def _resistance_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
+    rows = resistance_breakdown(run.summary)
+    if not rows:
+        return
+    doc.heading("Resistance breakdown by region")
+    doc.para("Every passive region's Joule heat P at the last time, its share, and with the terminal current I "
+             "its part of the loss resistance (P / I^2) and of the voltage drop (P / I). The parts add up to "
+             "the interconnect resistance and its voltage drop.")
+    total = {k: sum(r[k] for r in rows) for k in ("joule_W", "share", "resistance_ohm", "voltage_drop_V")}
+    doc.table(["region", "Joule heat [W]", "share [%]", "resistance P/I^2 [micro-ohm]", "voltage drop P/I [mV]"],
+              [[r["region"], r["joule_W"], 100.0 * r["share"], 1e6 * r["resistance_ohm"], 1e3 * r["voltage_drop_V"]]
+               for r in rows] + [["total", total["joule_W"], 100.0 * total["share"], 1e6 * total["resistance_ohm"],
+                                  1e3 * total["voltage_drop_V"]]])
+    top = rows[:25]
+    doc.figure(Figure("resistance_by_region", "Each passive region's part of the loss resistance P / I^2 "
+                      "(largest 25).", _bar_chart([r["region"] for r in top], [r["resistance_ohm"] for r in top],
+                                                 "resistance [ohm]", "Loss resistance per region P/I^2 [ohm]")),
+               figs_dir)
 
 
 def _timings_section(doc: Doc, run: RunData) -> None:
@@ -587,7 +1043,9 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
     _error_estimate_section(doc, run)
     _timeseries_section(doc, run, figs_dir)
     _cells_section(doc, run)
+    _cell_balance_section(doc, run, figs_dir)
     _heat_section(doc, run, figs_dir)
+    _resistance_section(doc, run, figs_dir)
     _hotspot_section(doc, run)
     if renders:
         figs, note = _renders(run, figs_dir)
@@ -598,7 +1056,10 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
         for f in figs:
             doc.figure(f, figs_dir)
         doc.para('Open fields.xdmf in ParaView with the "Xdmf3 Reader (Top Level Partition)" (Xdmf3ReaderT); '
-                 "the default XDMF reader fails on DOLFINx files.")
+                 "the default XDMF reader fails on DOLFINx files. Every output time is one grid carrying every "
+                 "field, so Threshold on region_id keeps them all. paraview/open_result.py sets up log |J|, the "
+                 "hottest region and a slice through the hot spot (python -m busbarfem.io.paraview OUTDIR "
+                 "renders it headless).")
     _timings_section(doc, run)
     title = f"busbarfem report: {name}"
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
