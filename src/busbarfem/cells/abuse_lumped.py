@@ -223,6 +223,7 @@ def run_lumped(kinetics: Kinetics, cells: LumpedCells, t_end: float, T0=None, he
     dt = min(dt_max, 1.0)
     quiet_since = None
     reason = "time"
+    last_rate = np.zeros(n)
     while t < t_end - 1e-9:
         dt = float(min(dt, dt_max, dt_cond, t_end - t))
         # heater power held over the step; a duration end is landed on exactly
@@ -238,6 +239,10 @@ def run_lumped(kinetics: Kinetics, cells: LumpedCells, t_end: float, T0=None, he
                     heater_done[k] = True
                     continue
                 dt = min(dt, left)
+            if hs.until_temperature is not None and last_rate[hs.cell] > 0:
+                # land near the switch-off temperature instead of overshooting by a step
+                to_go = (hs.until_temperature - T[hs.cell]) / last_rate[hs.cell]
+                dt = min(dt, max(to_go, dt_min)) if to_go > 0 else dt
             P[hs.cell] += hs.power
         q_cond = G @ T - g_sum * T  # [W] into each cell, temperatures at the step start
         V = cells.volume
@@ -261,6 +266,7 @@ def run_lumped(kinetics: Kinetics, cells: LumpedCells, t_end: float, T0=None, he
             if not heater_done[k] and hs.until_temperature is not None and T[hs.cell] >= hs.until_temperature:
                 heater_done[k] = True
         # next outer step from the fastest temperature change (incl. heaters and losses)
+        last_rate = res.heating_rate
         rate = float(np.max(np.abs(res.heating_rate)))
         dt = dt_max if rate <= 0 else float(np.clip(max_temperature_change / rate, dt_min, dt_max))
         dt = min(dt, max(2.0 * (times[-1] - times[-2]), dt_min))  # grow at most 2x per step
@@ -429,3 +435,85 @@ def run_short(params: ecm.CellParameters, cells: LumpedCells, short: ShortCircui
                        reaction_energy=e_react, ambient_energy=e_amb, stored_energy=mcp * (temps[-1] - T_start),
                        drawn_energy=e_drawn,
                        onset_time=float(contrib.onset_time[0]) if kinetics is not None else float("nan"))
+
+
+# ====================================================================== from a case file
+
+def cell_index(name: str, n_parallel: int) -> int:
+    """Index of region ``cell_<s>_<p>`` in (stage, parallel) order: ``(s - 1) n_p + (p - 1)``."""
+    _, s, p = name.split("_")
+    return (int(s) - 1) * int(n_parallel) + (int(p) - 1)
+
+
+def grid_conductance(n_series: int, n_parallel: int, gap_conductance: float) -> np.ndarray:
+    """(N, N) conductances between grid neighbours of an nSmP cylindrical module (stage
+    neighbours along x, parallel neighbours along y), ``gap_conductance`` [W/K] each."""
+    n = n_series * n_parallel
+    G = np.zeros((n, n))
+    for s in range(n_series):
+        for p in range(n_parallel):
+            i = s * n_parallel + p
+            if s + 1 < n_series:
+                G[i, i + n_parallel] = G[i + n_parallel, i] = gap_conductance
+            if p + 1 < n_parallel:
+                G[i, i + 1] = G[i + 1, i] = gap_conductance
+    return G
+
+
+def run_case_lumped(case, t_end: float | None = None, gap_conductance: float = 0.0, **kwargs) -> LumpedResult:
+    """Run the lumped abuse model of a case's cylindrical module (no FEM).
+
+    Cells: the module's cell format (radius, height) with the ``cell:`` section's rho and cp;
+    cooling: the oven trigger if there is one (T_amb(t), h(t), emissivity), else the first
+    convection boundary's h at ``thermal.ambient_temperature``; cell-to-cell conduction:
+    ``gap_conductance`` [W/K] between grid neighbours (the 3D model will supply these);
+    heaters from the triggers. Shorts need the circuit and are run by :func:`run_short` for
+    a single cell; here they are rejected.
+
+    Args:
+        case: a validated :class:`busbarfem.case.model.Case` with ``abuse``, ``cell`` and a
+            cylindrical ``geometry.module``.
+        t_end: end time [s] (default ``solver.t_end``).
+        gap_conductance: conductance between neighbouring cells [W/K].
+        **kwargs: passed to :func:`run_lumped` (dt_max, max_temperature_change, ...).
+
+    Raises:
+        ValueError: the case lacks what the lumped model needs (the message says what).
+    """
+    from busbarfem.case.abuse import ExternalShortTrigger, HeaterTrigger, InternalShortTrigger, OvenTrigger
+
+    ab = case.abuse
+    mod = case.geometry.module
+    if ab is None or case.cell is None or mod is None or mod.cell.type != "cylindrical":
+        raise ValueError("the lumped abuse runner needs 'abuse:', 'cell:' and a cylindrical geometry.module")
+    if any(isinstance(t, (InternalShortTrigger, ExternalShortTrigger)) for t in ab.triggers):
+        raise ValueError("shorts in a module need the circuit of the 3D model; for one cell use "
+                         "busbarfem.cells.abuse_lumped.run_short")
+    t_end = t_end if t_end is not None else case.solver.t_end
+    if t_end is None:
+        raise ValueError("give t_end (or solver.t_end)")
+    r, height = mod.cell.dimensions()
+    n = mod.series * mod.parallel
+    oven = next((t for t in ab.triggers if isinstance(t, OvenTrigger)), None)
+    if oven is not None:
+        h, T_amb, eps = oven.h, oven.temperature, oven.emissivity
+    else:
+        conv = next((b for b in case.thermal.boundaries if b.type == "convection"), None)
+        h = conv.h if conv is not None else 0.0
+        T_amb = conv.T_amb if conv is not None and conv.T_amb is not None else case.thermal.ambient_temperature
+        eps = 0.0
+    cells = LumpedCells.cylinders(n, 2 * r, height, case.cell.rho, case.cell.cp, h=h, T_amb=T_amb,
+                                  emissivity=eps, conductance=grid_conductance(mod.series, mod.parallel,
+                                                                               gap_conductance))
+    heaters = []
+    for t in ab.triggers:
+        if isinstance(t, HeaterTrigger):
+            i = cell_index(t.cell, mod.parallel)
+            if i >= n:
+                raise ValueError(f"abuse trigger cell {t.cell} is not in the {mod.series}s{mod.parallel}p module")
+            heaters.append(Heater(cell=i, power=t.power, start=t.start, until_temperature=t.until_temperature,
+                                  duration=t.duration))
+    onset = OnsetCriteria(rate=ab.onset.rate, temperature=ab.onset.temperature)
+    stop = StopConditions(halt_rate=ab.stop.halt_rate, halt_time=ab.stop.halt_time, all_onset=ab.stop.all_onset)
+    return run_lumped(ab.build_kinetics(), cells, t_end, T0=case.thermal.initial_temperature, heaters=heaters,
+                      onset=onset, stop=stop, rtol=ab.rtol, **kwargs)
