@@ -83,3 +83,25 @@ def test_run_case_lumped_heater_on_an_isolated_cell(tmp_path):
     assert np.all(np.abs(res.T[:, 1:] - 298.15) < 0.01)  # only the (tiny) SEI self-heating at 25 C
     t200 = res.times[np.argmax(res.T[:, 0] >= 473.15)]
     assert res.heater_energy[0] == pytest.approx(30.0 * t200, rel=1e-9)
+
+
+def test_outputs_written(tmp_path):
+    """Summary JSON, temperature CSV and the two plots of a lumped run."""
+    import json
+
+    from busbarfem.cells.abuse import kinetics_from_set
+    from busbarfem.cells.abuse_lumped import Heater, LumpedCells, row_conductance, run_lumped, write_outputs
+
+    cells = LumpedCells.cylinders(2, 0.018, 0.065, 2580.0, 830.0, h=10.0, T_amb=298.15,
+                                  conductance=row_conductance(2, 0.0))
+    res = run_lumped(kinetics_from_set("Kim2007"), cells, 900.0, dt_max=20.0, max_temperature_change=2.0,
+                     heaters=[Heater(cell=0, power=30.0, until_temperature=473.15)])
+    paths = write_outputs(res, tmp_path, ["cell_1_1", "cell_2_1"])
+    assert all(p.is_file() for p in paths) and len(paths) == 4
+    info = json.loads(paths[0].read_text())
+    assert info["propagation_order"] == ["cell_1_1"]
+    assert info["cells"][0]["onset_time_s"] == pytest.approx(res.onset_time[0])
+    assert info["cells"][1]["onset_time_s"] is None
+    assert sum(info["cells"][0]["released_J"].values()) == pytest.approx(res.released[0].sum())
+    csv = np.loadtxt(paths[1], delimiter=",", skiprows=1)
+    assert csv.shape == (res.times.size, 3) and csv[-1, 1] == pytest.approx(res.T[-1, 0])

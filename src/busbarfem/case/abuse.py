@@ -169,7 +169,10 @@ Trigger = Annotated[Union[HeaterTrigger, OvenTrigger, InternalShortTrigger, Exte
 class OnsetCriteria(StrictModel):
     """When a cell (node) counts as in thermal runaway."""
 
-    rate: float = Field(1.0, gt=0, description="Onset when dT/dt first exceeds this [K/s].")
+    rate: float = Field(1.0, gt=0, description="Onset when the heating rate first exceeds this [K/s].")
+    basis: Literal["reaction", "total"] = Field("reaction", description="Which heating rate: the cell's own "
+                                                "reaction (self-heating) rate, or the total dT/dt (which also "
+                                                "counts heat conducted in from a neighbour in runaway).")
     temperature: float | None = Field(None, gt=0, description="Also report when T first exceeds this [K].")
 
 

@@ -488,10 +488,18 @@ class OnsetCriteria:
     Attributes:
         rate: onset when the heating rate first exceeds this [K/s] (default 1 K/s).
         temperature: also report when T first exceeds this [K] (None: not reported).
+        basis: ``"reaction"`` (default): the self-heating rate ``q / (rho cp)`` of the
+            reactions, so heat conducted in from a neighbour in runaway (or a heater) does not
+            count as the cell's own onset; ``"total"``: the whole dT/dt.
     """
 
     rate: float = 1.0
     temperature: float | None = None
+    basis: str = "reaction"
+
+    def __post_init__(self):
+        if self.basis not in ("reaction", "total"):
+            raise ValueError(f"onset basis must be 'reaction' or 'total', got {self.basis!r}")
 
 
 @dataclass
@@ -552,7 +560,8 @@ class AbuseContribution:
                         rtol=self.rtol, h0=self._h)
         self._h = np.full(self.n_points, max(res.dt_next, 1e-9))
         events = []
-        r0, r1 = self._rate, res.heating_rate
+        r0 = self._rate
+        r1 = res.reaction_heating_rate if self.onset.basis == "reaction" else res.heating_rate
         new = np.isnan(self.onset_time) & (r1 > self.onset.rate)
         for i in np.nonzero(new)[0]:
             frac = (self.onset.rate - r0[i]) / (r1[i] - r0[i]) if r1[i] > r0[i] and r0[i] < self.onset.rate else 1.0

@@ -513,7 +513,75 @@ def run_case_lumped(case, t_end: float | None = None, gap_conductance: float = 0
                 raise ValueError(f"abuse trigger cell {t.cell} is not in the {mod.series}s{mod.parallel}p module")
             heaters.append(Heater(cell=i, power=t.power, start=t.start, until_temperature=t.until_temperature,
                                   duration=t.duration))
-    onset = OnsetCriteria(rate=ab.onset.rate, temperature=ab.onset.temperature)
+    onset = OnsetCriteria(rate=ab.onset.rate, temperature=ab.onset.temperature, basis=ab.onset.basis)
     stop = StopConditions(halt_rate=ab.stop.halt_rate, halt_time=ab.stop.halt_time, all_onset=ab.stop.all_onset)
     return run_lumped(ab.build_kinetics(), cells, t_end, T0=case.thermal.initial_temperature, heaters=heaters,
                       onset=onset, stop=stop, rtol=ab.rtol, **kwargs)
+
+
+# ====================================================================== outputs
+
+def summary(result: LumpedResult, cell_names: list[str] | None = None) -> dict:
+    """JSON-friendly per-cell results and the propagation of a :func:`run_lumped` result."""
+    n = result.T.shape[1]
+    names = cell_names or [f"cell {i + 1}" for i in range(n)]
+
+    def num(x):
+        return None if not np.isfinite(x) else float(x)
+
+    cells = [{"cell": names[i], "onset_time_s": num(result.onset_time[i]),
+              "threshold_time_s": num(result.threshold_time[i]),
+              "peak_temperature_K": float(result.peak_temperature[i]),
+              "released_J": {r: float(result.released[i, j]) for j, r in enumerate(result.reactions)},
+              "heater_energy_J": float(result.heater_energy[i]),
+              "ambient_energy_J": float(result.ambient_energy[i])} for i in range(n)]
+    return {"stop_reason": result.stop_reason, "t_end_s": float(result.times[-1]),
+            "propagation_order": [names[i] for i in result.propagation_order],
+            "propagation_speed_cells_per_min": num(result.propagation_speed), "cells": cells}
+
+
+def write_outputs(result: LumpedResult, folder, cell_names: list[str] | None = None, plots: bool = True) -> list:
+    """Write ``abuse_summary.json``, ``abuse_temperatures.csv`` and (with ``plots``) the
+    cell temperatures over time and the onset map as PNG into ``folder``; returns the paths."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = result.T.shape[1]
+    names = cell_names or [f"cell {i + 1}" for i in range(n)]
+    info = summary(result, names)
+    paths = [folder / "abuse_summary.json", folder / "abuse_temperatures.csv"]
+    paths[0].write_text(json.dumps(info, indent=2), encoding="utf-8")
+    header = "time [s]," + ",".join(f"T {nm} [K]" for nm in names)
+    np.savetxt(paths[1], np.column_stack([result.times, result.T]), delimiter=",", header=header, comments="")
+    if plots:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.5, 3.8))
+        for i in range(n):
+            line, = ax.plot(result.times / 60, result.T[:, i] - 273.15, lw=1.2, label=names[i])
+            if np.isfinite(result.onset_time[i]):
+                T_on = np.interp(result.onset_time[i], result.times, result.T[:, i]) - 273.15
+                ax.plot(result.onset_time[i] / 60, T_on, "o", color=line.get_color(), ms=4)
+        ax.set_xlabel("time [min]")
+        ax.set_ylabel("cell temperature [C]")
+        ax.set_title("Cell temperatures (dots: onset)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=max(1, n // 8))
+        paths.append(folder / "abuse_temperatures.png")
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(7.5, 0.32 * n + 1.2))
+        onset = np.where(np.isfinite(result.onset_time), result.onset_time / 60, 0.0)
+        ax.barh(names[::-1], onset[::-1], color=["#c0504d" if np.isfinite(x) else "#bbbbbb"
+                                                 for x in result.onset_time[::-1]])
+        ax.set_xlabel("onset time [min] (grey: no onset)")
+        ax.set_title("Onset map / propagation order: " + " > ".join(info["propagation_order"]))
+        paths.append(folder / "abuse_onset.png")
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return paths
