@@ -69,7 +69,7 @@ def reference_run(T0, t_end, **kw):
 def test_shipped_set_matches_the_paper_values():
     """The bundled Kim2007 file carries the paper's numbers (H W products, A, Ea, initial state)."""
     kin = kinetics_from_set("Kim2007")
-    assert np.allclose(kin._hw(), KIM["HW"], rtol=1e-12)
+    assert np.allclose(kin.heat_per_conversion, KIM["HW"], rtol=1e-12)
     parts = (kin.sei, kin.negative, kin.positive, kin.electrolyte)
     assert [p["A"] for p in parts] == KIM["A"]
     assert [p["Ea"] for p in parts] == KIM["Ea"]
@@ -342,3 +342,23 @@ def test_internal_short_switches_at_separator_temperature():
     assert res.short_energy > 0
     heat_in = res.joule_energy + res.short_energy
     assert heat_in == pytest.approx(res.stored_energy - res.ambient_energy, rel=1e-6)
+
+
+def test_per_point_error_control_is_independent_of_the_batch(record_property):
+    """Per-node use: 200 points at 300..480 K advance as one batch; every point gets the same
+    result as when integrated alone (its own sub-steps and error control), and the hot points
+    take many more sub-steps than the cold ones without slowing their result."""
+    import time
+
+    kin = kinetics_from_set("Kim2007")
+    T = np.linspace(300.0, 480.0, 200)
+    y = kin.initial_state(T.size)
+    t0 = time.perf_counter()
+    batch = integrate(kin, y, T, 0.0, 2.0, RHO * CP, rtol=1e-6)
+    record_property("200 points, 2 s step, adiabatic: wall time [s]", time.perf_counter() - t0)
+    for i in (0, 120, 199):
+        alone = integrate(kin, y[i:i + 1], T[i:i + 1], 0.0, 2.0, RHO * CP, rtol=1e-6)
+        assert batch.T[i] == pytest.approx(alone.T[0], rel=1e-12, abs=1e-9)
+        assert batch.released[i] == pytest.approx(alone.released[0], rel=1e-9, abs=1e-6)
+    cold = integrate(kin, y[:1], T[:1], 0.0, 2.0, RHO * CP, rtol=1e-6)
+    assert batch.n_substeps > 5 * cold.n_substeps

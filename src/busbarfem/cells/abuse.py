@@ -46,7 +46,7 @@ per reaction, the rates the step-size controller needs, and onset events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Callable
 
@@ -187,16 +187,21 @@ class FourEquation(Kinetics):
                self.electrolyte["c0"]]
         return np.tile(np.asarray(row, dtype=float), (int(n), 1))
 
-    def _hw(self) -> np.ndarray:
+    @property
+    def heat_per_conversion(self) -> np.ndarray:
+        """``H W`` of each reaction [J/m^3]: the heat of converting all its reactant."""
         return np.array([p["H"] * p["W"] for p in (self.sei, self.negative, self.positive, self.electrolyte)])
 
+    @cached_property
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # frequency factors, Ea/R and H W as arrays, once (rates() runs per sub-step)
         parts = (self.sei, self.negative, self.positive, self.electrolyte)
-        return (np.array([p["A"] for p in parts]), np.array([p["Ea"] for p in parts]) / R_GAS, self._hw())
+        return (np.array([p["A"] for p in parts]), np.array([p["Ea"] for p in parts]) / R_GAS,
+                self.heat_per_conversion)
 
     def rates(self, T, y):
         """Reaction rates and heats (module docstring)."""
-        A, Ea_R, hw = self.__dict__.get("_cache") or self.__dict__.setdefault("_cache", self._arrays())
+        A, Ea_R, hw = self._arrays
         T = np.asarray(T, dtype=float)
         k = A * np.exp(-Ea_R / T[:, None])  # (n, 4) Arrhenius factors
         ne, pe = self.negative, self.positive
@@ -219,13 +224,13 @@ class FourEquation(Kinetics):
         """``H W`` times the conversion of each reaction between the two states."""
         conv = np.stack([y0[:, 0] - y1[:, 0], y0[:, 1] - y1[:, 1], y1[:, 3] - y0[:, 3],
                          y0[:, 4] - y1[:, 4]], axis=1)
-        return conv * self._hw()
+        return conv * self.heat_per_conversion
 
     def remaining(self, y):
         """``H W`` times the reactant left: c_sei, c_ne, 1 - alpha, c_e."""
         left = np.stack([np.maximum(y[:, 0], 0), np.maximum(y[:, 1], 0), np.maximum(1.0 - y[:, 3], 0),
                          np.maximum(y[:, 4], 0)], axis=1)
-        return left * self._hw()
+        return left * self.heat_per_conversion
 
 
 @dataclass(frozen=True)
@@ -397,6 +402,12 @@ def integrate(kinetics: Kinetics, y: np.ndarray, T, t: float, dt: float, rho_cp,
     rejected = 0
 
     def rhs(ts, zz, idx):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # a too-long trial step can leave the physical range (T <= 0, huge t_sei):
+            # its non-finite stage values reject the step instead of raising
+            return _rhs(ts, zz, idx)
+
+    def _rhs(ts, zz, idx):
         yy, TT = zz[:, :k], zz[:, k]
         dydt, heat = kinetics.rates(TT, yy)
         q = heat.sum(axis=1)
