@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from busbarfem.case.abuse import Abuse
 from busbarfem.case.base import StrictModel
 from busbarfem.case.cells import CellModel
 from busbarfem.case.geometry import Geometry, MeshOptions
@@ -148,6 +149,7 @@ class Case(StrictModel):
     thermal: Thermal = Field(default_factory=Thermal)
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    abuse: Abuse | None = Field(None, description="Cell thermal runaway: abuse kinetics, triggers, onset and stop criteria (run by busbarfem.cells.abuse_lumped.run_case_lumped; not yet by `busbarfem run`).")
     # where the keys came from (file, lines), set by the loader; not part of the schema
     _source: object | None = PrivateAttr(default=None)
 

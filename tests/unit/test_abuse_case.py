@@ -1,0 +1,107 @@
+"""The ``abuse:`` case section: valid input, located errors for bad values, the lumped runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import EXAMPLES
+
+from busbarfem.case.loader import load_case
+from busbarfem.cells.abuse_lumped import cell_index, grid_conductance, run_case_lumped
+from busbarfem.cli import main
+
+BASE = (EXAMPLES / "module_4s2p_discharge.yaml").read_text()
+ABUSE = """
+abuse:
+  kinetics: Kim2007
+  evaluation: cell
+  triggers:
+    - {type: heater, cell: cell_1_1, power: 30.0, until_temperature: 473.15}
+  onset: {rate: 1.0, temperature: 473.15}
+  stop: {halt_rate: 0.01, halt_time: 300.0}
+"""
+
+
+def validate(tmp_path: Path, text: str, capsys) -> tuple[int, str]:
+    case = tmp_path / "case.yaml"
+    case.write_text(text)
+    code = main(["validate", str(case)])
+    return code, capsys.readouterr().err
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
+
+
+def test_abuse_section_validates(tmp_path, capsys):
+    code, err = validate(tmp_path, BASE + ABUSE, capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("bad, key, words", [
+    ("kinetics: Kim2007", "kinetics: Kim2008", ("abuse.kinetics", "valid sets: Kim2007")),
+    ("cell: cell_1_1, power", "cell: cell1, power", ("abuse.triggers.0", "cell_<stage>_<parallel>")),
+    ("power: 30.0", "power: -30.0", ("abuse.triggers.0.power", "greater than 0")),
+    (", until_temperature: 473.15", "", ("abuse.triggers.0", "until_temperature")),
+    ("rate: 1.0", "rate: 0", ("abuse.onset.rate", "greater than 0")),
+    ("evaluation: cell", "evaluation: mesh", ("abuse.evaluation", "valid choices: cell, node")),
+])
+def test_bad_abuse_values_are_located(tmp_path, capsys, bad, key, words):
+    text = BASE + ABUSE.replace(bad, key)
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    needle = key.split(",")[0] if key else "type: heater"
+    assert f"case.yaml:{line_of(text, needle)}" in err, err
+
+
+def test_inline_kinetics_are_checked(tmp_path, capsys):
+    text = BASE + ABUSE.replace("kinetics: Kim2007", "kinetics: {model: one_equation, parameters: {A: 1.0e10}}")
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 2 and "one_equation parameters" in err and "abuse.kinetics" in err, err
+
+
+def test_grid_helpers():
+    assert cell_index("cell_2_1", 2) == 2 and cell_index("cell_4_2", 2) == 7
+    G = grid_conductance(2, 2, 0.5)
+    assert G.sum() == pytest.approx(4 * 2 * 0.5) and G[0, 3] == 0
+
+
+def test_run_case_lumped_heater_on_an_isolated_cell(tmp_path):
+    """4s2p of 21700s, heater on cell_1_1, no gap conductance: only that cell runs away;
+    its heater energy equals P times the time to 200 C."""
+    path = tmp_path / "case.yaml"
+    path.write_text(BASE + ABUSE)
+    case, _ = load_case(path)
+    res = run_case_lumped(case, t_end=3600.0, gap_conductance=0.0, dt_max=20.0, max_temperature_change=2.0)
+    assert np.isfinite(res.onset_time[0]) and np.all(np.isnan(res.onset_time[1:]))
+    assert res.stop_reason == "halted"
+    assert np.all(np.abs(res.T[:, 1:] - 298.15) < 0.01)  # only the (tiny) SEI self-heating at 25 C
+    t200 = res.times[np.argmax(res.T[:, 0] >= 473.15)]
+    assert res.heater_energy[0] == pytest.approx(30.0 * t200, rel=1e-9)
+
+
+def test_outputs_written(tmp_path):
+    """Summary JSON, temperature CSV and the two plots of a lumped run."""
+    import json
+
+    from busbarfem.cells.abuse import kinetics_from_set
+    from busbarfem.cells.abuse_lumped import Heater, LumpedCells, row_conductance, run_lumped, write_outputs
+
+    cells = LumpedCells.cylinders(2, 0.018, 0.065, 2580.0, 830.0, h=10.0, T_amb=298.15,
+                                  conductance=row_conductance(2, 0.0))
+    res = run_lumped(kinetics_from_set("Kim2007"), cells, 900.0, dt_max=20.0, max_temperature_change=2.0,
+                     heaters=[Heater(cell=0, power=30.0, until_temperature=473.15)])
+    paths = write_outputs(res, tmp_path, ["cell_1_1", "cell_2_1"])
+    assert all(p.is_file() for p in paths) and len(paths) == 4
+    info = json.loads(paths[0].read_text())
+    assert info["propagation_order"] == ["cell_1_1"]
+    assert info["cells"][0]["onset_time_s"] == pytest.approx(res.onset_time[0])
+    assert info["cells"][1]["onset_time_s"] is None
+    assert sum(info["cells"][0]["released_J"].values()) == pytest.approx(res.released[0].sum())
+    csv = np.loadtxt(paths[1], delimiter=",", skiprows=1)
+    assert csv.shape == (res.times.size, 3) and csv[-1, 1] == pytest.approx(res.T[-1, 0])
