@@ -1,0 +1,328 @@
+r"""Conjugate coolant channels: the 1D channel model coupled to the 3D heat equation.
+
+Each channel wall (a named exterior surface of the mesh, see
+:mod:`busbarfem.geometry.coldplate`) sees the Robin condition::
+
+    -K grad T . n = h*_i (T - T_f,i)      on the wall facets of segment i
+
+with one value of ``h*_i`` and ``T_f,i`` per 1D segment, held in DG0 cell Functions (the cell
+behind each wall facet carries its segment's value, so every wall facet belongs to exactly
+one segment). The 1D model (:mod:`busbarfem.physics.channelflow`) takes the area-mean wall
+temperature of each segment, ``T_w,i = int_i T dA / A_i``, and returns ``h_i`` and the
+segment-mean coolant temperature ``T_f,i``; ``h*_i = h_i P L_i / A_i`` keeps the correlation's
+``h P`` per unit length whatever the faceting of the meshed wall (``A_i`` its area). Then the
+heat the solid gives through segment i's wall,
+``int_i h*_i (T - T_f,i) dA = h_i P L_i (T_w,i - T_f,i)``, *is* the coolant's enthalpy rise
+``m cp_i (T_out,i - T_in,i)`` of the 1D march for the same T: the energy balance between
+solid and coolant is exact, not up to a discretisation error.
+
+Per thermal step the coupling is a Picard iteration: solve T with the current (h*, T_f),
+update (h*, T_f) from T, until T_f changes by less than a tolerance (:func:`solve_coupled`).
+The coolant is quasi-steady (its transit time, a few seconds, is short against the solid's
+thermal time constants); its heat capacity is not stored.
+
+Wiring: ``contribution.robin_terms(bundle)`` gives the ``extra_robin`` argument of
+:class:`~busbarfem.physics.thermal.ThermalProblem`; then ``contribution.attach(thermal)``;
+per step ``set_time(t)`` and :func:`solve_coupled` (or ``update(T)`` inside any Picard loop);
+``outputs()`` for summary/timeseries; ``state()``/``restore()`` for checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import ufl
+from mpi4py import MPI
+
+from dolfinx import fem, la, mesh as dmesh
+
+from busbarfem.errors import CaseError, SolveError
+from busbarfem.physics import channelflow as cf
+from busbarfem.physics.coolant import Coolant
+
+TimeValue = float | list[tuple[float, float]]
+
+
+def _at(value: TimeValue, t: float) -> float:
+    """A constant, or a piecewise-linear table [[t, v], ...] evaluated at t (held past its ends)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    arr = np.asarray(value, float)
+    return float(np.interp(t, arr[:, 0], arr[:, 1]))
+
+
+@dataclass
+class FlowInlet:
+    """Coolant supplied at one inlet.
+
+    Attributes:
+        temperature: inlet temperature [K], constant or a table [[t, T], ...].
+        mass_flow: mass flow rate [kg/s], constant or a table.
+        volume_flow: volume flow rate [m^3/s] (at the inlet temperature), constant or a table.
+    """
+
+    temperature: TimeValue
+    mass_flow: TimeValue | None = None
+    volume_flow: TimeValue | None = None
+
+    def at(self, t: float, coolant: Coolant, key: str | None = None) -> tuple[float, float]:
+        """(mass flow [kg/s], inlet temperature [K]) at time t."""
+        T_in = _at(self.temperature, t)
+        if self.mass_flow is not None:
+            m = _at(self.mass_flow, t)
+        else:
+            m = _at(self.volume_flow, t) * coolant.rho(T_in, key)
+        return m, T_in
+
+
+@dataclass
+class Circuit:
+    """One inlet feeding one channel, or several parallel channels (a manifold), to one outlet.
+
+    Attributes:
+        name: circuit name (output keys).
+        coolant: the fluid.
+        channels: the 1D channels (segments with centre-line end points).
+        walls: mesh surface name of each channel's wall (same order).
+        inlet: flow and temperature at the inlet.
+        key: case key for located errors.
+    """
+
+    name: str
+    coolant: Coolant
+    channels: list[cf.Channel]
+    walls: list[str]
+    inlet: FlowInlet
+    key: str | None = None
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of points p (n, 3) from the line piece a-b."""
+    d = b - a
+    t = np.clip((p - a) @ d / float(d @ d), 0.0, 1.0)
+    return np.linalg.norm(p - (a + t[:, None] * d), axis=1)
+
+
+@dataclass
+class _SegmentRef:
+    circuit: int
+    channel: int
+    segment: int
+
+
+class CoolantContribution:
+    """Coolant circuits coupled to a :class:`~busbarfem.physics.thermal.ThermalProblem`.
+
+    Args:
+        circuits: the coolant circuits.
+    """
+
+    def __init__(self, circuits: list[Circuit]):
+        self.circuits = circuits
+        self.refs: list[_SegmentRef] = [
+            _SegmentRef(ci, chi, si) for ci, c in enumerate(circuits) for chi, ch in enumerate(c.channels)
+            for si in range(len(ch.segments))]
+        self.n_segments = len(self.refs)
+        self.time = 0.0
+        self.solutions: list[cf.CircuitSolution | None] = [None] * len(circuits)
+        self.h: fem.Function | None = None
+        self.T_f: fem.Function | None = None
+        self.wall_facets = np.zeros(0, np.int32)
+        self.cell_segment = np.zeros(0, np.int64)
+        self.wall_cells = np.zeros(0, np.int32)
+        self.area = np.zeros(self.n_segments)
+        self.PL = np.array([s.section.perimeter * s.length for c in circuits for ch in c.channels
+                            for s in ch.segments])
+        self.T_wall = np.zeros(self.n_segments)
+        self.T_f_seg = np.full(self.n_segments, np.nan)
+        self.h_seg = np.zeros(self.n_segments)
+        self.comm: MPI.Comm | None = None
+        self._T = None
+        self._forms: dict = {}
+        self._n_owned = 0
+
+    # ------------------------------------------------------------------ set-up
+    def robin_terms(self, bundle) -> list:
+        """Build the DG0 coefficients and return the ``extra_robin`` list for ThermalProblem.
+
+        Each cell behind a wall facet is assigned the nearest segment (centroid to centre-line
+        piece) of that wall's channel; a cell on the walls of two channels is an error.
+        """
+        msh = bundle.mesh
+        self.comm = msh.comm
+        tdim = msh.topology.dim
+        msh.topology.create_connectivity(tdim - 1, tdim)
+        f2c = msh.topology.connectivity(tdim - 1, tdim)
+        Q0 = fem.functionspace(msh, ("DG", 0))
+        self.h = fem.Function(Q0, name="coolant_h")
+        self.T_f = fem.Function(Q0, name="coolant_T")
+        cell_seg: dict[int, int] = {}
+        facets_all = []
+        gid = 0
+        for ci, c in enumerate(self.circuits):
+            for chi, ch in enumerate(c.channels):
+                name = c.walls[chi]
+                try:
+                    facets = bundle.facets_of(name)
+                except KeyError:
+                    raise CaseError(f"circuit {c.name!r}: no surface {name!r} in the mesh for channel {ch.name!r}",
+                                    key=c.key, choices=bundle.bc_region_names(), bad=name) from None
+                cells = np.array([f2c.links(f)[0] for f in facets], np.int32) if len(facets) else np.zeros(0, np.int32)
+                ucells = np.unique(cells)
+                mids = dmesh.compute_midpoints(msh, tdim, ucells) if len(ucells) else np.zeros((0, 3))
+                seg_pts = [(np.asarray(s.start, float), np.asarray(s.end, float)) for s in ch.segments]
+                if any(s.start is None for s in ch.segments):
+                    raise ValueError(f"channel {ch.name!r}: segments need centre-line end points")
+                dist = np.stack([_segment_distance(mids, a, b) for a, b in seg_pts], axis=1) if len(ucells) \
+                    else np.zeros((0, len(seg_pts)))
+                nearest = np.argmin(dist, axis=1) if len(ucells) else np.zeros(0, int)
+                for cell, s in zip(ucells, nearest):
+                    prev = cell_seg.get(int(cell))
+                    if prev is not None and self.refs[prev].channel != chi:
+                        raise CaseError(f"a mesh cell touches the walls of two channels ({ch.name!r} and another); "
+                                        "refine the mesh between the channels", key=c.key)
+                    cell_seg[int(cell)] = gid + int(s)
+                facets_all.append(np.asarray(facets, np.int32))
+                gid += len(ch.segments)
+        self.wall_facets = np.unique(np.concatenate(facets_all)) if facets_all else np.zeros(0, np.int32)
+        self.wall_cells = np.fromiter(cell_seg.keys(), np.int32, len(cell_seg))
+        self.cell_segment = np.fromiter(cell_seg.values(), np.int64, len(cell_seg))
+        self._n_owned = msh.topology.index_map(tdim).size_local
+        return [(self.h, self.T_f, self.wall_facets)]
+
+    def attach(self, thermal) -> None:
+        """Compile the per-segment wall integrals against the thermal problem's temperature."""
+        msh = thermal.V.mesh
+        tdim = msh.topology.dim
+        self._T = thermal.T
+        tags = dmesh.meshtags(msh, tdim - 1, self.wall_facets, np.ones(len(self.wall_facets), np.int32))
+        ds = ufl.Measure("ds", domain=msh, subdomain_data=tags)
+        w = ufl.TestFunction(self.h.function_space)
+        self._forms = {"T": fem.form(self._T * w * ds(1)), "A": fem.form(w * ds(1)),
+                       "Q": fem.form(self.h * (self._T - self.T_f) * w * ds(1))}
+        self.area = self._segment_sums("A")
+        self.set_time(0.0)
+
+    def _segment_sums(self, which: str) -> np.ndarray:
+        vec = fem.assemble_vector(self._forms[which])
+        vec.scatter_reverse(la.InsertMode.add)
+        vals = vec.array
+        own = self.wall_cells < self._n_owned
+        local = np.bincount(self.cell_segment[own], weights=vals[self.wall_cells[own]], minlength=self.n_segments)
+        return self.comm.allreduce(local, op=MPI.SUM)
+
+    # ------------------------------------------------------------------ stepping
+    def set_time(self, t: float) -> None:
+        """Take the inlet flows and temperatures at time t."""
+        self.time = float(t)
+
+    def update(self, T=None) -> float:
+        """Recompute (h*, T_f) per segment from the current wall temperatures.
+
+        Returns:
+            max |change of T_f| over the segments [K] (inf on the first call).
+        """
+        Tw = self._segment_sums("T")
+        has = self.area > 0
+        Tw[has] /= self.area[has]
+        self.T_wall = Tw
+        new_T, new_h = np.zeros(self.n_segments), np.zeros(self.n_segments)
+        k = 0
+        for ci, c in enumerate(self.circuits):
+            m, T_in = c.inlet.at(self.time, c.coolant, c.key)
+            walls, areas = [], []
+            for ch in c.channels:
+                n = len(ch.segments)
+                w = Tw[k:k + n].copy()
+                a = np.where(has[k:k + n], self.PL[k:k + n], 0.0)
+                w[~has[k:k + n]] = T_in
+                walls.append(w)
+                areas.append(a)
+                k += n
+            sol = cf.solve_circuit(c.channels, c.coolant, m, T_in, walls, areas, key=c.key)
+            self.solutions[ci] = sol
+        k = 0
+        for sol in self.solutions:
+            for chs in sol.channels:
+                n = len(chs.T_f)
+                new_T[k:k + n] = chs.T_f
+                new_h[k:k + n] = chs.h
+                k += n
+        change = float(np.max(np.abs(new_T - self.T_f_seg))) if np.all(np.isfinite(self.T_f_seg)) else np.inf
+        self.T_f_seg, self.h_seg = new_T, new_h
+        h_star = np.where(has, new_h * self.PL / np.where(has, self.area, 1.0), 0.0)
+        self.h.x.array[:] = 0.0
+        self.T_f.x.array[:] = 0.0
+        self.h.x.array[self.wall_cells] = h_star[self.cell_segment]
+        self.T_f.x.array[self.wall_cells] = new_T[self.cell_segment]
+        return change
+
+    # ------------------------------------------------------------------ results
+    def wall_heat(self) -> np.ndarray:
+        """Heat conducted into each segment's wall from the solid, ``int h* (T - T_f) dA`` [W]."""
+        return self._segment_sums("Q")
+
+    def outputs(self) -> dict:
+        """Per circuit: outlet T, heat removed, pressure drop, pumping power, flow and T along each channel."""
+        out = {}
+        for c, sol in zip(self.circuits, self.solutions):
+            chans = {}
+            for ch, s in zip(c.channels, sol.channels):
+                x = np.concatenate([[0.0], np.cumsum([seg.length for seg in ch.segments])])
+                chans[ch.name] = {"mass_flow": s.m_dot, "outlet_temperature": s.outlet_temperature,
+                                  "heat_removed": s.heat_removed, "pressure_drop": s.pressure_drop,
+                                  "reynolds_max": float(np.max(s.Re)),
+                                  "position": x.tolist(), "temperature": [float(s.T_in[0]), *map(float, s.T_out)]}
+            out[c.name] = {"outlet_temperature": sol.outlet_temperature, "heat_removed": sol.heat_removed,
+                           "pressure_drop": sol.pressure_drop, "pumping_power": sol.pumping_power,
+                           "mass_flow": sol.m_dot, "channels": chans}
+        return out
+
+    def heat_removed(self) -> float:
+        """Total heat taken up by all coolant circuits [W]."""
+        return float(sum(s.heat_removed for s in self.solutions))
+
+    def state(self) -> dict:
+        """Checkpoint state (the coolant is quasi-steady: only the last iterate and time)."""
+        return {"time": self.time, "T_f": self.T_f_seg.tolist(), "h": self.h_seg.tolist()}
+
+    def restore(self, state: dict) -> None:
+        """Restore :meth:`state` output (then call :meth:`update` to refresh the coefficients)."""
+        self.time = float(state["time"])
+        self.T_f_seg = np.asarray(state["T_f"], float)
+        self.h_seg = np.asarray(state["h"], float)
+
+
+@dataclass
+class CoupledStep:
+    """Result of :func:`solve_coupled`: Picard iterations and the last T_f change [K]."""
+
+    iterations: int
+    change: float
+    ksp_iterations: list[int] = field(default_factory=list)
+
+
+def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, tol: float = 1e-9,
+                  max_iterations: int = 100, step: int | None = None) -> CoupledStep:
+    """One thermal step (``dt``; None = steady) Picard-coupled with the coolant.
+
+    Iterates solve(T) / update(h*, T_f) until T_f changes by at most ``tol`` (1 + the spread
+    of T_f) kelvin; a SolveError if it does not within ``max_iterations``.
+    """
+    contribution.update()
+    out = CoupledStep(0, np.inf)
+    for it in range(1, max_iterations + 1):
+        out.ksp_iterations.append(thermal.solve(dt, step))
+        change = contribution.update()
+        spread = float(np.ptp(contribution.T_f_seg)) if contribution.n_segments else 0.0
+        out.iterations, out.change = it, change
+        if change <= tol * (1.0 + spread):
+            # the coefficients now belong to this T: one more solve makes T consistent with them
+            out.ksp_iterations.append(thermal.solve(dt, step))
+            contribution.update()
+            return out
+    raise SolveError(f"coolant coupling did not converge in {max_iterations} Picard iterations "
+                     f"(last change of the coolant temperature {change:.3g} K)", step=step,
+                     reason="coolant coupling not converged")
