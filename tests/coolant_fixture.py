@@ -13,10 +13,9 @@ import dolfinx_solver  # noqa: F401
 import numpy as np
 from mpi4py import MPI
 
-from busbarfem.geometry.coldplate import ChannelPath, ColdPlateSpec, mesh_cold_plate
-from busbarfem.physics import channelflow as cf
-from busbarfem.physics.cooling import Circuit, CoolantContribution, FlowInlet, solve_coupled
-from busbarfem.physics.coolant import COOLANTS
+from busbarfem.case.cooling import Cooling
+from busbarfem.geometry.coldplate import mesh_cold_plate, plates_from_case
+from busbarfem.physics.cooling import CoolantContribution, circuits_from_case, solve_coupled
 from busbarfem.physics.thermal import ThermalProblem
 
 LX, LY, TH, D = 0.06, 0.02, 0.006, 0.003
@@ -27,14 +26,16 @@ M_DOT, T_IN = 2.0e-3, 293.15
 def run(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size: float = 0.003,
         wall_size: float = 0.0008) -> dict:
     """Mesh, couple and solve; returns the numbers the tests compare."""
-    path = [(0.0, LY / 2, TH / 2), (LX, LY / 2, TH / 2)]
-    spec = ColdPlateSpec("plate", "aluminium", (0.0, 0.0, 0.0), (LX, LY), TH,
-                         [ChannelPath("c1", path, "circular", diameter=D)])
+    # built from the case-file models, so the converters are exercised too
+    cooling = Cooling.model_validate({
+        "plates": [{"name": "plate", "material": "aluminium", "origin": [0.0, 0.0, 0.0], "size": [LX, LY],
+                    "thickness": TH, "channels": [{"name": "c1", "diameter": D, "segments_per_run": n_segments,
+                                                   "path": [[0.0, LY / 2, TH / 2], [LX, LY / 2, TH / 2]]}]}],
+        "circuits": [{"name": "loop1", "coolant": "water", "plate": "plate", "channels": ["c1"],
+                      "inlet": {"temperature": T_IN, "mass_flow": M_DOT}}]})
+    (spec,) = plates_from_case(cooling)
     bundle = mesh_cold_plate(spec, comm, size, wall_size)
-    channel = cf.Channel("c1", cf.polyline_segments(path, cf.CircularSection(D), n_sub=n_segments))
-    circuit = Circuit("loop1", COOLANTS["water"], [channel], ["plate_c1_wall"],
-                      FlowInlet(temperature=T_IN, mass_flow=M_DOT))
-    cool = CoolantContribution([circuit])
+    cool = CoolantContribution(circuits_from_case(cooling))
     robin = cool.robin_terms(bundle)
     top = bundle.facets_of("plate_top")
     thermal = ThermalProblem(bundle, {"plate": ((k_plate,) * 3, 2700.0, 900.0)},

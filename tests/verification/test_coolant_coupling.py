@@ -123,3 +123,37 @@ def test_two_ranks_equal_serial(straight_plate):
         assert par[key] == pytest.approx(ser[key], rel=1e-6), key
     np.testing.assert_allclose(par["T_wall"], ser["T_wall"], rtol=1e-6)
     np.testing.assert_allclose(par["area"], ser["area"], rtol=1e-6)
+
+
+def test_gap_pad_as_equivalent_layer_gives_the_contact_temperature_jump():
+    """A contact conductance h_c = 3000 W/m^2/K meshed as a 0.5 mm layer (k = h_c t): the mean
+    temperature drop across it under a uniform flux q equals q / h_c to 1 %; heat balance 1e-6."""
+    from busbarfem.case.cooling import InterfaceLayer
+    from busbarfem.physics.cooling import InterfaceConductance
+
+    pad = InterfaceConductance.from_case(InterfaceLayer(name="pad", plate="plate", conductance=3000.0))
+    assert pad.model_thickness == 5e-4 and pad.conductivity == pytest.approx(1.5)
+    path = [(0.0, fx.LY / 2, fx.TH / 2), (fx.LX, fx.LY / 2, fx.TH / 2)]
+    spec = ColdPlateSpec("plate", "aluminium", (0.0, 0.0, 0.0), (fx.LX, fx.LY), fx.TH,
+                         [ChannelPath("c1", path, "circular", diameter=fx.D)])
+    bundle = mesh_cold_plate(spec, MPI.COMM_SELF, 0.004, 0.001, layers=[(pad.name, pad.model_thickness)])
+    ch = cf.Channel("c1", cf.polyline_segments(path, cf.CircularSection(fx.D), n_sub=4))
+    cool = CoolantContribution([Circuit("loop", COOLANTS["water"], [ch], ["plate_c1_wall"],
+                                        FlowInlet(temperature=fx.T_IN, mass_flow=fx.M_DOT))])
+    robin = cool.robin_terms(bundle)
+    q = 5.0e3
+    thermal = ThermalProblem(bundle, {"plate": ((1.0e4,) * 3, 2700.0, 900.0),
+                                      "pad": ((pad.conductivity,) * 3, 2000.0, 1000.0)},
+                             [("heat_flux", bundle.facets_of("pad_top"), {"flux": q})], source=0.0,
+                             T0=fx.T_IN, solver="lu", prefix="cool_pad_", extra_robin=robin)
+    cool.attach(thermal)
+    solve_coupled(thermal, cool, None, tol=1e-11)
+    import ufl
+    from dolfinx import fem
+    ds = ufl.Measure("ds", domain=bundle.mesh, subdomain_data=bundle.facet_tags)
+    dS = ufl.Measure("dS", domain=bundle.mesh, subdomain_data=bundle.facet_tags)
+    A = fx.LX * fx.LY
+    top = fem.assemble_scalar(fem.form(thermal.T * ds(bundle.tags["pad_top"]))) / A
+    interface = fem.assemble_scalar(fem.form(ufl.avg(thermal.T) * dS(bundle.tags["plate_top"]))) / A
+    assert top - interface == pytest.approx(q / pad.conductance, rel=0.01)
+    assert cool.heat_removed() == pytest.approx(q * A, rel=1e-6)

@@ -238,7 +238,30 @@ def tag_cold_plate(asm: Assembly, spec: ColdPlateSpec, info: GeometryInfo) -> di
     return groups
 
 
-def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size: float | None = None):
+def add_interface_layer(asm: Assembly, spec: ColdPlateSpec, name: str, thickness: float) -> Part:
+    """A layer (gap pad, TIM) of ``thickness`` covering the plate's top face, as a Part named ``name``."""
+    x0, y0, z0 = spec.origin
+    box = gmsh.model.occ.addBox(x0, y0, z0 + spec.thickness, spec.size[0], spec.size[1], thickness)
+    gmsh.model.occ.synchronize()
+    info = RegionInfo(name=name, dim=3, material=name, kind="conductor", field=None)
+    part = Part(info=info, dimtags=[(3, box)], priority=PRIORITY_PLATE, thickness=thickness,
+                volume=spec.size[0] * spec.size[1] * thickness)
+    asm.add(part)
+    return part
+
+
+def tag_interface_layer(asm: Assembly, spec: ColdPlateSpec, name: str, thickness: float, info: GeometryInfo) -> None:
+    """After the fragment: the layer's top face as surface ``<name>_top``."""
+    ztop = spec.origin[2] + spec.thickness + thickness
+    tol = 1e-3 * thickness
+    tags = [f for f in asm.boundary_faces(name)
+            if abs(gmsh.model.getBoundingBox(2, f)[2] - ztop) < tol and abs(gmsh.model.getBoundingBox(2, f)[5] - ztop) < tol]
+    gmsh.model.addPhysicalGroup(2, tags, name=f"{name}_top")
+    info.add(RegionInfo(name=f"{name}_top", dim=2, kind="surface", field=None))
+
+
+def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size: float | None = None,
+                    layers: list[tuple[str, float]] | None = None):
     """Mesh one plate on its own (rank 0 meshes, every rank receives its part).
 
     Args:
@@ -246,6 +269,7 @@ def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size:
         comm: communicator.
         size: element size in the plate [m].
         wall_size: element size on the channel walls [m] (default: size / 3).
+        layers: (name, thickness) of interface layers stacked on the plate's top face.
 
     Returns:
         A :class:`~busbarfem.mesh.MeshBundle` with the plate's regions.
@@ -266,9 +290,13 @@ def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size:
         try:
             asm = Assembly()
             add_cold_plate(asm, spec)
+            for lname, lt in layers or []:
+                add_interface_layer(asm, spec, lname, lt)
             asm.fragment()
             asm.add_physical_groups(info)
             groups = tag_cold_plate(asm, spec, info)
+            for lname, lt in layers or []:
+                tag_interface_layer(asm, spec, lname, lt, info)
             walls = sorted({t for n, ts in groups.items() if n.endswith("_wall") for t in ts})
             fld = gmsh.model.mesh.field
             dist = fld.add("Distance")
@@ -299,3 +327,10 @@ def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size:
     regions = {n: r for n, r in info.regions.items() if n in tags}
     return MeshBundle(mesh=data.mesh, cell_tags=data.cell_tags, facet_tags=data.facet_tags, regions=regions,
                       tags=tags, info=info)
+
+
+def plates_from_case(cooling) -> list[ColdPlateSpec]:
+    """The plates of a case's ``cooling:`` section (:class:`busbarfem.case.cooling.Cooling`)."""
+    return [ColdPlateSpec(p.name, p.material, tuple(p.origin), tuple(p.size), p.thickness,
+                          [ChannelPath(c.name, c.points(), c.shape, c.diameter, c.width, c.height)
+                           for c in p.channels]) for p in cooling.plates]

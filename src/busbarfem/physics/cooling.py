@@ -295,6 +295,62 @@ class CoolantContribution:
         self.h_seg = np.asarray(state["h"], float)
 
 
+@dataclass(frozen=True)
+class InterfaceConductance:
+    """A thermal interface material or gap pad as a conductance per area.
+
+    Wired as a meshed layer of ``model_thickness`` (a Part fragmented between the plate and the
+    cells) with conductivity ``conductance * model_thickness``, so a thin TIM need not be meshed
+    at its real thickness; see docs/cooling.md.
+
+    Attributes:
+        name: region name of the layer.
+        conductance: heat transfer coefficient across the layer [W/m^2/K] (``k / t`` for a layer).
+        model_thickness: thickness of the meshed layer [m].
+    """
+
+    name: str
+    conductance: float
+    model_thickness: float
+
+    @property
+    def conductivity(self) -> float:
+        """Conductivity of the meshed layer that gives the same conductance [W/m/K]."""
+        return self.conductance * self.model_thickness
+
+    @classmethod
+    def from_case(cls, layer) -> InterfaceConductance:
+        """From a :class:`busbarfem.case.cooling.InterfaceLayer`."""
+        if layer.conductance is not None:
+            return cls(layer.name, layer.conductance, layer.model_thickness or 5e-4)
+        return cls(layer.name, layer.conductivity / layer.thickness, layer.model_thickness or layer.thickness)
+
+
+def circuits_from_case(cooling, key: str = "cooling") -> list[Circuit]:
+    """The coolant circuits of a case's ``cooling:`` section (walls named as the plate builder names them)."""
+    from busbarfem.physics.coolant import coolant as library_coolant
+
+    plates = {p.name: p for p in cooling.plates}
+    out = []
+    for i, c in enumerate(cooling.circuits):
+        plate = plates[c.plate]
+        chans = {ch.name: ch for ch in plate.channels}
+        channels, walls = [], []
+        for name in c.channels:
+            ch = chans[name]
+            sec = (cf.CircularSection(ch.diameter) if ch.shape == "circular"
+                   else cf.RectangularSection(ch.width, ch.height))
+            segs = cf.polyline_segments(ch.points(), sec, ch.bend_loss, n_sub=ch.segments_per_run)
+            channels.append(cf.Channel(name, segs, roughness=ch.roughness, wall=ch.wall_condition,
+                                       development=ch.development, friction=ch.friction, h_override=ch.h))
+            walls.append(f"{plate.name}_{name}_wall")
+        inlet = FlowInlet(temperature=c.inlet.temperature, mass_flow=c.inlet.mass_flow,
+                          volume_flow=c.inlet.volume_flow)
+        out.append(Circuit(c.name, library_coolant(c.coolant, f"{key}.circuits.{i}.coolant"), channels, walls,
+                           inlet, key=f"{key}.circuits.{i}"))
+    return out
+
+
 @dataclass
 class CoupledStep:
     """Result of :func:`solve_coupled`: Picard iterations and the last T_f change [K]."""
