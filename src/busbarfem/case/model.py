@@ -147,7 +147,7 @@ class Case(StrictModel):
     cell: CellModel | None = Field(None, description="Cell model for every cell body (module cases).")
     load: Load
     thermal: Thermal = Field(default_factory=Thermal)
-    cooling: Cooling | None = Field(None, description="Cold plates with coolant channels and interface layers (docs/cooling.md).")
+    cooling: Cooling | None = Field(None, description="Cold plates with coolant channels and interface layers (docs/cooling.md); checked, not yet solved by run.")
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     # where the keys came from (file, lines), set by the loader; not part of the schema

@@ -26,10 +26,10 @@ Heat transfer ``h = Nu k / D_h``:
   (uniform flux); rectangular ducts by the Shah & London (1978) polynomials in the aspect
   ratio (Incropera Table 8.1 values);
 * laminar, thermally developing (``development="developing"``): Hausen's mean Nusselt number
-  ``Nu_m = Nu_fd + 0.0668 Gz / (1 + 0.04 Gz^(2/3))``, ``Gz = Re Pr D_h / x`` (Incropera
-  eq. 8.57), the segment's h being the exact mean of the local h between its ends;
+  ``Nu_m = Nu_fd + 0.0668 Gz / (1 + 0.04 Gz^(2/3))``, ``Gz = Re Pr D_h / x`` (Hausen 1943;
+  Incropera ch. 8), the segment's h being the exact mean of the local h between its ends;
 * turbulent (Re >= 4000): Gnielinski ``Nu = (f/8)(Re - 1000) Pr / (1 + 12.7 sqrt(f/8) (Pr^(2/3) - 1))``
-  with the Petukhov smooth-tube f (Incropera eq. 8.62), valid 3000 <= Re <= 5e6, 0.5 <= Pr <= 2000;
+  with the Petukhov smooth-tube f (Gnielinski 1976; Incropera ch. 8), valid 3000 <= Re <= 5e6, 0.5 <= Pr <= 2000;
   2300 < Re < 4000 blends laminar and turbulent values linearly in Re.
 
 Pressure drop (Darcy-Weisbach): ``dp_i = (f_i L_i / D_h + K_i) rho V^2 / 2`` with laminar
