@@ -23,16 +23,16 @@ FLUX = 2.0e4  # W/m^2 on the top face
 M_DOT, T_IN = 2.0e-3, 293.15
 
 
-def run(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size: float = 0.003,
-        wall_size: float = 0.0008) -> dict:
-    """Mesh, couple and solve; returns the numbers the tests compare."""
+def build(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size: float = 0.003,
+          wall_size: float = 0.0008, inlet: dict | None = None):
+    """Mesh the plate and set up the coupled problem: (thermal problem, coolant contribution)."""
     # built from the case-file models, so the converters are exercised too
     cooling = Cooling.model_validate({
         "plates": [{"name": "plate", "material": "aluminium", "origin": [0.0, 0.0, 0.0], "size": [LX, LY],
                     "thickness": TH, "channels": [{"name": "c1", "diameter": D, "segments_per_run": n_segments,
                                                    "path": [[0.0, LY / 2, TH / 2], [LX, LY / 2, TH / 2]]}]}],
         "circuits": [{"name": "loop1", "coolant": "water", "plate": "plate", "channels": ["c1"],
-                      "inlet": {"temperature": T_IN, "mass_flow": M_DOT}}]})
+                      "inlet": inlet or {"temperature": T_IN, "mass_flow": M_DOT}}]})
     (spec,) = plates_from_case(cooling)
     bundle = mesh_cold_plate(spec, comm, size, wall_size)
     cool = CoolantContribution(circuits_from_case(cooling))
@@ -42,6 +42,13 @@ def run(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size: 
                              [("heat_flux", top, {"flux": FLUX})], source=0.0, T0=T_IN, order=1,
                              solver="lu", prefix="cool_fixture_", extra_robin=robin)
     cool.attach(thermal)
+    return thermal, cool
+
+
+def run(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size: float = 0.003,
+        wall_size: float = 0.0008) -> dict:
+    """Mesh, couple and solve steady; returns the numbers the tests compare."""
+    thermal, cool = build(comm, k_plate, n_segments, size, wall_size)
     step = solve_coupled(thermal, cool, None, tol=1e-11)
     flows = thermal.heat_flows()
     out = cool.outputs()["loop1"]

@@ -157,3 +157,33 @@ def test_gap_pad_as_equivalent_layer_gives_the_contact_temperature_jump():
     interface = fem.assemble_scalar(fem.form(ufl.avg(thermal.T) * dS(bundle.tags["plate_top"]))) / A
     assert top - interface == pytest.approx(q / pad.conductance, rel=0.01)
     assert cool.heat_removed() == pytest.approx(q * A, rel=1e-6)
+
+
+def test_transient_steps_keep_the_balance_and_reuse_the_operator():
+    """Backward Euler, inlet temperature ramp (table): every step closes supplied = stored + removed
+    (1e-6 of the supplied heat) with removed = the coolant's enthalpy rise (1e-9); h is frozen within
+    a step, so the thermal operator is re-assembled at most once per step; few Picard iterations."""
+    from busbarfem.physics.cooling import solve_coupled as step_coupled
+
+    thermal, cool = fx.build(MPI.COMM_SELF, k_plate=237.0, n_segments=4, size=0.004, wall_size=0.001,
+                             inlet={"temperature": [[0.0, 293.15], [20.0, 303.15]], "mass_flow": fx.M_DOT})
+    Q = fx.FLUX * fx.LX * fx.LY
+    dt, t = 5.0, 0.0
+    iterations, refreshes = [], []
+    assembled = []
+    for n in range(4):
+        t += dt
+        cool.set_time(t)
+        before = cool.h_refreshes
+        out = step_coupled(thermal, cool, dt, tol=1e-10, step=n)
+        flows = thermal.heat_flows()
+        assert abs(flows.flux_in - Q) <= 1e-12 * Q
+        assert abs(flows.residual) <= 1e-6 * Q, flows
+        assert abs(flows.extra_robin - cool.heat_removed()) <= 1e-9 * Q
+        assert 0.0 < flows.stored < Q
+        iterations.append(out.iterations)
+        refreshes.append(cool.h_refreshes - before)
+        assembled.append(thermal.robin_version)
+        thermal.advance()
+    assert max(refreshes) <= 1 and max(iterations) <= 6, (iterations, refreshes)
+    assert cool.outputs()["loop1"]["channels"]["c1"]["temperature"][0] == pytest.approx(293.15 + 10.0, abs=1e-12)

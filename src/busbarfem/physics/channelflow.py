@@ -296,7 +296,8 @@ class ChannelSolution:
 
 
 def solve_channel(channel: Channel, coolant: Coolant, m_dot: float, T_inlet: float, T_wall,
-                  wall_area=None, key: str | None = None, property_iterations: int = 3) -> ChannelSolution:
+                  wall_area=None, key: str | None = None, property_iterations: int = 3,
+                  h_segments=None) -> ChannelSolution:
     """March the coolant along ``channel`` (upwind, exact per segment for its wall temperature).
 
     Args:
@@ -308,6 +309,8 @@ def solve_channel(channel: Channel, coolant: Coolant, m_dot: float, T_inlet: flo
         wall_area: wall area per segment [m^2]; default ``P L``.
         key: case key named in property-range errors.
         property_iterations: fixed-point passes for the segment-mean property temperature.
+        h_segments: heat transfer coefficient per segment [W/m^2/K] to use instead of the
+            correlation (a coupled solver freezes h within a step); None = correlation.
     """
     n = len(channel.segments)
     if not (m_dot > 0):
@@ -326,7 +329,9 @@ def solve_channel(channel: Channel, coolant: Coolant, m_dot: float, T_inlet: flo
         for _ in range(property_iterations):
             rho, cp, k, mu = (coolant.rho(Tp, key), coolant.cp(Tp, key), coolant.k(Tp, key), coolant.mu(Tp, key))
             Re = m_dot * Dh / (sec.area * mu)
-            if channel.h_override is not None:
+            if h_segments is not None:
+                h = float(h_segments[i])
+            elif channel.h_override is not None:
                 h = channel.h_override
             else:
                 Nu = segment_nusselt(x, x + seg.length, Re, mu * cp / k, sec, channel.wall,
@@ -384,7 +389,7 @@ class CircuitSolution:
 
 def solve_circuit(channels: list[Channel], coolant: Coolant, m_total: float, T_inlet: float,
                   T_walls: list, wall_areas: list | None = None, key: str | None = None,
-                  rtol: float = 1e-12) -> CircuitSolution:
+                  rtol: float = 1e-12, h_segments: list | None = None) -> CircuitSolution:
     """Split ``m_total`` over parallel ``channels`` so their pressure drops are equal, and solve each.
 
     A single channel takes the whole flow. Otherwise each channel's flow at a trial pressure
@@ -392,11 +397,12 @@ def solve_circuit(channels: list[Channel], coolant: Coolant, m_total: float, T_i
     drop at which the flows add up to ``m_total``.
     """
     areas = wall_areas or [None] * len(channels)
+    hs = h_segments or [None] * len(channels)
     if not (m_total > 0):
         raise CaseError(f"mass flow must be > 0, got {m_total!r} kg/s", key=key)
 
     def solve(i, m):
-        return solve_channel(channels[i], coolant, m, T_inlet, T_walls[i], areas[i], key)
+        return solve_channel(channels[i], coolant, m, T_inlet, T_walls[i], areas[i], key, h_segments=hs[i])
 
     if len(channels) == 1:
         s = solve(0, m_total)

@@ -18,6 +18,10 @@ solid and coolant is exact, not up to a discretisation error.
 
 Per thermal step the coupling is a Picard iteration: solve T with the current (h*, T_f),
 update (h*, T_f) from T, until T_f changes by less than a tolerance (:func:`solve_coupled`).
+``h`` is frozen while it stays within ``h_refresh`` (relative) of the correlation, and in a
+transient it is refreshed once per step (at the step's first update, from the last
+temperatures), so the thermal operator and its factorisation are reused; the 1D march always
+uses the same frozen h as the 3D Robin term, so the energy balance stays exact.
 The coolant is quasi-steady (its transit time, a few seconds, is short against the solid's
 thermal time constants); its heat capacity is not stored.
 
@@ -117,10 +121,15 @@ class CoolantContribution:
 
     Args:
         circuits: the coolant circuits.
+        h_refresh: relative change of the correlation's h above which the frozen h is renewed.
     """
 
-    def __init__(self, circuits: list[Circuit]):
+    def __init__(self, circuits: list[Circuit], h_refresh: float = 1e-3):
         self.circuits = circuits
+        self.h_refresh = float(h_refresh)
+        self.h_frozen: np.ndarray | None = None
+        self.h_refreshes = 0
+        self._thermal = None
         self.refs: list[_SegmentRef] = [
             _SegmentRef(ci, chi, si) for ci, c in enumerate(circuits) for chi, ch in enumerate(c.channels)
             for si in range(len(ch.segments))]
@@ -197,6 +206,7 @@ class CoolantContribution:
         msh = thermal.V.mesh
         tdim = msh.topology.dim
         self._T = thermal.T
+        self._thermal = thermal
         tags = dmesh.meshtags(msh, tdim - 1, self.wall_facets, np.ones(len(self.wall_facets), np.int32))
         ds = ufl.Measure("ds", domain=msh, subdomain_data=tags)
         w = ufl.TestFunction(self.h.function_space)
@@ -218,8 +228,36 @@ class CoolantContribution:
         """Take the inlet flows and temperatures at time t."""
         self.time = float(t)
 
-    def update(self, T=None) -> float:
+    def _march(self, Tw, has, h_frozen):
+        """Solve every circuit for wall temperatures Tw (h per segment, or None = correlation)."""
+        k = 0
+        sols = []
+        for c in self.circuits:
+            m, T_in = c.inlet.at(self.time, c.coolant, c.key)
+            walls, areas, hs = [], [], []
+            for ch in c.channels:
+                n = len(ch.segments)
+                w = Tw[k:k + n].copy()
+                w[~has[k:k + n]] = T_in
+                walls.append(w)
+                areas.append(np.where(has[k:k + n], self.PL[k:k + n], 0.0))
+                hs.append(None if h_frozen is None else h_frozen[k:k + n])
+                k += n
+            sols.append(cf.solve_circuit(c.channels, c.coolant, m, T_in, walls, areas, key=c.key,
+                                         h_segments=None if h_frozen is None else hs))
+        return sols
+
+    @staticmethod
+    def _gather(sols, attr: str) -> np.ndarray:
+        return np.concatenate([getattr(chs, attr) for sol in sols for chs in sol.channels])
+
+    def update(self, T=None, refresh_h: bool = True) -> float:
         """Recompute (h*, T_f) per segment from the current wall temperatures.
+
+        Args:
+            T: unused (the attached thermal problem's temperature is read); for protocol symmetry.
+            refresh_h: compare the correlation's h with the frozen one and renew it (bumping the
+                thermal problem's ``robin_version``) if it moved by more than ``h_refresh``.
 
         Returns:
             max |change of T_f| over the segments [K] (inf on the first call).
@@ -228,34 +266,24 @@ class CoolantContribution:
         has = self.area > 0
         Tw[has] /= self.area[has]
         self.T_wall = Tw
-        new_T, new_h = np.zeros(self.n_segments), np.zeros(self.n_segments)
-        k = 0
-        for ci, c in enumerate(self.circuits):
-            m, T_in = c.inlet.at(self.time, c.coolant, c.key)
-            walls, areas = [], []
-            for ch in c.channels:
-                n = len(ch.segments)
-                w = Tw[k:k + n].copy()
-                a = np.where(has[k:k + n], self.PL[k:k + n], 0.0)
-                w[~has[k:k + n]] = T_in
-                walls.append(w)
-                areas.append(a)
-                k += n
-            sol = cf.solve_circuit(c.channels, c.coolant, m, T_in, walls, areas, key=c.key)
-            self.solutions[ci] = sol
-        k = 0
-        for sol in self.solutions:
-            for chs in sol.channels:
-                n = len(chs.T_f)
-                new_T[k:k + n] = chs.T_f
-                new_h[k:k + n] = chs.h
-                k += n
+        renewed = False
+        if self.h_frozen is None or refresh_h:
+            h_corr = self._gather(self._march(Tw, has, None), "h")
+            if (self.h_frozen is None or np.max(np.abs(h_corr - self.h_frozen) / np.maximum(h_corr, 1e-300))
+                    > self.h_refresh):
+                self.h_frozen, renewed = h_corr, True
+        self.solutions = self._march(Tw, has, self.h_frozen)
+        new_T, new_h = self._gather(self.solutions, "T_f"), self._gather(self.solutions, "h")
         change = float(np.max(np.abs(new_T - self.T_f_seg))) if np.all(np.isfinite(self.T_f_seg)) else np.inf
         self.T_f_seg, self.h_seg = new_T, new_h
-        h_star = np.where(has, new_h * self.PL / np.where(has, self.area, 1.0), 0.0)
-        self.h.x.array[:] = 0.0
+        if renewed:
+            h_star = np.where(has, new_h * self.PL / np.where(has, self.area, 1.0), 0.0)
+            self.h.x.array[:] = 0.0
+            self.h.x.array[self.wall_cells] = h_star[self.cell_segment]
+            self.h_refreshes += 1
+            if self._thermal is not None:
+                self._thermal.robin_version += 1
         self.T_f.x.array[:] = 0.0
-        self.h.x.array[self.wall_cells] = h_star[self.cell_segment]
         self.T_f.x.array[self.wall_cells] = new_T[self.cell_segment]
         return change
 
@@ -365,19 +393,24 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
     """One thermal step (``dt``; None = steady) Picard-coupled with the coolant.
 
     Iterates solve(T) / update(h*, T_f) until T_f changes by at most ``tol`` (1 + the spread
-    of T_f) kelvin; a SolveError if it does not within ``max_iterations``.
+    of T_f) kelvin; a SolveError if it does not within ``max_iterations``. A steady solve
+    re-checks h at every iteration; a transient step only at its first update (h lagged one
+    step, as the other temperature-dependent coefficients of the backward-Euler step).
     """
-    contribution.update()
+    contribution.update(refresh_h=True)
     out = CoupledStep(0, np.inf)
     for it in range(1, max_iterations + 1):
         out.ksp_iterations.append(thermal.solve(dt, step))
-        change = contribution.update()
+        version = thermal.robin_version
+        change = contribution.update(refresh_h=dt is None)
+        if thermal.robin_version != version:
+            change = np.inf  # h was renewed: the operator changed, iterate again
         spread = float(np.ptp(contribution.T_f_seg)) if contribution.n_segments else 0.0
         out.iterations, out.change = it, change
         if change <= tol * (1.0 + spread):
             # the coefficients now belong to this T: one more solve makes T consistent with them
             out.ksp_iterations.append(thermal.solve(dt, step))
-            contribution.update()
+            contribution.update(refresh_h=False)
             return out
     raise SolveError(f"coolant coupling did not converge in {max_iterations} Picard iterations "
                      f"(last change of the coolant temperature {change:.3g} K)", step=step,

@@ -89,8 +89,8 @@ class ThermalProblem:
         T_k: the temperature-iterate Function to share (created if None).
         extra_robin: list of (h, T_ref, facet indices): Robin terms ``h (T - T_ref)`` with UFL
             coefficients (Functions, e.g. DG0 per segment of a coolant channel) on the given
-            exterior facets; they override any boundary condition on the same facets. The
-            operator is re-assembled at every solve (h may change between solves).
+            exterior facets; they override any boundary condition on the same facets. Whoever
+            changes h increments ``robin_version``; the operator is re-assembled then.
     """
 
     def __init__(self, bundle: MeshBundle, props: dict, bcs: list, source, T0: float, order: int = 1,
@@ -186,7 +186,7 @@ class ThermalProblem:
         self._rad_form = fem.form(sum(rad_terms) if rad_terms else zero)
         self._flux_form = fem.form(sum(flux_terms) if flux_terms else zero)
         self._robin_form = fem.form(sum(robin_terms) if robin_terms else zero)
-        self.has_extra_robin = bool(robin_terms)
+        self.robin_version = 0  # bumped by the owner of the extra Robin h when it changes
         # reaction at fixed-temperature dofs: heat flowing in there (negated below)
         self._wD = fem.Function(self.V)
         for bc in self.dirichlet:
@@ -207,15 +207,15 @@ class ThermalProblem:
     def solve(self, dt: float | None, step: int | None = None) -> int:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
 
-        The matrix is re-assembled only when dt changes (or radiation is present), so at
+        The matrix is re-assembled only when dt or ``robin_version`` changes (or radiation is present), so at
         fixed dt the factorisation / preconditioner is reused.
 
         Returns:
             KSP iterations.
         """
         self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
-        key = (dt,)
-        if key != self._assembled_key or self.has_radiation or self.has_extra_robin:
+        key = (dt, self.robin_version)
+        if key != self._assembled_key or self.has_radiation:
             self.A.zeroEntries()
             fpetsc.assemble_matrix(self.A, self.a, bcs=self.dirichlet)
             self.A.assemble()
