@@ -287,6 +287,12 @@ class CoolantContribution:
         self.T_f.x.array[self.wall_cells] = new_T[self.cell_segment]
         return change
 
+    def set_coolant_temperature(self, T_f: np.ndarray) -> None:
+        """Impose segment coolant temperatures (an accelerated Picard iterate) on the Robin term."""
+        self.T_f_seg = np.asarray(T_f, float).copy()
+        self.T_f.x.array[:] = 0.0
+        self.T_f.x.array[self.wall_cells] = self.T_f_seg[self.cell_segment]
+
     # ------------------------------------------------------------------ results
     def wall_heat(self) -> np.ndarray:
         """Heat conducted into each segment's wall from the solid, ``int h* (T - T_f) dA`` [W]."""
@@ -389,22 +395,30 @@ class CoupledStep:
 
 
 def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, tol: float = 1e-9,
-                  max_iterations: int = 100, step: int | None = None) -> CoupledStep:
+                  max_iterations: int = 100, step: int | None = None, anderson_depth: int = 3) -> CoupledStep:
     """One thermal step (``dt``; None = steady) Picard-coupled with the coolant.
 
     Iterates solve(T) / update(h*, T_f) until T_f changes by at most ``tol`` (1 + the spread
     of T_f) kelvin; a SolveError if it does not within ``max_iterations``. A steady solve
     re-checks h at every iteration; a transient step only at its first update (h lagged one
     step, as the other temperature-dependent coefficients of the backward-Euler step).
+    The fixed point on the segment coolant temperatures is Anderson-accelerated (``anderson_depth``
+    previous residuals; 0 = plain Picard); the last update is always the plain one, so the 1D
+    and 3D heat agree exactly.
     """
     contribution.update(refresh_h=True)
     out = CoupledStep(0, np.inf)
+    xs: list[np.ndarray] = []
+    fs: list[np.ndarray] = []
     for it in range(1, max_iterations + 1):
+        x = contribution.T_f_seg.copy()
         out.ksp_iterations.append(thermal.solve(dt, step))
         version = thermal.robin_version
         change = contribution.update(refresh_h=dt is None)
         if thermal.robin_version != version:
             change = np.inf  # h was renewed: the operator changed, iterate again
+            xs.clear()
+            fs.clear()
         spread = float(np.ptp(contribution.T_f_seg)) if contribution.n_segments else 0.0
         out.iterations, out.change = it, change
         if change <= tol * (1.0 + spread):
@@ -412,6 +426,16 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
             out.ksp_iterations.append(thermal.solve(dt, step))
             contribution.update(refresh_h=False)
             return out
+        if anderson_depth > 0 and np.isfinite(change):
+            xs.append(x)
+            fs.append(contribution.T_f_seg.copy())
+            del xs[:-(anderson_depth + 1)], fs[:-(anderson_depth + 1)]
+            if len(xs) > 1:
+                R = np.array([f - y for f, y in zip(fs, xs)]).T  # residual columns
+                dR = np.diff(R, axis=1)
+                dF = np.diff(np.array(fs).T, axis=1)
+                gamma = np.linalg.lstsq(dR, R[:, -1], rcond=None)[0]
+                contribution.set_coolant_temperature(fs[-1] - dF @ gamma)
     raise SolveError(f"coolant coupling did not converge in {max_iterations} Picard iterations "
                      f"(last change of the coolant temperature {change:.3g} K)", step=step,
                      reason="coolant coupling not converged")
