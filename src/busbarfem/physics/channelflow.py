@@ -45,7 +45,7 @@ total flow).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
@@ -361,13 +361,14 @@ class CircuitSolution:
     Attributes:
         channels: per-channel solutions (same order as the circuit's channels).
         pressure_drop: the common inlet-to-outlet pressure drop [Pa].
+        m_dot: total mass flow [kg/s].
+        rho_in: coolant density at the inlet [kg/m^3].
     """
 
     channels: list[ChannelSolution]
     pressure_drop: float
     m_dot: float
     rho_in: float
-    cp_out: float = field(default=0.0)
 
     @property
     def outlet_temperature(self) -> float:

@@ -181,15 +181,15 @@ class CoolantContribution:
                 cells = np.array([f2c.links(f)[0] for f in facets], np.int32) if len(facets) else np.zeros(0, np.int32)
                 ucells = np.unique(cells)
                 mids = dmesh.compute_midpoints(msh, tdim, ucells) if len(ucells) else np.zeros((0, 3))
-                seg_pts = [(np.asarray(s.start, float), np.asarray(s.end, float)) for s in ch.segments]
-                if any(s.start is None for s in ch.segments):
+                if any(s.start is None or s.end is None for s in ch.segments):
                     raise ValueError(f"channel {ch.name!r}: segments need centre-line end points")
+                seg_pts = [(np.asarray(s.start, float), np.asarray(s.end, float)) for s in ch.segments]
                 dist = np.stack([_segment_distance(mids, a, b) for a, b in seg_pts], axis=1) if len(ucells) \
                     else np.zeros((0, len(seg_pts)))
                 nearest = np.argmin(dist, axis=1) if len(ucells) else np.zeros(0, int)
                 for cell, s in zip(ucells, nearest):
                     prev = cell_seg.get(int(cell))
-                    if prev is not None and self.refs[prev].channel != chi:
+                    if prev is not None and (self.refs[prev].circuit, self.refs[prev].channel) != (ci, chi):
                         raise CaseError(f"a mesh cell touches the walls of two channels ({ch.name!r} and another); "
                                         "refine the mesh between the channels", key=c.key)
                     cell_seg[int(cell)] = gid + int(s)
