@@ -78,6 +78,10 @@ BOUNDED_FIELDS: dict[tuple[str, str], str] = {
     ("SolverSettings", "temperature_limit"): "temperature_threshold",
     ("Step", "until_temperature"): "temperature_threshold",
     ("Load", "maximum_cell_temperature"): "temperature_threshold",
+    ("CoolantChannel", "h"): "htc",
+    ("InterfaceLayer", "conductivity"): "thermal_conductivity",
+    ("InterfaceLayer", "conductance"): "htc",
+    ("CoolantInlet", "temperature"): "temperature",
 }
 
 
@@ -131,6 +135,7 @@ def check_case(case, src: CaseSource) -> None:
     from busbarfem.case.plausible import check_geometry_plausible
 
     check_geometry_plausible(case, src)
+    check_cooling(case, src)
 
     materials = resolve_materials(case.materials)
     for key, name, val in _walk(case.geometry, "geometry"):
@@ -150,6 +155,30 @@ def check_case(case, src: CaseSource) -> None:
     except ValueError as exc:
         raise src.error(str(exc), "load") from None
     check_refinement(case, src)
+
+
+def check_cooling(case, src: CaseSource) -> None:
+    """The ``cooling:`` section: plate materials exist; inlet temperatures inside the coolant's range."""
+    if case.cooling is None:
+        return
+    from busbarfem.errors import CaseError
+    from busbarfem.materials import resolve_materials
+    from busbarfem.physics.coolant import coolant
+
+    for key, message in case.cooling.reference_errors():
+        raise src.error(message, f"cooling.{key}")
+    materials = resolve_materials(case.materials)
+    for i, p in enumerate(case.cooling.plates):
+        if p.material not in materials:
+            raise src.error(f"unknown material '{p.material}'", f"cooling.plates.{i}.material",
+                            choices=materials, bad=p.material)
+    for i, c in enumerate(case.cooling.circuits):
+        T = c.inlet.temperature
+        key = f"cooling.circuits.{i}.inlet.temperature"
+        try:
+            coolant(c.coolant).check([T] if isinstance(T, (int, float)) else [r[1] for r in T], key)
+        except CaseError as exc:
+            raise src.error(exc.message, key) from None
 
 
 def check_references(case, src: CaseSource) -> None:
@@ -190,6 +219,11 @@ def check_references(case, src: CaseSource) -> None:
             raise src.error(f"needs {n_cells} values (one per cell, in (stage, parallel) order: "
                             f"{', '.join(names.cells[:3])}, ...), got {len(given)}",
                             f"cell.variation.{key}")
+    if case.cooling is not None:
+        # the cooling contribution exists (busbarfem.physics.cooling) but the run does not wire it yet
+        raise src.error("cold plates and coolant circuits are checked but not yet solved by "
+                        "'busbarfem run'; remove the cooling: section to run this case (see docs/cooling.md)",
+                        "cooling")
 
 
 

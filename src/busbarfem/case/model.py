@@ -3,7 +3,7 @@
 A case file (YAML) has these top-level sections, each mirrored by one model here or in a
 sibling module: ``materials`` (:class:`Material`), ``geometry`` and ``mesh``
 (:mod:`busbarfem.case.geometry`), ``cell`` (:mod:`busbarfem.case.cells`), ``load``
-(:mod:`busbarfem.case.loads`), ``thermal`` (:class:`Thermal`), ``solver``
+(:mod:`busbarfem.case.loads`), ``cooling`` (:mod:`busbarfem.case.cooling`), ``thermal`` (:class:`Thermal`), ``solver``
 (:class:`SolverSettings`), ``output`` (:class:`OutputSettings`). SI units throughout.
 """
 
@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from busbarfem.case.abuse import Abuse
 from busbarfem.case.base import StrictModel
 from busbarfem.case.cells import CellModel
+from busbarfem.case.cooling import Cooling
 from busbarfem.case.geometry import Geometry, MeshOptions
 from busbarfem.case.loads import Load
 
@@ -147,6 +148,7 @@ class Case(StrictModel):
     cell: CellModel | None = Field(None, description="Cell model for every cell body (module cases).")
     load: Load
     thermal: Thermal = Field(default_factory=Thermal)
+    cooling: Cooling | None = Field(None, description="Cold plates with coolant channels and interface layers (docs/cooling.md); checked, not yet solved by run.")
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     abuse: Abuse | None = Field(None, description="Cell thermal runaway: abuse kinetics, triggers, onset and stop criteria (run by busbarfem.cells.abuse_lumped.run_case_lumped; not yet by `busbarfem run`).")

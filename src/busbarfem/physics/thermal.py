@@ -2,6 +2,7 @@ r"""Heat equation on all solids, backward Euler in time (or steady)::
 
     rho cp (T - T_n)/dt - div(K grad T) = q            in the solids
     -K grad T . n = h (T - T_amb)                      convection
+    -K grad T . n = h(x) (T - T_ref(x))                extra Robin terms (coolant channel walls)
     -K grad T . n = eps sigma_SB (T_k^2 + Ta^2)(T_k + Ta)(T - Ta)   radiation (linearised at T_k)
     K grad T . n = q_in                                prescribed flux
     T = T_D                                            fixed temperature
@@ -56,6 +57,7 @@ class HeatFlows:
         radiation: radiative loss.
         flux_in: prescribed flux into the body.
         fixed_temperature: heat leaving through fixed-temperature boundaries (reaction).
+        extra_robin: heat leaving through the extra Robin terms (coolant channel walls).
     """
 
     generated: float
@@ -64,11 +66,13 @@ class HeatFlows:
     radiation: float
     flux_in: float
     fixed_temperature: float
+    extra_robin: float = 0.0
 
     @property
     def residual(self) -> float:
         """Energy balance residual: generated + flux in - stored - losses [W]."""
-        return self.generated + self.flux_in - self.stored - self.convection - self.radiation - self.fixed_temperature
+        return (self.generated + self.flux_in - self.stored - self.convection - self.radiation
+                - self.fixed_temperature - self.extra_robin)
 
 
 class ThermalProblem:
@@ -83,11 +87,15 @@ class ThermalProblem:
         order: polynomial degree.
         solver, rtol, prefix: linear solver settings.
         T_k: the temperature-iterate Function to share (created if None).
+        extra_robin: list of (h, T_ref, facet indices): Robin terms ``h (T - T_ref)`` with UFL
+            coefficients (Functions, e.g. DG0 per segment of a coolant channel) on the given
+            exterior facets; they override any boundary condition on the same facets. Whoever
+            changes h increments ``robin_version``; the operator is re-assembled then.
     """
 
     def __init__(self, bundle: MeshBundle, props: dict, bcs: list, source, T0: float, order: int = 1,
                  solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_heat_",
-                 T_k: fem.Function | None = None):
+                 T_k: fem.Function | None = None, extra_robin: list | None = None):
         msh = bundle.mesh
         self.comm = msh.comm
         self.bundle = bundle
@@ -119,6 +127,10 @@ class ThermalProblem:
         for i, (kind, facets, prm) in enumerate(bcs):
             for fc in facets:
                 facet_owner[int(fc)] = i + 1
+        extra_robin = list(extra_robin or [])
+        for j, (_, _, facets) in enumerate(extra_robin):
+            for fc in facets:
+                facet_owner[int(fc)] = len(bcs) + 1 + j
         if facet_owner:
             ids = np.fromiter(facet_owner.keys(), np.int32)
             vals = np.fromiter(facet_owner.values(), np.int32)
@@ -158,6 +170,13 @@ class ThermalProblem:
                 self.dirichlet.append(fem.dirichletbc(PETSc.ScalarType(prm["T"]), dofs, self.V))
             else:
                 raise ValueError(f"unknown thermal boundary condition {kind!r}")
+        robin_terms = []
+        for j, (h, T_ref, _) in enumerate(extra_robin):
+            tag = len(bcs) + 1 + j
+            da, dL = convection_terms(h, T_ref, u, v, ds(tag))
+            a += da
+            L += dL
+            robin_terms.append(h * (self.T - T_ref) * ds(tag))
         self.a = fem.form(a)
         self.L = fem.form(L)
         zero = fem.Constant(msh, PETSc.ScalarType(0.0)) * dx
@@ -166,6 +185,8 @@ class ThermalProblem:
         self._conv_form = fem.form(sum(conv_terms) if conv_terms else zero)
         self._rad_form = fem.form(sum(rad_terms) if rad_terms else zero)
         self._flux_form = fem.form(sum(flux_terms) if flux_terms else zero)
+        self._robin_form = fem.form(sum(robin_terms) if robin_terms else zero)
+        self.robin_version = 0  # bumped by the owner of the extra Robin h when it changes
         # reaction at fixed-temperature dofs: heat flowing in there (negated below)
         self._wD = fem.Function(self.V)
         for bc in self.dirichlet:
@@ -186,14 +207,14 @@ class ThermalProblem:
     def solve(self, dt: float | None, step: int | None = None) -> int:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
 
-        The matrix is re-assembled only when dt changes (or radiation is present), so at
+        The matrix is re-assembled only when dt or ``robin_version`` changes (or radiation is present), so at
         fixed dt the factorisation / preconditioner is reused.
 
         Returns:
             KSP iterations.
         """
         self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
-        key = (dt,)
+        key = (dt, self.robin_version)
         if key != self._assembled_key or self.has_radiation:
             self.A.zeroEntries()
             fpetsc.assemble_matrix(self.A, self.a, bcs=self.dirichlet)
@@ -222,7 +243,8 @@ class ThermalProblem:
         """Integrated heat flows for the current T (and T_n, dt) [W]."""
         return HeatFlows(generated=self._sum(self._q_form), stored=self._sum(self._stored_form),
                          convection=self._sum(self._conv_form), radiation=self._sum(self._rad_form),
-                         flux_in=self._sum(self._flux_form), fixed_temperature=-self._sum(self._react))
+                         flux_in=self._sum(self._flux_form), fixed_temperature=-self._sum(self._react),
+                         extra_robin=self._sum(self._robin_form))
 
     def advance(self) -> None:
         """Accept the step: T_n <- T."""
