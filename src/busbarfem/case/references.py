@@ -92,9 +92,10 @@ def geometry_names(geometry: Geometry) -> GeometryNames:
         _sheet(out, naming.busbar(i))
     for i, tab in enumerate(geometry.tabs, start=1):
         _sheet(out, naming.tab(tab.polarity, tab.stage, tab.parallel), aliases=(f"tab_{i}",))
-    for i, _ in enumerate(geometry.bolts, start=1):
+    for i, bolt in enumerate(geometry.bolts, start=1):
         out.volumes.append(naming.bolt(i))
-        out.faces.append(f"{naming.bolt(i)}.top")
+        out.faces += [f"{naming.bolt(i)}.top", f"{naming.bolt(i)}.bottom"]
+        out.volumes += [f"{what}_{i}" for what in ("washer", "nut") if getattr(bolt, what) is not None]
     k = 1
     for weld in geometry.welds:
         for _ in weld.pattern.positions():

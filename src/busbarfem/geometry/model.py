@@ -11,9 +11,10 @@ from busbarfem.case.geometry import Geometry, MeshOptions, Terminals
 from busbarfem.errors import CaseError
 from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry.assembly import Assembly
+from busbarfem.geometry.bend import add_bent_busbar
 from busbarfem.geometry.busbar import add_bolt, add_busbar
 from busbarfem.geometry.importers import add_step, load_mesh_file
-from busbarfem.geometry.joints import add_via_array, add_weld_group
+from busbarfem.geometry.joints import add_general_bolt, add_via_array, add_weld_group
 from busbarfem.geometry.module import add_module
 from busbarfem.geometry.quality import mesh_quality, volume_min_dihedral
 from busbarfem.geometry.sizing import apply_size_fields
@@ -28,6 +29,9 @@ def used_materials(geometry: Geometry) -> dict[str, str]:
         used[f"geometry.busbars.{i}.material"] = b.material
     for i, b in enumerate(geometry.bolts):
         used[f"geometry.bolts.{i}.material"] = b.material
+        for what in ("washer", "nut"):
+            if getattr(b, what) is not None:
+                used[f"geometry.bolts.{i}.{what}.material"] = getattr(b, what).material
     for i, t in enumerate(geometry.tabs):
         used[f"geometry.tabs.{i}.material"] = t.material
     for i, w in enumerate(geometry.welds):
@@ -91,7 +95,11 @@ def build_assembly(geometry: Geometry) -> Assembly:
                 p.key = key
 
     for i, bar in enumerate(geometry.busbars, start=1):
-        add_busbar(asm, bar, RegionInfo(naming.busbar(i), 3, bar.material, "conductor", 1))
+        region = RegionInfo(naming.busbar(i), 3, bar.material, "conductor", 1)
+        if bar.needs_bend_builder():
+            add_bent_busbar(asm, bar, region, key=f"geometry.busbars.{i - 1}")
+        else:
+            add_busbar(asm, bar, region)
         keyed(f"geometry.busbars.{i - 1}")
     for i, tab in enumerate(geometry.tabs, start=1):
         name = naming.tab(tab.polarity, tab.stage, tab.parallel)
@@ -100,8 +108,11 @@ def build_assembly(geometry: Geometry) -> Assembly:
                    aliases=(f"tab_{i}",))
         keyed(f"geometry.tabs.{i - 1}")
     for i, bolt in enumerate(geometry.bolts, start=1):
-        add_bolt(asm, bolt, geometry.busbars[bolt.busbar - 1],
-                 RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
+        host = geometry.busbars[bolt.busbar - 1]
+        if bolt.is_plain() and not host.needs_bend_builder():
+            add_bolt(asm, bolt, host, RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
+        else:
+            add_general_bolt(asm, bolt, geometry.busbars, i, 1, f"geometry.bolts.{i - 1}")
         keyed(f"geometry.bolts.{i - 1}")
     n_weld = 1
     for k, weld in enumerate(geometry.welds):
