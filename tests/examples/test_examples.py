@@ -35,7 +35,8 @@ def test_every_example_is_tested():
 
 def _extra_examples():
     return {"module_4s2p_pouch_discharge",
-            "module_1s4p_welds"}  # run by tests/verification/test_studies.py (faults)
+            "module_1s4p_welds",  # run by tests/verification/test_studies.py (faults)
+            "comsol_busbar"}  # run by tests/verification/test_comsol_busbar.py (vs its STEP route)
 
 
 def test_busbar_straight(tmp_path):

@@ -408,11 +408,24 @@ class ViaArray(StrictModel):
 class Terminals(StrictModel):
     """Which faces are the module terminals (equipotential load surfaces)."""
 
-    positive: str = Field(
+    positive: str | list[str] = Field(
         description="Face reference of terminal_pos: 'busbar_<i>.start', 'busbar_<i>.end', "
-        "'bolt_<i>.top', 'tab_<i>.start'/'.end', or 'module' (the module's own posts)."
+        "'bolt_<i>.top', 'bolt_<i>.bottom', 'tab_<i>.start'/'.end', or 'module' (the module's own "
+        "posts); or a list of face references forming one terminal (e.g. two bolt ends)."
     )
-    negative: str = Field(description="Face reference of terminal_neg (same syntax as positive).")
+    negative: str | list[str] = Field(description="Face reference(s) of terminal_neg (same syntax as positive).")
+
+    @field_validator("positive", "negative")
+    @classmethod
+    def _nonempty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one face reference")
+        return v
+
+    def refs(self, side: str) -> list[str]:
+        """The face references of ``side`` ('positive' or 'negative') as a list."""
+        v = getattr(self, side)
+        return [v] if isinstance(v, str) else list(v)
 
 
 CELL_PRESETS: dict[str, tuple[float, float]] = {

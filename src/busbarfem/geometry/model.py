@@ -144,18 +144,19 @@ def _add_terminals(asm: Assembly, geometry: Geometry) -> None:
         terminals = Terminals(positive="module", negative="module")
     if terminals is None:
         return
-    for name, ref, pol in ((TERMINAL_POS, terminals.positive, "pos"),
-                           (TERMINAL_NEG, terminals.negative, "neg")):
-        if ref == "module" and geometry.module is not None:
-            ref = "module.positive" if pol == "pos" else "module.negative"
-        if ref not in asm.faces:
-            side = "positive" if pol == "pos" else "negative"
-            raise CaseError(f"unknown face reference {ref!r}", key=f"geometry.terminals.{side}",
-                            choices=sorted(asm.faces), bad=ref)
-        sel = asm.faces[ref]
+    for name, side, pol in ((TERMINAL_POS, "positive", "pos"), (TERMINAL_NEG, "negative", "neg")):
+        refs = []
+        for k, ref in enumerate(terminals.refs(side)):
+            if ref == "module" and geometry.module is not None:
+                ref = "module.positive" if pol == "pos" else "module.negative"
+            if ref not in asm.faces:
+                key = f"geometry.terminals.{side}" + ("" if isinstance(getattr(terminals, side), str) else f".{k}")
+                raise CaseError(f"unknown face reference {ref!r}", key=key, choices=sorted(asm.faces), bad=ref)
+            refs.append(ref)
+        sel = asm.faces[refs[0]]
         region = (sel[0] if isinstance(sel, list) else sel).region
         fld = asm.parts[region].info.field
-        asm.surfaces[name] = (RegionInfo(name, 2, None, "surface", fld, polarity=pol), [ref])
+        asm.surfaces[name] = (RegionInfo(name, 2, None, "surface", fld, polarity=pol), refs)
 
 
 def _check_element_budget(mesh: MeshOptions) -> None:
