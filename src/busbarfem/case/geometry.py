@@ -869,6 +869,83 @@ class MeshFile(StrictModel):
         return self._path if self._path is not None else Path(self.file)
 
 
+class ContactState(StrictModel):
+    """Specific contact values in one clamping state (a row of a contact's ``states`` table)."""
+
+    r_c: float = Field(gt=0, description="Specific electrical contact resistance [ohm m^2].")
+    h_c: float = Field(gt=0, description="Thermal contact conductance [W/m^2/K].")
+
+
+class Contact(StrictModel):
+    """Contact resistance on the interface between two solids (region ``contact.<a>.<b>``).
+
+    Modelled as a thin conformal layer of ``thickness`` carved out of the second solid along
+    the shared planar faces, with properties derived from the specific values so that the
+    layer adds exactly ``r_c / A`` of electrical and ``1 / (h_c A)`` of thermal resistance
+    whatever its thickness (docs/theory.md, Contact resistance); the Joule heat of the contact
+    is deposited in the layer. ``states`` + ``state`` pick the values of a named clamping
+    state; ``r_c_vs_T`` gives r_c at several temperatures (fitted by the solver's linear law
+    ``r_c (1 + alpha (T - T_ref))``; a table that is not linear within 2 % is an error).
+    """
+
+    between: tuple[str, str] = Field(description="The two region names, e.g. [busbar_1, bolt_1]; the "
+                                     "layer is carved out of the second.")
+    r_c: float | None = Field(None, gt=0, description="Specific electrical contact resistance [ohm m^2].")
+    h_c: float | None = Field(None, gt=0, description="Thermal contact conductance [W/m^2/K].")
+    states: dict[str, ContactState] | None = Field(
+        None, description="Named clamping states (e.g. torqued, loose) -> {r_c, h_c}.")
+    state: str | None = Field(None, description="Which of 'states' applies.")
+    r_c_vs_T: list[XY] | None = Field(
+        None, min_length=2, description="(T [K], r_c [ohm m^2]) points; overrides r_c with a linear fit.")
+    thickness: float = Field(1.0e-4, gt=0, description="Thickness of the modelling layer [m] (results do "
+                             "not depend on it; keep it well below the solids' thickness).")
+
+    @model_validator(mode="after")
+    def _values(self) -> Contact:
+        if self.between[0] == self.between[1]:
+            raise ValueError("between needs two different regions")
+        if self.states is not None:
+            if self.state not in self.states:
+                raise ValueError(f"state {self.state!r} is not one of the states {sorted(self.states)}")
+        elif self.state is not None:
+            raise ValueError("state needs a states table")
+        elif self.h_c is None or (self.r_c is None and self.r_c_vs_T is None):
+            raise ValueError("give r_c (or r_c_vs_T) and h_c, or states + state")
+        self.linear_r_c()
+        return self
+
+    @property
+    def name(self) -> str:
+        """Region name of the layer: ``contact.<a>.<b>``."""
+        return f"contact.{self.between[0]}.{self.between[1]}"
+
+    def values(self) -> tuple[float, float]:
+        """(r_c [ohm m^2], h_c [W/m^2/K]) in the selected state (before any T table)."""
+        if self.states is not None:
+            st = self.states[self.state]
+            return st.r_c, st.h_c
+        return self.r_c if self.r_c is not None else 0.0, self.h_c
+
+    def linear_r_c(self) -> tuple[float, float, float]:
+        """(r_c at T_ref, alpha [1/K], T_ref [K]) of the contact's electrical law."""
+        if self.r_c_vs_T is None:
+            return self.values()[0], 0.0, 293.15
+        import numpy as np
+
+        T = np.array([p[0] for p in self.r_c_vs_T])
+        r = np.array([p[1] for p in self.r_c_vs_T])
+        if np.any(T <= 0) or np.any(r <= 0) or len(set(T)) < 2:
+            raise ValueError("r_c_vs_T needs >= 2 distinct temperatures > 0 K and r_c > 0")
+        slope, r0 = np.polyfit(T - T[0], r, 1)
+        dev = np.max(np.abs(r0 + slope * (T - T[0]) - r) / r)
+        if dev > 0.02:
+            raise ValueError(f"r_c_vs_T departs from a straight line by {dev:.1%} (> 2 %); the solver's "
+                             "resistivity law is linear in T: give points over a narrower range")
+        if slope < 0:
+            raise ValueError("r_c_vs_T falls with temperature; the solver's law needs alpha >= 0")
+        return float(r0), float(slope / r0), float(T[0])
+
+
 class Geometry(StrictModel):
     """The ``geometry:`` section: every solid of the model."""
 
@@ -884,6 +961,8 @@ class Geometry(StrictModel):
     terminals: Terminals | None = Field(
         None, description="Terminal faces; required unless a module builder defines them."
     )
+    contacts: list[Contact] = Field(default_factory=list, description="Contact resistances on interfaces "
+                                    "between two solids (regions contact.<a>.<b>).")
 
     @model_validator(mode="after")
     def _check_refs(self) -> Geometry:
@@ -914,6 +993,9 @@ class Geometry(StrictModel):
             a, b = v.busbars
             if a == b or max(a, b) > nb:
                 raise ValueError(f"vias[{k}].busbars = {v.busbars}: two different busbars of {nb}")
+        pairs = [frozenset(c.between) for c in self.contacts]
+        if len(set(pairs)) < len(pairs):
+            raise ValueError("two contacts name the same pair of regions")
         names = [f"tab_{t.polarity}_{t.stage}_{t.parallel}" for t in self.tabs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

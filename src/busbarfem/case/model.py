@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from busbarfem.case.base import StrictModel
 from busbarfem.case.cells import CellModel
@@ -150,6 +150,19 @@ class Case(StrictModel):
     output: OutputSettings = Field(default_factory=OutputSettings)
     # where the keys came from (file, lines), set by the loader; not part of the schema
     _source: object | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _contact_materials(self) -> Case:
+        """Add the derived layer material of every geometry contact (busbarfem.geometry.contact)."""
+        if self.geometry.contacts:
+            from busbarfem.geometry.contact import contact_materials
+            from busbarfem.materials import resolve_materials
+
+            user = {k: v for k, v in self.materials.items() if not k.startswith("contact.")}
+            derived = contact_materials(self.geometry, resolve_materials(user))
+            # no validated assignment: it would run this validator again
+            self.__dict__["materials"] = {**user, **derived}
+        return self
 
     @field_validator("name")
     @classmethod

@@ -107,6 +107,7 @@ def geometry_names(geometry: Geometry) -> GeometryNames:
         for _ in vias.pattern.positions():
             out.volumes.append(naming.via(k))
             k += 1
+    out.volumes += [c.name for c in geometry.contacts]
     if geometry.step is not None:
         regions = geometry.step.regions()
         out.volumes += list(regions)

@@ -12,6 +12,7 @@ from busbarfem.errors import CaseError
 from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry.assembly import Assembly
 from busbarfem.geometry.bend import add_bent_busbar
+from busbarfem.geometry.contact import add_contacts
 from busbarfem.geometry.busbar import add_bolt, add_busbar
 from busbarfem.geometry.importers import add_step, load_mesh_file
 from busbarfem.geometry.joints import add_general_bolt, add_via_array, add_weld_group
@@ -305,6 +306,7 @@ def generate_model(
         raise CaseError("the geometry section defines no solid", key="geometry")
     _add_terminals(asm, geometry)
     asm.fragment()
+    add_contacts(asm, geometry)
     info = GeometryInfo()
     asm.add_physical_groups(info)
     sizes = apply_size_fields(asm, mesh)
