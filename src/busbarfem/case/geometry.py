@@ -869,6 +869,36 @@ class MeshFile(StrictModel):
         return self._path if self._path is not None else Path(self.file)
 
 
+class Plate(StrictModel):
+    """A flat busbar cut to a DXF outline (laser-cut plate), extruded along z from ``z0``.
+
+    Plates are numbered after ``geometry.busbars``: with two busbars the first plate is
+    ``busbar_3`` (bolts and contacts refer to it by that index/name). Faces:
+    ``busbar_<i>.top`` / ``.bottom``. See :mod:`busbarfem.geometry.dxf` for what the
+    drawing may contain.
+    """
+
+    file: str = Field(description="DXF file, relative to the case file.")
+    unit: Literal["auto", "mm", "cm", "m", "inch"] = Field(
+        "auto", description="Drawing unit; 'auto' reads $INSUNITS (unitless drawings: mm).")
+    layer: str | None = Field(None, description="Only entities of this layer (default: all).")
+    thickness: float = Field(gt=0, description="Plate thickness along z [m].")
+    z0: float = Field(0.0, description="Height of the bottom face [m].")
+    material: str = Field("copper", description="Material name.")
+    _path: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> Plate:
+        self._path = _resolve_file(self.file, info)
+        if self._path.suffix.lower() != ".dxf":
+            raise ValueError(f"file {self.file!r} is not a .dxf drawing")
+        return self
+
+    def path(self) -> Path:
+        """The DXF file (resolved against the case folder)."""
+        return self._path if self._path is not None else Path(self.file)
+
+
 class ContactState(StrictModel):
     """Specific contact values in one clamping state (a row of a contact's ``states`` table)."""
 
@@ -961,6 +991,8 @@ class Geometry(StrictModel):
     terminals: Terminals | None = Field(
         None, description="Terminal faces; required unless a module builder defines them."
     )
+    plates: list[Plate] = Field(default_factory=list, description="Flat plates from DXF outlines "
+                                "(busbar_<n> numbered after busbars).")
     contacts: list[Contact] = Field(default_factory=list, description="Contact resistances on interfaces "
                                     "between two solids (regions contact.<a>.<b>).")
 
@@ -974,14 +1006,12 @@ class Geometry(StrictModel):
         if self.step is not None and self.step.terminals is not None and self.terminals is not None:
             raise ValueError("give the terminals in geometry.step.terminals or geometry.terminals, "
                              "not both")
-        nb, nt = len(self.busbars), len(self.tabs)
+        nb, nt = len(self.busbars) + len(self.plates), len(self.tabs)
         for k, b in enumerate(self.bolts):
             for j in b.plates():
                 if j > nb:
                     raise ValueError(f"bolts[{k}] passes through busbar {j} but there are only {nb} "
                                      "busbar(s)")
-            if b.is_plain() and self.busbars[b.busbar - 1].needs_bend_builder():
-                pass  # the general bolt builder handles it (the plain one assumes a plane bar)
         for k, w in enumerate(self.welds):
             if w.busbar > nb:
                 raise ValueError(f"welds[{k}].busbar = {w.busbar} but only {nb} busbar(s)")

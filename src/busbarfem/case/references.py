@@ -69,7 +69,7 @@ def _module(out: GeometryNames, geometry: Geometry, first_weld: int) -> None:
         n_plates = (n - 1) + 2
         faces = ("start", "end", "top")
         welded = mod.cell.type == "prismatic"  # pouch tabs pass through slots
-    first_busbar = len(geometry.busbars) + 1
+    first_busbar = len(geometry.busbars) + len(geometry.plates) + 1
     for k in range(first_busbar, first_busbar + n_plates):
         _sheet(out, naming.busbar(k), faces)
     if welded:  # every cell terminal is welded to exactly one plate
@@ -90,6 +90,8 @@ def geometry_names(geometry: Geometry) -> GeometryNames:
         return out
     for i, _ in enumerate(geometry.busbars, start=1):
         _sheet(out, naming.busbar(i))
+    for k, _ in enumerate(geometry.plates, start=len(geometry.busbars) + 1):
+        _sheet(out, naming.busbar(k), ("top", "bottom"))
     for i, tab in enumerate(geometry.tabs, start=1):
         _sheet(out, naming.tab(tab.polarity, tab.stage, tab.parallel), aliases=(f"tab_{i}",))
     for i, bolt in enumerate(geometry.bolts, start=1):

@@ -127,7 +127,7 @@ def add_general_bolt(asm: Assembly, bolt, bars: list[Busbar], index: int, field:
     plates = bolt.plates()
     if len(bolt.center) == 2:
         bar = bars[plates[0] - 1]
-        z = bar.z0 if len(bar.path[0]) == 2 else 0.0
+        z = bar.z0 if not hasattr(bar, "path") or len(bar.path[0]) == 2 else 0.0
         point = np.array([bolt.center[0], bolt.center[1], z])
     else:
         point = np.asarray(bolt.center, dtype=float)

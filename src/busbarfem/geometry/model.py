@@ -13,6 +13,7 @@ from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry.assembly import Assembly
 from busbarfem.geometry.bend import add_bent_busbar
 from busbarfem.geometry.contact import add_contacts
+from busbarfem.geometry.dxf import add_plate
 from busbarfem.geometry.busbar import add_bolt, add_busbar
 from busbarfem.geometry.importers import add_step, load_mesh_file
 from busbarfem.geometry.joints import add_general_bolt, add_via_array, add_weld_group
@@ -35,6 +36,8 @@ def used_materials(geometry: Geometry) -> dict[str, str]:
                 used[f"geometry.bolts.{i}.{what}.material"] = getattr(b, what).material
     for i, t in enumerate(geometry.tabs):
         used[f"geometry.tabs.{i}.material"] = t.material
+    for i, p in enumerate(geometry.plates):
+        used[f"geometry.plates.{i}.material"] = p.material
     for i, w in enumerate(geometry.welds):
         if w.material is not None:
             used[f"geometry.welds.{i}.material"] = w.material
@@ -79,6 +82,7 @@ def input_files(geometry: Geometry) -> list[Path]:
         files.append(geometry.step.path())
     if geometry.mesh_file is not None and geometry.mesh_file.path().is_file():
         files.append(geometry.mesh_file.path())
+    files += [p.path() for p in geometry.plates if p.path().is_file()]
     return files
 
 
@@ -102,6 +106,11 @@ def build_assembly(geometry: Geometry) -> Assembly:
         else:
             add_busbar(asm, bar, region)
         keyed(f"geometry.busbars.{i - 1}")
+    for k, plate in enumerate(geometry.plates):
+        i = len(geometry.busbars) + k + 1
+        add_plate(asm, plate, RegionInfo(naming.busbar(i), 3, plate.material, "conductor", 1),
+                  key=f"geometry.plates.{k}")
+        keyed(f"geometry.plates.{k}")
     for i, tab in enumerate(geometry.tabs, start=1):
         name = naming.tab(tab.polarity, tab.stage, tab.parallel)
         add_busbar(asm, tab.as_busbar(), RegionInfo(name, 3, tab.material, "conductor", 1,
@@ -109,11 +118,11 @@ def build_assembly(geometry: Geometry) -> Assembly:
                    aliases=(f"tab_{i}",))
         keyed(f"geometry.tabs.{i - 1}")
     for i, bolt in enumerate(geometry.bolts, start=1):
-        host = geometry.busbars[bolt.busbar - 1]
-        if bolt.is_plain() and not host.needs_bend_builder():
+        host = geometry.busbars[bolt.busbar - 1] if bolt.busbar <= len(geometry.busbars) else None
+        if bolt.is_plain() and host is not None and not host.needs_bend_builder():
             add_bolt(asm, bolt, host, RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
         else:
-            add_general_bolt(asm, bolt, geometry.busbars, i, 1, f"geometry.bolts.{i - 1}")
+            add_general_bolt(asm, bolt, [*geometry.busbars, *geometry.plates], i, 1, f"geometry.bolts.{i - 1}")
         keyed(f"geometry.bolts.{i - 1}")
     n_weld = 1
     for k, weld in enumerate(geometry.welds):
@@ -131,7 +140,8 @@ def build_assembly(geometry: Geometry) -> Assembly:
         asm.summary["step"] = add_step(asm, geometry.step)
         keyed("geometry.step")
     if geometry.module is not None:
-        asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + 1, n_weld)
+        asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + len(geometry.plates) + 1,
+                                       n_weld)
         keyed("geometry.module")
         rinfo = RegionInfo("cold_plate", 2, None, "surface", None)
         asm.surfaces["cold_plate"] = (rinfo, ["module.bottom"])
