@@ -74,7 +74,18 @@ def contact_materials(geometry, materials: dict) -> dict:
     return out
 
 
-def _shared_planar_faces(asm, a: str, b: str, key: str) -> list[tuple[int, np.ndarray, float]]:
+def _point_on_face(f: int, lo, hi) -> np.ndarray:
+    """A point of face ``f`` (its centre of mass may lie in a hole: try a parameter grid)."""
+    for fu in (0.5, 0.3, 0.7, 0.1, 0.9, 0.2, 0.8):
+        for fv in (0.5, 0.3, 0.7, 0.1, 0.9, 0.2, 0.8):
+            uv = [lo[0] + fu * (hi[0] - lo[0]), lo[1] + fv * (hi[1] - lo[1])]
+            x = gmsh.model.getValue(2, f, uv)
+            if gmsh.model.isInside(2, f, list(x)):
+                return np.asarray(x)
+    return np.asarray(gmsh.model.occ.getCenterOfMass(2, f))
+
+
+def _shared_planar_faces(asm, a: str, b: str, key: str, eps: float) -> list[tuple[int, np.ndarray, float]]:
     """(face, unit normal pointing into ``b``, area) of every face between regions a and b."""
     vols_a, vols_b = set(asm.parts[a].tags), set(asm.parts[b].tags)
     out = []
@@ -88,15 +99,50 @@ def _shared_planar_faces(asm, a: str, b: str, key: str) -> list[tuple[int, np.nd
                             "built on planar interfaces only (flat lug, washer or butt faces)", key=key)
         lo, hi = gmsh.model.getParametrizationBounds(2, f)
         n = np.asarray(gmsh.model.getNormal(f, [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2]))
-        c = np.asarray(gmsh.model.occ.getCenterOfMass(2, f))
+        c = _point_on_face(f, lo, hi)
         vb = next(iter(up & vols_b))
-        bb = np.asarray(gmsh.model.getBoundingBox(3, vb))
-        eps = 1e-6 * float(np.linalg.norm(bb[3:] - bb[:3]))
-        if not gmsh.model.isInside(3, vb, list(c + eps * n)):
+        inside_b = gmsh.model.isInside(3, vb, list(c + eps * n))
+        if inside_b == gmsh.model.isInside(3, vb, list(c - eps * n)):
+            raise CaseError(f"cannot tell on which side of the face between {a} and {b} {b} lies", key=key)
+        if not inside_b:
             n = -n
         out.append((f, n, gmsh.model.occ.getMass(2, f)))
     if not out:
         raise CaseError(f"{a} and {b} share no face: a contact needs the two solids to touch", key=key)
+    return out
+
+
+def _band_faces(asm, b: str, faces, t: float) -> list[tuple[int, np.ndarray, float]]:
+    """Pieces of ``b``'s exterior faces coplanar with the contact faces, within 10 t of them."""
+    occ = gmsh.model.occ
+    shared = {f for f, _, _ in faces}
+    boxes = np.array([gmsh.model.getBoundingBox(2, f) for f in shared])
+    d = 10 * t
+    lo, hi = boxes[:, :3].min(axis=0) - d, boxes[:, 3:].max(axis=0) + d
+    out = []
+    vols_b = set(asm.parts[b].tags)
+    for f0, n, _ in faces:
+        p0 = _point_on_face(f0, *gmsh.model.getParametrizationBounds(2, f0))
+        for v in vols_b:
+            _, bnd = gmsh.model.getAdjacencies(3, v)
+            for f in map(int, bnd):
+                if f in shared or gmsh.model.getType(2, f) != "Plane":
+                    continue
+                up, _ = gmsh.model.getAdjacencies(2, f)
+                if len(up) != 1:
+                    continue
+                lo_f, hi_f = gmsh.model.getParametrizationBounds(2, f)
+                q = _point_on_face(f, lo_f, hi_f)
+                nf = np.asarray(gmsh.model.getNormal(f, [(lo_f[0] + hi_f[0]) / 2, (lo_f[1] + hi_f[1]) / 2]))
+                if abs(abs(np.dot(nf, n)) - 1) > 1e-9 or abs(np.dot(q - p0, n)) > 1e-9 + 1e-9 * d:
+                    continue
+                fb = np.asarray(gmsh.model.getBoundingBox(2, f))
+                if np.any(fb[:3] > hi) or np.any(fb[3:] < lo):
+                    continue
+                box = occ.addBox(*map(float, lo), *map(float, hi - lo))
+                pieces, _ = occ.intersect(occ.copy([(2, f)]), [(3, box)])
+                out += [(tag, n, occ.getMass(2, tag)) for dim, tag in pieces if dim == 2]
+        shared.update(f for f, _, _ in out)
     return out
 
 
@@ -113,7 +159,7 @@ def add_contacts(asm, geometry) -> None:
             if r not in asm.parts:
                 raise CaseError(f"no region {r!r} to put a contact on", key=f"{key}.between.{j}",
                                 choices=sorted(asm.parts), bad=r)
-        faces = _shared_planar_faces(asm, a, b, key)
+        faces = _shared_planar_faces(asm, a, b, key, 0.5 * c.thickness)
         host = asm.parts[b]
         if host.thickness is not None and c.thickness > 0.25 * host.thickness:
             raise CaseError(f"contact layer thickness {c.thickness:g} m is more than a quarter of {b}'s "
@@ -122,6 +168,13 @@ def add_contacts(asm, geometry) -> None:
         area = 0.0
         for f, n, a_f in faces:
             out = occ.extrude([(2, f)], *map(float, c.thickness * n))
+            dts += [dt for dt in out if dt[0] == 3]
+            area += a_f
+        # a band of the layer over b's coplanar exterior faces next to the contact: where b runs
+        # on past the edge of a (a lap joint), a and b would otherwise share that edge, and the
+        # nodes on it would short the layer in the finite-element solution
+        for f_band, n, a_f in _band_faces(asm, b, faces, c.thickness):
+            out = occ.extrude([(2, f_band)], *map(float, c.thickness * n))
             dts += [dt for dt in out if dt[0] == 3]
             area += a_f
         if host.volume is not None:
