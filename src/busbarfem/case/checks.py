@@ -117,7 +117,7 @@ def check_terminals(case, src: CaseSource) -> None:
         pos = {r.strip() for r in t.refs("positive")}
         same = sorted(pos & {r.strip() for r in t.refs("negative")} - {"module"})
         if same:
-            raise src.error(f"terminals.positive and terminals.negative share the face {same[0]!r}; "
+            raise src.error(f"terminals.positive and terminals.negative are the same face ({same[0]!r}); "
                             "the current needs two different faces to flow between", "geometry.terminals.negative")
     step = case.geometry.step
     if step is not None and step.terminals is not None and step.terminals.positive.bbox == step.terminals.negative.bbox:
