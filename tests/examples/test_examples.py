@@ -8,6 +8,7 @@ changes.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,38 @@ def test_every_example_is_tested():
 
 def _extra_examples():
     return {"module_4s2p_pouch_discharge",
-            "module_1s4p_welds"}  # run by tests/verification/test_studies.py (faults)
+            "module_1s4p_welds",  # run by tests/verification/test_studies.py (faults)
+            "comsol_busbar",  # run by tests/verification/test_comsol_busbar.py (vs its STEP route)
+            "busbar_z_rows", "bolted_lug_contact"}  # below (issue 16)
+
+
+def test_busbar_z_rows(tmp_path):
+    s = run(tmp_path, "busbar_z_rows")
+    from busbarfem.case.geometry import Busbar
+    from busbarfem.materials import LIBRARY
+
+    import yaml
+
+    bar = Busbar.model_validate(yaml.safe_load((EX / "busbar_z_rows.yaml").read_text())["geometry"]["busbars"][0])
+    cu = LIBRARY["copper"]
+    # developed length at the extreme temperatures brackets R from below; the two clearance holes
+    # (a third of the width over 5 mm each, plus the spreading around them) add ~8 %
+    r_dev = bar.centre_length() / (cu.sigma_ref * 0.015 * 0.001)
+    lo = r_dev * (1 + cu.alpha * (s["T_min"]["value"] - cu.T_ref))
+    hi = r_dev * (1 + cu.alpha * (s["T_max"]["value"] - cu.T_ref))
+    assert lo < s["terminal"]["resistance_ohm"] < 1.12 * hi
+    assert s["terminal"]["resistance_ohm"] == pytest.approx(115.37e-6, rel=0.01)  # measured, P2
+
+
+def test_bolted_lug_contact(tmp_path):
+    s = run(tmp_path, "bolted_lug_contact")
+    q = s["joule_power_W"]["by_region"]["contact.busbar_1.busbar_2"]
+    # I^2 r_c / A over the 20 x 20 mm lap minus the bolt hole, if all current crossed the contact;
+    # the bonded bolt, washer and nut carry part of it past the contact
+    full = 200.0**2 * 2.0e-9 / (0.02 * 0.02 - math.pi * 0.004**2)
+    assert 0.4 * full < q < full
+    assert s["joule_power_W"]["by_region"]["bolt_1"] > 0.01
+    assert s["terminal"]["resistance_ohm"] == pytest.approx(40.23e-6, rel=0.01)  # measured, P2
 
 
 def test_busbar_straight(tmp_path):

@@ -246,7 +246,10 @@ def mutate(example: Path, index: int) -> Mutant:
         elif kind < 0.85:
             over = ".".join(["a"] * rng.randint(33, 80)) + "=1"
         else:
-            over = f"{key}.{rng.choice(['', 'nope', '0'])}=1" if rng.random() < 0.5 else f"{key}..x=1"
+            # index into a scalar (the longest key of the line is a leaf; 'path.0' is a list, and
+            # 'path.0.0=1' a valid coordinate in 3D paths)
+            leaf = max(keys, key=len) if keys else key
+            over = f"{leaf}.{rng.choice(['', 'nope', '0'])}=1" if rng.random() < 0.5 else f"{leaf}..x=1"
         return Mutant(f"{tag} --set {over[:60]!r}", text.encode(), overrides=[over], where="set")
     if op == "tab":
         k, v = rng.choice(_key_nodes(root, []))
@@ -269,8 +272,9 @@ def mutate(example: Path, index: int) -> Mutant:
     d = copy.deepcopy(data)
     g = d["geometry"]
     choices = []
+    plane = [b for b in g.get("busbars") or [] if len(b["path"][0]) == 2]  # self_overlap is drawn in 2D
     if g.get("busbars"):
-        choices += ["loop", "self_overlap"]
+        choices += ["loop", "self_overlap"] if plane else ["loop"]
     if g.get("vias") or g.get("welds"):
         choices.append("stack_joints")
     if g.get("tabs") and g.get("welds"):
@@ -284,7 +288,7 @@ def mutate(example: Path, index: int) -> Mutant:
         bar = rng.choice(g["busbars"])
         bar["path"] = list(bar["path"]) + [list(bar["path"][0])]
     elif choice == "self_overlap":
-        bar = rng.choice(g["busbars"])
+        bar = rng.choice(plane)
         (x0, y0), (x1, y1) = bar["path"][0], bar["path"][1]
         w = bar["width"]
         # out along the first segment, up by 3 widths, then straight back across it

@@ -138,13 +138,13 @@ def validate_cli(tmp_path: Path, text: str, capsys) -> tuple[int, str]:
 
 def test_validate_checks_face_references_without_meshing(tmp_path, capsys):
     text = (EXAMPLES / "busbar_l_bolted.yaml").read_text().replace(
-        "negative: bolt_2.top", "negative: bolt_1.bottom")
-    assert "bolt_1.bottom" in text
+        "negative: bolt_2.top", "negative: bolt_1.side")
+    assert "bolt_1.side" in text
     code, err = validate_cli(tmp_path, text, capsys)
     assert code == 2
-    assert f"case.yaml:{line_of(text, 'bolt_1.bottom')}: geometry.terminals.negative" in err
-    assert "unknown face reference 'bolt_1.bottom'" in err
-    assert "bolt_1.top, bolt_2.top, busbar_1.bottom" in err and "did you mean 'bolt_1.top'" in err
+    assert f"case.yaml:{line_of(text, 'bolt_1.side')}: geometry.terminals.negative" in err
+    assert "unknown face reference 'bolt_1.side'" in err
+    assert "bolt_1.bottom, bolt_1.top, bolt_2.bottom, bolt_2.top, busbar_1.bottom" in err and "did you mean 'bolt_1.top'" in err
 
 
 def test_validate_checks_boundary_regions_of_a_module(tmp_path, capsys):

@@ -46,7 +46,8 @@ def built_names(gmsh_session, geometry: Geometry):
     asm = build_assembly(geometry)
     faces = {f for f in asm.faces if not f.startswith("step.")}
     cells = [n for n, p in asm.parts.items() if p.info.kind == "cell"]
-    return list(asm.parts), faces, set(asm.surfaces), cells
+    # contact layers are carved after fragmentation (geometry.contact.add_contacts)
+    return list(asm.parts) + [c.name for c in geometry.contacts], faces, set(asm.surfaces), cells
 
 
 def check_same(gmsh_session, geometry: Geometry) -> None:

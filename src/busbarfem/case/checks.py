@@ -117,9 +117,12 @@ def check_physical_bounds(case, src: CaseSource) -> None:
 def check_terminals(case, src: CaseSource) -> None:
     """The positive and the negative terminal must be different faces."""
     t = case.geometry.terminals
-    if t is not None and t.positive.strip() == t.negative.strip() and t.positive.strip() != "module":
-        raise src.error(f"terminals.positive and terminals.negative are the same face ({t.positive!r}); "
-                        "the current needs two different faces to flow between", "geometry.terminals.negative")
+    if t is not None:
+        pos = {r.strip() for r in t.refs("positive")}
+        same = sorted(pos & {r.strip() for r in t.refs("negative")} - {"module"})
+        if same:
+            raise src.error(f"terminals.positive and terminals.negative are the same face ({same[0]!r}); "
+                            "the current needs two different faces to flow between", "geometry.terminals.negative")
     step = case.geometry.step
     if step is not None and step.terminals is not None and step.terminals.positive.bbox == step.terminals.negative.bbox:
         raise src.error("terminals.positive and terminals.negative select the same box; the current needs "
@@ -193,10 +196,12 @@ def check_references(case, src: CaseSource) -> None:
     if geometry.terminals is not None:
         choices = names.terminal_choices(has_module)
         for side in ("positive", "negative"):
-            ref = getattr(geometry.terminals, side)
-            if not (ref == MODULE_TERMINAL and has_module) and ref not in names.faces:
-                raise src.error(f"unknown face reference '{ref}'", f"geometry.terminals.{side}",
-                                choices=choices, bad=ref)
+            listed = not isinstance(getattr(geometry.terminals, side), str)
+            for k, ref in enumerate(geometry.terminals.refs(side)):
+                if not (ref == MODULE_TERMINAL and has_module) and ref not in names.faces:
+                    raise src.error(f"unknown face reference '{ref}'",
+                                    f"geometry.terminals.{side}" + (f".{k}" if listed else ""),
+                                    choices=choices, bad=ref)
     elif names.surfaces_known and naming.TERMINAL_POS not in names.surfaces:
         raise src.error("the geometry has no terminal faces for the load; give "
                         "geometry.terminals.positive and .negative (face references)",

@@ -1,11 +1,19 @@
 """Case-file models of the geometry (``geometry:``) and meshing (``mesh:``) sections.
 
-All lengths are in metres (SI). A busbar is a constant-width strip swept along a
-centre-line polyline in the xy plane and extruded upwards from ``z0`` by its
-thickness. Bends are rounded with *concentric* arcs: ``fillet_radius`` is the radius of
-the inner edge, the outer edge gets ``fillet_radius + width`` (the classic bent bar,
-constant width through the bend). ``fillet_radius = 0`` gives a sharp, mitred corner
-on both edges (the re-entrant inner corner is the current-crowding singularity).
+All lengths are in metres (SI). A busbar is a strip swept along a centre-line polyline.
+In the plane form (2-coordinate path points) the path lies in the xy plane and the strip
+is extruded upwards from ``z0`` by its thickness. Bends are rounded with *concentric*
+arcs: ``fillet_radius`` is the radius of the inner edge, the outer edge gets
+``fillet_radius + width`` (the classic bent bar, constant width through the bend).
+``fillet_radius = 0`` gives a sharp, mitred corner on both edges (the re-entrant inner
+corner is the current-crowding singularity).
+
+In the 3D form (3-coordinate path points) the strip is a bent sheet: its cross-section
+(width x thickness, centred on the centre-line) is carried along the path and, at every
+bend, rotated about the bend axis with the path, as a press brake bends a sheet (see
+:mod:`busbarfem.geometry.bend`). Bends may lie in any plane; each has its own inner
+radius (``bend_radii``); segments may have their own width and thickness
+(``segments``); holes and slots are placed by their developed position (``at``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pydantic import (
 from busbarfem.case.base import StrictModel
 
 XY = tuple[float, float]
+XYZ = tuple[float, float, float]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -61,21 +70,53 @@ def max_fillet_radius(path: list[XY], width: float) -> float:
     return limit
 
 
+def is_3d(path) -> bool:
+    """True for a 3D centre-line (3-coordinate points)."""
+    return len(path[0]) == 3
+
+
 # --------------------------------------------------------------------------- parts
 class Hole(StrictModel):
-    """A round through-hole in a busbar (e.g. a clearance hole)."""
+    """A round through-hole or a slot in a busbar (e.g. a clearance hole).
 
-    center: XY = Field(description="Hole centre (x, y) [m].")
-    radius: float = Field(gt=0, description="Hole radius [m].")
+    Place it by ``center`` (x, y) (plane paths: drilled along z) or by ``at`` = (s, u): the
+    developed distance ``s`` along the centre-line from the first path point and the offset
+    ``u`` across the width (towards the width direction), drilled along the local sheet
+    normal; ``at`` holes must lie on a straight segment. ``length > 0`` makes a slot
+    (a stadium: two half circles of ``radius`` whose centres are ``length`` apart).
+    """
+
+    center: XY | None = Field(None, description="Hole centre (x, y) [m] (plane paths).")
+    at: XY | None = Field(None, description="(s, u): developed distance along the centre-line from "
+                          "its start and offset across the width [m] (any path).")
+    radius: float = Field(gt=0, description="Hole radius (slot half-width) [m].")
+    length: float = Field(0.0, ge=0, description="Slot length between its two end-circle centres [m]; "
+                          "0 = a round hole.")
+    angle: float = Field(0.0, description="Slot direction [deg]: from +x for 'center', from the path "
+                         "direction (towards the width direction) for 'at'.")
+
+    @model_validator(mode="after")
+    def _one_position(self) -> Hole:
+        if (self.center is None) == (self.at is None):
+            raise ValueError("give exactly one of center (x, y) or at (s, u)")
+        return self
+
+
+class Section(StrictModel):
+    """The cross-section of one path segment (unset values: the busbar's own)."""
+
+    width: float | None = Field(None, gt=0, description="Segment width [m].")
+    thickness: float | None = Field(None, gt=0, description="Segment thickness [m].")
 
 
 class Busbar(StrictModel):
-    """A busbar: a strip of constant width and thickness along a centre-line path."""
+    """A busbar: a strip along a centre-line path (plane or 3D, see the module docstring)."""
 
-    path: list[XY] = Field(
+    path: list[XY | XYZ] = Field(
         min_length=2,
-        description="Centre-line polyline in the xy plane, >= 2 points [m]. The end "
-        "faces at the first/last point are the 'busbar_<i>.start'/'.end' references.",
+        description="Centre-line polyline, >= 2 points [m]: (x, y) points lie in the xy plane (strip "
+        "from z0 upwards); (x, y, z) points make a bent sheet whose section is centred on the line. The "
+        "end faces at the first/last point are the 'busbar_<i>.start'/'.end' references.",
     )
     width: float = Field(gt=0, description="Strip width across the path [m].")
     thickness: float = Field(gt=0, description="Thickness along z [m].")
@@ -87,14 +128,35 @@ class Busbar(StrictModel):
         "fillet_radius + width (concentric arcs). 0 = sharp mitred corner.",
     )
     material: str = Field("copper", description="Material name (materials library).")
-    holes: list[Hole] = Field(default_factory=list, description="Through-holes.")
+    holes: list[Hole] = Field(default_factory=list, description="Through-holes and slots.")
+    normal: XYZ | None = Field(
+        None, description="3D paths: the sheet normal (thickness direction) on the first segment. "
+        "Default: in the plane of the first bend (the sheet is bent about its width axis, press-brake "
+        "style), or +z-like when the path is straight. Plane paths: always +z.")
+    bend_radii: list[float] | None = Field(
+        None, description="Inner radius of each bend [m], one per interior path point (overrides "
+        "fillet_radius; the bent-sheet builder needs every radius > 0 at a real bend). In 3D the inner "
+        "radius is measured from the bend axis to the nearest edge/face of the section.")
+    segments: list[Section] | None = Field(
+        None, description="Per-segment width/thickness, one entry per path segment (default: the bar's). "
+        "The section may change only at a straight (collinear) path point.")
 
     @field_validator("path")
     @classmethod
-    def _check_path(cls, path: list[XY]) -> list[XY]:
+    def _check_path(cls, path: list) -> list:
+        if len({len(p) for p in path}) > 1:
+            raise ValueError("path points must all have 2 coordinates (x, y) or all 3 (x, y, z)")
         for a, b in zip(path[:-1], path[1:], strict=True):
             if math.dist(a, b) <= 0:
                 raise ValueError(f"path has a zero-length segment at {a}")
+        if is_3d(path):
+            from busbarfem.geometry.bend import turn_angles
+
+            for k, t in enumerate(turn_angles(path)):
+                if t > math.radians(170):
+                    raise ValueError(f"path turns by {math.degrees(t):.1f} deg at point {k + 1}; at most "
+                                     "170 deg per vertex (split a U-turn into two bends)")
+            return path
         for k, t in enumerate(path_turns(path)):
             if abs(t) > math.radians(170):
                 raise ValueError(
@@ -103,8 +165,36 @@ class Busbar(StrictModel):
                 )
         return path
 
+    def needs_bend_builder(self) -> bool:
+        """True when the bent-sheet builder must make this bar (3D path or per-bend/segment data)."""
+        return (is_3d(self.path) or self.bend_radii is not None or self.segments is not None
+                or any(h.at is not None or h.length > 0 for h in self.holes))
+
+    def sections(self) -> list[tuple[float, float]]:
+        """(width, thickness) of every path segment [m]."""
+        segs = self.segments or [Section()] * (len(self.path) - 1)
+        return [(s.width or self.width, s.thickness or self.thickness) for s in segs]
+
     @model_validator(mode="after")
     def _check_fillet(self) -> Busbar:
+        if self.segments is not None and len(self.segments) != len(self.path) - 1:
+            raise ValueError(f"segments has {len(self.segments)} entries; the path has "
+                             f"{len(self.path) - 1} segments (one entry each)")
+        if self.bend_radii is not None and len(self.bend_radii) != len(self.path) - 2:
+            raise ValueError(f"bend_radii has {len(self.bend_radii)} entries; the path has "
+                             f"{len(self.path) - 2} interior points (one radius each)")
+        if self.bend_radii is not None and any(r < 0 for r in self.bend_radii):
+            raise ValueError("bend_radii must be >= 0")
+        if self.needs_bend_builder():
+            from busbarfem.geometry.bend import BendError, plan
+
+            try:
+                plan(self)
+            except BendError as exc:
+                raise ValueError(str(exc)) from None
+            return self
+        if any(h.center is None for h in self.holes):
+            raise ValueError("holes placed by 'at' need the bent-sheet builder")
         turns = path_turns(self.path)
         if not any(abs(t) > 1e-9 for t in turns):
             return self
@@ -122,7 +212,11 @@ class Busbar(StrictModel):
         return self
 
     def centre_length(self) -> float:
-        """Length [m] of the centre line including the bend arcs."""
+        """Length [m] of the centre line including the bend arcs (the developed length)."""
+        if self.needs_bend_builder():
+            from busbarfem.geometry.bend import plan
+
+            return plan(self).developed_length
         h = self.width / 2
         length = sum(math.dist(a, b) for a, b in zip(self.path[:-1], self.path[1:], strict=True))
         if self.fillet_radius > 0:
@@ -132,19 +226,82 @@ class Busbar(StrictModel):
         return length
 
 
-class Bolt(StrictModel):
-    """A bolt or terminal post: a cylinder through a busbar that protrudes above it.
+class Fitting(StrictModel):
+    """A washer or nut: a ring of ``outer_radius`` around the bolt shank, ``thickness`` along its axis."""
 
-    The part inside the busbar replaces busbar material (conformal interface).
+    outer_radius: float = Field(gt=0, description="Outer radius [m] (> the bolt radius).")
+    thickness: float = Field(gt=0, description="Thickness along the bolt axis [m].")
+    material: str = Field("steel", description="Material name.")
+    end: Literal["top", "bottom", "both"] = Field(
+        "top", description="Which protruding end it sits on: 'top' (+axis side), 'bottom' or 'both'.")
+
+
+class Bolt(StrictModel):
+    """A bolt, stud or terminal post: a cylinder through one or several plates.
+
+    The part inside a plate replaces plate material (conformal interface). The axis runs
+    along ``axis`` (default +z) through ``center``; the shank spans the plates it passes
+    through (found where the axis line enters and leaves them) plus ``height`` beyond the
+    last plate on the +axis side and ``below`` beyond the first on the -axis side. A
+    negative ``height`` means a protrusion of -height on the -axis side only. The end
+    faces are ``bolt_<i>.top`` (+axis end) and ``bolt_<i>.bottom`` (-axis end). A washer
+    sits on the plate surface, a nut on the washer (or the plate), both inside the
+    protrusion of their end.
     """
 
-    center: XY = Field(description="Bolt axis position (x, y) [m].")
+    center: XY | XYZ = Field(description="A point of the bolt axis [m]: (x, y) for a vertical bolt "
+                             "through a plane busbar, or (x, y, z).")
+    axis: XYZ = Field((0.0, 0.0, 1.0), description="Axis direction (any length; +axis is 'top').")
     radius: float = Field(gt=0, description="Bolt (shank) radius [m].")
     height: float = Field(
-        gt=0, description="Protrusion above the busbar top face [m]; its top face is 'bolt_<i>.top'."
+        description="Protrusion beyond the plates on the +axis side [m] (negative: -height on the "
+        "-axis side instead); its end face is 'bolt_<i>.top'."
     )
+    below: float = Field(0.0, ge=0, description="Protrusion beyond the plates on the -axis side [m]; "
+                         "its end face is 'bolt_<i>.bottom'.")
     busbar: int = Field(1, ge=1, description="1-based index of the busbar it passes through.")
+    through: list[int] | None = Field(
+        None, min_length=1, description="1-based indices of all busbars it passes through (several "
+        "stacked plates); default [busbar].")
+    washer: Fitting | None = Field(None, description="Washer (region washer_<i>).")
+    nut: Fitting | None = Field(None, description="Nut (region nut_<i>), on the washer if both are given.")
     material: str = Field("steel", description="Material name (materials library).")
+
+    @field_validator("axis")
+    @classmethod
+    def _axis(cls, v):
+        if math.hypot(*v) <= 0:
+            raise ValueError("axis must be a non-zero vector")
+        return v
+
+    @model_validator(mode="after")
+    def _check_fittings(self) -> Bolt:
+        for what in ("washer", "nut"):
+            f = getattr(self, what)
+            if f is not None and f.outer_radius <= self.radius:
+                raise ValueError(f"{what}.outer_radius {f.outer_radius} m must exceed the bolt radius "
+                                 f"{self.radius} m")
+        for end, room in (("top", self.protrusion()[1]), ("bottom", self.protrusion()[0])):
+            need = sum(f.thickness for f in (self.washer, self.nut) if f is not None and f.end in (end, "both"))
+            if need > room + 1e-12:
+                raise ValueError(f"washer + nut on the {end} end are {need:g} m thick but the bolt "
+                                 f"protrudes only {room:g} m there")
+        return self
+
+    def protrusion(self) -> tuple[float, float]:
+        """(below, above) protrusions [m] beyond the plates along the axis."""
+        if self.height < 0:
+            return self.below - self.height, 0.0
+        return self.below, self.height
+
+    def plates(self) -> list[int]:
+        """1-based busbar indices the bolt passes through."""
+        return list(self.through) if self.through is not None else [self.busbar]
+
+    def is_plain(self) -> bool:
+        """True for the original form: vertical through one plane busbar, protruding above only."""
+        return (len(self.center) == 2 and tuple(self.axis) == (0.0, 0.0, 1.0) and self.height > 0
+                and self.below == 0 and self.through is None and self.washer is None and self.nut is None)
 
 
 class Tab(StrictModel):
@@ -251,11 +408,24 @@ class ViaArray(StrictModel):
 class Terminals(StrictModel):
     """Which faces are the module terminals (equipotential load surfaces)."""
 
-    positive: str = Field(
+    positive: str | list[str] = Field(
         description="Face reference of terminal_pos: 'busbar_<i>.start', 'busbar_<i>.end', "
-        "'bolt_<i>.top', 'tab_<i>.start'/'.end', or 'module' (the module's own posts)."
+        "'bolt_<i>.top', 'bolt_<i>.bottom', 'tab_<i>.start'/'.end', or 'module' (the module's own "
+        "posts); or a list of face references forming one terminal (e.g. two bolt ends)."
     )
-    negative: str = Field(description="Face reference of terminal_neg (same syntax as positive).")
+    negative: str | list[str] = Field(description="Face reference(s) of terminal_neg (same syntax as positive).")
+
+    @field_validator("positive", "negative")
+    @classmethod
+    def _nonempty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one face reference")
+        return v
+
+    def refs(self, side: str) -> list[str]:
+        """The face references of ``side`` ('positive' or 'negative') as a list."""
+        v = getattr(self, side)
+        return [v] if isinstance(v, str) else list(v)
 
 
 CELL_PRESETS: dict[str, tuple[float, float]] = {
@@ -699,6 +869,113 @@ class MeshFile(StrictModel):
         return self._path if self._path is not None else Path(self.file)
 
 
+class Plate(StrictModel):
+    """A flat busbar cut to a DXF outline (laser-cut plate), extruded along z from ``z0``.
+
+    Plates are numbered after ``geometry.busbars``: with two busbars the first plate is
+    ``busbar_3`` (bolts and contacts refer to it by that index/name). Faces:
+    ``busbar_<i>.top`` / ``.bottom``. See :mod:`busbarfem.geometry.dxf` for what the
+    drawing may contain.
+    """
+
+    file: str = Field(description="DXF file, relative to the case file.")
+    unit: Literal["auto", "mm", "cm", "m", "inch"] = Field(
+        "auto", description="Drawing unit; 'auto' reads $INSUNITS (unitless drawings: mm).")
+    layer: str | None = Field(None, description="Only entities of this layer (default: all).")
+    thickness: float = Field(gt=0, description="Plate thickness along z [m].")
+    z0: float = Field(0.0, description="Height of the bottom face [m].")
+    material: str = Field("copper", description="Material name.")
+    _path: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> Plate:
+        self._path = _resolve_file(self.file, info)
+        if self._path.suffix.lower() != ".dxf":
+            raise ValueError(f"file {self.file!r} is not a .dxf drawing")
+        return self
+
+    def path(self) -> Path:
+        """The DXF file (resolved against the case folder)."""
+        return self._path if self._path is not None else Path(self.file)
+
+
+class ContactState(StrictModel):
+    """Specific contact values in one clamping state (a row of a contact's ``states`` table)."""
+
+    r_c: float = Field(gt=0, description="Specific electrical contact resistance [ohm m^2].")
+    h_c: float = Field(gt=0, description="Thermal contact conductance [W/m^2/K].")
+
+
+class Contact(StrictModel):
+    """Contact resistance on the interface between two solids (region ``contact.<a>.<b>``).
+
+    Modelled as a thin conformal layer of ``thickness`` carved out of the second solid along
+    the shared planar faces, with properties derived from the specific values so that the
+    layer adds exactly ``r_c / A`` of electrical and ``1 / (h_c A)`` of thermal resistance
+    whatever its thickness (docs/theory.md, Contact resistance); the Joule heat of the contact
+    is deposited in the layer. ``states`` + ``state`` pick the values of a named clamping
+    state; ``r_c_vs_T`` gives r_c at several temperatures (fitted by the solver's linear law
+    ``r_c (1 + alpha (T - T_ref))``; a table that is not linear within 2 % is an error).
+    """
+
+    between: tuple[str, str] = Field(description="The two region names, e.g. [busbar_1, bolt_1]; the "
+                                     "layer is carved out of the second.")
+    r_c: float | None = Field(None, gt=0, description="Specific electrical contact resistance [ohm m^2].")
+    h_c: float | None = Field(None, gt=0, description="Thermal contact conductance [W/m^2/K].")
+    states: dict[str, ContactState] | None = Field(
+        None, description="Named clamping states (e.g. torqued, loose) -> {r_c, h_c}.")
+    state: str | None = Field(None, description="Which of 'states' applies.")
+    r_c_vs_T: list[XY] | None = Field(
+        None, min_length=2, description="(T [K], r_c [ohm m^2]) points; overrides r_c with a linear fit.")
+    thickness: float = Field(1.0e-4, gt=0, description="Thickness of the modelling layer [m] (results do "
+                             "not depend on it; keep it well below the solids' thickness).")
+
+    @model_validator(mode="after")
+    def _values(self) -> Contact:
+        if self.between[0] == self.between[1]:
+            raise ValueError("between needs two different regions")
+        if self.states is not None:
+            if self.state not in self.states:
+                raise ValueError(f"state {self.state!r} is not one of the states {sorted(self.states)}")
+        elif self.state is not None:
+            raise ValueError("state needs a states table")
+        elif self.h_c is None or (self.r_c is None and self.r_c_vs_T is None):
+            raise ValueError("give r_c (or r_c_vs_T) and h_c, or states + state")
+        self.linear_r_c()
+        return self
+
+    @property
+    def name(self) -> str:
+        """Region name of the layer: ``contact.<a>.<b>``."""
+        return f"contact.{self.between[0]}.{self.between[1]}"
+
+    def values(self) -> tuple[float, float]:
+        """(r_c [ohm m^2], h_c [W/m^2/K]) in the selected state (before any T table)."""
+        if self.states is not None:
+            st = self.states[self.state]
+            return st.r_c, st.h_c
+        return self.r_c if self.r_c is not None else 0.0, self.h_c
+
+    def linear_r_c(self) -> tuple[float, float, float]:
+        """(r_c at T_ref, alpha [1/K], T_ref [K]) of the contact's electrical law."""
+        if self.r_c_vs_T is None:
+            return self.values()[0], 0.0, 293.15
+        import numpy as np
+
+        T = np.array([p[0] for p in self.r_c_vs_T])
+        r = np.array([p[1] for p in self.r_c_vs_T])
+        if np.any(T <= 0) or np.any(r <= 0) or len(set(T)) < 2:
+            raise ValueError("r_c_vs_T needs >= 2 distinct temperatures > 0 K and r_c > 0")
+        slope, r0 = np.polyfit(T - T[0], r, 1)
+        dev = np.max(np.abs(r0 + slope * (T - T[0]) - r) / r)
+        if dev > 0.02:
+            raise ValueError(f"r_c_vs_T departs from a straight line by {dev:.1%} (> 2 %); the solver's "
+                             "resistivity law is linear in T: give points over a narrower range")
+        if slope < 0:
+            raise ValueError("r_c_vs_T falls with temperature; the solver's law needs alpha >= 0")
+        return float(r0), float(slope / r0), float(T[0])
+
+
 class Geometry(StrictModel):
     """The ``geometry:`` section: every solid of the model."""
 
@@ -714,6 +991,10 @@ class Geometry(StrictModel):
     terminals: Terminals | None = Field(
         None, description="Terminal faces; required unless a module builder defines them."
     )
+    plates: list[Plate] = Field(default_factory=list, description="Flat plates from DXF outlines "
+                                "(busbar_<n> numbered after busbars).")
+    contacts: list[Contact] = Field(default_factory=list, description="Contact resistances on interfaces "
+                                    "between two solids (regions contact.<a>.<b>).")
 
     @model_validator(mode="after")
     def _check_refs(self) -> Geometry:
@@ -725,10 +1006,12 @@ class Geometry(StrictModel):
         if self.step is not None and self.step.terminals is not None and self.terminals is not None:
             raise ValueError("give the terminals in geometry.step.terminals or geometry.terminals, "
                              "not both")
-        nb, nt = len(self.busbars), len(self.tabs)
+        nb, nt = len(self.busbars) + len(self.plates), len(self.tabs)
         for k, b in enumerate(self.bolts):
-            if b.busbar > nb:
-                raise ValueError(f"bolts[{k}].busbar = {b.busbar} but only {nb} busbar(s)")
+            for j in b.plates():
+                if j > nb:
+                    raise ValueError(f"bolts[{k}] passes through busbar {j} but there are only {nb} "
+                                     "busbar(s)")
         for k, w in enumerate(self.welds):
             if w.busbar > nb:
                 raise ValueError(f"welds[{k}].busbar = {w.busbar} but only {nb} busbar(s)")
@@ -740,6 +1023,9 @@ class Geometry(StrictModel):
             a, b = v.busbars
             if a == b or max(a, b) > nb:
                 raise ValueError(f"vias[{k}].busbars = {v.busbars}: two different busbars of {nb}")
+        pairs = [frozenset(c.between) for c in self.contacts]
+        if len(set(pairs)) < len(pairs):
+            raise ValueError("two contacts name the same pair of regions")
         names = [f"tab_{t.polarity}_{t.stage}_{t.parallel}" for t in self.tabs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from busbarfem.case.abuse import Abuse
 from busbarfem.case.base import StrictModel
@@ -154,6 +154,19 @@ class Case(StrictModel):
     abuse: Abuse | None = Field(None, description="Cell thermal runaway: abuse kinetics, triggers, onset and stop criteria (run by busbarfem.cells.abuse_lumped.run_case_lumped; not yet by `busbarfem run`).")
     # where the keys came from (file, lines), set by the loader; not part of the schema
     _source: object | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _contact_materials(self) -> Case:
+        """Add the derived layer material of every geometry contact (busbarfem.geometry.contact)."""
+        if self.geometry.contacts:
+            from busbarfem.geometry.contact import contact_materials
+            from busbarfem.materials import resolve_materials
+
+            user = {k: v for k, v in self.materials.items() if not k.startswith("contact.")}
+            derived = contact_materials(self.geometry, resolve_materials(user))
+            # no validated assignment: it would run this validator again
+            self.__dict__["materials"] = {**user, **derived}
+        return self
 
     @field_validator("name")
     @classmethod

@@ -74,7 +74,7 @@ def estimate_elements(geometry, mesh) -> dict[str, float]:
         if n:
             out[kind] = n
     if geometry.bolts:
-        out["bolts"] = sum(_tets(math.pi * b.radius**2 * b.height, mesh.size) for b in geometry.bolts)
+        out["bolts"] = sum(_tets(math.pi * b.radius**2 * sum(b.protrusion()), mesh.size) for b in geometry.bolts)
     mod = geometry.module
     if mod is not None:
         h = mesh.cell_size or mesh.size
@@ -101,6 +101,20 @@ def _seg_dist(p, q, r, s) -> float:
     return min(pt_seg(p, r, s), pt_seg(q, r, s), pt_seg(r, p, q), pt_seg(s, p, q))
 
 
+def _seg_dist3(p, q, r, s) -> float:
+    """Distance between segments pq and rs in space (clamped closest points)."""
+    import numpy as np
+
+    p, q, r, s = (np.asarray(v, dtype=float) for v in (p, q, r, s))
+    d1, d2, w = q - p, s - r, p - r
+    a, b, c, d, e = d1 @ d1, d1 @ d2, d2 @ d2, d1 @ w, d2 @ w
+    den = a * c - b * b
+    t = 0.0 if den <= 1e-30 * a * c else min(1.0, max(0.0, (b * e - c * d) / den))
+    u = min(1.0, max(0.0, (b * t + e) / c))
+    t = min(1.0, max(0.0, (b * u - d) / a))
+    return float(np.linalg.norm(p + t * d1 - (r + u * d2)))
+
+
 def _check_path(path, width: float, key: str, src: CaseSource) -> None:
     if len(path) > MAX_PATH_POINTS:
         raise src.error(f"path has {len(path)} points, more than the {MAX_PATH_POINTS} a busbar or tab may "
@@ -108,7 +122,8 @@ def _check_path(path, width: float, key: str, src: CaseSource) -> None:
     n = len(path) - 1
     for i in range(n):
         for j in range(i + 2, n):
-            d = _seg_dist(path[i], path[i + 1], path[j], path[j + 1])
+            dist = _seg_dist3 if len(path[0]) == 3 else _seg_dist
+            d = dist(path[i], path[i + 1], path[j], path[j + 1])
             if d < width:
                 what = "crosses itself" if d == 0 else f"comes within {d:.3g} m of itself (width {width:g} m)"
                 raise src.error(f"path {what}: segments {i + 1} and {j + 1} (points {i + 1}-{i + 2} and "

@@ -69,7 +69,7 @@ def _module(out: GeometryNames, geometry: Geometry, first_weld: int) -> None:
         n_plates = (n - 1) + 2
         faces = ("start", "end", "top")
         welded = mod.cell.type == "prismatic"  # pouch tabs pass through slots
-    first_busbar = len(geometry.busbars) + 1
+    first_busbar = len(geometry.busbars) + len(geometry.plates) + 1
     for k in range(first_busbar, first_busbar + n_plates):
         _sheet(out, naming.busbar(k), faces)
     if welded:  # every cell terminal is welded to exactly one plate
@@ -90,11 +90,14 @@ def geometry_names(geometry: Geometry) -> GeometryNames:
         return out
     for i, _ in enumerate(geometry.busbars, start=1):
         _sheet(out, naming.busbar(i))
+    for k, _ in enumerate(geometry.plates, start=len(geometry.busbars) + 1):
+        _sheet(out, naming.busbar(k), ("top", "bottom"))
     for i, tab in enumerate(geometry.tabs, start=1):
         _sheet(out, naming.tab(tab.polarity, tab.stage, tab.parallel), aliases=(f"tab_{i}",))
-    for i, _ in enumerate(geometry.bolts, start=1):
+    for i, bolt in enumerate(geometry.bolts, start=1):
         out.volumes.append(naming.bolt(i))
-        out.faces.append(f"{naming.bolt(i)}.top")
+        out.faces += [f"{naming.bolt(i)}.top", f"{naming.bolt(i)}.bottom"]
+        out.volumes += [f"{what}_{i}" for what in ("washer", "nut") if getattr(bolt, what) is not None]
     k = 1
     for weld in geometry.welds:
         for _ in weld.pattern.positions():
@@ -106,6 +109,7 @@ def geometry_names(geometry: Geometry) -> GeometryNames:
         for _ in vias.pattern.positions():
             out.volumes.append(naming.via(k))
             k += 1
+    out.volumes += [c.name for c in geometry.contacts]
     if geometry.step is not None:
         regions = geometry.step.regions()
         out.volumes += list(regions)

@@ -166,7 +166,9 @@ def add_bolt(asm: Assembly, bolt: Bolt, bar: Busbar, region: RegionInfo) -> Part
     """Add a bolt: a cylinder from the busbar bottom to ``height`` above its top.
 
     The shank inside the busbar belongs to the bolt (it has the higher priority), so the
-    host busbar's analytic volume is reduced accordingly. Registers ``bolt_<i>.top``.
+    host busbar's analytic volume is reduced accordingly. Registers ``bolt_<i>.top`` and
+    ``bolt_<i>.bottom`` (flush with the busbar bottom). Bolts with any other axis, plates,
+    protrusion or fittings: :func:`busbarfem.geometry.joints.add_general_bolt`.
     """
     occ = gmsh.model.occ
     total = bar.thickness + bolt.height
@@ -183,6 +185,8 @@ def add_bolt(asm: Assembly, bolt: Bolt, bar: Busbar, region: RegionInfo) -> Part
         f"{region.name}.top",
         FaceSelector(region.name, (bolt.center[0], bolt.center[1], top), (0, 0, 1), 1.01 * bolt.radius),
     )
+    asm.add_face(f"{region.name}.bottom", FaceSelector(
+        region.name, (bolt.center[0], bolt.center[1], bar.z0), (0, 0, -1), 1.01 * bolt.radius))
     tol = 1e-6 + 1e-3 * bolt.radius
     asm.features.append(Feature("bolts", curve_is_circle_at(bolt.center, bolt.radius, tol),
                                 local_size=None))

@@ -11,9 +11,12 @@ from busbarfem.case.geometry import Geometry, MeshOptions, Terminals
 from busbarfem.errors import CaseError
 from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry.assembly import Assembly
+from busbarfem.geometry.bend import add_bent_busbar
+from busbarfem.geometry.contact import add_contacts
+from busbarfem.geometry.dxf import add_plate
 from busbarfem.geometry.busbar import add_bolt, add_busbar
 from busbarfem.geometry.importers import add_step, load_mesh_file
-from busbarfem.geometry.joints import add_via_array, add_weld_group
+from busbarfem.geometry.joints import add_general_bolt, add_via_array, add_weld_group
 from busbarfem.geometry.module import add_module
 from busbarfem.geometry.quality import mesh_quality, volume_min_dihedral
 from busbarfem.geometry.sizing import apply_size_fields
@@ -28,8 +31,13 @@ def used_materials(geometry: Geometry) -> dict[str, str]:
         used[f"geometry.busbars.{i}.material"] = b.material
     for i, b in enumerate(geometry.bolts):
         used[f"geometry.bolts.{i}.material"] = b.material
+        for what in ("washer", "nut"):
+            if getattr(b, what) is not None:
+                used[f"geometry.bolts.{i}.{what}.material"] = getattr(b, what).material
     for i, t in enumerate(geometry.tabs):
         used[f"geometry.tabs.{i}.material"] = t.material
+    for i, p in enumerate(geometry.plates):
+        used[f"geometry.plates.{i}.material"] = p.material
     for i, w in enumerate(geometry.welds):
         if w.material is not None:
             used[f"geometry.welds.{i}.material"] = w.material
@@ -74,6 +82,7 @@ def input_files(geometry: Geometry) -> list[Path]:
         files.append(geometry.step.path())
     if geometry.mesh_file is not None and geometry.mesh_file.path().is_file():
         files.append(geometry.mesh_file.path())
+    files += [p.path() for p in geometry.plates if p.path().is_file()]
     return files
 
 
@@ -91,8 +100,17 @@ def build_assembly(geometry: Geometry) -> Assembly:
                 p.key = key
 
     for i, bar in enumerate(geometry.busbars, start=1):
-        add_busbar(asm, bar, RegionInfo(naming.busbar(i), 3, bar.material, "conductor", 1))
+        region = RegionInfo(naming.busbar(i), 3, bar.material, "conductor", 1)
+        if bar.needs_bend_builder():
+            add_bent_busbar(asm, bar, region, key=f"geometry.busbars.{i - 1}")
+        else:
+            add_busbar(asm, bar, region)
         keyed(f"geometry.busbars.{i - 1}")
+    for k, plate in enumerate(geometry.plates):
+        i = len(geometry.busbars) + k + 1
+        add_plate(asm, plate, RegionInfo(naming.busbar(i), 3, plate.material, "conductor", 1),
+                  key=f"geometry.plates.{k}")
+        keyed(f"geometry.plates.{k}")
     for i, tab in enumerate(geometry.tabs, start=1):
         name = naming.tab(tab.polarity, tab.stage, tab.parallel)
         add_busbar(asm, tab.as_busbar(), RegionInfo(name, 3, tab.material, "conductor", 1,
@@ -100,8 +118,11 @@ def build_assembly(geometry: Geometry) -> Assembly:
                    aliases=(f"tab_{i}",))
         keyed(f"geometry.tabs.{i - 1}")
     for i, bolt in enumerate(geometry.bolts, start=1):
-        add_bolt(asm, bolt, geometry.busbars[bolt.busbar - 1],
-                 RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
+        host = geometry.busbars[bolt.busbar - 1] if bolt.busbar <= len(geometry.busbars) else None
+        if bolt.is_plain() and host is not None and not host.needs_bend_builder():
+            add_bolt(asm, bolt, host, RegionInfo(naming.bolt(i), 3, bolt.material, "conductor", 1))
+        else:
+            add_general_bolt(asm, bolt, [*geometry.busbars, *geometry.plates], i, 1, f"geometry.bolts.{i - 1}")
         keyed(f"geometry.bolts.{i - 1}")
     n_weld = 1
     for k, weld in enumerate(geometry.welds):
@@ -119,7 +140,8 @@ def build_assembly(geometry: Geometry) -> Assembly:
         asm.summary["step"] = add_step(asm, geometry.step)
         keyed("geometry.step")
     if geometry.module is not None:
-        asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + 1, n_weld)
+        asm.summary["module"] = add_module(asm, geometry.module, len(geometry.busbars) + len(geometry.plates) + 1,
+                                       n_weld)
         keyed("geometry.module")
         rinfo = RegionInfo("cold_plate", 2, None, "surface", None)
         asm.surfaces["cold_plate"] = (rinfo, ["module.bottom"])
@@ -133,18 +155,19 @@ def _add_terminals(asm: Assembly, geometry: Geometry) -> None:
         terminals = Terminals(positive="module", negative="module")
     if terminals is None:
         return
-    for name, ref, pol in ((TERMINAL_POS, terminals.positive, "pos"),
-                           (TERMINAL_NEG, terminals.negative, "neg")):
-        if ref == "module" and geometry.module is not None:
-            ref = "module.positive" if pol == "pos" else "module.negative"
-        if ref not in asm.faces:
-            side = "positive" if pol == "pos" else "negative"
-            raise CaseError(f"unknown face reference {ref!r}", key=f"geometry.terminals.{side}",
-                            choices=sorted(asm.faces), bad=ref)
-        sel = asm.faces[ref]
+    for name, side, pol in ((TERMINAL_POS, "positive", "pos"), (TERMINAL_NEG, "negative", "neg")):
+        refs = []
+        for k, ref in enumerate(terminals.refs(side)):
+            if ref == "module" and geometry.module is not None:
+                ref = "module.positive" if pol == "pos" else "module.negative"
+            if ref not in asm.faces:
+                key = f"geometry.terminals.{side}" + ("" if isinstance(getattr(terminals, side), str) else f".{k}")
+                raise CaseError(f"unknown face reference {ref!r}", key=key, choices=sorted(asm.faces), bad=ref)
+            refs.append(ref)
+        sel = asm.faces[refs[0]]
         region = (sel[0] if isinstance(sel, list) else sel).region
         fld = asm.parts[region].info.field
-        asm.surfaces[name] = (RegionInfo(name, 2, None, "surface", fld, polarity=pol), [ref])
+        asm.surfaces[name] = (RegionInfo(name, 2, None, "surface", fld, polarity=pol), refs)
 
 
 def _check_element_budget(mesh: MeshOptions) -> None:
@@ -293,6 +316,7 @@ def generate_model(
         raise CaseError("the geometry section defines no solid", key="geometry")
     _add_terminals(asm, geometry)
     asm.fragment()
+    add_contacts(asm, geometry)
     info = GeometryInfo()
     asm.add_physical_groups(info)
     sizes = apply_size_fields(asm, mesh)
