@@ -1,5 +1,6 @@
-"""A 4s2p module of PyBaMM SPMe cells (busbarfem.cells.pybamm_cell) in a lumped resistor
-network against liionpack's cell currents for the same netlist (issue 17).
+"""PyBaMM SPMe cells in a 4s2p lumped network against liionpack's cell currents (issue 17).
+
+The batch cells of busbarfem.cells.pybamm_cell in liionpack's own netlist.
 
 Reference: tests/data/liionpack_4s2p_spme.csv and ..._netlist.csv written by
 scripts/gen_liionpack_4s2p.py (liionpack 0.4.0 with PyBaMM 25.1.1 in its own venv). The
