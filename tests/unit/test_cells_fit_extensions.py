@@ -44,3 +44,27 @@ def test_fit_recovers_diffusion_and_kinetics():
     for got, want in ((cell["R0"], TRUE["R0"]), (cell["kinetics"]["R"], TRUE["kinetics"]["R"]),
                       (cell["rc_pairs"][0]["R"], TRUE["rc_pairs"][0]["R"])):
         np.testing.assert_allclose(np.asarray(got)[:, 1], np.asarray(want)[:, 1], rtol=0.02)
+
+
+def test_fit_ecm_cli_writes_the_extensions_and_checks_their_flags(tmp_path, capsys):
+    """`fit-ecm DATA --diffusion --kinetics` writes a cell file with both blocks that loads as
+    a preset; --electrode-ocv / --pulse-rates without --pybamm exit 2 naming the flag."""
+    import yaml
+
+    from busbarfem.case.cells import CellModel
+    from busbarfem.cli import main
+
+    test = pulse_test()
+    test.voltage = simulate_ecm(TRUE, test)
+    csv = tmp_path / "pulses.csv"
+    test.write_csv(csv)
+    out = tmp_path / "cell.yaml"
+    assert main(["fit-ecm", str(csv), "-o", str(out), "--n-rc", "1", "--capacity", "2.0",
+                 "--diffusion", "--kinetics", "-q"]) == 0
+    cell = yaml.safe_load(out.read_text())["cell"]
+    assert {"diffusion", "kinetics"} <= set(cell)
+    model = CellModel(preset=str(out))
+    assert model.diffusion is not None and model.kinetics is not None
+    for i, flag in enumerate((["--electrode-ocv"], ["--pulse-rates", "1,2"])):
+        assert main(["fit-ecm", str(csv), "-o", str(tmp_path / f"x{i}.yaml"), *flag]) == 2
+        assert "--pybamm" in capsys.readouterr().err
