@@ -19,8 +19,10 @@ from busbarfem.cells.lumped import run_lumped
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "LG_M50_DFN_Chen2020_cc.csv"
 DFN_OCV0 = 4.180941425  # V, PyBaMM Chen2020 initial state
-# measured (docs/cells.md): 12.4 / 9.8 / 31.8 mV; +0.01 / +0.20 / +1.08 % capacity
-LIMITS = {0.5: (15e-3, 0.01), 1.0: (15e-3, 0.01), 2.0: (35e-3, 0.015)}
+# measured (docs/cells.md): 12.6 / 8.8 / 29.6 mV; +0.04 / +0.08 / +0.53 % capacity
+# (issue 17 asks <= 15 mV at 2C too: missed, see docs/cells.md)
+LIMITS = {0.5: (15e-3, 0.01), 1.0: (15e-3, 0.01), 2.0: (32e-3, 0.01)}
+CCCV = Path(__file__).resolve().parents[1] / "data" / "LG_M50_DFN_Chen2020_cccv.csv"
 
 
 def _reference():
@@ -47,8 +49,8 @@ def ecm_vs(t, current, voltage, c_rate, preset="LG_M50_DFN"):
 
 @pytest.mark.parametrize("c_rate", sorted(LIMITS))
 def test_lg_m50_matches_cached_dfn(c_rate):
-    """LG_M50 ECM vs cached Chen2020 DFN at 0.5C / 1C / 2C: V RMS 12.4 / 9.8 / 31.8 mV
-    (limits 15 / 15 / 35 mV), charge +0.01 / +0.20 / +1.08 % (limits 1 / 1 / 1.5 %)."""
+    """LG_M50_DFN ECM vs cached Chen2020 DFN at 0.5C / 1C / 2C: V RMS 12.6 / 8.8 / 29.6 mV
+    (limits 15 / 15 / 32 mV), charge +0.04 / +0.08 / +0.53 % (limit 1 %)."""
     t, current, voltage = _reference()[c_rate].T
     np.testing.assert_allclose(current, 5.0 * c_rate, rtol=1e-6)
     rms, dq = ecm_vs(t, current, voltage, c_rate)
@@ -59,7 +61,7 @@ def test_lg_m50_matches_cached_dfn(c_rate):
 
 def test_older_lg_m50_set_is_the_one_the_issue_measured():
     """The older LG_M50 set (still the default preset) against the same DFN at 1C: the 53.9 mV
-    RMS the user measured (issue 17); LG_M50_DFN is 5x closer."""
+    RMS the user measured (issue 17); LG_M50_DFN is 6x closer (8.8 mV)."""
     t, current, voltage = _reference()[1.0].T
     rms_old, _ = ecm_vs(t, current, voltage, 1.0, preset="LG_M50")
     rms_new, _ = ecm_vs(t, current, voltage, 1.0)
@@ -94,3 +96,50 @@ def test_pybamm_driven_fit_reproduces_its_own_virtual_tests():
     for name, rms in res.rms.items():
         assert rms < 5e-3, f"{name}: {1e3 * rms:.2f} mV"  # measured 2.9 (C/20), 2.6 (HPPC)
     assert not res.nonlinear["activation_fitted"]  # one temperature: Ea not identifiable
+
+
+@pytest.mark.parametrize("dt", [10.0, 300.0])
+def test_cv_charge_current_decays_monotonically_like_the_dfn(dt):
+    """CC-CV charge (1C to 4.2 V, hold to C/100) from SOC 0.7 in the lumped runner vs the
+    cached DFN (scripts/gen_dfn_cccv_reference.py), whose CV current decays monotonically:
+    the ECM's CV current never rises more than 0.5 % above its running minimum (measured
+    0.35 % at 10 s steps, none at 300 s; the set shipped before, with a fitted OCV table
+    flat at SOC 0.875-0.9, rose 18.4 % / 10.2 %: the CV anomaly of issue 17), and the
+    charge taken equals the DFN's within 0.5 % at 10 s steps (measured +0.12 %)."""
+    t, current, voltage = np.loadtxt(CCCV, delimiter=",", comments="#", skiprows=2).T
+    cell = CellModel(preset="LG_M50_DFN", initial_soc=0.7)
+    load = Load(electrical_input_type="standard_charge_profile", charging_profile_type="cccv",
+                c_rate=1.0, maximum_cell_state_of_charge=1.0)
+    res = run_lumped(cell, load, 1, 1, dt=dt, event_tolerance=1.0)
+    assert "cut-off current" in res.stop_reason
+    k = res.step_index
+    cv = np.abs(res.module_current[np.nonzero(k == k[-1])[0][1:]])
+    assert np.max(cv[1:] / np.minimum.accumulate(cv)[:-1]) - 1.0 < 0.005
+    dfn_cv = np.abs(current[voltage > 4.1999])
+    assert np.max(dfn_cv[1:] / np.minimum.accumulate(dfn_cv)[:-1]) - 1.0 < 1e-3  # the reference
+    if dt == 10.0:
+        q_ecm = -np.sum(np.diff(res.time) * res.module_current[1:]) / 3600.0
+        q_dfn = -np.sum(np.diff(t) * current[1:]) / 3600.0
+        assert abs(q_ecm / q_dfn - 1.0) < 0.005
+
+
+ECKER = Path(__file__).resolve().parents[1] / "data" / "Ecker2015_DFN_cc.csv"
+
+
+def test_ecker2015_second_chemistry_matches_its_dfn():
+    """Ecker2015_DFN (Kokam NMC/graphite as PyBaMM codes it) vs its cached DFN, CC from SOC 1
+    to 2.5 V, lumped runner at the DFN's current: V RMS 4.0 / 11.1 / 17.4 mV at 0.5C / 1C /
+    2C (limits 6 / 13 / 20 mV), charge +0.01 / +0.06 / +0.18 % (limit 1 %)."""
+    arr = np.loadtxt(ECKER, delimiter=",", comments="#", skiprows=2)
+    cell = CellModel(preset="Ecker2015_DFN")
+    limits = {0.5: 6e-3, 1.0: 13e-3, 2.0: 20e-3}
+    for c, lim in limits.items():
+        t, current, voltage = arr[arr[:, 0] == c, 1:].T
+        res = run_lumped(cell, Load(current=float(current[1]), minimum_cell_voltage=2.5,
+                                    minimum_cell_state_of_charge=0.0), 1, 1, dt=10.0)
+        span = t <= min(t[-1], res.time[-1])
+        err = np.interp(t[span], res.time, res.cell_voltage[:, 0, 0]) - voltage[span]
+        rms = float(np.sqrt(np.mean(err**2)))
+        dq = res.discharged_Ah / float(np.sum(np.diff(t) * current[1:]) / 3600.0) - 1.0
+        assert rms <= lim, f"{c}C: RMS {1e3 * rms:.1f} mV"
+        assert abs(dq) <= 0.01, f"{c}C: charge off by {100 * dq:.2f} %"

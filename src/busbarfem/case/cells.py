@@ -140,6 +140,34 @@ class RCPair(StrictModel):
         return _positive_scalar_or_table(v, "R [ohm]")
 
 
+class Diffusion(StrictModel):
+    """Solid-diffusion lag of the ECM: the OCV is taken at a surface SOC that trails the
+    bulk SOC, ``SOC_s = SOC - x`` with ``dx/dt = (lag_1C I / Q - x) / tau`` (I in A, Q in
+    Ah, so a constant 1C current settles at ``x = lag_1C``). It gives the knee of a
+    high-rate discharge that SOC-table resistances cannot follow."""
+
+    tau: float = Field(gt=0.0, description="Time constant of the surface-SOC lag [s].")
+    lag_1C: float = Field(gt=0.0, lt=1.0, description="Steady surface-SOC lag at a constant 1C [-].")
+
+
+class Kinetics(StrictModel):
+    """Butler-Volmer (asinh) charge-transfer overpotential of the ECM, in series with R0:
+    ``eta = R(SOC, T) I_s(T) asinh(I / I_s(T))`` with ``R(T) = R exp(Ea/R_gas (1/T - 1/T_ref))``
+    and ``I_s(T) = current_scale / exp(...)`` (the exchange current scales inversely to R).
+    Linear (``R I``) for ``|I| << I_s``, logarithmic above: the effective resistance falls
+    with the current, as an electrochemical model's does."""
+
+    R: float | SocTable = Field(
+        description="Small-current charge-transfer resistance [ohm]: a number or [[soc, ohm], ...].")
+    current_scale: float = Field(gt=0.0, description="Current scale I_s = 2 x exchange current at T_ref [A].")
+    activation_energy: float = Field(0.0, ge=0.0, description="Arrhenius activation energy of R [J/mol].")
+
+    @field_validator("R")
+    @classmethod
+    def _check_r(cls, v):
+        return _positive_scalar_or_table(v, "kinetics.R [ohm]")
+
+
 class CellVariation(StrictModel):
     """Cell-to-cell spread for parallel-imbalance studies.
 
@@ -238,6 +266,12 @@ class CellModel(StrictModel):
     T_ref: float = Field(298.15, gt=0.0, description="Reference temperature of the data [K].")
     rc_pairs: list[RCPair] = Field(
         default_factory=list, description="RC pairs (any number): R [ohm] and tau [s].")
+    kinetics: Kinetics | None = Field(
+        None, description="Optional Butler-Volmer (asinh) charge-transfer overpotential in series "
+        "with R0 (None: none; R0 and the RC pairs alone).")
+    diffusion: Diffusion | None = Field(
+        None, description="Optional solid-diffusion lag: the OCV at a surface SOC trailing the "
+        "bulk SOC by a first-order lag of the current (None: OCV at the bulk SOC).")
     initial_soc: float = Field(1.0, ge=0.0, le=1.0, description="Initial state of charge [-].")
     sigma_pos: float | Vector3 = Field(
         1.0e6, description="Effective positive-collector conductivity in the cell volume "

@@ -16,6 +16,18 @@ current as linear in time from ``I_start`` to ``I`` (the RC pairs still exactly)
                     phi = 1 - tau (1 - a) / dt
     SOC(t+dt)     = SOC(t) - (I_start + I) dt / (7200 Q)
 
+With the optional diffusion lag (``cell.diffusion``) the OCV is evaluated at the surface
+SOC ``SOC_s = SOC - x``, and the lag ``x`` [-] is one more first-order state, updated like
+an RC pair with ``R_d = lag_1C / Q`` [1/A] and ``tau_d``:
+
+    x(t+dt)       = a_d x(t) + R_d (1 - a_d) I                 (a_d = e^(-dt/tau_d))
+    E_c           = OCV_c(SOC_s, T) - sum_k V_RC,k,c
+
+With the optional Butler-Volmer element (``cell.kinetics``) a charge-transfer overpotential
+``eta(I) = R_ct I_s asinh(I / I_s)`` adds to ``R0 I``; a step linearises it about the
+current of the previous step (or the held-voltage start current):
+``eta(I) ~ eta(I*) + eta'(I*) (I - I*)`` (exact for a current that does not change).
+
 Cells are ordered (stage, parallel): index = (s - 1) * n_parallel + (p - 1).
 """
 
@@ -78,6 +90,27 @@ class CellParameters:
         self._rc_R = [_table(rc.R) for rc in cell.rc_pairs]
         self.rc_tau = np.array([rc.tau for rc in cell.rc_pairs], dtype=float)
         self.rc_activation = np.array([rc.activation_energy for rc in cell.rc_pairs], dtype=float)
+        self.diffusion = cell.diffusion
+        self.kinetics = cell.kinetics
+        self._kin_R = None if cell.kinetics is None else _table(cell.kinetics.R)
+
+    def kinetic_overpotential(self, soc, T, current) -> tuple[np.ndarray, np.ndarray]:
+        """Butler-Volmer overpotential ``eta`` [V] and its slope ``d eta / dI`` [ohm] at
+        ``current`` (zeros without ``cell.kinetics``); scaled by the per-cell R0 factors."""
+        soc = np.asarray(soc, dtype=float)
+        current = np.broadcast_to(np.asarray(current, dtype=float), soc.shape)
+        if self.kinetics is None:
+            return np.zeros(soc.shape), np.zeros(soc.shape)
+        f = arrhenius_factor(T, self.T_ref, self.kinetics.activation_energy)
+        R = _eval(self._kin_R, soc) * self.R0_factors * f
+        Is = self.kinetics.current_scale / f
+        x = current / Is
+        return R * Is * np.arcsinh(x), R / np.sqrt(1.0 + x * x)
+
+    def diffusion_R(self, capacity_Ah) -> np.ndarray:
+        """Gain R_d = lag_1C / Q of the surface-SOC lag [1/A] (0 without diffusion)."""
+        cap = np.asarray(capacity_Ah, dtype=float)
+        return np.zeros_like(cap) if self.diffusion is None else self.diffusion.lag_1C / cap
 
     @property
     def n_rc(self) -> int:
@@ -122,7 +155,8 @@ class CellParameters:
 
 @dataclass
 class ECMState:
-    """Per-cell state: SOC [-], RC voltages [V] (N x K), capacity [Ah].
+    """Per-cell state: SOC [-], RC voltages [V] (N x K), capacity [Ah], surface-SOC lag [-]
+    (zeros without the diffusion element).
 
     Copy with :meth:`copy`; checkpoint with :meth:`to_dict` / :meth:`from_dict`.
     """
@@ -130,6 +164,19 @@ class ECMState:
     soc: np.ndarray
     v_rc: np.ndarray
     capacity_Ah: np.ndarray
+    soc_lag: np.ndarray | None = None
+    current: np.ndarray | None = None  # current of the last step [A] (Butler-Volmer linearisation)
+
+    def __post_init__(self):
+        if self.soc_lag is None:
+            self.soc_lag = np.zeros(np.shape(self.soc))
+        if self.current is None:
+            self.current = np.zeros(np.shape(self.soc))
+
+    @property
+    def surface_soc(self) -> np.ndarray:
+        """SOC at which the OCV is evaluated, SOC - lag [-]."""
+        return self.soc - self.soc_lag
 
     @classmethod
     def initial(cls, params: CellParameters, soc=None) -> ECMState:
@@ -142,28 +189,46 @@ class ECMState:
 
     def copy(self) -> ECMState:
         """Deep copy."""
-        return ECMState(self.soc.copy(), self.v_rc.copy(), self.capacity_Ah.copy())
+        return ECMState(self.soc.copy(), self.v_rc.copy(), self.capacity_Ah.copy(),
+                        self.soc_lag.copy(), self.current.copy())
 
     def to_dict(self) -> dict:
         """JSON-friendly form (lists of floats)."""
         return {"soc": self.soc.tolist(), "v_rc": self.v_rc.tolist(),
-                "capacity_Ah": self.capacity_Ah.tolist()}
+                "capacity_Ah": self.capacity_Ah.tolist(), "soc_lag": self.soc_lag.tolist(),
+                "current": self.current.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict) -> ECMState:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a checkpoint without ``soc_lag`` has none)."""
         soc = np.asarray(data["soc"], dtype=float)
         v_rc = np.asarray(data["v_rc"], dtype=float).reshape(soc.size, -1)
-        return cls(soc=soc, v_rc=v_rc, capacity_Ah=np.asarray(data["capacity_Ah"], dtype=float))
+        lag, cur = data.get("soc_lag"), data.get("current")
+        return cls(soc=soc, v_rc=v_rc, capacity_Ah=np.asarray(data["capacity_Ah"], dtype=float),
+                   soc_lag=None if lag is None else np.asarray(lag, dtype=float),
+                   current=None if cur is None else np.asarray(cur, dtype=float))
 
 
 def emf(params: CellParameters, state: ECMState, T) -> np.ndarray:
-    """Cell EMF E = OCV(SOC, T) - sum_k V_RC,k [V]."""
-    return params.ocv(state.soc, T) - state.v_rc.sum(axis=1)
+    """Cell EMF E = OCV(SOC_s, T) - sum_k V_RC,k [V] (SOC_s = SOC without diffusion)."""
+    return params.ocv(state.surface_soc, T) - state.v_rc.sum(axis=1)
 
 
 def step_source(params: CellParameters, state: ECMState, T, dt: float,
                 current_start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Effective EMF and resistance of each cell for a step of ``dt`` (see
+    :func:`_step_source`); with ``cell.kinetics`` the Butler-Volmer overpotential is
+    linearised about the held-voltage start current or else the last step's current."""
+    E, R, R_ocv = _step_source(params, state, T, dt, current_start)
+    if params.kinetics is not None:
+        i_ref = state.current if current_start is None else np.asarray(current_start, dtype=float)
+        eta, slope = params.kinetic_overpotential(state.soc, T, i_ref)
+        E, R = E - (eta - slope * i_ref), R + slope
+    return E, R, R_ocv
+
+
+def _step_source(params: CellParameters, state: ECMState, T, dt: float,
+                 current_start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Effective EMF and resistance of each cell for a step of ``dt``.
 
     With the RC pairs integrated exactly over the step, the cell voltage at the end of the
@@ -196,6 +261,8 @@ def step_source(params: CellParameters, state: ECMState, T, dt: float,
         hi, lo = np.clip(soc + d, 0, 1), np.clip(soc - d, 0, 1)
         slope = (params.ocv(hi, T) - params.ocv(lo, T)) / (hi - lo)
         R_ocv = slope * dt / (3600.0 * state.capacity_Ah)
+    if params.diffusion is not None:
+        return _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv)
     if current_start is None:
         Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
         return E, Reff + R_ocv, R_ocv
@@ -213,6 +280,49 @@ def step_source(params: CellParameters, state: ECMState, T, dt: float,
     E = E - R_ocv * i0 - (R * w0).sum(axis=1) * i0
     Reff = params.R0(soc, T) + (R * w1).sum(axis=1) + R_ocv
     return E, Reff, R_ocv
+
+
+def _ocv_slope(params: CellParameters, soc, T, d: float = 1e-6) -> np.ndarray:
+    hi, lo = np.clip(soc + d, 0, 1), np.clip(soc - d, 0, 1)
+    wide = hi > lo  # outside [0, 1] the table is constant: slope 0
+    return np.where(wide, params.ocv(hi, T) - params.ocv(lo, T), 0.0) / np.where(wide, hi - lo, 1.0)
+
+
+def _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv):
+    """:func:`step_source` with the surface-SOC lag: the OCV at the end-of-step surface
+    SOC ``s_end = s0 - I (dt / 3600 Q + R_d (1 - a_d))`` (``s0`` = the zero-current end
+    point), linearised in I at ``s0`` (secant over the predicted change with
+    ``current_start``, as the bulk OCV term). ``R_ocv`` stays the bulk-OCV part (heat)."""
+    soc, Q = state.soc, state.capacity_Ah
+    ad = np.exp(-dt / params.diffusion.tau)
+    Rd = params.diffusion_R(Q)
+    s0 = soc - ad * state.soc_lag
+    E = params.ocv(s0, T) - (state.v_rc * a).sum(axis=1)
+    if current_start is None:
+        gain = dt / (3600.0 * Q) + Rd * (1.0 - ad)
+        R_s = _ocv_slope(params, s0, T) * gain if dt > 0 else np.zeros_like(E)
+        Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1) + R_s
+        return E, Reff, R_ocv
+    i0 = np.asarray(current_start, dtype=float)
+    w0, w1 = linear_current_weights(params.rc_tau, dt)
+    wd0, wd1 = linear_current_weights(np.array([params.diffusion.tau]), dt)
+    g0 = dt / (7200.0 * Q) + Rd * wd0[0]
+    g1 = dt / (7200.0 * Q) + Rd * wd1[0]
+    slope = _ocv_slope(params, s0, T)
+    if dt > 0:
+        end = np.clip(s0 - i0 * (g0 + g1), 0, 1)
+        wide = np.abs(end - s0) > 1e-6
+        secant = (params.ocv(end, T) - params.ocv(s0, T)) / np.where(wide, end - s0, 1.0)
+        slope = np.where(wide, secant, slope)
+        # the bulk part for the heat, as without diffusion
+        dsoc = -i0 * dt / (3600.0 * Q)
+        bend = np.clip(soc + dsoc, 0, 1)
+        bwide = np.abs(bend - soc) > 1e-6
+        bsec = (params.ocv(bend, T) - params.ocv(soc, T)) / np.where(bwide, bend - soc, 1.0)
+        R_ocv = np.where(bwide, bsec * dt / (3600.0 * Q), R_ocv)
+    E = E - slope * g0 * i0 - (R * w0).sum(axis=1) * i0
+    Reff = params.R0(soc, T) + (R * w1).sum(axis=1) + slope * g1
+    return E, Reff, 0.5 * R_ocv
 
 
 def linear_current_weights(tau, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -255,17 +365,28 @@ def advance(params: CellParameters, state: ECMState, current, dt: float, T=None,
     """
     current = np.asarray(current, dtype=float)
     R = params.rc_R(state.soc, T)  # SOC- and T-dependent R frozen at the start of the step
+    lag = state.soc_lag
+    if params.diffusion is not None:
+        ad = float(np.exp(-dt / params.diffusion.tau))
+        Rd = params.diffusion_R(state.capacity_Ah)
     if current_start is None:
+        if params.diffusion is not None:
+            lag = ad * lag + Rd * (1.0 - ad) * current
         return ECMState(
             soc=state.soc - current * dt / (3600.0 * state.capacity_Ah),
             v_rc=rc_update(state.v_rc, R, params.rc_tau, current, dt),
-            capacity_Ah=state.capacity_Ah.copy(),
+            capacity_Ah=state.capacity_Ah.copy(), soc_lag=lag.copy(),
+            current=np.broadcast_to(current, state.soc.shape).copy(),
         )
     i0 = np.asarray(current_start, dtype=float)
     w0, w1 = linear_current_weights(params.rc_tau, dt)
     decay = np.exp(-dt / params.rc_tau)
+    if params.diffusion is not None:
+        wd0, wd1 = linear_current_weights(np.array([params.diffusion.tau]), dt)
+        lag = ad * lag + Rd * (wd0[0] * i0 + wd1[0] * current)
     return ECMState(
         soc=state.soc - 0.5 * (i0 + current) * dt / (3600.0 * state.capacity_Ah),
         v_rc=decay * state.v_rc + R * (w0 * i0[:, None] + w1 * current[:, None]),
-        capacity_Ah=state.capacity_Ah.copy(),
+        capacity_Ah=state.capacity_Ah.copy(), soc_lag=lag.copy(),
+            current=np.broadcast_to(current, state.soc.shape).copy(),
     )

@@ -17,6 +17,16 @@ the bounded linear problem for the tables (R >= 0, OCV non-decreasing by
 construction: OCV = c_0 + sum_j d_j ramp_j(soc), d_j >= 0). OCV is thus identified
 from the low-rate and rest parts of the data jointly with the resistances.
 
+With ``FitOptions.diffusion`` the OCV is evaluated at the surface SOC of the ECM's
+diffusion lag, ``soc_s,n = soc_n - x_n`` with ``x_n = a_d,n x_n-1 + (1 - a_d,n) (lag_1C / Q) I_n``;
+``tau_d`` and ``lag_1C`` are two more nonlinear parameters of the outer least squares
+(V stays linear in the tables). With ``FitOptions.ocv`` the OCV table is given (e.g. from
+a PyBaMM model's electrode OCPs) and only the resistances are fitted.
+
+With ``FitOptions.kinetics`` a Butler-Volmer term ``- R_ct(soc_{n-1}) f(T_n) I_s asinh(I_n / I_s(T_n))``
+(``I_s(T) = I_s / f(T)``, ``f`` Arrhenius) joins R0: the R_ct table is linear, the current
+scale ``I_s`` (and its activation energy) nonlinear. Pulses at several rates identify it.
+
 The entropic coefficient dU/dT is not identified (it needs rest data at several
 temperatures); it is taken as given (``FitOptions.entropic_coefficient``, default 0).
 
@@ -46,6 +56,10 @@ TAU_BOUNDS = {
 }
 TAU_START = {1: [30.0], 2: [10.0, 500.0], 3: [3.0, 60.0, 1500.0]}
 EA_MAX = 150e3  # J/mol, upper bound of the fitted activation energies
+#: bounds of the diffusion lag's (tau [s], lag_1C [-])
+DIFFUSION_BOUNDS = ((10.0, 50000.0), (1e-4, 0.5))
+#: bounds of the Butler-Volmer current scale [A]
+KINETICS_BOUNDS = (0.01, 1000.0)
 
 
 class FitDataError(ValueError):
@@ -230,6 +244,12 @@ class FitOptions:
         entropic_coefficient: known dU/dT table [[soc, V/K], ...] (default 0).
         smoothing: weight of a second-difference penalty on the R tables, relative to
             the data (keeps nodes with little data close to their neighbours).
+        diffusion: fit the surface-SOC diffusion lag (``cell.diffusion``: tau, lag_1C).
+        diffusion_start: initial (tau [s], lag_1C [-]) of the lag.
+        ocv: given OCV table [[soc, V], ...] at T_ref (None: fitted on ``ocv_nodes``).
+        kinetics: fit a Butler-Volmer (asinh) overpotential (``cell.kinetics``: an R table on
+            ``soc_nodes``, its current scale and activation energy) in series with R0.
+        kinetics_start: initial current scale I_s [A].
     """
 
     n_rc: int = 2
@@ -245,6 +265,11 @@ class FitOptions:
     activation_energy: list[float] | None = None
     entropic_coefficient: list[tuple[float, float]] | None = None
     smoothing: float = 1e-4
+    diffusion: bool = False
+    diffusion_start: tuple[float, float] = (1000.0, 0.05)
+    ocv: list[tuple[float, float]] | None = None
+    kinetics: bool = False
+    kinetics_start: float = 2.0
 
     def check(self) -> None:
         """Raise ValueError naming the bad option."""
@@ -259,6 +284,14 @@ class FitOptions:
             raise ValueError(f"tau_bounds: {self.n_rc} pairs (lo, hi) with 0 < lo < hi, got {bounds}")
         if self.capacity is not None and self.capacity <= 0:
             raise ValueError(f"capacity: must be > 0 Ah, got {self.capacity}")
+        tau_d, lag = self.diffusion_start
+        if not (DIFFUSION_BOUNDS[0][0] < tau_d < DIFFUSION_BOUNDS[0][1]
+                and DIFFUSION_BOUNDS[1][0] < lag < DIFFUSION_BOUNDS[1][1]):
+            raise ValueError(f"diffusion_start: (tau, lag_1C) within {DIFFUSION_BOUNDS}, got {self.diffusion_start}")
+        if self.ocv is not None:
+            arr = np.asarray(self.ocv, dtype=float)
+            if arr.ndim != 2 or arr.shape[1] != 2 or np.any(np.diff(arr[:, 0]) <= 0):
+                raise ValueError("ocv: a [[soc, V], ...] table with increasing SOC")
 
 
 def hat_basis(x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
@@ -309,7 +342,7 @@ class _Prepared:
     dt: np.ndarray
     soc: np.ndarray
     H: np.ndarray  # R-node hats at soc_{n-1}
-    O: np.ndarray  # OCV ramps at soc_n
+    O: np.ndarray | None  # OCV ramps at soc_n (None with the diffusion lag: per trial)
     b: np.ndarray  # V minus the entropic term
 
 
@@ -383,14 +416,16 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
         capacity, cap_src = estimate_capacity(tests, opt.v_min)
     K = opt.n_rc
     rnodes = np.asarray(opt.soc_nodes, dtype=float)
-    onodes = np.asarray(opt.ocv_nodes, dtype=float)
-    J, M = rnodes.size, onodes.size
+    ocv_given = None if opt.ocv is None else np.asarray(opt.ocv, dtype=float)
+    onodes = np.asarray(opt.ocv_nodes if ocv_given is None else ocv_given[:, 0], dtype=float)
+    J, M = rnodes.size, (onodes.size if ocv_given is None else 0)
     ent = np.asarray(opt.entropic_coefficient or [(0.0, 0.0), (1.0, 0.0)], dtype=float)
     T_all = np.concatenate([t.temperature for t in tests])
     fit_ea = opt.fit_activation and (T_all.max() - T_all.min() > 2.0)
-    ea_fixed = np.asarray(opt.activation_energy or [0.0] * (K + 1), dtype=float)
-    if ea_fixed.size != K + 1:
-        raise ValueError(f"activation_energy: {K + 1} values (R0 and each RC pair), got {ea_fixed.size}")
+    KT = K + 1 + int(opt.kinetics)  # tables: R0, RC pairs, kinetics
+    ea_fixed = np.asarray(opt.activation_energy or [0.0] * KT, dtype=float)
+    if ea_fixed.size != KT:
+        raise ValueError(f"activation_energy: {KT} values (R0, each RC pair, kinetics), got {ea_fixed.size}")
 
     prep = []
     for t in tests:
@@ -398,39 +433,60 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
         soc = t.soc(capacity)
         soc_prev = np.concatenate([[soc[0]], soc[:-1]])
         b = t.voltage - (t.temperature - opt.T_ref) * np.interp(soc, ent[:, 0], ent[:, 1])
-        prep.append(_Prepared(t, dt, soc, hat_basis(soc_prev, rnodes), ramp_basis(soc, onodes), b))
+        O = None if (opt.diffusion or ocv_given is not None) else ramp_basis(soc, onodes)
+        prep.append(_Prepared(t, dt, soc, hat_basis(soc_prev, rnodes), O, b))
     n_total = sum(p.b.size for p in prep)
     i_rms = float(np.sqrt(np.mean(np.concatenate([p.test.current for p in prep]) ** 2)))
-    n_lin = M + J * (K + 1)
+    n_lin = M + J * KT
     # second-difference penalty rows on each R table
     D = np.diff(np.eye(J), 2, axis=0)
     lam = opt.smoothing * np.sqrt(n_total) * max(i_rms, 1e-12)
-    pen = np.zeros((D.shape[0] * (K + 1), n_lin))
-    for k in range(K + 1):
+    pen = np.zeros((D.shape[0] * KT, n_lin))
+    for k in range(KT):
         pen[k * D.shape[0]:(k + 1) * D.shape[0], M + k * J:M + (k + 1) * J] = lam * D
-    lo = np.concatenate([[-np.inf], np.zeros(M - 1), np.full(J * (K + 1), 1e-7)])
+    lo = np.concatenate([[-np.inf], np.zeros(M - 1), np.full(J * KT, 1e-7)]) if M else \
+        np.full(J * KT, 1e-7)
     hi = np.full(n_lin, np.inf)
 
     tb = opt.tau_bounds or TAU_BOUNDS[K]
     t0 = opt.tau_start or TAU_START[K]
     t0 = [min(max(s, lo_ * 1.01), hi_ / 1.01) for s, (lo_, hi_) in zip(t0, tb, strict=True)]
 
+    n_ea = KT if fit_ea else 0
+    n_diff = 2 if opt.diffusion else 0
+
     def unpack(theta):
         taus = np.exp(theta[:K])
-        eas = theta[K:] * 1e4 if fit_ea else ea_fixed
-        return taus, eas
+        eas = theta[K:K + n_ea] * 1e4 if fit_ea else ea_fixed
+        diff = tuple(np.exp(theta[K + n_ea:K + n_ea + 2])) if opt.diffusion else None
+        i_s = float(np.exp(theta[K + n_ea + n_diff])) if opt.kinetics else None
+        return taus, eas, diff, i_s
+
+    def surface_soc(p, diff):
+        if diff is None:
+            return p.soc
+        return p.soc - rc_filter(diff[1] / capacity * p.test.current, p.dt, diff[0])
 
     def design(theta):
-        taus, eas = unpack(theta)
-        blocks = []
+        taus, eas, diff, i_s = unpack(theta)
+        blocks, rhs = [], []
         for p in prep:
             t = p.test
-            cols = [p.O, -p.H * (t.current * arrhenius(t.temperature, opt.T_ref, eas[0]))[:, None]]
+            cols = [-p.H * (t.current * arrhenius(t.temperature, opt.T_ref, eas[0]))[:, None]]
+            b = p.b
+            if ocv_given is not None:
+                b = b - np.interp(surface_soc(p, diff), ocv_given[:, 0], ocv_given[:, 1])
+            else:
+                cols.insert(0, p.O if p.O is not None else ramp_basis(surface_soc(p, diff), onodes))
             for k in range(K):
                 u = p.H * (t.current * arrhenius(t.temperature, opt.T_ref, eas[k + 1]))[:, None]
                 cols.append(-rc_filter(u, p.dt, taus[k]))
+            if i_s is not None:
+                f = arrhenius(t.temperature, opt.T_ref, eas[K + 1])
+                cols.append(-p.H * (i_s * np.arcsinh(t.current * f / i_s))[:, None])
             blocks.append(np.concatenate(cols, axis=1))
-        return np.concatenate(blocks, axis=0), np.concatenate([p.b for p in prep])
+            rhs.append(b)
+        return np.concatenate(blocks, axis=0), np.concatenate(rhs)
 
     # column scaling keeps lsq_linear well conditioned (OCV ~ V, R columns ~ A)
     def solve_linear(theta):
@@ -450,7 +506,7 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
         qtb = solve_triangular(R, As.T @ ba, trans="T")
         sol = lsq_linear(R, qtb, bounds=(lo * scale, hi * scale), method="bvls")
         x = sol.x / scale
-        return x, Aa @ x - ba, A
+        return x, Aa @ x - ba, A, b
 
     def outer(theta):
         return solve_linear(theta)[1]
@@ -458,19 +514,27 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
     theta0 = np.log(t0)
     lb, ub = np.log([b_[0] for b_ in tb]), np.log([b_[1] for b_ in tb])
     if fit_ea:
-        theta0 = np.concatenate([theta0, np.full(K + 1, 3.0)])
-        lb = np.concatenate([lb, np.zeros(K + 1)])
-        ub = np.concatenate([ub, np.full(K + 1, EA_MAX / 1e4)])
+        theta0 = np.concatenate([theta0, np.full(KT, 3.0)])
+        lb = np.concatenate([lb, np.zeros(KT)])
+        ub = np.concatenate([ub, np.full(KT, EA_MAX / 1e4)])
+    if opt.diffusion:
+        theta0 = np.concatenate([theta0, np.log(opt.diffusion_start)])
+        lb = np.concatenate([lb, np.log([DIFFUSION_BOUNDS[0][0], DIFFUSION_BOUNDS[1][0]])])
+        ub = np.concatenate([ub, np.log([DIFFUSION_BOUNDS[0][1], DIFFUSION_BOUNDS[1][1]])])
+    if opt.kinetics:
+        theta0 = np.concatenate([theta0, [np.log(opt.kinetics_start)]])
+        lb = np.concatenate([lb, [np.log(KINETICS_BOUNDS[0])]])
+        ub = np.concatenate([ub, [np.log(KINETICS_BOUNDS[1])]])
     res = least_squares(outer, theta0, bounds=(lb, ub), x_scale=1.0, diff_step=1e-4,
                         xtol=1e-8, ftol=1e-10, gtol=1e-10, max_nfev=100)
     theta = res.x
-    x, _, A = solve_linear(theta)
-    taus, eas = unpack(theta)
+    x, _, A, b_all = solve_linear(theta)
+    taus, eas, diff, i_s = unpack(theta)
     eas = np.where(eas < 1.0, 0.0, eas)  # bound-hugging round-off: no temperature effect
 
-    ocv_vals = ramp_basis(onodes, onodes) @ x[:M]
-    r_tabs = [x[M + k * J:M + (k + 1) * J] for k in range(K + 1)]
-    pred_all = A @ x
+    ocv_vals = ramp_basis(onodes, onodes) @ x[:M] if M else ocv_given[:, 1]
+    r_tabs = [x[M + k * J:M + (k + 1) * J] for k in range(KT)]
+    pred_all = A @ x + (np.concatenate([p.b for p in prep]) - b_all)  # + the given OCV
     model_v, rms, mx = {}, {}, {}
     i = 0
     for p in prep:
@@ -493,12 +557,21 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
                       "tau": float("%.5g" % taus[k]),
                       "activation_energy": float("%.5g" % eas[k + 1])} for k in order],
     }
+    if diff is not None:
+        cell["diffusion"] = {"tau": float("%.5g" % diff[0]), "lag_1C": float("%.5g" % diff[1])}
+    if i_s is not None:
+        cell["kinetics"] = {"R": [[float(s), float("%.5g" % r)] for s, r in zip(rnodes, r_tabs[K + 1], strict=True)],
+                            "current_scale": float("%.5g" % i_s),
+                            "activation_energy": float("%.5g" % eas[K + 1])}
     return FitResult(cell=cell, capacity=capacity, capacity_source=cap_src, rms=rms, max_abs=mx,
                      model_voltage=model_v, tests=list(tests),
                      nonlinear={"tau": [float(taus[k]) for k in order],
                                 "activation_energy_R0": float(eas[0]),
                                 "activation_energy_rc": [float(eas[k + 1]) for k in order],
-                                "activation_fitted": bool(fit_ea)},
+                                "activation_fitted": bool(fit_ea),
+                                "diffusion": None if diff is None else
+                                {"tau": float(diff[0]), "lag_1C": float(diff[1])},
+                                "kinetics_current_scale": i_s},
                      optimizer={"message": str(res.message), "nfev": int(res.nfev),
                                 "cost": float(res.cost)})
 
@@ -515,9 +588,13 @@ def simulate_ecm(cell: dict, test: CellTest) -> np.ndarray:
     soc = test.soc(model.capacity)
     soc_prev = np.concatenate([[soc[0]], soc[:-1]])
     T = test.temperature
-    ocv = p.ocv(soc, T)
+    soc_s = soc
+    if p.diffusion is not None:
+        soc_s = soc - rc_filter(p.diffusion.lag_1C / model.capacity * test.current, dt, p.diffusion.tau)
+    ocv = p.ocv(soc_s, T)
     r0 = np.asarray(p.R0(soc_prev, T))
     v = ocv - r0 * test.current
+    v = v - p.kinetic_overpotential(soc_prev, T, test.current)[0]
     rc_R = p.rc_R(soc_prev, T)
     for k in range(p.n_rc):
         v = v - rc_filter(rc_R[:, k] * test.current, dt, float(p.rc_tau[k]))
@@ -619,6 +696,16 @@ def add_cli(sub) -> None:
     f.add_argument("--pybamm-model", default="DFN", choices=["SPM", "SPMe", "DFN"])
     f.add_argument("--temperatures", default="283.15,298.15,313.15",
                    help="PyBaMM test temperatures [K], comma separated")
+    f.add_argument("--diffusion", action="store_true",
+                   help="also fit the surface-SOC diffusion lag (cell.diffusion: tau, lag_1C)")
+    f.add_argument("--kinetics", action="store_true",
+                   help="also fit a Butler-Volmer (asinh) overpotential (cell.kinetics); needs pulses "
+                        "at several rates (with --pybamm: --pulse-rates)")
+    f.add_argument("--electrode-ocv", action="store_true",
+                   help="with --pybamm: take the OCV table from the parameter set's electrode OCPs "
+                        "instead of fitting it")
+    f.add_argument("--pulse-rates", default=None,
+                   help="with --pybamm: HPPC pulse C-rates, comma separated (default 1)")
     f.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (and the report folder busbarfem wrote before)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -657,13 +744,24 @@ def run_cli(args) -> int:
             from busbarfem.cells.pybamm_tests import pybamm_tests
 
             temps = [float(x) for x in args.temperatures.split(",") if x.strip()]
-            tests = pybamm_tests(args.pybamm, args.pybamm_model, temperatures=temps)
+            rates = None if not args.pulse_rates else [float(x) for x in args.pulse_rates.split(",") if x.strip()]
+            if rates is not None and (not rates or min(rates) <= 0):
+                raise CaseError(f"--pulse-rates {args.pulse_rates!r}: positive C-rates, e.g. 0.5,1,2")
+            tests = pybamm_tests(args.pybamm, args.pybamm_model, temperatures=temps, pulse_rates=rates)
         else:
             if not args.data:
                 raise CaseError("give test CSV files or --pybamm PARAMETER_SET")
+            if args.electrode_ocv or args.pulse_rates:
+                raise CaseError("--electrode-ocv and --pulse-rates need --pybamm PARAMETER_SET")
             tests = [read_test_csv(p) for p in args.data]
+        ocv = None
+        if args.pybamm and args.electrode_ocv:
+            from busbarfem.cells.pybamm_tests import electrode_ocv
+
+            ocv = electrode_ocv(args.pybamm)
         opts = FitOptions(n_rc=args.n_rc, capacity=args.capacity, v_min=args.v_min,
-                          entropic_coefficient=base.get("entropic_coefficient"))
+                          entropic_coefficient=base.get("entropic_coefficient"),
+                          diffusion=args.diffusion, kinetics=args.kinetics, ocv=ocv)
         result = fit_ecm(tests, opts)
     except FitDataError as exc:
         raise CaseError(exc.message, file=exc.file, line=exc.line) from None

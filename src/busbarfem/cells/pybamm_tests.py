@@ -92,16 +92,19 @@ def run_experiment(parameter_set: str, model: str, steps: list[str], temperature
 
 
 def hppc_steps(v_min: float, pulse_rate: float = 1.0, step_rate: float = 1.0, soc_step: float = 0.1,
-               rest_minutes: float = 60.0) -> list[str]:
-    """Experiment strings of the HPPC protocol described in the module docstring."""
+               rest_minutes: float = 60.0, pulse_rates=None) -> list[str]:
+    """Experiment strings of the HPPC protocol described in the module docstring
+    (``pulse_rates``: a pulse pair at each of these C-rates per level instead of ``pulse_rate``)."""
     n_levels = int(round(1.0 / soc_step))
     minutes = 60.0 * soc_step / step_rate
     steps = ["Rest for 10 minutes (30 second period)"]
+    rates = [pulse_rate] if pulse_rates is None else list(pulse_rates)
     for i in range(n_levels):
-        steps += [f"Discharge at {pulse_rate:g}C for 10 seconds (1 second period)",
-                  "Rest for 40 seconds (1 second period)",
-                  f"Charge at {0.75 * pulse_rate:g}C for 10 seconds (1 second period)",
-                  "Rest for 40 seconds (1 second period)"]
+        for rate in rates:
+            steps += [f"Discharge at {rate:g}C for 10 seconds (1 second period)",
+                      "Rest for 40 seconds (1 second period)",
+                      f"Charge at {0.75 * rate:g}C for 10 seconds (1 second period)",
+                      "Rest for 40 seconds (1 second period)"]
         last = i == n_levels - 1
         steps.append(f"Discharge at {step_rate:g}C for {minutes * (2.0 if last else 1.0):g} minutes "
                      f"or until {v_min:g} V (5 second period)")
@@ -113,8 +116,10 @@ def hppc_steps(v_min: float, pulse_rate: float = 1.0, step_rate: float = 1.0, so
 def pybamm_tests(parameter_set: str = "Chen2020", model: str = "DFN",
                  temperatures=(283.15, 298.15, 313.15), T_ref: float = 298.15,
                  low_rate: float = 0.05, pulse_rate: float = 1.0, soc_step: float = 0.1,
-                 rest_minutes: float = 60.0) -> list[CellTest]:
-    """The low-rate discharge at ``T_ref`` and an HPPC test at each temperature."""
+                 rest_minutes: float = 60.0, pulse_rates=None) -> list[CellTest]:
+    """The low-rate discharge at ``T_ref`` and an HPPC test at each temperature
+    (``pulse_rates``: pulses at several C-rates per SOC level, which identify a
+    current-dependent (Butler-Volmer) overpotential)."""
     pv = parameter_values(parameter_set, T_ref)
     v_min = float(pv["Lower voltage cut-off [V]"])
     tests = [run_experiment(parameter_set, model,
@@ -122,7 +127,8 @@ def pybamm_tests(parameter_set: str = "Chen2020", model: str = "DFN",
                             T_ref, name=f"lowrate_{low_rate:g}C_{T_ref:.2f}K")]
     for T in temperatures:
         tests.append(run_experiment(parameter_set, model,
-                                    hppc_steps(v_min, pulse_rate, pulse_rate, soc_step, rest_minutes),
+                                    hppc_steps(v_min, pulse_rate, pulse_rate, soc_step, rest_minutes,
+                                               pulse_rates),
                                     float(T), voltage_margin=0.3, name=f"hppc_{float(T):.2f}K"))
     return tests
 
@@ -136,3 +142,27 @@ def cc_discharge(parameter_set: str, model: str, c_rate: float, temperature: flo
     return run_experiment(parameter_set, model,
                           [f"Discharge at {c_rate:g}C until {v_min:g} V ({period:g} second period)"],
                           temperature, initial_soc=initial_soc, name=f"cc_{c_rate:g}C")
+
+
+def electrode_ocv(parameter_set: str, soc_nodes=None, temperature: float = 298.15) -> list[list[float]]:
+    """The parameter set's equilibrium OCV table ``[[soc, V], ...]``: U_p(y) - U_n(x) with the
+    stoichiometries linear in SOC between PyBaMM's electrode balance at the lower (SOC 0)
+    and upper (SOC 1) voltage cut-off (the SOC of :func:`pybamm_tests`)."""
+    pybamm = _pybamm()
+    pv = parameter_values(parameter_set, temperature)
+    nodes = np.round(np.linspace(0.0, 1.0, 101), 4) if soc_nodes is None else np.asarray(soc_nodes, dtype=float)
+    x0, x100, y100, y0 = pybamm.lithium_ion.ElectrodeSOHSolver(pv).get_min_max_stoichiometries()
+    x = x0 + nodes * (x100 - x0)
+    y = y0 + nodes * (y100 - y0)
+    T = pybamm.Scalar(temperature)
+
+    def ocp(name, sto):
+        fn = pv[name]
+        try:
+            return float(pv.evaluate(fn(pybamm.Scalar(float(sto)), T)))
+        except TypeError:  # OCP without a temperature argument
+            return float(pv.evaluate(fn(pybamm.Scalar(float(sto)))))
+
+    ocv = [ocp("Positive electrode OCP [V]", yy) - ocp("Negative electrode OCP [V]", xx)
+           for xx, yy in zip(x, y, strict=True)]
+    return [[float(s), round(v, 6)] for s, v in zip(nodes, ocv, strict=True)]
