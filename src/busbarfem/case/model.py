@@ -91,6 +91,14 @@ class Thermal(StrictModel):
     ambient_temperature: float = Field(298.15, gt=0, description="Default ambient temperature for convection/radiation [K].")
     boundaries: list[ThermalBC] = Field(default_factory=list, description="Thermal boundary conditions, applied in order.")
 
+    def ambient_of(self, bc) -> float | None:
+        """The ambient temperature a convection/radiation condition uses [K]: its own
+        ``T_amb`` or ``ambient_temperature`` (None for conditions without one). The one
+        place this default is resolved (3D set-up, steady bounds, ``--lumped``)."""
+        if not hasattr(bc, "T_amb"):
+            return None
+        return bc.T_amb if bc.T_amb is not None else self.ambient_temperature
+
 
 class Picard(StrictModel):
     """Fixed-point coupling of sigma(T) (and cell R0(T)) with the temperature."""
