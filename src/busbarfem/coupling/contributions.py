@@ -25,7 +25,10 @@ every step of length ``dt`` (the solve may be repeated: step rejection, event lo
       ``restore(snap)`` undo it when the step is retried;
     * ``conditions(t)``: threshold events it watches, as typed
       :class:`busbarfem.events.Condition` records: the stepper locates their crossing
-      within ``solver.event_tolerance`` (``stop=True`` ends the run, else the step);
+      within ``solver.event_tolerance``; once the step that reaches one is accepted it is
+      recorded in the run's events, and ``stop=True`` ends the run (a non-stop "switch"
+      condition must stop being reached once the contribution has acted on it, e.g. in
+      ``after_step``);
     * ``after_step(t, dt, flows)`` once the step is accepted: may return a
       :class:`ContributionEvent` (e.g. the runaway monitor's stop).
 

@@ -126,6 +126,13 @@ class FEMSystem:
             if event.stop:
                 return StepOutcome(StopKind.LOAD, event.reason, t, step)
         for c in m.contributions:
+            for cond in c.conditions(t):
+                if cond.reached:  # located by the stepper; a switch is the contribution's own business
+                    self.events.append({"time": t, "kind": cond.kind.value, "key": cond.key, "reason": cond.reason,
+                                        "stop": cond.stop, "source": c.name})
+                    if cond.stop:
+                        self.write_fields(t)
+                        return StepOutcome(StopKind.CONTRIBUTION, cond.reason, t, step)
             ev = c.after_step(t, h, flows)
             if ev is not None and ev.stop:
                 if ev.runaway:
