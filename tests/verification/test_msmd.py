@@ -13,8 +13,10 @@ import pytest
 from mpi4py import MPI
 from msmd_fixture import box_bundle
 
+from dolfinx import fem
+
 from busbarfem.case.loader import load_case
-from busbarfem.coupling import Simulation
+from busbarfem.coupling import Simulation, contributions
 
 CASE = """
 name: msmd_box
@@ -162,3 +164,45 @@ def test_parallel_cells_share_current_inversely_to_R0(tmp_path):
     I_exact = (3.7 - VK) / R
     assert abs(I.sum() - 10.0) < 1e-6
     assert np.allclose(I, I_exact, rtol=0.005), (I, I_exact)
+
+
+class Short(contributions.Contribution):
+    """An internal short of resistance R_S through the whole cell volume: one Conductance."""
+
+    name = "test_short"
+
+    def __init__(self, bundle, cell):
+        self.bundle, self.cell = bundle, cell
+
+    def electrical_elements(self, model):
+        self.g = fem.Function(fem.functionspace(model.bundle.mesh, ("DG", 0)))
+        return [contributions.Conductance(self.g)]
+
+    def setup(self, model):
+        from busbarfem.analysis.regions import RegionIntegrator
+
+        vol = RegionIntegrator(model.bundle, fem.Constant(model.bundle.mesh, 1.0)).by_region()[self.cell]
+        self.g.x.array[model.bundle.cells_of(self.cell)] = 1.0 / (R_S * vol)
+        self.g.x.scatter_forward()
+
+
+R_S = 0.05  # ohm
+
+
+def test_conductance_element_is_an_internal_short(tmp_path):
+    """At open circuit a short R_S across an ECM cell (E, R0) carries I = E / (R0 + R_S) and
+    the terminals read E R_S / (R0 + R_S) (less the tabs' micro-ohms)."""
+    E, R0 = 3.7, 0.02
+    comm = MPI.COMM_WORLD
+    mp = pytest.MonkeyPatch()
+    contributions.registered()
+    mp.setitem(contributions._REGISTRY, "test_short", lambda case, bundle: Short(bundle, "cell_1_1"))
+    try:
+        sim = make_sim(tmp_path, single_cell(comm), ocv=E, ocv2=E + 1e-9, r0=R0, current=0.0)
+        sol = sim.model.electrical_step(0.0, 1)
+    finally:
+        mp.undo()
+    assert abs(sol.current) < 1e-9
+    assert sim.cells.current[0] == pytest.approx(E / (R0 + R_S), rel=1e-5)
+    assert sol.voltage == pytest.approx(E * R_S / (R0 + R_S), rel=1e-4)
+    sim.close()

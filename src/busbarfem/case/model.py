@@ -132,7 +132,6 @@ class OutputSettings(StrictModel):
     """What is written to the output folder."""
 
     every: int = Field(1, ge=1, description="Write fields every N time steps (the last step is always written).")
-    vtx: bool = Field(False, description="Also write ADIOS2 VTX (.bp) files.")
     report: bool = Field(True, description="Write report.md/report.html at the end of the run.")
 
 
