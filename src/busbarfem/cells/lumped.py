@@ -37,7 +37,7 @@ from busbarfem.cells.ecm import CellParameters, ECMState, advance, step_source
 from busbarfem.coupling.records import cell_columns
 from busbarfem.coupling.stepper import StepOutcome, StepSizeController, TransientStepper, TrialResult
 from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, StopKind
-from busbarfem.loads import Event, LoadController, Target
+from busbarfem.loads import Event, LoadController, Target, power_current
 
 
 class PowerLimitError(ValueError):
@@ -112,11 +112,10 @@ class ModuleCircuit:
         elif target.mode == "voltage":
             current = (A - target.value) / B
         elif target.mode == "power":
-            disc = A * A - 4.0 * B * target.value
-            if disc < 0.0:
+            current = power_current(A, B, target.value)
+            if current is None:
                 raise PowerLimitError(f"requested power {target.value:g} W exceeds the maximum "
                                       f"deliverable {A * A / (4.0 * B):.4g} W")
-            current = 2.0 * target.value / (A + np.sqrt(disc))  # stable root through I = 0
         else:
             raise ValueError(f"unknown target mode {target.mode!r}")
         v_block = a - current / G  # (K,)

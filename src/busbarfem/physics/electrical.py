@@ -416,14 +416,15 @@ class ElectricalProblem:
         if mode == "current":
             return (value - I0) / G
         if mode == "power":
-            # P = V (I0 + G V): take the root on the physical branch (largest V for a source,
-            # the positive root for a passive conductor).
-            disc = I0 * I0 + 4.0 * G * value
-            if disc < 0:
+            from busbarfem.loads import power_current
+
+            # I = I0 + G V is V = A - B I with A = -I0/G, B = -1/G: the root on the branch
+            # through I = 0 (largest V for a source, the positive one for a passive conductor)
+            current = power_current(-I0 / G, -1.0 / G, value)
+            if current is None:
                 raise SolveError(f"requested power {value:.6g} W exceeds the maximum deliverable "
                                  f"{-I0 * I0 / (4 * G):.6g} W at this state", reason="power not deliverable")
-            roots = [(-I0 + np.sqrt(disc)) / (2 * G), (-I0 - np.sqrt(disc)) / (2 * G)]
-            return float(max(roots)) if G < 0 else float(roots[0])
+            return float((current - I0) / G)
         raise ValueError(f"unknown control mode {mode!r}")
 
     def destroy(self) -> None:
