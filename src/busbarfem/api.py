@@ -211,8 +211,16 @@ def run(case: Case | str | Path, *, comm: Any = None, outdir: str | Path | None 
 
 
 def _execute(case: Case, src: CaseSource, comm, out: Path | None, *, lumped: bool = False, cache_dir=None,
-             progress=None, restarting: bool = False, checkpoint_every: int = 0, on_setup=None):
+             progress=None, restarting: bool = False, checkpoint_every: int = 0, on_setup=None,
+             setup_stage=None):
     """Run a validated case into a prepared output folder (shared by :func:`run` and the CLI).
+
+    Args:
+        progress: ``callable(row)`` after each recorded time (rank 0).
+        restarting: continue from the checkpoint in ``out``.
+        checkpoint_every: write a checkpoint every N steps (0: never).
+        on_setup: ``callable(simulation)`` between set-up and run.
+        setup_stage: context-manager factory wrapped around the set-up (a progress stage).
 
     Returns:
         ``(summary, columns, simulation)``; the simulation is None for a lumped run.
@@ -234,7 +242,11 @@ def _execute(case: Case, src: CaseSource, comm, out: Path | None, *, lumped: boo
     with Simulation(case, src, comm, outdir=out, progress=progress, cache_dir=cache_dir,
                     restarting=restarting) as sim:
         sim.checkpoint_every = checkpoint_every
-        sim.setup()
+        if setup_stage is not None:
+            with setup_stage():
+                sim.setup()
+        else:
+            sim.setup()
         if on_setup is not None:
             on_setup(sim)
         summary = sim.run()
