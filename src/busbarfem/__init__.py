@@ -1,8 +1,10 @@
 """busbarfem: 3D finite-element electro-thermal solver for battery-module interconnects.
 
-The data flow is one way: YAML -> :mod:`busbarfem.case` -> :mod:`busbarfem.geometry`
--> :mod:`busbarfem.mesh` -> :mod:`busbarfem.physics` -> :mod:`busbarfem.coupling`
--> :mod:`busbarfem.io`. Units are SI everywhere inside; positive current is discharge.
+Data flow (docs/architecture.md): YAML -> :mod:`busbarfem.case` -> :mod:`busbarfem.geometry`
+-> :mod:`busbarfem.mesh` -> :mod:`busbarfem.physics` and the physics contributions ->
+:mod:`busbarfem.coupling` (model, steady solver, the shared transient stepper) -> step
+records -> writers (:mod:`busbarfem.io`). Units are SI everywhere inside; positive
+current is discharge.
 
 The public API is what this package exports (see docs/api.md): :func:`load_case`,
 :func:`case_from_dict`, :func:`run`, :func:`read_result`, :class:`Result`, :class:`Case`

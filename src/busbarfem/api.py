@@ -206,6 +206,25 @@ def run(case: Case | str | Path, *, comm: Any = None, outdir: str | Path | None 
         err = comm.bcast(err, root=0)
         if err:
             raise CaseError(err)
+    summary, cols, _ = _execute(case, src, comm, out, lumped=lumped, cache_dir=Path(cache_dir) if cache_dir else None)
+    return Result(summary=summary, columns=cols, outdir=out)
+
+
+def _execute(case: Case, src: CaseSource, comm, out: Path | None, *, lumped: bool = False, cache_dir=None,
+             progress=None, restarting: bool = False, checkpoint_every: int = 0, on_setup=None,
+             setup_stage=None):
+    """Run a validated case into a prepared output folder (shared by :func:`run` and the CLI).
+
+    Args:
+        progress: ``callable(row)`` after each recorded time (rank 0).
+        restarting: continue from the checkpoint in ``out``.
+        checkpoint_every: write a checkpoint every N steps (0: never).
+        on_setup: ``callable(simulation)`` between set-up and run.
+        setup_stage: context-manager factory wrapped around the set-up (a progress stage).
+
+    Returns:
+        ``(summary, columns, simulation)``; the simulation is None for a lumped run.
+    """
     if lumped:
         from busbarfem.lumped import run_lumped_case
 
@@ -216,17 +235,22 @@ def run(case: Case | str | Path, *, comm: Any = None, outdir: str | Path | None 
                 summary = run_lumped_case(case, src, folder)
                 payload = (summary, _read_csv(folder / "timeseries.csv"))
         summary, cols = comm.bcast(payload, root=0)
-        return Result(summary=summary, columns=cols, outdir=out)
+        return summary, cols, None
 
     from busbarfem.coupling import Simulation
 
-    sim = Simulation(case, src, comm, outdir=out, cache_dir=Path(cache_dir) if cache_dir else None)
-    try:
-        sim.setup()
+    with Simulation(case, src, comm, outdir=out, progress=progress, cache_dir=cache_dir,
+                    restarting=restarting) as sim:
+        sim.checkpoint_every = checkpoint_every
+        if setup_stage is not None:
+            with setup_stage():
+                sim.setup()
+        else:
+            sim.setup()
+        if on_setup is not None:
+            on_setup(sim)
         summary = sim.run()
-    finally:
-        sim.close()
-    return Result(summary=summary, columns=_columns(sim.rows), outdir=out)
+    return summary, _columns(sim.rows), sim
 
 
 def read_result(folder: str | Path) -> Result:

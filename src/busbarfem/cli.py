@@ -277,8 +277,7 @@ def cmd_run(args, comm, con: Console) -> int:
     """``busbarfem run``."""
     import yaml
 
-    from busbarfem.coupling import Simulation
-
+    from busbarfem.api import _execute
     from busbarfem.errors import CaseError
     from busbarfem.io import checkpoint
 
@@ -330,9 +329,7 @@ def cmd_run(args, comm, con: Console) -> int:
         write_resolved()  # a restart writes it once the checkpoint is verified
     con.print(f"busbarfem: case '{case.name}' on {comm.size} MPI rank(s) -> {out}")
     if args.lumped:
-        from busbarfem.lumped import run_lumped_case
-
-        summary = comm.bcast(run_lumped_case(case, src, out) if comm.rank == 0 else None, root=0)
+        summary, _cols, _ = _execute(case, src, comm, out, lumped=True)
         con.print(f"  lumped circuit: stop: {summary['stop_reason']}; delivered "
                   f"{summary['energy']['charge_out_Ah']:.4g} Ah; T_max {summary['T_max']['value']:.2f} K "
                   f"at t = {summary['T_max']['time_s']:.6g} s")
@@ -344,12 +341,7 @@ def cmd_run(args, comm, con: Console) -> int:
     cache = _cache_dir(args)
     total = case.solver.t_end if case.solver.analysis == "transient" else None
     with Progress(comm, total_time=total, quiet=args.quiet) as prog:
-        sim = Simulation(case, src, comm, outdir=out, progress=prog.update, cache_dir=cache,
-                         restarting=args.restart is not None)
-        sim.checkpoint_every = args.checkpoint_every
-        try:
-            with prog.stage("meshing and set-up"):
-                sim.setup()
+        def on_setup(sim) -> None:
             if args.restart is not None:
                 # setup() verified and loaded the checkpoint before writing anything
                 write_resolved()
@@ -357,9 +349,10 @@ def cmd_run(args, comm, con: Console) -> int:
             prog.log(f"  mesh: {sim.bundle.mesh.topology.index_map(3).size_global} cells, "
                      f"{sim.el.ndofs} electrical + {sim.th.ndofs} thermal P{sim.bundle.element_order} dofs "
                      f"({sim.timings.get('mesh', 0):.1f} s)")
-            summary = sim.run()
-        finally:
-            sim.close()
+
+        summary, cols, sim = _execute(case, src, comm, out, cache_dir=cache, progress=prog.update,
+                                      restarting=args.restart is not None, checkpoint_every=args.checkpoint_every,
+                                      on_setup=on_setup, setup_stage=lambda: prog.stage("meshing and set-up"))
     if args.error_estimate:
         summary = _add_error_estimate(case, src, comm, con, out, summary, sim.bundle.element_order, cache)
     term = summary.get("terminal", {})
@@ -369,7 +362,8 @@ def cmd_run(args, comm, con: Console) -> int:
         con.print(f"  terminal: V = {term['voltage_V']:.6g} V, I = {term['current_A']:.6g} A"
                   + (f", R = {r * 1e6:.4g} micro-ohm" if r else ""))
         # maxima over the run; a transient also names when they occurred
-        when = {k: f" at t = {summary[k]['time_s']:.6g} s" if len(sim.rows) > 1 else "" for k in ("T_max", "J_max")}
+        when = {k: f" at t = {summary[k]['time_s']:.6g} s" if len(cols.get("time [s]", ())) > 1 else ""
+                for k in ("T_max", "J_max")}
         con.print(f"  T_max = {summary['T_max']['value']:.2f} K in {summary['T_max']['region']}{when['T_max']}, "
                   f"|J|_max = {summary['J_max']['value']:.4g} A/m^2 in {summary['J_max']['region']}{when['J_max']}")
     if summary["stop_reason"] == "thermal runaway":
@@ -489,13 +483,13 @@ def cmd_critical_current(args, comm, con: Console) -> int:
     case, src = _load(args, ["solver.runaway_temperature=1.0e12", "solver.analysis=steady"])
     out = _output_path(args.output, Path("results") / f"{case.name}_icrit")
     _prepare_outdir(comm, out, args.overwrite, args.case)
-    sim = Simulation(case, src, comm, outdir=None, cache_dir=_cache_dir(args))
-    sim.setup()
-    if sim.cells is not None:
-        raise CaseError("critical-current works on conductor assemblies (no cells)", file=args.case)
-    start = args.start or abs(case.load.current or 0.0) or 100.0
-    con.print(f"busbarfem: critical current of '{case.name}' (start {start:g} A, rtol {args.rtol:g})")
-    res = critical_current(sim.steady_tmax_at, start, rtol=args.rtol, log=con.print)
+    with Simulation(case, src, comm, outdir=None, cache_dir=_cache_dir(args)) as sim:
+        sim.setup()
+        if sim.cells is not None:
+            raise CaseError("critical-current works on conductor assemblies (no cells)", file=args.case)
+        start = args.start or abs(case.load.current or 0.0) or 100.0
+        con.print(f"busbarfem: critical current of '{case.name}' (start {start:g} A, rtol {args.rtol:g})")
+        res = critical_current(sim.steady_tmax_at, start, rtol=args.rtol, log=con.print)
     if comm.rank == 0:
         data = {"case": case.name, "critical_current_A": res.current, "bracket_A": list(res.bracket),
                 "T_max_at_last_stable_K": res.T_max_stable,

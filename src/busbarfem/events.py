@@ -209,3 +209,28 @@ class HoldCurrentControl:
         if r > 2.0 * self.target_change:
             return False, h * max(0.2, 0.9 * ratio)
         return True, h * min(2.0, ratio)
+
+
+class Runaway(Exception):
+    """No steady state / unbounded temperature growth (a result, not a crash).
+
+    Attributes:
+        where: optional place of the hot spot (``x``, ``region``).
+    """
+
+    def __init__(self, message: str, where: dict | None = None):
+        super().__init__(message)
+        self.where = where or {}
+
+
+class StopKind(Enum):
+    """Why a run ended (the stop reason's text says the details)."""
+
+    STEADY = "steady state reached"
+    END_TIME = "end time reached"
+    LOAD = "load event"            # a stop condition of the load (limit, end of the steps)
+    TEMPERATURE_LIMIT = "temperature limit"
+    RUNAWAY = "thermal runaway"
+    CONTRIBUTION = "contribution"  # a physics contribution stopped the run
+    POWER_LIMIT = "power not deliverable"
+    FAILED = "solver failure"

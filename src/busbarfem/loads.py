@@ -21,6 +21,7 @@ Sign convention: positive current and power = discharge. Cell arrays are in
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -82,6 +83,22 @@ def natural_spline_moments(t: np.ndarray, y: np.ndarray) -> np.ndarray:
     A[idx[:-1], idx[1:]] = h[1:-1]
     m[1:-1] = np.linalg.solve(A, rhs)
     return m
+
+
+def power_current(A: float, B: float, power: float) -> float | None:
+    """Load current [A] that draws ``power`` [W] from a terminal with ``V = A - B I``.
+
+    The root of ``B I^2 - A I + P = 0`` on the branch through ``I = 0`` (for a source:
+    the higher voltage, lower current one), in the cancellation-free form
+    ``2 P / (A + sqrt(A^2 - 4 B P))``. None when ``P`` exceeds the maximum ``A^2 / (4 B)``.
+    Used by the 3D electrical problem and the lumped circuit alike.
+    """
+    if power == 0.0:
+        return 0.0
+    disc = A * A - 4.0 * B * power
+    if disc < 0.0:
+        return None
+    return 2.0 * power / (A + math.sqrt(disc))
 
 
 @dataclass(frozen=True)

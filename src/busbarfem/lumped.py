@@ -22,10 +22,10 @@ from busbarfem.errors import CaseError
 
 def cell_volume_area(cell_geom) -> tuple[float, float]:
     """Volume [m^3] and outer area [m^2] of one cell body from its geometry section."""
-    if getattr(cell_geom, "type", "cylindrical") == "cylindrical":
+    if cell_geom.type == "cylindrical":
         r, h = cell_geom.dimensions()
         return math.pi * r * r * h, 2 * math.pi * r * h + 2 * math.pi * r * r
-    dims = [getattr(cell_geom, k, None) for k in ("width", "depth", "height")]
+    dims = [getattr(cell_geom, k, None) for k in ("width", "depth", "height")]  # prismatic/pouch fields
     if None in dims:
         raise CaseError(f"--lumped cannot size a '{cell_geom.type}' cell; give cell.volume and cell.surface_area")
     a, b, c = dims
@@ -45,8 +45,7 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     conv = [bc for bc in case.thermal.boundaries if bc.type == "convection"]
     thermal = None
     if conv:
-        Ta = conv[0].T_amb or case.thermal.ambient_temperature
-        thermal = LumpedThermal(h=conv[0].h, T_ambient=Ta, T_initial=case.thermal.initial_temperature,
+        thermal = LumpedThermal(h=conv[0].h, T_ambient=case.thermal.ambient_of(conv[0]), T_initial=case.thermal.initial_temperature,
                                 area=case.cell.surface_area or area, volume=case.cell.volume or vol)
     s = case.solver
     res = run_lumped(case.cell, case.load, mod.series, mod.parallel, pcu=mod.parallel_connected_units,
@@ -83,6 +82,7 @@ def lumped_summary(case, res) -> dict:
     (``x``) in a lumped model: the region is the cell.
     """
     from busbarfem.cells.ecm import CellParameters
+    from busbarfem.coupling.records import cell_summary
 
     ns, npar = res.n_series, res.n_parallel
     names = [naming.cell(si + 1, p + 1) for si in range(ns) for p in range(npar)]
@@ -114,9 +114,7 @@ def lumped_summary(case, res) -> dict:
         "T_min": _extreme(res, res.cell_temperature, "min"),
         "T_min_final": _extreme(res, res.cell_temperature, "min", final=True),
         "cell_current_max": _extreme(res, np.abs(res.cell_current), "max"),
-        "cells": {n: {"current_A": float(res.cell_current[-1].ravel()[i]),
-                      "voltage_V": float(res.cell_voltage[-1].ravel()[i]),
-                      "soc": float(res.cell_soc[-1].ravel()[i]), "T_mean_K": float(res.cell_temperature[-1].ravel()[i]),
-                      "heat_irreversible_W": float(qi[i]), "heat_reversible_W": float(qr[i]),
-                      "heat_W": float(qi[i] + qr[i]), "R0_ohm": float(R0[i])} for i, n in enumerate(names)},
-        "events": [e.to_dict() if hasattr(e, "to_dict") else e for e in getattr(res, "events", [])]}
+        "cells": {n: cell_summary(res.cell_current[-1].ravel()[i], res.cell_voltage[-1].ravel()[i],
+                                  res.cell_soc[-1].ravel()[i], res.cell_temperature[-1].ravel()[i],
+                                  qi[i], qr[i], R0[i], qi[i] + qr[i]) for i, n in enumerate(names)},
+        "events": [e.to_dict() for e in res.events]}

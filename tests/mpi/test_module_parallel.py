@@ -40,7 +40,7 @@ def test_cell_currents_serial_equals_parallel(tmp_path):
     for comm, tmp in ((MPI.COMM_SELF, tmp_path), (MPI.COMM_WORLD, shared)):
         sim = make_sim(tmp, two_by_two(comm), comm=comm, r0=0.02, current=10.0,
                        variation="{R0_factors: [1.0, 1.4, 0.8, 1.0]}")
-        sim._electrical_step(0.0, 1)
+        sim.model.electrical_step(0.0, 1)
         results.append(sim.cells.current.copy())
         keep.append(sim)  # parallel PETSc objects must not be collected at rank-dependent times
     ser, par = results

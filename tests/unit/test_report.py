@@ -15,7 +15,7 @@ import yaml
 from mpi4py import MPI
 
 from busbarfem.io import render
-from busbarfem.io.hotspots import hotspots_for_simulation
+from busbarfem.io.hotspots import hotspots
 from busbarfem.io.report import Column, group_columns, load_run, read_timeseries, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,8 @@ def solved_outdir(outdir: Path, case: str, overrides=()) -> Path:
 
     outdir.mkdir(parents=True)
     sim = solve_case(EXAMPLES / case, overrides, comm=MPI.COMM_SELF, outdir=outdir)
-    hotspots_for_simulation(sim)
+    sim.fields.refresh_for_hotspots()
+    hotspots(sim.bundle, sim.fields.T, sim.fields.J_magnitude, outdir)
     resolved = sim.case.model_dump(mode="json")
     resolved["_provenance"] = {"case_file": str(EXAMPLES / case), "overrides": list(overrides),
                                "versions": {"busbarfem": "test", "mpi_size": 1}, "created": "now"}

@@ -119,7 +119,7 @@ def test_nan_material_reports_nan(tmp_path, capsys):
     """A NaN that slips into a material (here: the thermal conductivity) is caught at step 1."""
     ov = [*TRANSIENT, "materials.cu_nan.sigma_ref=5.8e7", "materials.cu_nan.alpha=0.004", "materials.cu_nan.k=398",
           "materials.cu_nan.rho=8933", "materials.cu_nan.cp=385", "geometry.busbars.0.material=cu_nan"]
-    import busbarfem.coupling as coupling
+    import busbarfem.coupling.model as coupling
 
     real = coupling.resolve_materials
 

@@ -13,8 +13,10 @@ import pytest
 from mpi4py import MPI
 from msmd_fixture import box_bundle
 
+from dolfinx import fem
+
 from busbarfem.case.loader import load_case
-from busbarfem.coupling import Simulation
+from busbarfem.coupling import Simulation, contributions
 
 CASE = """
 name: msmd_box
@@ -53,10 +55,7 @@ def make_sim(tmp_path, bundle, comm=MPI.COMM_WORLD, **kw):
     comm.barrier()
     case, src = load_case(path)
     sim = Simulation(case, src, comm)
-    sim.setup(bundle=bundle)
-    from busbarfem.loads import LoadController
-
-    sim.controller = LoadController(case.load, case.cell.capacity, sim.cells.n_series, sim.cells.n_parallel)
+    sim.setup(bundle=bundle)  # the model's load controller gives the step targets
     return sim
 
 
@@ -82,7 +81,7 @@ def test_bernardi_18650_number_from_solver_heat(tmp_path):
     comm = MPI.COMM_WORLD
     sim = make_sim(tmp_path, single_cell(comm), ocv=3.7, ocv2=3.7 + 1e-9, dudt=-1.0e-4, r0=0.13 / 3.0,
                    current=3.0, T=298.0)
-    sol = sim._electrical_step(0.0, 1)
+    sol = sim.model.electrical_step(0.0, 1)
     c = sim.cells
     assert abs(c.volumes[0] - 16.5e-6) < 1e-12
     assert abs(sol.current - 3.0) < 1e-9 and abs(c.current[0] - 3.0) < 1e-6
@@ -106,7 +105,7 @@ def test_collector_conductivity_follows_temperature(tmp_path):
 
     def voltage(**kw):
         sim = make_sim(tmp_path, bundle, ocv=3.7, ocv2=3.7 + 1e-9, r0=0.02, current=3.0, T=T, **kw)
-        return sim._electrical_step(0.0, 1).voltage
+        return sim.model.electrical_step(0.0, 1).voltage
 
     v_alpha = voltage(sigma=sigma, alpha=alpha)
     v_equiv = voltage(sigma=sigma / (1.0 + alpha * (T - 298.15)), alpha=0.0)
@@ -133,7 +132,7 @@ def test_two_cells_in_series_alternate_parity(tmp_path):
     bundle = box_bundle(comm, boxes, {"terminal_pos": ("tab_pos_2_1", "zmin"),
                                       "terminal_neg": ("tab_neg_1_1", "zmin")}, size=0.004)
     sim = make_sim(tmp_path, bundle, ocv=3.7, ocv2=3.7 + 1e-9, r0=0.02, current=10.0)
-    sol = sim._electrical_step(0.0, 1)
+    sol = sim.model.electrical_step(0.0, 1)
     I = sim.cells.current
     assert np.allclose(I, 10.0, rtol=1e-6), I
     expected = 2 * 3.7 - 2 * 0.02 * 10.0
@@ -157,7 +156,7 @@ def test_parallel_cells_share_current_inversely_to_R0(tmp_path):
                                       "terminal_neg": ("busbar_2", "zmin")}, size=0.004)
     sim = make_sim(tmp_path, bundle, ocv=3.7, ocv2=3.7 + 1e-9, r0=0.02, current=10.0,
                    variation="{R0_factors: [1.0, 1.5]}")
-    sim._electrical_step(0.0, 1)
+    sim.model.electrical_step(0.0, 1)
     I = sim.cells.current
     # lumped oracle (AcuSolve BATTERY_MODULE): V_K = (sum V_j/R_j - I)/(sum 1/R_j), I_j = (V_j - V_K)/R_j
     R = np.array([0.02, 0.03])
@@ -165,3 +164,45 @@ def test_parallel_cells_share_current_inversely_to_R0(tmp_path):
     I_exact = (3.7 - VK) / R
     assert abs(I.sum() - 10.0) < 1e-6
     assert np.allclose(I, I_exact, rtol=0.005), (I, I_exact)
+
+
+class Short(contributions.Contribution):
+    """An internal short of resistance R_S through the whole cell volume: one Conductance."""
+
+    name = "test_short"
+
+    def __init__(self, bundle, cell):
+        self.bundle, self.cell = bundle, cell
+
+    def electrical_elements(self, model):
+        self.g = fem.Function(fem.functionspace(model.bundle.mesh, ("DG", 0)))
+        return [contributions.Conductance(self.g)]
+
+    def setup(self, model):
+        from busbarfem.analysis.regions import RegionIntegrator
+
+        vol = RegionIntegrator(model.bundle, fem.Constant(model.bundle.mesh, 1.0)).by_region()[self.cell]
+        self.g.x.array[model.bundle.cells_of(self.cell)] = 1.0 / (R_S * vol)
+        self.g.x.scatter_forward()
+
+
+R_S = 0.05  # ohm
+
+
+def test_conductance_element_is_an_internal_short(tmp_path):
+    """At open circuit a short R_S across an ECM cell (E, R0) carries I = E / (R0 + R_S) and
+    the terminals read E R_S / (R0 + R_S) (less the tabs' micro-ohms)."""
+    E, R0 = 3.7, 0.02
+    comm = MPI.COMM_WORLD
+    mp = pytest.MonkeyPatch()
+    contributions.registered()
+    mp.setitem(contributions._REGISTRY, "test_short", lambda case, bundle: Short(bundle, "cell_1_1"))
+    try:
+        sim = make_sim(tmp_path, single_cell(comm), ocv=E, ocv2=E + 1e-9, r0=R0, current=0.0)
+        sol = sim.model.electrical_step(0.0, 1)
+    finally:
+        mp.undo()
+    assert abs(sol.current) < 1e-9
+    assert sim.cells.current[0] == pytest.approx(E / (R0 + R_S), rel=1e-5)
+    assert sol.voltage == pytest.approx(E * R_S / (R0 + R_S), rel=1e-4)
+    sim.close()

@@ -84,7 +84,7 @@ def network_split(x_end: float) -> np.ndarray:
 def test_current_split_matches_resistor_network(tmp_path):
     bundle, x_end = geometry(MPI.COMM_WORLD)
     sim = make_sim(tmp_path, bundle, ocv=E, ocv2=E + 1e-9, r0=R0, current=I_LOAD)
-    sim._electrical_step(0.0, 1)
+    sim.model.electrical_step(0.0, 1)
     I3 = sim.cells.current
     I_net = network_split(x_end)
     assert abs(I_net.sum() - I_LOAD) < 1e-9

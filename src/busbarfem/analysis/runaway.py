@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from busbarfem.coupling.contributions import Contribution, ContributionEvent, register
+
 
 def lumped_critical_current(h: float, area: float, R0: float, alpha: float) -> float:
     """``sqrt(h A_s / (R0 alpha))`` [A] for a lumped conductor."""
@@ -59,6 +61,76 @@ class RunawayMonitor:
                 self._count = 0
         self._last = (T_mean, generated, removed)
         return self._count >= self.persistence
+
+    def state_dict(self) -> dict:
+        """The monitor's memory (last step, run length) for a checkpoint."""
+        return {"last": list(self._last) if self._last else None, "count": self._count}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Restore :meth:`state_dict`'s memory."""
+        if state:
+            self._last = tuple(state["last"]) if state["last"] else None
+            self._count = int(state["count"])
+
+
+class RunawayWatch(Contribution):
+    """The transient runaway monitor as a physics contribution (conductor-only cases).
+
+    After every accepted step it feeds :class:`RunawayMonitor` with the mean temperature
+    and the generated and removed heat, and stops the run as a thermal runaway once
+    generation outgrows removal for ``persistence`` steps.
+    """
+
+    name = "runaway_monitor"
+
+    def __init__(self, monitor: RunawayMonitor | None = None):
+        self.monitor = monitor or RunawayMonitor()
+        self._T_mean_form = None
+        self._volume = 1.0
+
+    def setup(self, model) -> None:
+        """Compile the mean-temperature integral on the model's mesh."""
+        import dolfinx_solver  # noqa: F401
+        import ufl
+        from mpi4py import MPI
+
+        from dolfinx import fem
+
+        msh = model.bundle.mesh
+        dx = ufl.dx(domain=msh)
+        self._comm = msh.comm
+        self._T_mean_form = fem.form(model.thermal.T * dx)
+        self._volume = self._comm.allreduce(fem.assemble_scalar(fem.form(fem.Constant(msh, 1.0) * dx)), op=MPI.SUM)
+
+    def after_step(self, t: float, dt: float, flows) -> ContributionEvent | None:
+        """Feed the monitor; a runaway stop once it fires."""
+        from mpi4py import MPI
+
+        from dolfinx import fem
+
+        T_mean = self._comm.allreduce(fem.assemble_scalar(self._T_mean_form), op=MPI.SUM) / self._volume
+        if self.monitor.update(T_mean, flows.generated, flows.convection + flows.radiation + flows.fixed_temperature):
+            return ContributionEvent(f"heat generation grows faster with temperature than heat removal "
+                                     f"(sustained over {self.monitor.persistence} steps at t = {t:.6g} s): "
+                                     "no steady state can be reached", stop=True, runaway=True)
+        return None
+
+    def state_dict(self) -> dict:
+        """The monitor's memory."""
+        return self.monitor.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        """Restore the monitor's memory."""
+        self.monitor.load_state_dict(state)
+
+
+@register("runaway_monitor")
+def _runaway_watch(case, bundle):
+    """Transient conductor-only cases (cells have their own limits)."""
+    has_cells = any(bundle.regions[n].kind == "cell" for n in bundle.volume_names())
+    if has_cells or case.solver.analysis != "transient":
+        return None
+    return RunawayWatch()
 
 
 @dataclass

@@ -131,7 +131,7 @@ def check_terminals(case, src: CaseSource) -> None:
 
 def check_case(case, src: CaseSource) -> None:
     """Check material references, physical bounds and solver consistency; raise a located CaseError."""
-    from busbarfem.materials import resolve_materials
+    from busbarfem.case.materials import resolve_materials
 
     check_physical_bounds(case, src)
     check_terminals(case, src)

@@ -93,6 +93,14 @@ class Thermal(StrictModel):
     ambient_temperature: float = Field(298.15, gt=0, description="Default ambient temperature for convection/radiation [K].")
     boundaries: list[ThermalBC] = Field(default_factory=list, description="Thermal boundary conditions, applied in order.")
 
+    def ambient_of(self, bc) -> float | None:
+        """The ambient temperature a convection/radiation condition uses [K]: its own
+        ``T_amb`` or ``ambient_temperature`` (None for conditions without one). The one
+        place this default is resolved (3D set-up, steady bounds, ``--lumped``)."""
+        if not hasattr(bc, "T_amb"):
+            return None
+        return bc.T_amb if bc.T_amb is not None else self.ambient_temperature
+
 
 class Picard(StrictModel):
     """Fixed-point coupling of sigma(T) (and cell R0(T)) with the temperature."""
@@ -126,7 +134,6 @@ class OutputSettings(StrictModel):
     """What is written to the output folder."""
 
     every: int = Field(1, ge=1, description="Write fields every N time steps (the last step is always written).")
-    vtx: bool = Field(False, description="Also write ADIOS2 VTX (.bp) files.")
     report: bool = Field(True, description="Write report.md/report.html at the end of the run.")
 
 

@@ -34,8 +34,10 @@ from busbarfem import naming
 from busbarfem.case.cells import CellModel
 from busbarfem.case.loads import Load
 from busbarfem.cells.ecm import CellParameters, ECMState, advance, step_source
-from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, locate, margin_of
-from busbarfem.loads import Event, LoadController, Target
+from busbarfem.coupling.records import cell_columns
+from busbarfem.coupling.stepper import StepOutcome, StepSizeController, TransientStepper, TrialResult
+from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, StopKind
+from busbarfem.loads import Event, LoadController, Target, power_current
 
 
 class PowerLimitError(ValueError):
@@ -110,11 +112,10 @@ class ModuleCircuit:
         elif target.mode == "voltage":
             current = (A - target.value) / B
         elif target.mode == "power":
-            disc = A * A - 4.0 * B * target.value
-            if disc < 0.0:
+            current = power_current(A, B, target.value)
+            if current is None:
                 raise PowerLimitError(f"requested power {target.value:g} W exceeds the maximum "
                                       f"deliverable {A * A / (4.0 * B):.4g} W")
-            current = 2.0 * target.value / (A + np.sqrt(disc))  # stable root through I = 0
         else:
             raise ValueError(f"unknown target mode {target.mode!r}")
         v_block = a - current / G  # (K,)
@@ -186,14 +187,124 @@ class LumpedResult:
                 "current [A]": self.module_current, "power [W]": self.module_power}
         for s in range(self.n_series):
             for p in range(self.n_parallel):
-                name = naming.cell(s + 1, p + 1)
-                cols[f"I_{name} [A]"] = self.cell_current[:, s, p]
-                cols[f"V_{name} [V]"] = self.cell_voltage[:, s, p]
-                cols[f"SOC_{name} [-]"] = self.cell_soc[:, s, p]
-                cols[f"T_mean_{name} [K]"] = self.cell_temperature[:, s, p]
-                cols[f"q_irr_{name} [W]"] = self.cell_heat_irreversible[:, s, p]
-                cols[f"q_rev_{name} [W]"] = self.cell_heat_reversible[:, s, p]
+                cols.update(cell_columns(naming.cell(s + 1, p + 1), self.cell_current[:, s, p],
+                                         self.cell_voltage[:, s, p], self.cell_soc[:, s, p],
+                                         self.cell_temperature[:, s, p], self.cell_heat_irreversible[:, s, p],
+                                         self.cell_heat_reversible[:, s, p]))
         return cols
+
+
+class LumpedSystem:
+    """The lumped circuit as a :class:`~busbarfem.coupling.stepper.SteppedSystem`.
+
+    Per step (operator splitting, as the 3D model): the circuit is solved for the target
+    at mid-step with the RC pairs integrated exactly over the step, the ECM states
+    advance with that current, and the lumped thermal model ``m cp dT/dt = q - h A (T - T_amb)``
+    exactly for that heat. A trial does not change the system: :meth:`accept` commits it.
+
+    Args:
+        params: cell parameters; circuit: the module circuit; controller: the load controller.
+        thermal: ``(T_ambient, heat capacity [J/K], h A [W/K])`` per cell, or None (isothermal).
+        shape: ``(n_series, n_parallel)``.
+    """
+
+    def __init__(self, params: CellParameters, circuit: ModuleCircuit, controller: LoadController, thermal,
+                 shape: tuple[int, int]):
+        self.params, self.circuit, self.controller = params, circuit, controller
+        self.thermal, self.shape = thermal, shape
+        self.rec: dict[str, list] = {k: [] for k in ("t", "V", "I", "k", "ci", "cv", "soc", "T", "qi", "qr")}
+        self.state: ECMState | None = None
+        self.T: np.ndarray | None = None
+        self._start = None
+
+    def electrical(self, st: ECMState, temp: np.ndarray, target: Target, h: float = 0.0, i_start=None):
+        """End-of-step circuit (RC pairs integrated exactly over ``h``, stable for any ``h``)
+        and the cells' irreversible and reversible heat."""
+        E, R, R_ocv = step_source(self.params, st, temp, h, i_start)
+        sol = self.circuit.solve(E, R, target)
+        i = sol.cell_current.ravel()
+        # OCV at the end of the step
+        ocv = self.params.ocv(st.soc, temp) - R_ocv * (i if i_start is None else i + i_start)
+        q_irr = i * (ocv - sol.cell_voltage.ravel())
+        q_rev = -i * temp * self.params.dUdT(st.soc)
+        return sol, q_irr, q_rev
+
+    def _record(self, t, sol, q_irr, q_rev, st, temp) -> None:
+        rec, shape = self.rec, self.shape
+        rec["t"].append(t)
+        rec["V"].append(sol.module_voltage)
+        rec["I"].append(sol.module_current)
+        rec["k"].append(self.controller.step_index)
+        rec["ci"].append(sol.cell_current.copy())
+        rec["cv"].append(sol.cell_voltage.copy())
+        rec["soc"].append(st.soc.reshape(shape).copy())
+        rec["T"].append(temp.reshape(shape).copy())
+        rec["qi"].append(q_irr.reshape(shape).copy())
+        rec["qr"].append(q_rev.reshape(shape).copy())
+
+    def begin(self, state: ECMState, T: np.ndarray) -> StepOutcome | None:
+        """The initial state and its record (an outcome if the load cannot even start)."""
+        self.state, self.T = state, T
+        try:
+            snap = self.electrical(state, T, self.controller.target(0.0))
+        except PowerLimitError as exc:
+            return StepOutcome(StopKind.POWER_LIMIT, str(exc), 0.0, 0)
+        self._record(0.0, *snap, state, T)
+        return None
+
+    # ------------------------------------------------------------------ SteppedSystem
+    def save(self):
+        """The (immutable) state at the start of the step."""
+        return self.state, self.T
+
+    def start_conditions(self, t: float, step: int) -> list:
+        """The state just after ``t`` under the active target (the current jumps when a
+        step begins): the margins at the start of the step."""
+        st, temp = self.state, self.T
+        self._start = self.electrical(st, temp, self.controller.target(t))[0]
+        return self.controller.conditions(t, self._start.module_current, self._start.cell_voltage, st.soc,
+                                          float(temp.max()))
+
+    def hold_start_current(self, t: float, step: int, start):
+        """In a held-voltage step: the start current of the linear-current update."""
+        if self.controller.target(t).mode in VARYING_CURRENT_MODES:
+            return self._start.cell_current.ravel()
+        return None
+
+    def trial(self, t: float, h: float, step: int, start, i_start):
+        """The step from ``start`` over ``h`` (pure: nothing is committed)."""
+        st, temp = start
+        snap = self.electrical(st, temp, self.controller.target(t + 0.5 * h), h, i_start)
+        sol, q_irr, q_rev = snap
+        new = advance(self.params, st, sol.cell_current.ravel(), h, temp, i_start)
+        if self.thermal is None:
+            new_T = temp
+        else:
+            T_amb, heat_capacity, hA = self.thermal
+            q = q_irr + q_rev
+            if hA > 0.0:
+                T_inf = T_amb + q / hA
+                new_T = T_inf + (temp - T_inf) * np.exp(-h * hA / heat_capacity)
+            else:
+                new_T = temp + q * h / heat_capacity
+        conds = self.controller.conditions(t + h, sol.module_current, sol.cell_voltage, new.soc,
+                                           float(new_T.max()))
+        return TrialResult((new, new_T, snap), float(np.max(np.abs(new_T - temp))), sol.cell_current.ravel()), conds
+
+    def accept(self, t: float, h: float, step: int, result: TrialResult, t_start: float) -> StepOutcome | None:
+        """Commit the step, let the load controller react, record the end of the step."""
+        self.state, self.T, snap = result.payload
+        sol = snap[0]
+        ev = self.controller.update(t_start, h, sol.module_voltage, sol.module_current, sol.cell_voltage,
+                                    self.state.soc, float(self.T.max()))
+        self._record(t, *snap, self.state, self.T)
+        if ev is not None and ev.stop:
+            return StepOutcome(StopKind.LOAD, ev.reason, t, step)
+        return None
+
+    def growth_cap(self, h: float) -> float | None:
+        """The lumped run steps at a fixed ``dt`` (no growth)."""
+        return None
 
 
 def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu: int | None = None,
@@ -225,119 +336,22 @@ def run_lumped(cell: CellModel, load: Load, n_series: int, n_parallel: int, pcu:
         if area is None or volume is None:
             raise ValueError("lumped thermal model needs the cell surface_area and volume "
                              "(in the cell section or in LumpedThermal)")
-        heat_capacity = cell.rho * volume * cell.cp  # J/K
-        hA = thermal.h * area
+        # heat capacity [J/K] and h A [W/K] per cell
+        thermal_model = (thermal.T_ambient, cell.rho * volume * cell.cp, thermal.h * area)
         T = np.full(n_cells, thermal.T_initial if thermal.T_initial is not None else thermal.T_ambient)
     else:
+        thermal_model = None
         T = np.full(n_cells, cell.T_ref)
 
-    def electrical(st: ECMState, temp: np.ndarray, target: Target, h: float = 0.0, i_start=None):
-        # end-of-step circuit: RC pairs integrated exactly over h (stable for any h)
-        E, R, R_ocv = step_source(params, st, temp, h, i_start)
-        sol = circuit.solve(E, R, target)
-        i = sol.cell_current.ravel()
-        # OCV at the end of the step
-        ocv = params.ocv(st.soc, temp) - R_ocv * (i if i_start is None else i + i_start)
-        q_irr = i * (ocv - sol.cell_voltage.ravel())
-        q_rev = -i * temp * params.dUdT(st.soc)
-        return sol, q_irr, q_rev
-
-    def take_step(st: ECMState, temp: np.ndarray, t0: float, h: float, i_start=None):
-        snap = electrical(st, temp, ctl.target(t0 + 0.5 * h), h, i_start)
-        sol, q_irr, q_rev = snap
-        new = advance(params, st, sol.cell_current.ravel(), h, temp, i_start)
-        if thermal is None:
-            new_T = temp
-        else:
-            q = q_irr + q_rev
-            if hA > 0.0:
-                T_inf = thermal.T_ambient + q / hA
-                new_T = T_inf + (temp - T_inf) * np.exp(-h * hA / heat_capacity)
-            else:
-                new_T = temp + q * h / heat_capacity
-        return new, new_T, snap
-
-    rec: dict[str, list] = {k: [] for k in ("t", "V", "I", "k", "ci", "cv", "soc", "T", "qi", "qr")}
-
-    def record(t, sol, q_irr, q_rev, st, temp):
-        rec["t"].append(t)
-        rec["V"].append(sol.module_voltage)
-        rec["I"].append(sol.module_current)
-        rec["k"].append(ctl.step_index)
-        rec["ci"].append(sol.cell_current.copy())
-        rec["cv"].append(sol.cell_voltage.copy())
-        rec["soc"].append(st.soc.reshape(shape).copy())
-        rec["T"].append(temp.reshape(shape).copy())
-        rec["qi"].append(q_irr.reshape(shape).copy())
-        rec["qr"].append(q_rev.reshape(shape).copy())
-
-    def snapshot(st, temp, t):
-        return electrical(st, temp, ctl.target(t))
-
-    t = 0.0
-    stop_reason = ""
-    hold_control = HoldCurrentControl(current_floor=0.01 * cell.capacity)
-    h_hold = None  # step length the hold control suggests for the next held-voltage step
-    try:
-        snap = snapshot(state, T, t)
-    except PowerLimitError as exc:
-        stop_reason = str(exc)
-        snap = None
-    if snap is not None:
-        record(t, *snap, state, T)
-    while snap is not None:
-        if t >= t_end - 1e-9 * max(1.0, t_end):
-            stop_reason = f"end time {t_end:g} s reached"
-            break
-        h = min(dt, t_end - t)
-        nxt = ctl.next_event_time(t)
-        if nxt is not None:
-            h = min(h, nxt - t)
-
-        try:
-            # the state just after t under the active target: the margins at the start of
-            # the step and, in a held-voltage step, the start current of the linear-current
-            # update (the current jumps when a step begins)
-            start = snapshot(state, T, t)[0]
-            start_conds = ctl.conditions(t, start.module_current, start.cell_voltage, state.soc,
-                                         float(T.max()))
-            i_start = start.cell_current.ravel() if ctl.target(t).mode in VARYING_CURRENT_MODES else None
-            if i_start is None:
-                h_hold = None
-            elif h_hold is not None:
-                h = min(h, h_hold)
-
-            def trial(h_try):
-                st, temp, s = take_step(state, T, t, h_try, i_start)
-                sol = s[0]
-                conds = ctl.conditions(t + h_try, sol.module_current, sol.cell_voltage, st.soc,
-                                       float(temp.max()))
-                return (st, temp, s), conds
-
-            first = trial(h)
-            while i_start is not None:
-                accept, h_next = hold_control.judge(i_start, first[0][2][0].cell_current.ravel(), h)
-                if accept or h <= 1e-3:
-                    h_hold = h_next
-                    break
-                h = h_next
-                first = trial(h)
-            h, (new_state, new_T, snap_new), _ = locate(
-                trial, h, event_tolerance, first=first,
-                margin_at_start=lambda key: margin_of(start_conds, key))
-        except PowerLimitError as exc:
-            stop_reason = f"{exc} at t = {t:g} s"
-            break
-        state, T, snap = new_state, new_T, snap_new
-        sol = snap[0]
-        ev = ctl.update(t, h, sol.module_voltage, sol.module_current, sol.cell_voltage,
-                        state.soc, float(T.max()))
-        t += h
-        record(t, *snap, state, T)
-        if ev is not None and ev.stop:
-            stop_reason = ev.reason
-            break
-
+    system = LumpedSystem(params, circuit, ctl, thermal_model, shape)
+    hold = HoldCurrentControl(current_floor=0.01 * cell.capacity)
+    steps = StepSizeController(dt, t_end, dt_min=1e-3, adaptive=False, hold=hold)
+    outcome = system.begin(state, T)
+    if outcome is None:
+        outcome = TransientStepper(system, steps, event_tolerance, stop_errors=(PowerLimitError,)).run(
+            end_reason=f"end time {t_end:g} s reached")
+    stop_reason = outcome.reason
+    rec = system.rec
     arr = {k: np.asarray(v) for k, v in rec.items()}
     qi, qr = arr["qi"], arr["qr"]
     return LumpedResult(

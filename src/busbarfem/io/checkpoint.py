@@ -36,7 +36,7 @@ CHECKPOINT_DIR = "checkpoint"
 FORMAT = 2
 # case values a restart may change: they decide how long to run, what to write or how fast
 # to mesh, not the state reached so far (the mesh itself is compared by its own fingerprint)
-RESTART_MAY_CHANGE = ("name", "description", "solver.t_end", "output.every", "output.report", "output.vtx",
+RESTART_MAY_CHANGE = ("name", "description", "solver.t_end", "output.every", "output.report",
                       "mesh.cache", "mesh.threads")
 
 

@@ -188,23 +188,22 @@ def write_hotspots_json(path, T_hot: list[dict], J_hot: list[dict], meta: dict |
     return path
 
 
-def hotspots_for_simulation(sim, n: int = 5) -> dict:
-    """T and |J| hot spots of a solved :class:`~busbarfem.coupling.Simulation` (collective).
+def hotspots(bundle, T, J_magnitude, outdir: Path | None = None, n: int = 5) -> dict:
+    """T and |J| hot spots of solved fields (collective).
 
-    Writes ``hotspots.json`` into ``sim.outdir`` on rank 0 when the simulation has one.
-    Uses the written output functions (``sim.out_T`` nodal T, ``sim.out_Jmag`` DG0 |J|).
+    Args:
+        bundle: the MeshBundle.
+        T: nodal temperature Function (as written to the fields).
+        J_magnitude: DG0 current-density magnitude Function.
+        outdir: when given, rank 0 writes ``hotspots.json`` into it.
+        n: spots per field.
     """
-    b = sim.bundle
-    if hasattr(sim, "_refresh_Jmag"):
-        sim._refresh_Jmag()
-    if sim.out_T is not sim.th.T and sim.field_functions["T"][1] is not None:
-        sim.field_functions["T"][1]()
-    sep = default_separation(b)
-    T_hot = find_hotspots(b, sim.out_T, n=n, min_separation=sep)
-    J_hot = find_hotspots(b, sim.out_Jmag, n=n, min_separation=sep)
+    sep = default_separation(bundle)
+    T_hot = find_hotspots(bundle, T, n=n, min_separation=sep)
+    J_hot = find_hotspots(bundle, J_magnitude, n=n, min_separation=sep)
     out = {"T": T_hot, "J_magnitude": J_hot, "min_separation_m": sep}
-    if sim.outdir is not None and b.comm.rank == 0:
-        regions = {str(b.tags[nm]): nm for nm in b.volume_names()}
-        write_hotspots_json(sim.outdir / "hotspots.json", T_hot, J_hot,
+    if outdir is not None and bundle.comm.rank == 0:
+        regions = {str(bundle.tags[nm]): nm for nm in bundle.volume_names()}
+        write_hotspots_json(Path(outdir) / "hotspots.json", T_hot, J_hot,
                             meta={"min_separation_m": sep, "region_tags": regions})
     return out

@@ -20,29 +20,39 @@ from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401
 import numpy as np
-import ufl
-from mpi4py import MPI
 
 from dolfinx import fem
 
 from busbarfem.analysis.regions import RegionIntegrator
 from busbarfem.cells import ecm
+from busbarfem.coupling.contributions import Contribution, register
 from busbarfem.mesh import MeshBundle
 
 
-class CellCoupling:
-    """Per-cell ECM states and their DG0 images on the mesh.
+def cell_region_names(bundle: MeshBundle) -> list[str]:
+    """Names of the battery-cell volume regions of a mesh."""
+    return [n for n in bundle.volume_names() if bundle.regions[n].kind == "cell"]
+
+
+class CellCoupling(Contribution):
+    """Per-cell ECM states and their DG0 images on the mesh: the ECM cells and their
+    Bernardi heat as a physics contribution (:mod:`busbarfem.coupling.contributions`).
 
     Args:
         bundle: mesh and regions (cell regions have kind ``"cell"``).
         cell_model: the case's ``cell:`` section.
-        el: the ElectricalProblem (its DG0 coefficient Functions are filled here).
+        el: the ElectricalProblem (its DG0 coefficient Functions are filled here); if
+            given with ``T`` the contribution is set up at once, else by :meth:`setup`.
         T: the temperature Function used for cell mean temperatures.
     """
 
-    def __init__(self, bundle: MeshBundle, cell_model, el, T: fem.Function):
-        self.bundle, self.model, self.el, self.T = bundle, cell_model, el, T
-        regs = [bundle.regions[n] for n in bundle.volume_names() if bundle.regions[n].kind == "cell"]
+    name = "ecm_cells"
+    provides_cells = True
+    summary_key = "cells"
+
+    def __init__(self, bundle: MeshBundle, cell_model, el=None, T: fem.Function | None = None):
+        self.bundle, self.model = bundle, cell_model
+        regs = [bundle.regions[n] for n in cell_region_names(bundle)]
         regs.sort(key=lambda r: (r.stage, r.parallel))
         self.names = [r.name for r in regs]
         self.stages = np.array([r.stage for r in regs])
@@ -51,6 +61,19 @@ class CellCoupling:
         self.n_parallel = int(self.parallels.max())
         self.params = ecm.CellParameters(cell_model, len(self.names))
         self.state = ecm.ECMState.initial(self.params)
+        self.current = np.zeros(len(self.names))
+        self.el = self.T = None
+        if el is not None and T is not None:
+            self._attach(el, T)
+
+    # ---------------------------------------------------------------- contribution hooks
+    def setup(self, model) -> None:
+        """Attach to the model's electrical problem and temperature iterate."""
+        self._attach(model.electrical, model.thermal.T_k)
+
+    def _attach(self, el, T: fem.Function) -> None:
+        bundle = self.bundle
+        self.el, self.T = el, T
         one = fem.Constant(bundle.mesh, 1.0)
         vols = RegionIntegrator(bundle, one).by_region()
         self.volumes = np.array([vols[n] for n in self.names])
@@ -59,9 +82,74 @@ class CellCoupling:
         self._j_int = RegionIntegrator(bundle, el.transfer_current())
         self._heat_irr = RegionIntegrator(bundle, self.irreversible_heat())
         self._heat_rev = RegionIntegrator(bundle, self.reversible_heat())
-        self.current = np.zeros(len(self.names))
         self.update_temperature()
         self.refresh()
+
+    def heat_sources(self) -> dict:
+        """Bernardi heat: the irreversible and the reversible (entropic) density."""
+        return {"irreversible": self.irreversible_heat(), "reversible": self.reversible_heat()}
+
+    def prepare(self, dt: float, current_start=None) -> None:
+        """Cell mean temperatures, then the step's coefficients (:meth:`refresh`)."""
+        self.update_temperature()
+        self.refresh(dt, current_start)
+
+    def measure(self) -> None:
+        """Cell currents of the solve (:meth:`measure_currents`)."""
+        self.measure_currents()
+
+    def advance(self, t: float, dt: float, T=None, solution=None) -> None:
+        """Advance SOC and RC states by ``dt`` with the measured currents."""
+        self.state = ecm.advance(self.params, self.state, self.current, dt, self._T_step,
+                                 self._current_start)
+
+    def snapshot(self) -> dict:
+        """Cell states at the start of a step."""
+        return {"state": self.state.copy(), "current": self.current.copy(), "T_mean": self.T_mean.copy()}
+
+    def restore(self, snap: dict) -> None:
+        """Back to a :meth:`snapshot` (and its instantaneous coefficients)."""
+        self.state, self.current, self.T_mean = snap["state"].copy(), snap["current"].copy(), snap["T_mean"].copy()
+        self.refresh()
+
+    def state_dict(self) -> dict:
+        """The ECM states (SOC, RC voltages) for a checkpoint."""
+        return self.state.to_dict()
+
+    def load_state_dict(self, state) -> None:
+        """Restore the ECM states of :meth:`state_dict`."""
+        if state is not None:
+            self.state = ecm.ECMState.from_dict(state)
+
+    @property
+    def soc(self) -> np.ndarray:
+        """Cell states of charge [-]."""
+        return self.state.soc
+
+    @property
+    def capacity_Ah(self) -> np.ndarray:
+        """Cell capacities [Ah]."""
+        return self.state.capacity_Ah
+
+    def columns(self, heat: dict) -> dict:
+        """Per-cell I, V, SOC, T_mean, q_irr, q_rev of the time series."""
+        from busbarfem.coupling.records import cell_columns
+
+        V = self.cell_voltages()
+        out = {}
+        for i, n in enumerate(self.names):
+            out.update(cell_columns(n, self.current[i], V[i], self.state.soc[i], self.T_mean[i],
+                                    heat["irreversible"][n], heat["reversible"][n]))
+        return out
+
+    def summary(self, heat: dict) -> dict:
+        """Per-cell final values of summary.json's ``cells``."""
+        from busbarfem.coupling.records import cell_summary
+
+        V, R0 = self.cell_voltages(), self.R0()
+        return {n: cell_summary(self.current[i], V[i], self.state.soc[i], self.T_mean[i], heat["irreversible"][n],
+                                heat["reversible"][n], R0[i], heat["total"][n], joule=heat["joule"][n])
+                for i, n in enumerate(self.names)}
 
     # ---------------------------------------------------------------- fields
     def irreversible_heat(self):
@@ -85,10 +173,6 @@ class CellCoupling:
     def R0(self) -> np.ndarray:
         """Cell series resistances at the current SOC and mean temperature [ohm]."""
         return self.params.R0(self.state.soc, self.T_mean)
-
-    def emf(self) -> np.ndarray:
-        """Cell EMFs E = OCV - sum V_RC [V]."""
-        return ecm.emf(self.params, self.state, self.T_mean)
 
     def refresh(self, dt: float = 0.0, current_start=None) -> None:
         """Write g, E, OCV, dU/dT of every cell into the DG0 coefficients for a step of ``dt``.
@@ -140,12 +224,10 @@ class CellCoupling:
         a, b = self._heat_irr.by_region(), self._heat_rev.by_region()
         return np.array([a[n] for n in self.names]), np.array([b[n] for n in self.names])
 
-    def advance(self, dt: float) -> None:
-        """Advance SOC and RC states by ``dt`` with the measured currents."""
-        self.state = ecm.advance(self.params, self.state, self.current, dt, self._T_step,
-                                 self._current_start)
 
-    def electrochemical_power(self) -> float:
-        """Rate of electrochemical energy release sum_c E_c I_c ... with OCV: sum OCV_c I_c [W]."""
-        ocv = self.params.ocv(self.state.soc, self.T_mean)
-        return float(np.sum(ocv * self.current))
+@register("ecm_cells")
+def _ecm_cells(case, bundle):
+    """The ECM cells apply to every mesh with cell regions (the model checks ``case.cell``)."""
+    if not cell_region_names(bundle) or case.cell is None:
+        return None
+    return CellCoupling(bundle, case.cell)

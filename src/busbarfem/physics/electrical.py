@@ -126,11 +126,16 @@ class ElectricalProblem:
         order: polynomial degree of the potential (1 or 2).
         solver: ``"auto"``, ``"lu"`` or ``"gamg"``; ``rtol`` for iterative solves.
         prefix: PETSc options prefix.
+        elements: extra electrical elements of physics contributions
+            (:class:`busbarfem.coupling.contributions.Conductance`): each adds its
+            ``(g (u1 - u2), v1 - v2)`` term between the two potentials in its region.
     """
 
     def __init__(self, bundle: MeshBundle, materials: dict, T: fem.Function, cell_params: dict | None = None,
-                 order: int = 1, solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_elec_"):
+                 order: int = 1, solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_elec_",
+                 elements=()):
         self.bundle = bundle
+        self.elements = list(elements)
         msh = bundle.mesh
         self.comm = msh.comm
         self.T = T
@@ -281,6 +286,8 @@ class ElectricalProblem:
         form = conduction_form([self.sigma(f) for f in range(self.nfields)], uc, vc, dx)
         if self.nfields == 2:
             form += transfer_form(self.g, uc, vc, dx)
+            for el in self.elements:
+                form += transfer_form(el.conductance, uc, vc, dx)
             # zero-weighted mass keeps inactive dofs' diagonal in the sparsity pattern
             form += fem.Constant(self.bundle.mesh, PETSc.ScalarType(0.0)) * ufl.inner(u, v) * dx
         return form
@@ -409,15 +416,23 @@ class ElectricalProblem:
         if mode == "current":
             return (value - I0) / G
         if mode == "power":
-            # P = V (I0 + G V): take the root on the physical branch (largest V for a source,
-            # the positive root for a passive conductor).
-            disc = I0 * I0 + 4.0 * G * value
-            if disc < 0:
+            from busbarfem.loads import power_current
+
+            # I = I0 + G V is V = A - B I with A = -I0/G, B = -1/G: the root on the branch
+            # through I = 0 (largest V for a source, the positive one for a passive conductor)
+            current = power_current(-I0 / G, -1.0 / G, value)
+            if current is None:
                 raise SolveError(f"requested power {value:.6g} W exceeds the maximum deliverable "
                                  f"{-I0 * I0 / (4 * G):.6g} W at this state", reason="power not deliverable")
-            roots = [(-I0 + np.sqrt(disc)) / (2 * G), (-I0 - np.sqrt(disc)) / (2 * G)]
-            return float(max(roots)) if G < 0 else float(roots[0])
+            return float((current - I0) / G)
         raise ValueError(f"unknown control mode {mode!r}")
+
+    def destroy(self) -> None:
+        """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
+        for obj in (self.ksp, self.A, self.b, self.x):
+            if obj is not None:
+                obj.destroy()
+        self.ksp = self.A = self.b = self.x = None
 
     # ----------------------------------------------------------------------------------------
     def joule_density(self):

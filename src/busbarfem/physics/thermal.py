@@ -86,27 +86,40 @@ class ThermalProblem:
         T0: initial temperature [K].
         order: polynomial degree.
         solver, rtol, prefix: linear solver settings.
-        T_k: the temperature-iterate Function to share (created if None).
         extra_robin: list of (h, T_ref, facet indices): Robin terms ``h (T - T_ref)`` with UFL
             coefficients (Functions, e.g. DG0 per segment of a coolant channel) on the given
-            exterior facets; they override any boundary condition on the same facets. Whoever
-            changes h increments ``robin_version``; the operator is re-assembled then.
+            exterior facets; they override any boundary condition on the same facets, and their
+            heat is booked as ``HeatFlows.extra_robin``. Whoever changes h increments
+            ``robin_version``; the operator is re-assembled then.
+
+    The problem owns the temperature: ``T`` (the new step), ``T_n`` (the accepted step)
+    and ``T_k`` (the coupling iterate that sigma(T), the cell temperatures and the
+    radiation linearisation read). A coupled model that needs ``T_k`` before its heat
+    source exists (the source depends on the electrical problem, which reads ``T_k``)
+    passes ``source=None`` and calls :meth:`set_source` once it has built it.
     """
 
     def __init__(self, bundle: MeshBundle, props: dict, bcs: list, source, T0: float, order: int = 1,
                  solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_heat_",
-                 T_k: fem.Function | None = None, extra_robin: list | None = None):
+                 extra_robin: list | None = None):
         msh = bundle.mesh
         self.comm = msh.comm
         self.bundle = bundle
-        tdim = msh.topology.dim
         self.V = fem.functionspace(msh, ("Lagrange", order))
         self.T = fem.Function(self.V, name="T")
         self.T_n = fem.Function(self.V, name="T_n")
-        # last iterate (shared with the electrical problem's sigma(T)); radiation linearises at it
-        self.T_k = T_k if T_k is not None else fem.Function(self.V, name="T_k")
-        for f in (self.T, self.T_n, self.T_k):
-            f.x.array[:] = T0
+        # last iterate (read by the electrical problem's sigma(T)); radiation linearises at it
+        self.T_k = fem.Function(self.V, name="T_k")
+        self.set_uniform(T0)
+        self._bcs, self._solver, self._rtol, self._prefix = list(bcs), solver, rtol, prefix
+        self._extra_robin = list(extra_robin or [])
+        self.ksp = self.A = self.b = self.x = None
+        self._props(props)
+        if source is not None:
+            self.set_source(source)
+
+    def _props(self, props: dict) -> None:
+        bundle, msh = self.bundle, self.bundle.mesh
         Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
         Q0 = fem.functionspace(msh, ("DG", 0))
         self.k = fem.Function(Q0v, name="k")
@@ -118,6 +131,20 @@ class ThermalProblem:
         self.k.x.scatter_forward()
         self.rho_cp.x.scatter_forward()
         self.inv_dt = fem.Constant(msh, PETSc.ScalarType(0.0))
+
+    def set_source(self, source, robin_terms=()) -> None:
+        """Compile the forms and create the solver for the heat source ``source`` (UFL, W/m^3).
+
+        Args:
+            source: volumetric heat source.
+            robin_terms: extra Robin conditions ``-K grad T . n = h (T - T_ref)`` as
+                ``(facets, h, T_ref)`` with ``h``/``T_ref`` floats or UFL (e.g. DG0
+                Functions updated between steps); they follow the case's conditions and
+                override them on shared facets.
+        """
+        msh, bundle = self.bundle.mesh, self.bundle
+        tdim = msh.topology.dim
+        bcs = self._bcs + [("robin", np.asarray(f, np.int32), {"h": h, "T_amb": Tr}) for f, h, Tr in robin_terms]
         self.source = source
 
         # One facet tag per boundary condition; a later condition overrides an earlier one.
@@ -127,7 +154,7 @@ class ThermalProblem:
         for i, (kind, facets, prm) in enumerate(bcs):
             for fc in facets:
                 facet_owner[int(fc)] = i + 1
-        extra_robin = list(extra_robin or [])
+        extra_robin = self._extra_robin
         for j, (_, _, facets) in enumerate(extra_robin):
             for fc in facets:
                 facet_owner[int(fc)] = len(bcs) + 1 + j
@@ -151,6 +178,14 @@ class ThermalProblem:
             if kind == "convection":
                 h = fem.Constant(msh, PETSc.ScalarType(prm["h"]))
                 Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
+                da, dL = convection_terms(h, Ta, u, v, ds(tag))
+                a += da
+                L += dL
+                conv_terms.append(h * (self.T - Ta) * ds(tag))
+            elif kind == "robin":  # a physics contribution's term: h and T_ref may be Functions
+                h = prm["h"] if not isinstance(prm["h"], (int, float)) else fem.Constant(msh, PETSc.ScalarType(prm["h"]))
+                Ta = (prm["T_amb"] if not isinstance(prm["T_amb"], (int, float))
+                      else fem.Constant(msh, PETSc.ScalarType(prm["T_amb"])))
                 da, dL = convection_terms(h, Ta, u, v, ds(tag))
                 a += da
                 L += dL
@@ -198,8 +233,8 @@ class ThermalProblem:
         self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global
         self.ndofs = ndofs
-        self.options = solvers.preset(solver, ndofs, rtol)
-        self.ksp = solvers.make_ksp(self.comm, self.A, prefix, self.options)
+        self.options = solvers.preset(self._solver, ndofs, self._rtol)
+        self.ksp = solvers.make_ksp(self.comm, self.A, self._prefix, self.options)
         self.stats = solvers.KSPStats(self.options)
         self._assembled_key = None
         self.has_radiation = bool(rad_terms)
@@ -249,3 +284,35 @@ class ThermalProblem:
     def advance(self) -> None:
         """Accept the step: T_n <- T."""
         self.T_n.x.array[:] = self.T.x.array
+
+    # ------------------------------------------------------------------ the iterate T_k
+    def set_uniform(self, T0: float) -> None:
+        """T = T_n = T_k = ``T0`` everywhere (initial state)."""
+        for f in (self.T, self.T_n, self.T_k):
+            f.x.array[:] = T0
+
+    def restart_step(self) -> None:
+        """Start (or retry) a step from the accepted state: T = T_k = T_n."""
+        self.T.x.array[:] = self.T_n.x.array
+        self.T_k.x.array[:] = self.T_n.x.array
+
+    def accept_iterate(self) -> None:
+        """Coupling iterate from the last solve: T_k <- T."""
+        self.T_k.x.array[:] = self.T.x.array
+
+    def set_iterate(self, owned: np.ndarray) -> None:
+        """Coupling iterate from owned dof values (e.g. an Anderson mix), ghosts updated."""
+        self.T_k.x.array[:len(owned)] = owned
+        self.T_k.x.scatter_forward()
+
+    def owned(self, fn: fem.Function | None = None) -> np.ndarray:
+        """Owned dof values of ``fn`` (default ``T``), a view."""
+        fn = self.T if fn is None else fn
+        return fn.x.array[:self.V.dofmap.index_map.size_local]
+
+    def destroy(self) -> None:
+        """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
+        for obj in (self.ksp, self.A, self.b, self.x):
+            if obj is not None:
+                obj.destroy()
+        self.ksp = self.A = self.b = self.x = None

@@ -1,0 +1,205 @@
+r"""The one transient stepper, shared by the 3D model and the lumped circuit.
+
+:class:`TransientStepper` runs the time loop of any :class:`SteppedSystem`: the 3D coupled
+model (:class:`busbarfem.coupling.transient.FEMSystem`) and the lumped nSmP circuit
+(:class:`busbarfem.cells.lumped.LumpedSystem`). Per step it
+
+1. proposes a length with the :class:`StepSizeController` (the current ``dt``, cut to
+   the end time and to the next scheduled event of the load, and, in a held-voltage or
+   held-power step, to what :class:`~busbarfem.events.HoldCurrentControl` suggests);
+2. tries the step from its saved start (``system.trial``); a step whose temperature
+   changed more than twice ``max_temperature_change`` (adaptive runs) is halved, a held
+   step whose cell currents changed too much is shortened as the hold control says;
+3. locates a threshold event reached inside the step (:func:`busbarfem.events.locate`,
+   Illinois root finding to ``event_tolerance``);
+4. hands the accepted step to ``system.accept``, which records it and reports whether
+   the run stops (a typed :class:`StepOutcome`);
+5. lets the step-size controller choose the next ``dt``.
+
+The systems differ only in their physics (what a trial solves) and in what they record;
+the step-size rules and the event landing are this module's, so the same load ends at
+the same times on both paths (tests/verification/test_shared_stepper.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from busbarfem.events import HoldCurrentControl, StopKind, locate, margin_of
+
+
+@dataclass
+class TrialResult:
+    """What a trial step produced: the system's own ``payload``, the largest temperature
+    change over the step [K] (for the adaptive step size) and the cell currents at its
+    end (for the hold control; None without cells)."""
+
+    payload: Any
+    dT: float = 0.0
+    cell_current: Any = None
+
+
+@dataclass
+class StepOutcome:
+    """How a run ended: the kind, the stop reason's text, the last time and step."""
+
+    kind: StopKind
+    reason: str
+    t: float
+    step: int
+
+
+class SteppedSystem(Protocol):
+    """What the stepper needs of a system (see :class:`busbarfem.coupling.transient.FEMSystem`)."""
+
+    controller: Any  # busbarfem.loads.LoadController
+
+    def save(self) -> Any:
+        """State at the start of a step."""
+
+    def start_conditions(self, t: float, step: int) -> list:
+        """Termination conditions at the start of the step (margins for the root finder)."""
+
+    def hold_start_current(self, t: float, step: int, start) -> Any:
+        """Cell currents at the start of a held-voltage/power step (None otherwise)."""
+
+    def trial(self, t: float, h: float, step: int, start, i_start) -> tuple[TrialResult, list]:
+        """Solve the step from ``start`` over ``h``: ``(result, conditions at t + h)``."""
+
+    def accept(self, t: float, h: float, step: int, result: TrialResult, t_start: float) -> StepOutcome | None:
+        """Commit the step from ``t_start`` that ends at ``t = t_start + h``; an outcome stops the run."""
+
+    def growth_cap(self, h: float) -> float | None:
+        """Largest growth factor of an adaptive step after an accepted step of ``h`` (None: no cap)."""
+
+
+class StepSizeController:
+    """Step-size rules of the transient: proposal, rejection, growth.
+
+    Args:
+        dt: initial (and, without ``adaptive``, fixed) step [s].
+        t_end: end time [s] (inf: until the load stops).
+        dt_min, dt_max: bounds of an adaptive step [s]; ``dt_min`` also bounds the
+            shortening by the hold control.
+        adaptive: grow/cut the step from the temperature change.
+        max_temperature_change: aimed-at max temperature change per step [K].
+        hold: the held-voltage current control.
+    """
+
+    def __init__(self, dt: float, t_end: float = math.inf, dt_min: float = 1e-3, dt_max: float | None = None,
+                 adaptive: bool = False, max_temperature_change: float = math.inf,
+                 hold: HoldCurrentControl | None = None):
+        self.dt0 = float(dt)
+        self.dt = float(dt)
+        self.t_end = float(t_end)
+        self.dt_min = float(dt_min)
+        self.dt_max = float(dt_max) if dt_max else float(dt)
+        self.adaptive = bool(adaptive)
+        self.max_change = float(max_temperature_change)
+        self.hold = hold or HoldCurrentControl()
+        self.h_hold: float | None = None  # what the hold control suggests for the next held step
+
+    def at_end(self, t: float) -> bool:
+        """The end time is reached (to a relative 1e-9)."""
+        return t >= self.t_end - 1e-9 * max(1.0, self.t_end)
+
+    def propose(self, t: float, next_event: float | None, held: bool) -> float:
+        """Length of the next step from ``t``: ``dt`` cut to the end time, to the next scheduled
+        event (one that is at most 1e-9 relative beyond the step is landed on too) and, in a
+        held step, to the hold control's suggestion."""
+        h = min(self.dt, self.t_end - t)
+        if next_event is not None and next_event - t < h * (1 + 1e-9):
+            h = next_event - t
+        if not held:
+            self.h_hold = None
+        elif self.h_hold is not None:
+            h = min(h, self.h_hold)
+        return h
+
+    def _at_floor(self, h: float) -> bool:
+        return h <= self.dt_min * 1.0001
+
+    def retry(self, h: float, result: TrialResult, i_start) -> float | None:
+        """The shorter length to retry a trial of ``h`` with, or None to keep it."""
+        if self.adaptive and result.dT > 2 * self.max_change and not self._at_floor(h):
+            return max(h / 2, self.dt_min)
+        if i_start is not None:
+            accept, h_next = self.hold.judge(i_start, result.cell_current, h)
+            if accept or self._at_floor(h):
+                self.h_hold = h_next
+                return None
+            return max(h_next, self.dt_min)
+        return None
+
+    def next_dt(self, h: float, located: bool, result: TrialResult, growth_cap: float | None = None) -> float:
+        """``dt`` after an accepted step of ``h``.
+
+        A step cut to a located event keeps the planned ``dt``; an adaptive step grows by
+        1.5 when the temperature changed less than half the aimed-at change (capped by
+        ``growth_cap``, e.g. from the SOC change); a fixed step stays ``dt``.
+        """
+        if located:
+            self.dt = max(self.dt, self.dt_min)
+        elif self.adaptive:
+            growth = 1.5 if result.dT < 0.5 * self.max_change else 1.0
+            if growth_cap is not None:
+                growth = min(growth, growth_cap)
+            self.dt = min(max(h * growth, self.dt_min), self.dt_max)
+        else:
+            self.dt = self.dt0
+        return self.dt
+
+
+class TransientStepper:
+    """The time loop (see the module docstring).
+
+    Args:
+        system: the physics being stepped.
+        steps: the step-size controller.
+        event_tolerance: time resolution of located threshold events [s].
+        checkpoint: optional ``callable(t, step, dt_next)`` after every accepted step.
+        stop_errors: exceptions a trial may raise that end the run normally (the lumped
+            circuit's "power not deliverable"); the reason reads ``"<message> at t = ... s"``.
+    """
+
+    def __init__(self, system: SteppedSystem, steps: StepSizeController, event_tolerance: float,
+                 checkpoint=None, stop_errors: tuple = ()):
+        self.system, self.steps, self.tolerance = system, steps, float(event_tolerance)
+        self.checkpoint = checkpoint
+        self.stop_errors = stop_errors
+
+    def run(self, t: float = 0.0, step: int = 0, end_reason: str = "end time reached") -> StepOutcome:
+        """Step from ``(t, step)`` until the system stops or the end time; the outcome."""
+        system, steps = self.system, self.steps
+        while not steps.at_end(t):
+            step += 1
+            try:
+                start = system.save()
+                start_conds = system.start_conditions(t, step)
+                i_start = system.hold_start_current(t, step, start)
+                h = steps.propose(t, system.controller.next_event_time(t), i_start is not None)
+
+                def trial(h_try, t=t, step=step, start=start, i_start=i_start):
+                    return system.trial(t, h_try, step, start, i_start)
+
+                first = trial(h)
+                while (h_retry := steps.retry(h, first[0], i_start)) is not None:
+                    h = h_retry
+                    first = trial(h)
+                planned = h
+                # a threshold inside the step: re-solve it shorter so that it ends at the crossing
+                h, result, _ = locate(trial, h, self.tolerance, first=first,
+                                      margin_at_start=lambda key: margin_of(start_conds, key))
+            except self.stop_errors as exc:
+                return StepOutcome(StopKind.POWER_LIMIT, f"{exc} at t = {t:g} s", t, step)
+            t_start = t
+            t += h
+            outcome = system.accept(t, h, step, result, t_start)
+            if outcome is not None:
+                return outcome
+            dt = steps.next_dt(h, h < planned, result, system.growth_cap(h))
+            if self.checkpoint is not None:
+                self.checkpoint(t, step, dt)
+        return StepOutcome(StopKind.END_TIME, end_reason, t, step)
