@@ -225,6 +225,11 @@ def _execute(case: Case, src: CaseSource, comm, out: Path | None, *, lumped: boo
     Returns:
         ``(summary, columns, simulation)``; the simulation is None for a lumped run.
     """
+    if case.abuse is not None:
+        # checked by validate and solved by the lumped abuse runner; the 3D run does not wire it yet
+        raise src.error("cell abuse (thermal runaway) is solved by the lumped abuse runner "
+                        "(busbarfem.cells.abuse_lumped.run_case_lumped, docs/abuse.md) and not yet "
+                        "by 'busbarfem run'; remove the abuse: section to run this case", "abuse")
     if lumped:
         from busbarfem.lumped import run_lumped_case
 

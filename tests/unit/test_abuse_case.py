@@ -105,3 +105,16 @@ def test_outputs_written(tmp_path):
     assert sum(info["cells"][0]["released_J"].values()) == pytest.approx(res.released[0].sum())
     csv = np.loadtxt(paths[1], delimiter=",", skiprows=1)
     assert csv.shape == (res.times.size, 3) and csv[-1, 1] == pytest.approx(res.T[-1, 0])
+
+
+def test_run_refuses_the_abuse_section_until_wired(tmp_path, capsys):
+    """`busbarfem run` does not solve abuse kinetics yet: it says so (exit 2, located) instead of
+    ignoring the section."""
+    case = tmp_path / "case.yaml"
+    text = BASE + ABUSE
+    case.write_text(text)
+    code = main(["run", str(case), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "not yet by 'busbarfem run'" in err and "abuse" in err and "Traceback" not in err
+    assert f"case.yaml:{line_of(text, 'abuse:')}" in err, err
