@@ -222,7 +222,6 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = None, log=None,
     import gmsh
 
     from busbarfem.geometry import generate_model
-    from busbarfem.materials import resolve_materials
 
     t0 = time.perf_counter()
     info: GeometryInfo | None = None
@@ -245,8 +244,7 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = None, log=None,
                                          case.mesh.time_limit)
         try:
             with meshing_watchdog(case.mesh.time_limit, where):
-                info = generate_model(case.geometry, case.mesh, set(resolve_materials(case.materials)),
-                                      cache_dir)
+                info = generate_model(case.geometry, case.mesh, cache_dir)
         except CaseError as exc:
             err = exc
         except Exception as exc:  # gmsh/OpenCASCADE failures: almost always impossible dimensions

@@ -97,7 +97,7 @@ def test_element_estimate_is_a_lower_bound_of_the_real_mesh():
         try:
             gmsh.option.setNumber("General.Terminal", 0)
             gmsh.model.add(name)
-            generate_model(case.geometry, case.mesh, None, None)
+            generate_model(case.geometry, case.mesh, None)
             real = sum(len(t) for t in gmsh.model.mesh.getElementsByType(4)[:1])
         finally:
             gmsh.finalize()
@@ -320,7 +320,7 @@ def test_corrupt_cache_entry_is_discarded_and_rebuilt(tmp_path):
         try:
             gmsh.option.setNumber("General.Terminal", 0)
             gmsh.model.add("c")
-            info = generate_model(case.geometry, case.mesh, None, cache)
+            info = generate_model(case.geometry, case.mesh, cache)
             return info, len(gmsh.model.mesh.getElementsByType(4)[0])
         finally:
             gmsh.finalize()

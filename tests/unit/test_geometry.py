@@ -118,9 +118,23 @@ def test_bad_terminal_reference(gmsh_session):
     assert "busbar_1.start" in str(err.value) and "did you mean" in str(err.value)
 
 
-def test_unknown_material(gmsh_session):
-    with pytest.raises(CaseError, match="unknown material 'copper'"):
-        generate_model(straight_bar(), MeshOptions(), materials={"aluminium"})
+def test_unknown_material_of_a_washer_is_located(tmp_path):
+    """Material names are checked once, by the case checks (not again by the geometry
+    builder): a misspelt washer material names its key and line."""
+    from busbarfem.case.loader import load_case
+    from helpers import EXAMPLES
+
+    text = (EXAMPLES / "bolted_lug_contact.yaml").read_text()
+    assert "washer: {outer_radius: 0.008, thickness: 0.0015, end: top}" in text
+    text = text.replace("washer: {outer_radius: 0.008, thickness: 0.0015, end: top}",
+                        "washer: {outer_radius: 0.008, thickness: 0.0015, end: top, material: stel}")
+    path = tmp_path / "case.yaml"
+    path.write_text(text)
+    with pytest.raises(CaseError) as err:
+        load_case(path)
+    msg = str(err.value)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "material: stel" in ln)
+    assert "unknown material 'stel'" in msg and "washer.material" in msg and f"case.yaml:{line}" in msg, msg
 
 
 @pytest.mark.slow

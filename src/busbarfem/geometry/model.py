@@ -24,57 +24,6 @@ from busbarfem.naming import TERMINAL_NEG, TERMINAL_POS, GeometryInfo, RegionInf
 from busbarfem import naming
 
 
-def used_materials(geometry: Geometry) -> dict[str, str]:
-    """Material name of every solid, keyed by its case-file location."""
-    used: dict[str, str] = {}
-    for i, b in enumerate(geometry.busbars):
-        used[f"geometry.busbars.{i}.material"] = b.material
-    for i, b in enumerate(geometry.bolts):
-        used[f"geometry.bolts.{i}.material"] = b.material
-        for what in ("washer", "nut"):
-            if getattr(b, what) is not None:
-                used[f"geometry.bolts.{i}.{what}.material"] = getattr(b, what).material
-    for i, t in enumerate(geometry.tabs):
-        used[f"geometry.tabs.{i}.material"] = t.material
-    for i, p in enumerate(geometry.plates):
-        used[f"geometry.plates.{i}.material"] = p.material
-    for i, w in enumerate(geometry.welds):
-        if w.material is not None:
-            used[f"geometry.welds.{i}.material"] = w.material
-    for i, v in enumerate(geometry.vias):
-        if v.material is not None:
-            used[f"geometry.vias.{i}.material"] = v.material
-    if geometry.step is not None:
-        for k, r in enumerate(geometry.step.rules):
-            if r.kind == "conductor" and r.material is not None:
-                used[f"geometry.step.rules.{k}.material"] = r.material
-    if geometry.mesh_file is not None:
-        for name, r in geometry.mesh_file.regions.items():
-            if r.kind == "conductor" and r.material is not None:
-                used[f"geometry.mesh_file.regions.{name}.material"] = r.material
-    if geometry.module is not None:
-        # the cell body's properties come from the cell model, not the materials library
-        used["geometry.module.busbar_material"] = geometry.module.busbar_material
-        cell = geometry.module.cell
-        if cell.type == "cylindrical":
-            used["geometry.module.cell.tab_material"] = cell.tab_material
-        else:
-            used["geometry.module.cell.positive_material"] = cell.positive_material
-            used["geometry.module.cell.negative_material"] = cell.negative_material
-        if geometry.module.weld.material is not None:
-            used["geometry.module.weld.material"] = geometry.module.weld.material
-    return used
-
-
-def check_materials(geometry: Geometry, materials: set[str] | None) -> None:
-    """CaseError for a material name that is not in ``materials``."""
-    if materials is None:
-        return
-    for key, name in used_materials(geometry).items():
-        if name not in materials:
-            raise CaseError(f"unknown material {name!r}", key=key, choices=materials, bad=name)
-
-
 def input_files(geometry: Geometry) -> list[Path]:
     """Files whose content enters the model (STEP, external meshes) for the cache key."""
     files = []
@@ -274,7 +223,6 @@ def set_element_order(mesh: MeshOptions, info: GeometryInfo, curved: bool) -> di
 def generate_model(
     geometry: Geometry,
     mesh: MeshOptions,
-    materials: set[str] | None = None,
     cache_dir: Path | None = None,
 ) -> GeometryInfo:
     """Build, fragment, name and mesh the model in the current gmsh model.
@@ -284,7 +232,6 @@ def generate_model(
     Args:
         geometry: the case's ``geometry:`` section.
         mesh: the case's ``mesh:`` section.
-        materials: known material names; any other name is a CaseError.
         cache_dir: where meshes are cached (see :func:`busbarfem.mesh.default_cache_dir`);
             None disables the cache.
 
@@ -292,7 +239,6 @@ def generate_model(
         The regions (physical names with material/kind/field/stage), analytic volumes,
         and parameters including ``quality`` (see :func:`mesh_quality`).
     """
-    check_materials(geometry, materials)
     key = mesh_cache.cache_key(geometry.model_dump(mode="json"), mesh.model_dump(mode="json"),
                                input_files(geometry))
     if cache_dir is not None and mesh.cache:
