@@ -21,7 +21,7 @@ import gmsh
 
 from busbarfem.naming import GeometryInfo, RegionInfo
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: module plates cut per row, meshed by instancing
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,27 @@ class _Terminal:
         self.z_lo, self.z_hi = z_lo, z_hi
 
 
+def _split_plate(plate: Part, members: list[_Terminal], x0: float, x1: float, ya: float,
+                 yb: float, z0: float, bt: float) -> None:
+    """Replace a plate's box spanning several cell rows by one box per row.
+
+    The pieces share their faces (the one fragment makes them conformal) and stay one
+    region; cut halfway between rows, the inner rows' pieces are translated copies, which
+    :mod:`busbarfem.geometry.instancing` meshes once. The plate's faces
+    (``.start``/``.end``/``.top``/``.bottom``) are found by plane, so they collect the
+    pieces' faces. (Cutting also between the two stages' terminals gave more copies but
+    cost more in the fragment than it saved: 8s6p 21.4 s vs 17.6 s CPU.)
+    """
+    occ = gmsh.model.occ
+    rows = sorted({round(t.y, 12) for t in members})
+    ys = [ya] + [(u + v) / 2 for u, v in zip(rows[:-1], rows[1:], strict=True)] + [yb]
+    if len(ys) == 2:
+        return
+    occ.remove(plate.dimtags, recursive=True)
+    plate.dimtags = [(3, occ.addBox(x0, yl, z0, x1 - x0, yh - yl, bt))
+                     for yl, yh in zip(ys[:-1], ys[1:], strict=True)]
+
+
 def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -> dict:
     """Add the module's solids to ``asm``; returns a summary (plates, PCU, terminals)."""
     if mod.cell.type != "cylindrical":
@@ -112,6 +133,7 @@ def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -
         name = naming.busbar(k_bar)
         add_busbar(asm, bar, RegionInfo(name, 3, mod.busbar_material, "conductor", fld))
         plate = asm.parts[name]
+        _split_plate(plate, members, x0, x1, ya, yb, z0, bt)
         plate_names.append(name)
         k_bar += 1
         # weld every member terminal to the plate: through the gap, half into each sheet

@@ -54,6 +54,10 @@ MSMD_RTOL_FACTOR = 1e-2
 
 KINDS = ("auto", "lu", "gamg")
 
+#: Iterative electrical solves start from the previous step's solution of the same
+#: right-hand side (``KSPSetInitialGuessNonzero``); the bench switches it off to compare.
+WARM_START = True
+
 
 def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
     """PETSc options for ``kind`` in {"auto", "lu", "gamg"} and a system of ``ndofs``.
