@@ -31,6 +31,28 @@ def _span(lower: Busbar, upper: Busbar) -> tuple[float, float]:
     return lower.z0, upper.z0 + upper.thickness
 
 
+def add_nugget(asm: Assembly, name: str, material: str, field: int | None, cylinder: int,
+               radius: float, length: float, hosts: list[tuple[str, float]], feature: Feature) -> Part:
+    """Add one cylindrical joint insert (a weld nugget or a via), the one builder all joints use.
+
+    Args:
+        name, material, field: the insert's region.
+        cylinder: the OCC volume tag of the cylinder (made by the caller in its own frame).
+        radius, length: the cylinder's size (for the analytic volume).
+        hosts: (sheet region, length of the cylinder inside it): the volume the insert takes
+            from each sheet it crosses.
+        feature: the rim curve's refinement feature.
+    """
+    area = math.pi * radius**2
+    part = asm.add(Part(RegionInfo(name, 3, material, "conductor", field), [(3, cylinder)],
+                        PRIORITY_INSERT, volume=area * length))
+    for host, depth in hosts:
+        if asm.parts[host].volume is not None:
+            asm.parts[host].volume -= area * depth
+    asm.features.append(feature)
+    return part
+
+
 def add_weld_group(asm: Assembly, weld: Weld, tab: Busbar, tab_name: str, bar: Busbar,
                    bar_name: str, first_index: int, field: int | None, key: str) -> list[Part]:
     """Add the nuggets of one weld group, numbered from ``first_index``.
@@ -48,17 +70,12 @@ def add_weld_group(asm: Assembly, weld: Weld, tab: Busbar, tab_name: str, bar: B
         raise CaseError(f"tab {tab_name} overlaps busbar {bar_name} in z; stack them", key=key)
     material = weld.material or bar.material
     parts = []
-    a = math.pi * weld.radius**2
     for k, (x, y) in enumerate(weld.pattern.positions()):
-        name = f"weld_{first_index + k}"
         cyl = occ.addCylinder(x, y, z_lo, 0, 0, z_hi - z_lo, weld.radius)
-        parts.append(asm.add(Part(RegionInfo(name, 3, material, "conductor", field), [(3, cyl)],
-                                  PRIORITY_INSERT, volume=a * (z_hi - z_lo))))
-        for host, t in ((tab_name, tab.thickness), (bar_name, weld.depth)):
-            if asm.parts[host].volume is not None:
-                asm.parts[host].volume -= a * t
         tol = 1e-6 + 1e-3 * weld.radius
-        asm.features.append(Feature("welds", curve_is_circle_at((x, y), weld.radius, tol)))
+        parts.append(add_nugget(asm, f"weld_{first_index + k}", material, field, cyl, weld.radius,
+                                z_hi - z_lo, [(tab_name, tab.thickness), (bar_name, weld.depth)],
+                                Feature("welds", curve_is_circle_at((x, y), weld.radius, tol))))
     return parts
 
 
@@ -71,19 +88,13 @@ def add_via_array(asm: Assembly, vias: ViaArray, bars: list[Busbar], first_index
     names = {id(bars[ia - 1]): f"busbar_{ia}", id(bars[ib - 1]): f"busbar_{ib}"}
     z_lo, z_hi = _span(lower, upper)
     material = vias.material or lower.material
-    a = math.pi * vias.radius**2
     parts = []
     for k, (x, y) in enumerate(vias.pattern.positions()):
-        name = f"via_{first_index + k}"
         cyl = occ.addCylinder(x, y, z_lo, 0, 0, z_hi - z_lo, vias.radius)
-        parts.append(asm.add(Part(RegionInfo(name, 3, material, "conductor", field), [(3, cyl)],
-                                  PRIORITY_INSERT, volume=a * (z_hi - z_lo))))
-        for layer in (lower, upper):
-            host = asm.parts[names[id(layer)]]
-            if host.volume is not None:
-                host.volume -= a * layer.thickness
         tol = 1e-6 + 1e-3 * vias.radius
-        asm.features.append(Feature("vias", curve_is_circle_at((x, y), vias.radius, tol)))
+        parts.append(add_nugget(asm, f"via_{first_index + k}", material, field, cyl, vias.radius,
+                                z_hi - z_lo, [(names[id(layer)], layer.thickness) for layer in (lower, upper)],
+                                Feature("vias", curve_is_circle_at((x, y), vias.radius, tol))))
     return parts
 
 

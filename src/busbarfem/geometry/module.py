@@ -19,7 +19,6 @@ from busbarfem import naming
 from busbarfem.case.geometry import Busbar, Module
 from busbarfem.geometry.assembly import (
     PRIORITY_CELL,
-    PRIORITY_INSERT,
     PRIORITY_SHEET,
     Assembly,
     FaceSelector,
@@ -28,6 +27,7 @@ from busbarfem.geometry.assembly import (
     curve_is_circle_at,
 )
 from busbarfem.geometry.busbar import add_busbar
+from busbarfem.geometry.joints import add_nugget
 from busbarfem.geometry.stack import add_stack_module
 from busbarfem.naming import RegionInfo
 
@@ -122,7 +122,6 @@ def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -
 
     k_bar, k_weld = first_busbar, first_weld
     plate_names = []
-    a_nug = math.pi * mod.weld.radius**2
     for members, fld, side, ya, yb in plates:
         x0 = min(t.x - t.r for t in members) - MARGIN
         x1 = max(t.x + t.r for t in members) + MARGIN
@@ -146,15 +145,11 @@ def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -
             for j in range(mod.weld.count):
                 yj = t.y + (j - (mod.weld.count - 1) / 2) * mod.weld.pitch
                 cyl = occ.addCylinder(t.x, yj, lo, 0, 0, hi - lo, mod.weld.radius)
-                wname = naming.weld(k_weld)
+                add_nugget(asm, naming.weld(k_weld), mod.weld.material or mod.busbar_material, fld,
+                           cyl, mod.weld.radius, hi - lo, [(t.name, tt / 2), (name, bt / 2)],
+                           Feature("welds", curve_is_circle_at(
+                               (t.x, yj), mod.weld.radius, 1e-6 + 1e-3 * mod.weld.radius)))
                 k_weld += 1
-                asm.add(Part(RegionInfo(wname, 3, mod.weld.material or mod.busbar_material,
-                                        "conductor", fld), [(3, cyl)], PRIORITY_INSERT,
-                             volume=a_nug * (hi - lo)))
-                asm.parts[t.name].volume -= a_nug * tt / 2
-                plate.volume -= a_nug * bt / 2
-                asm.features.append(Feature("welds", curve_is_circle_at(
-                    (t.x, yj), mod.weld.radius, 1e-6 + 1e-3 * mod.weld.radius)))
 
     neg_plate, pos_plate = plate_names[-2], plate_names[-1]
     asm.faces["module.negative"] = asm.faces[f"{neg_plate}.end"]

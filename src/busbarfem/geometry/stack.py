@@ -31,6 +31,7 @@ from busbarfem.geometry.assembly import (
     Feature,
     Part,
 )
+from busbarfem.geometry.joints import add_nugget
 from busbarfem.naming import RegionInfo
 
 MARGIN = 0.0005  # plate overhang beyond the terminals it covers [m]
@@ -154,7 +155,6 @@ def add_stack_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: 
     plate_names: list[str] = []
     bottoms: list[FaceSelector] = []
     weld = mod.weld
-    a_nug = math.pi * weld.radius**2
     for members, fld, ext_lo, ext_hi in plates:
         side = members[0].side
         a0 = min(t.a - t.half_a for t in members) - MARGIN - ext_lo
@@ -173,8 +173,8 @@ def add_stack_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: 
         volume = (a1 - a0) * (b1 - b0) * bt
         if not prismatic:
             volume -= len(members) * cell.tab_thickness * cell.tab_width * bt
-        plate = asm.add(Part(RegionInfo(name, 3, mod.busbar_material, "conductor", fld),
-                             [(3, box)], PRIORITY_SHEET, volume=volume, thickness=bt))
+        asm.add(Part(RegionInfo(name, 3, mod.busbar_material, "conductor", fld),
+                     [(3, box)], PRIORITY_SHEET, volume=volume, thickness=bt))
         bc = (b0 + b1) / 2
         out = 1.0 if side == "top" else -1.0
         asm.add_face(f"{name}.start", FaceSelector(name, frame.point(a0, bc, (c0 + c1) / 2),
@@ -201,15 +201,11 @@ def add_stack_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: 
                         key="geometry.module.weld")
                 za = t.c_tip - depth
                 cyl = frame.cylinder_c(t.a, bj, za, mod.gap + depth + bt / 2, weld.radius)
-                wname = naming.weld(k_weld)
+                add_nugget(asm, naming.weld(k_weld), weld.material or mod.busbar_material, fld, cyl,
+                           weld.radius, mod.gap + depth + bt / 2, [(t.name, depth), (name, bt / 2)],
+                           Feature("welds", _circle_about_c(
+                               frame, t.a, bj, weld.radius, 1e-6 + 1e-3 * weld.radius)))
                 k_weld += 1
-                asm.add(Part(RegionInfo(wname, 3, weld.material or mod.busbar_material,
-                                        "conductor", fld), [(3, cyl)], PRIORITY_INSERT,
-                             volume=a_nug * (mod.gap + depth + bt / 2)))
-                asm.parts[t.name].volume -= a_nug * depth
-                plate.volume -= a_nug * bt / 2
-                asm.features.append(Feature("welds", _circle_about_c(
-                    frame, t.a, bj, weld.radius, 1e-6 + 1e-3 * weld.radius)))
 
     neg_plate, pos_plate = plate_names[-2], plate_names[-1]
     asm.faces["module.negative"] = asm.faces[f"{neg_plate}.start"]
