@@ -391,3 +391,13 @@ def test_ctrl_c_stops_meshing(tmp_path):
         proc.kill()
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert waited < 5, f"took {waited:.1f} s to stop"
+
+
+def test_subnormal_thickness_is_refused_not_a_division_by_zero(tmp_path):
+    """Found by the hypothesis tier: a sheet 1e-300 m thick made the element estimate divide
+    by h**3 == 0 (ZeroDivisionError). It is now an element-budget error located at the key."""
+    data = copy.deepcopy(STRAIGHT)
+    data["geometry"]["busbars"][0]["thickness"] = 1e-300
+    code, err = validate(write(tmp_path, data))
+    assert code == 2, err
+    assert "geometry.busbars.0.thickness" in err or "mesh.size" in err, err

@@ -39,7 +39,9 @@ SLACK = 0.25
 
 
 def _tets(volume: float, h: float) -> float:
-    return SLACK * volume / (h**3 / _REGULAR_TET)
+    """Tetrahedra of edge ``h`` in ``volume``; infinite when h**3 underflows (h ~ 1e-300)."""
+    cell = h**3 / _REGULAR_TET
+    return SLACK * volume / cell if cell > 0.0 else math.inf
 
 
 def _sheet_size(thickness: float, mesh) -> float:
