@@ -40,3 +40,19 @@ def mesh_cache_dir(tmp_path_factory) -> Path:
         os.environ.pop("BUSBARFEM_MESH_CACHE", None)
     else:
         os.environ["BUSBARFEM_MESH_CACHE"] = previous
+
+
+def _plain(value):
+    """``value`` with numpy scalars/arrays turned into Python numbers and lists."""
+    import json
+
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep ``record_property`` values serialisable: pytest-xdist workers cannot send numpy
+    scalars to the controller (a worker dies with execnet's DumpError)."""
+    outcome = yield
+    report = outcome.get_result()
+    report.user_properties = [(k, _plain(v)) for k, v in report.user_properties]

@@ -192,8 +192,8 @@ def test_oven_18650_runaway_and_onset_order(record_property):
     for Tc in (140, 150, 155, 160):
         r = oven_run(Tc)
         onsets[Tc], peaks[Tc] = float(r.onset_time[0]), float(r.peak_temperature[0])
-        record_property(f"oven {Tc} C onset [min]", onsets[Tc] / 60)
-        record_property(f"oven {Tc} C peak [C]", peaks[Tc] - 273.15)
+        record_property(f"oven {Tc} C onset [min]", float(onsets[Tc] / 60))
+        record_property(f"oven {Tc} C peak [C]", float(peaks[Tc] - 273.15))
     assert np.isnan(onsets[140]) and peaks[140] < 140 + 273.15 + 20
     assert np.isfinite(onsets[155]) and np.isfinite(onsets[160])
     assert peaks[155] > 400 + 273.15 and peaks[160] > 400 + 273.15
@@ -278,7 +278,7 @@ def test_five_cell_row_propagates_or_stops(record_property):
     ref = network_reference(0.1, 30.0, 473.15, np.nanmax(strong.onset_time) * 1.05)
     record_property("row G=0.1 W/K onsets [s]", [round(float(x), 1) for x in strong.onset_time])
     record_property("row G=0.1 W/K onsets Radau [s]", [round(float(x), 1) for x in ref])
-    record_property("row G=0.1 W/K propagation speed [cells/min]", strong.propagation_speed)
+    record_property("row G=0.1 W/K propagation speed [cells/min]", float(strong.propagation_speed))
     assert strong.onset_time == pytest.approx(ref, rel=0.02)
 
 
