@@ -222,18 +222,13 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = None, log=None,
     import gmsh
 
     from busbarfem.geometry import generate_model
+    from busbarfem.geometry.assembly import new_gmsh_model
 
     t0 = time.perf_counter()
     info: GeometryInfo | None = None
     err: BaseException | None = None
     if comm.rank == 0:
-        if not gmsh.isInitialized():
-            gmsh.initialize(interruptible=False)
-        # the same case must mesh the same whatever ran before in this process
-        gmsh.option.restoreDefaults()
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.clear()
-        gmsh.model.add(case.name)
+        new_gmsh_model(case.name)
         where = ""
         if source is not None and "mesh.time_limit" in source.overrides:
             where = "command line --set: "

@@ -279,3 +279,17 @@ def curve_is_vertical_line_at(xy: tuple[float, float], tol: float) -> Callable:
         )
 
     return test
+
+
+def new_gmsh_model(name: str) -> None:
+    """Start an empty gmsh model ``name`` with default options (rank 0 only).
+
+    The same case must mesh the same whatever ran before in this process, so the options
+    are reset and the terminal output is off.
+    """
+    if not gmsh.isInitialized():
+        gmsh.initialize(interruptible=False)
+    gmsh.option.restoreDefaults()
+    gmsh.option.setNumber("General.Terminal", 0)
+    gmsh.clear()
+    gmsh.model.add(name)

@@ -32,7 +32,7 @@ import numpy as np
 from mpi4py import MPI
 
 from busbarfem.errors import CaseError
-from busbarfem.geometry.assembly import Assembly, Part
+from busbarfem.geometry.assembly import Assembly, Part, new_gmsh_model
 from busbarfem.naming import GeometryInfo, RegionInfo
 
 PRIORITY_PLATE = 5  # below sheets and inserts: a busbar or cell overlapping a plate wins
@@ -281,12 +281,7 @@ def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size:
     info = GeometryInfo()
     err = None
     if comm.rank == 0:
-        if not gmsh.isInitialized():
-            gmsh.initialize(interruptible=False)
-        gmsh.option.restoreDefaults()
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.clear()
-        gmsh.model.add(spec.name)
+        new_gmsh_model(spec.name)
         try:
             asm = Assembly()
             add_cold_plate(asm, spec)

@@ -28,6 +28,18 @@ from rich.table import Column
 TIME, TMAX, VOLT, CURR = "time [s]", "T_max [K]", "voltage [V]", "current [A]"
 
 
+
+def _values(row: dict) -> list[str]:
+    """The recorded values a progress line shows: Tmax, module voltage, current."""
+    parts = []
+    if TMAX in row:
+        parts.append(f"Tmax={row[TMAX]:.2f} K")
+    if VOLT in row:
+        parts.append(f"V={row[VOLT]:.5g} V")
+    if CURR in row:
+        parts.append(f"I={row[CURR]:.5g} A")
+    return parts
+
 class Progress:
     """Progress display (a context manager); only rank 0 of ``comm`` shows anything.
 
@@ -129,23 +141,12 @@ class Progress:
             parts.append(f"t={t:.6g} s" + (f"/{self.total_time:.6g}" if self.total_time else ""))
         if self.dt is not None:
             parts.append(f"dt={self.dt:.3g} s")
-        if TMAX in row:
-            parts.append(f"Tmax={row[TMAX]:.2f} K")
-        if VOLT in row:
-            parts.append(f"V={row[VOLT]:.5g} V")
-        if CURR in row:
-            parts.append(f"I={row[CURR]:.5g} A")
+        parts += _values(row)
         return "  ".join(parts)
 
     def status_row(self, row: dict) -> str:
         """The live display's status: the values first, step and dt last (cut first)."""
-        parts = []
-        if TMAX in row:
-            parts.append(f"Tmax={row[TMAX]:.2f} K")
-        if VOLT in row:
-            parts.append(f"V={row[VOLT]:.5g} V")
-        if CURR in row:
-            parts.append(f"I={row[CURR]:.5g} A")
+        parts = _values(row)
         if self.dt is not None:
             parts.append(f"dt={self.dt:.3g} s")
         parts.append(f"step {self.step}")
