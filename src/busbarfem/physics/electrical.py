@@ -332,8 +332,8 @@ class ElectricalProblem:
                 s = 1.0 if naming.positive_field(reg.stage) == 1 else -1.0
                 pf, nf = naming.positive_field(reg.stage) - 1, naming.negative_field(reg.stage) - 1
                 for f, key in ((pf, "pos"), (nf, "neg")):
-                    self.sig[f].x.array.reshape(-1, 3)[cells] = np.broadcast_to(
-                        np.asarray(cp[f"sigma_{key}"], float), (3,))
+                    # a scalar or a 3-vector: numpy broadcasts either over (cells, 3)
+                    self.sig[f].x.array.reshape(-1, 3)[cells] = np.asarray(cp[f"sigma_{key}"], float)
                     self.alpha[f].x.array[cells] = cp.get(f"alpha_{key}", 0.0)
                     self.Tref[f].x.array[cells] = cp.get("T_ref", 293.15)
                 self.s_stage.x.array[cells] = s

@@ -126,7 +126,7 @@ class ThermalProblem:
         self.rho_cp = fem.Function(Q0, name="rho_cp")
         for name, (kvec, rho, cp) in props.items():
             cells = bundle.cells_of(name)
-            self.k.x.array.reshape(-1, 3)[cells] = np.broadcast_to(np.asarray(kvec, float), (3,))
+            self.k.x.array.reshape(-1, 3)[cells] = np.asarray(kvec, float)  # scalar or 3-vector
             self.rho_cp.x.array[cells] = rho * cp
         self.k.x.scatter_forward()
         self.rho_cp.x.scatter_forward()
