@@ -14,6 +14,14 @@ SMALL_CELL = CylindricalCell(preset="custom", radius=0.006, height=0.02)
 COARSE = MeshOptions(size=0.005, curvature_elements=24)
 
 
+@pytest.fixture(autouse=True)
+def _instancing_on(monkeypatch):
+    """Instancing is opt-in (``BUSBARFEM_INSTANCING=1``); these tests exercise it."""
+    from busbarfem.geometry import instancing
+
+    monkeypatch.setattr(instancing, "ENABLED", True)
+
+
 def _tets():
     tags, xyz, _ = gmsh.model.mesh.getNodes()
     pos = np.zeros((int(tags.max()) + 1, 3))

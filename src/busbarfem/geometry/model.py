@@ -244,7 +244,9 @@ def generate_model(
         The regions (physical names with material/kind/field/stage), analytic volumes,
         and parameters including ``quality`` (see :func:`mesh_quality`).
     """
-    key = mesh_cache.cache_key(geometry.model_dump(mode="json"), mesh.model_dump(mode="json"),
+    # instancing (opt-in) changes the module plates and the mesh: it is part of the key
+    key = mesh_cache.cache_key(geometry.model_dump(mode="json"),
+                               {**mesh.model_dump(mode="json"), "instancing": instancing.ENABLED},
                                input_files(geometry))
     if cache_dir is not None and mesh.cache:
         hit = mesh_cache.load(cache_dir, key)

@@ -26,6 +26,7 @@ from busbarfem.geometry.assembly import (
     Part,
     curve_is_circle_at,
 )
+from busbarfem.geometry import instancing
 from busbarfem.geometry.busbar import add_busbar
 from busbarfem.geometry.joints import add_nugget
 from busbarfem.geometry.stack import add_stack_module
@@ -132,7 +133,8 @@ def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -
         name = naming.busbar(k_bar)
         add_busbar(asm, bar, RegionInfo(name, 3, mod.busbar_material, "conductor", fld))
         plate = asm.parts[name]
-        _split_plate(plate, members, x0, x1, ya, yb, z0, bt)
+        if instancing.ENABLED:  # per-row plate pieces are copies only worth making when instancing
+            _split_plate(plate, members, x0, x1, ya, yb, z0, bt)
         plate_names.append(name)
         k_bar += 1
         # weld every member terminal to the plate: through the gap, half into each sheet
