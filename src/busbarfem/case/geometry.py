@@ -869,33 +869,79 @@ class MeshFile(StrictModel):
         return self._path if self._path is not None else Path(self.file)
 
 
+class BendLine(StrictModel):
+    """A sheet-metal bend of a plate's flat pattern (``geometry.plates[k].bends``).
+
+    ``line`` (two points of the flat pattern [m], taken as an infinite line) is the centre of
+    the bend zone; the zone is ``angle * (radius + k_factor * thickness)`` wide (the bend
+    allowance, so the developed length along the neutral layer is preserved). The part of the
+    plate to the *left* of the line (looking from its first point to its second) is bent
+    about an axis parallel to the line, up (+z) for a positive ``angle``, down for a
+    negative one; the part to the right stays where it is (unless another bend moves it).
+    """
+
+    line: tuple[XY, XY] = Field(description="Two flat-pattern points [m] on the bend's centre line.")
+    angle: float = Field(description="Bend angle [deg], 0 < |angle| <= 180; positive bends the left part "
+                         "up (+z).")
+    radius: float = Field(gt=0, description="Inner bend radius [m].")
+    k_factor: float = Field(0.5, ge=0, le=1, description="Neutral-layer position (0 inner face, 1 outer "
+                            "face); the bend allowance is angle * (radius + k_factor * thickness).")
+
+    @model_validator(mode="after")
+    def _check(self) -> BendLine:
+        (x0, y0), (x1, y1) = self.line
+        if math.hypot(x1 - x0, y1 - y0) == 0 or not all(map(math.isfinite, (x0, y0, x1, y1))):
+            raise ValueError("line needs two different (finite) points")
+        if not (0 < abs(self.angle) <= 180):
+            raise ValueError(f"angle {self.angle:g} deg: give 0 < |angle| <= 180")
+        return self
+
+
 class Plate(StrictModel):
-    """A flat busbar cut to a DXF outline (laser-cut plate), extruded along z from ``z0``.
+    """A flat busbar cut to an outline (a DXF drawing or a polygon), extruded along z from ``z0``,
+    and optionally bent along sheet-metal bend lines.
 
     Plates are numbered after ``geometry.busbars``: with two busbars the first plate is
     ``busbar_3`` (bolts and contacts refer to it by that index/name). Faces:
-    ``busbar_<i>.top`` / ``.bottom``. See :mod:`busbarfem.geometry.dxf` for what the
-    drawing may contain.
+    ``busbar_<i>.top`` / ``.bottom`` and one per entry of ``faces`` (the side wall through
+    a flat-pattern point of the outline, e.g. ``start: [0, 0.005]`` -> ``busbar_<i>.start``).
+    See :mod:`busbarfem.geometry.dxf` for what the drawing may contain and
+    :mod:`busbarfem.geometry.flatbend` for the bends.
     """
 
-    file: str = Field(description="DXF file, relative to the case file.")
+    file: str | None = Field(None, description="DXF file, relative to the case file (or give outline).")
+    outline: list[XY] | None = Field(None, min_length=3, description="Polygon vertices [m] of the flat "
+                                     "pattern (instead of file).")
     unit: Literal["auto", "mm", "cm", "m", "inch"] = Field(
         "auto", description="Drawing unit; 'auto' reads $INSUNITS (unitless drawings: mm).")
     layer: str | None = Field(None, description="Only entities of this layer (default: all).")
     thickness: float = Field(gt=0, description="Plate thickness along z [m].")
     z0: float = Field(0.0, description="Height of the bottom face [m].")
     material: str = Field("copper", description="Material name.")
+    bends: list[BendLine] = Field(default_factory=list, description="Sheet-metal bend lines of the flat "
+                                  "pattern (applied to the extruded plate).")
+    faces: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], XY] = Field(
+        default_factory=dict, description="Named side faces: name -> a flat-pattern point [m] on a straight "
+        "outline edge; the face is busbar_<i>.<name> (e.g. start, end for terminals).")
     _path: Path | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> Plate:
-        self._path = _resolve_file(self.file, info)
-        if self._path.suffix.lower() != ".dxf":
-            raise ValueError(f"file {self.file!r} is not a .dxf drawing")
+        if (self.file is None) == (self.outline is None):
+            raise ValueError("give the flat pattern as file (a DXF drawing) or as outline (polygon), one of them")
+        clash = sorted(set(self.faces) & {"top", "bottom"})
+        if clash:
+            raise ValueError(f"faces {clash} are named already (top/bottom); choose other names")
+        if self.file is not None:
+            self._path = _resolve_file(self.file, info)
+            if self._path.suffix.lower() != ".dxf":
+                raise ValueError(f"file {self.file!r} is not a .dxf drawing")
         return self
 
-    def path(self) -> Path:
-        """The DXF file (resolved against the case folder)."""
+    def path(self) -> Path | None:
+        """The DXF file (resolved against the case folder); None for a polygon outline."""
+        if self.file is None:
+            return None
         return self._path if self._path is not None else Path(self.file)
 
 

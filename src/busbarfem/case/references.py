@@ -90,8 +90,8 @@ def geometry_names(geometry: Geometry) -> GeometryNames:
         return out
     for i, _ in enumerate(geometry.busbars, start=1):
         _sheet(out, naming.busbar(i))
-    for k, _ in enumerate(geometry.plates, start=len(geometry.busbars) + 1):
-        _sheet(out, naming.busbar(k), ("top", "bottom"))
+    for k, plate in enumerate(geometry.plates, start=len(geometry.busbars) + 1):
+        _sheet(out, naming.busbar(k), ("top", "bottom", *plate.faces))
     for i, tab in enumerate(geometry.tabs, start=1):
         _sheet(out, naming.tab(tab.polarity, tab.stage, tab.parallel), aliases=(f"tab_{i}",))
     for i, bolt in enumerate(geometry.bolts, start=1):

@@ -225,36 +225,145 @@ def _occ_loop(occ, loop: list[Seg], z: float) -> int:
     return occ.addCurveLoop(curves)
 
 
+def polygon_outline(points, key: str) -> Outline:
+    """The outline of a polygon given by its vertices [m] (counter-clockwise or not).
+
+    Raises:
+        CaseError: fewer than 3 distinct vertices, zero area or crossing edges.
+    """
+    pts = [np.asarray(p, dtype=float) for p in points]
+    if any(not np.all(np.isfinite(p)) for p in pts):
+        raise CaseError("outline vertices must be finite numbers", key=key)
+    if len(pts) > 1 and np.linalg.norm(pts[0] - pts[-1]) == 0:
+        pts = pts[:-1]
+    n = len(pts)
+    segs = [Seg(pts[k], pts[(k + 1) % n], None, 0.0, f"edge {k}") for k in range(n)]
+    if n < 3 or any(np.linalg.norm(s.p1 - s.p0) == 0 for s in segs):
+        raise CaseError("outline needs at least 3 distinct consecutive vertices", key=key)
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue
+            if _segments_cross(segs[i], segs[j]):
+                raise CaseError(f"outline edges {i} and {j} cross; give a simple polygon", key=key)
+    area = _area(segs)
+    scale = max(float(np.ptp(np.array(pts), axis=0).max()), 1e-300)
+    if abs(area) <= 1e-9 * scale * scale:
+        raise CaseError("outline encloses no area", key=key)
+    return Outline(segs if area > 0 else [s.reversed() for s in reversed(segs)], [])
+
+
+def _segments_cross(a: Seg, b: Seg) -> bool:
+    def orient(p, q, r) -> float:
+        return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+
+    d1, d2 = orient(b.p0, b.p1, a.p0), orient(b.p0, b.p1, a.p1)
+    d3, d4 = orient(a.p0, a.p1, b.p0), orient(a.p0, a.p1, b.p1)
+    return d1 * d2 <= 0 and d3 * d4 <= 0 and not (d1 == d2 == 0)
+
+
+def plate_outline(plate, key: str) -> Outline:
+    """The flat pattern of ``plate``: its DXF drawing or its polygon."""
+    if plate.outline is not None:
+        return polygon_outline(plate.outline, f"{key}.outline")
+    try:
+        return read_outline(plate.path(), plate.layer, plate.unit)
+    except CaseError as exc:
+        raise CaseError(str(exc), key=f"{key}.file") from None
+
+
+def _edge_at(outline: Outline, xy, tol: float) -> Seg | None:
+    """The straight outline segment through the flat-pattern point ``xy``."""
+    p = np.asarray(xy, dtype=float)
+    for s in [*outline.outer, *(x for h in outline.holes for x in h)]:
+        if s.centre is not None:
+            continue
+        e = s.p1 - s.p0
+        L = float(np.linalg.norm(e))
+        u = float(np.dot(p - s.p0, e)) / L
+        if -tol <= u <= L + tol and abs(float(e[0] * (p - s.p0)[1] - e[1] * (p - s.p0)[0])) / L <= tol:
+            return s
+    return None
+
+
 def add_plate(asm, plate, region, key: str):
-    """Add a DXF-outline plate (``geometry.plates``); faces ``<name>.top`` / ``.bottom``."""
+    """Add an outline plate (``geometry.plates``), bent along its bend lines if it has any.
+
+    Faces ``<name>.top`` / ``.bottom`` (the +z / -z faces of the flat pattern, carried
+    through the bends) and ``<name>.<face>`` for every entry of ``plate.faces``.
+    """
     import gmsh
 
+    from busbarfem.geometry import flatbend
     from busbarfem.geometry.assembly import PRIORITY_SHEET, FaceSelector, Feature, Part
 
     occ = gmsh.model.occ
-    try:
-        outline = read_outline(plate.path(), plate.layer, plate.unit)
-    except CaseError as exc:
-        raise CaseError(str(exc), key=f"{key}.file") from None
-    surf = [(2, occ.addPlaneSurface([_occ_loop(occ, outline.outer, plate.z0)]))]
-    holes = [(2, occ.addPlaneSurface([_occ_loop(occ, h, plate.z0)])) for h in outline.holes]
+    outline = plate_outline(plate, key)
+    t, z0 = plate.thickness, plate.z0
+    surf = [(2, occ.addPlaneSurface([_occ_loop(occ, outline.outer, z0)]))]
+    holes = [(2, occ.addPlaneSurface([_occ_loop(occ, h, z0)])) for h in outline.holes]
     if holes:  # cut, rather than hole wires in one face (OCC then keeps the hole orientation)
         surf, _ = occ.cut(surf, holes)
-    out = occ.extrude(surf, 0, 0, plate.thickness)
-    vols = [dt for dt in out if dt[0] == 3]
-    part = asm.add(Part(info=region, dimtags=vols, priority=PRIORITY_SHEET,
-                        volume=outline.area * plate.thickness, thickness=plate.thickness))
     pts = np.array([p for s in outline.outer for p in (s.p0, s.p1)])
     c = pts.mean(axis=0)
     big = 10 * float(np.ptp(pts, axis=0).max())
-    asm.add_face(f"{region.name}.top", FaceSelector(region.name, (c[0], c[1], plate.z0 + plate.thickness),
-                                                    (0, 0, 1), big))
-    asm.add_face(f"{region.name}.bottom", FaceSelector(region.name, (c[0], c[1], plate.z0), (0, 0, -1), big))
+    if plate.bends:
+        vols, motion, binfo, in_zone = flatbend.build(occ, surf, plate, outline.area, key)
+        volume = binfo["volume"]
+        tops, bottoms = [], []
+        for cxy, mat in binfo["tops"]:
+            n = mat[:3, :3] @ np.array([0.0, 0.0, 1.0])
+            tops.append(FaceSelector(region.name, tuple(flatbend.apply(mat, (*cxy, z0 + t))), tuple(n), big))
+            bottoms.append(FaceSelector(region.name, tuple(flatbend.apply(mat, (*cxy, z0))), tuple(-n), big))
+        asm.add_face(f"{region.name}.top", tops)
+        asm.add_face(f"{region.name}.bottom", bottoms)
+        for box in binfo["boxes"]:
+            asm.features.append(Feature("fillets", lambda ct, bb, b=box: ct in ("Circle", "Ellipse", "BSpline")
+                                        and all(bb[i] >= b[i] - 1e-7 for i in range(3))
+                                        and all(bb[i + 3] <= b[i + 3] + 1e-7 for i in range(3))))
+    else:
+        out = occ.extrude(surf, 0, 0, t)
+        vols = [dt for dt in out if dt[0] == 3]
+        volume = outline.area * t
+        asm.add_face(f"{region.name}.top", FaceSelector(region.name, (c[0], c[1], z0 + t), (0, 0, 1), big))
+        asm.add_face(f"{region.name}.bottom", FaceSelector(region.name, (c[0], c[1], z0), (0, 0, -1), big))
+
+        def motion(xy):
+            return np.eye(4)
+
+        def in_zone(xy):
+            return False
+    part = asm.add(Part(info=region, dimtags=vols, priority=PRIORITY_SHEET, volume=volume, thickness=t))
+    tol = 1e-6 * float(np.ptp(pts, axis=0).max())
+    for name, xy in plate.faces.items():
+        fk = f"{key}.faces.{name}"
+        seg = _edge_at(outline, xy, tol)
+        if seg is None:
+            raise CaseError(f"({xy[0]:g}, {xy[1]:g}) m is on no straight edge of the outline; a named face is "
+                            "the side wall through a point of a straight outline edge", key=fk)
+        if in_zone(xy):
+            raise CaseError(f"({xy[0]:g}, {xy[1]:g}) m lies in a bend zone; name a side face on a flat part",
+                            key=fk)
+        e = (seg.p1 - seg.p0) / np.linalg.norm(seg.p1 - seg.p0)
+        mat = motion(xy)
+        n = mat[:3, :3] @ np.array([e[1], -e[0], 0.0])
+        p = flatbend.apply(mat, (xy[0], xy[1], z0 + t / 2))
+        asm.add_face(f"{region.name}.{name}", FaceSelector(region.name, tuple(p), tuple(n),
+                                                           float(np.linalg.norm(seg.p1 - seg.p0)) + t))
     for h in outline.holes:
+        # NB: end points only, as before bend lines existed: for a CIRCLE hole this box is one
+        # point, so the bolts refinement does not reach DXF holes (enabling it drops the lug's
+        # minimum dihedral from > 3 to 1.4 deg at 4 mm; left as found, see notes/geo2.md)
         hp = np.array([p for s in h for p in (s.p0, s.p1)])
-        box = (*hp.min(axis=0) - 1e-7, plate.z0 - 1e-7, *hp.max(axis=0) + 1e-7, plate.z0 + plate.thickness + 1e-7)
-        box = (box[0], box[1], box[2], box[3], box[4], box[5])
+        corners = np.array([[x, y, z] for x in (hp[:, 0].min(), hp[:, 0].max())
+                            for y in (hp[:, 1].min(), hp[:, 1].max()) for z in (z0, z0 + t)])
+        mat = motion(hp.mean(axis=0))
+        moved = np.array([flatbend.apply(mat, q) for q in corners])
+        box = (*(moved.min(axis=0) - 1e-7), *(moved.max(axis=0) + 1e-7))
         asm.features.append(Feature("bolts", lambda ct, bb, b=box: ct == "Circle" and all(
             bb[i] >= b[i] for i in range(3)) and all(bb[i + 3] <= b[i + 3] for i in range(3))))
-    asm.summary.setdefault("plates", {})[region.name] = {"area_m2": outline.area, "holes": len(outline.holes)}
+    summary = {"area_m2": outline.area, "holes": len(outline.holes)}
+    if plate.bends:
+        summary["bends"] = binfo["bends"]
+    asm.summary.setdefault("plates", {})[region.name] = summary
     return part

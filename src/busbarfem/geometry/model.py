@@ -33,7 +33,7 @@ def input_files(geometry: Geometry) -> list[Path]:
         files.append(geometry.step.path())
     if geometry.mesh_file is not None and geometry.mesh_file.path().is_file():
         files.append(geometry.mesh_file.path())
-    files += [p.path() for p in geometry.plates if p.path().is_file()]
+    files += [p.path() for p in geometry.plates if p.path() is not None and p.path().is_file()]
     return files
 
 
