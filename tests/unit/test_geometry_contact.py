@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from busbarfem.case.geometry import Contact, Geometry, MeshOptions
 from busbarfem.errors import CaseError
 from busbarfem.geometry import generate_model
-from busbarfem.geometry.contact import contact_materials
+from busbarfem.geometry.contact import contact_materials, cylinder_layer_thickness
 from busbarfem.materials import LIBRARY
 
 BARS = [{"path": [[0, 0], [0.05, 0]], "width": 0.01, "thickness": 0.002},
@@ -60,8 +60,6 @@ def test_bad_contact_is_a_validation_error(contact, match):
 @pytest.mark.parametrize("busbars, bolts, between, match, key", [
     ([BARS[0], {**BARS[1], "path": [[0.06, 0], [0.1, 0]]}], [], ["busbar_1", "busbar_2"], "share no face",
      "geometry.contacts.0"),
-    (BARS[:1], [{"center": [0.02, 0], "radius": 0.002, "height": 0.003}], ["busbar_1", "bolt_1"],
-     "planar interfaces only", "geometry.contacts.0"),
     (BARS, [], ["busbar_1", "bolt_7"], "no region 'bolt_7'", "geometry.contacts.0.between.1"),
 ])
 def test_contact_geometry_errors_are_located(gmsh_session, busbars, bolts, between, match, key):
@@ -71,3 +69,25 @@ def test_contact_geometry_errors_are_located(gmsh_session, busbars, bolts, betwe
     with pytest.raises(CaseError, match=match) as exc:
         generate_model(g, MeshOptions(size=0.004))
     assert exc.value.key == key
+
+
+@pytest.mark.parametrize("between, outside", [(["busbar_1", "bolt_1"], False), (["bolt_1", "busbar_1"], True)])
+def test_layer_on_a_bolt_shank_lines_the_bore(gmsh_session, between, outside):
+    """A bolt through a 2 mm plate: the layer is a tube on the shank's cylindrical face, inside the
+    bolt (carved from it) or outside it (carved from the plate), with the planar layer's resistance."""
+    import math
+
+    r, t, th = 0.002, 1e-4, 0.002
+    g = Geometry.model_validate({"busbars": BARS[:1], "bolts": [{"center": [0.02, 0], "radius": r, "height": 0.003}],
+                                 "contacts": [{"between": between, "r_c": 1e-9, "h_c": 1e4, "thickness": t}],
+                                 "terminals": {"positive": "busbar_1.start", "negative": "busbar_1.end"}})
+    info = generate_model(g, MeshOptions(size=0.004))
+    name = f"contact.{between[0]}.{between[1]}"
+    assert info.parameters["builders"]["contacts"][name]["area_m2"] == pytest.approx(2 * math.pi * r * th, rel=1e-9)
+    tc = cylinder_layer_thickness(r, t, outside)
+    r_in, r_out = (r, r + tc) if outside else (r - tc, r)
+    assert r * math.log(r_out / r_in) == pytest.approx(t, rel=1e-12)
+    assert info.volumes[name] == pytest.approx(math.pi * (r_out**2 - r_in**2) * th, rel=1e-9)
+    from busbarfem.geometry.inspect import mesh_measure
+
+    assert mesh_measure(name) == pytest.approx(info.volumes[name], rel=2e-2)

@@ -9,7 +9,9 @@ resistance r_c and thermal contact conductance h_c on the joint (geometry.contac
   bulk share of the slab it replaced (within 0.5 % of I^2 r_c / A itself);
 * with a heat flux q into one end and the other end held at T_0 (no other cooling), the
   end temperature is T_0 + q (L / k + 1 / h_c);
-* serial and ``mpirun -n 2`` agree to 1e-6.
+* serial and ``mpirun -n 2`` agree to 1e-6;
+* on a cylindrical interface (a pin in a sleeve, radial current) R = ln(r_o/r_i) / (2 pi sigma L)
+  + r_c / (2 pi r_i L) (0.5 %), and the layer heat is I^2 (r_c + t rho) / A with A = 2 pi r_i L.
 """
 
 from __future__ import annotations
@@ -109,3 +111,92 @@ def test_serial_and_two_ranks_agree(tmp_path):
     for get in (lambda s: s["terminal"]["resistance_ohm"], lambda s: s["joule_power_W"]["by_region"][NAME],
                 lambda s: s["T_max"]["value"]):
         assert get(b) == pytest.approx(get(a), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- cylindrical interface
+# A copper sleeve (r_i..r_o, length Lc) on a pin, with the contact on the pin/sleeve bore. Pin and an
+# outer jacket conduct 1e4 x better than copper, so the bore and the sleeve's outside are nearly
+# equipotential and the current in the sleeve is radial: R = ln(r_o/r_i) / (2 pi sigma Lc)
+# + r_c / (2 pi r_i Lc) (+ the small axial drops in pin and jacket, included below).
+RI, RO, RJ, LC, E = 0.004, 0.008, 0.010, 0.010, 0.002
+R_C_CYL, SUPER = 5.0e-11, 1.0e4
+
+
+def _coax_step(path: Path) -> None:
+    import gmsh
+
+    gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add("coax")
+        occ = gmsh.model.occ
+        occ.addCylinder(0, 0, 0, 0, 0, LC + E, RI)  # pin, out of the top
+        sleeve = occ.addCylinder(0, 0, 0, 0, 0, LC, RO)
+        occ.cut([(3, sleeve)], [(3, occ.addCylinder(0, 0, 0, 0, 0, LC, RI))])
+        jacket = occ.addCylinder(0, 0, -E, 0, 0, LC + E, RJ)  # jacket, out of the bottom
+        occ.cut([(3, jacket)], [(3, occ.addCylinder(0, 0, -E, 0, 0, LC + E, RO))])
+        occ.synchronize()
+        gmsh.write(str(path))
+    finally:
+        gmsh.finalize()
+
+
+def coax_case(step: str, extra: str = "") -> str:
+    e = 1e-6
+    return f"""name: coax
+allow_external_paths: true
+geometry:
+  step:
+    file: {step}
+    unit: m
+    rules:
+      - {{match: {{bbox: [{-RI - e}, {-RI - e}, {-e}, {RI + e}, {RI + e}, {LC + E + e}]}}, region: pin, material: super}}
+      - {{match: {{bbox: [{-RO - e}, {-RO - e}, {-e}, {RO + e}, {RO + e}, {LC + e}]}}, region: sleeve, material: cu0}}
+      - {{match: {{name: "."}}, region: jacket, material: super}}
+    terminals:
+      positive: {{bbox: [{-RI - e}, {-RI - e}, {LC + E - e}, {RI + e}, {RI + e}, {LC + E + e}]}}
+      negative: {{bbox: [{-RJ - e}, {-RJ - e}, {-E - e}, {RJ + e}, {RJ + e}, {-E + e}]}}
+  contacts:
+    - {{between: [pin, sleeve], r_c: {R_C_CYL}, h_c: {H_C}{extra}}}
+materials:
+  cu0: {{sigma_ref: {SIGMA}, alpha: 0.0, k: {K}, rho: 8933.0, cp: 385.0}}
+  super: {{sigma_ref: {SIGMA * SUPER}, alpha: 0.0, k: {K}, rho: 8933.0, cp: 385.0}}
+mesh:
+  size: 0.002
+  order: 2
+load:
+  electrical_input_type: current
+  current: {I}
+thermal:
+  initial_temperature: 300.0
+  ambient_temperature: 300.0
+  boundaries:
+{COOLED}
+solver:
+  analysis: steady
+"""
+
+
+def test_contact_on_a_cylindrical_bore(tmp_path):
+    import math
+
+    _coax_step(tmp_path / "coax.step")
+    s = run(tmp_path, coax_case(str(tmp_path / "coax.step")))
+    area = 2 * math.pi * RI * LC
+    R_bulk = math.log(RO / RI) / (2 * math.pi * SIGMA * LC)
+    s_super = SIGMA * SUPER  # axial drops: protrusions, plus 1/3 of the uniformly leaking length
+    R_axial = (E + LC / 3) / (s_super * math.pi * RI**2) + (E + LC / 3) / (s_super * math.pi * (RJ**2 - RO**2))
+    R_exp = R_bulk + R_C_CYL / area + R_axial
+    R = s["terminal"]["resistance_ohm"]
+    q_layer = s["joule_power_W"]["by_region"]["contact.pin.sleeve"]
+    print(f"coaxial bore: R = {R * 1e6:.5f} uOhm, expected {R_exp * 1e6:.5f} ({R / R_exp - 1:+.3%}; bulk "
+          f"{R_bulk * 1e6:.5f}, contact {R_C_CYL / area * 1e6:.5f}, axial {R_axial * 1e6:.5f}); layer heat "
+          f"{q_layer:.6f} W vs I^2 r_c/A {I**2 * R_C_CYL / area:.6f} W")
+    assert R == pytest.approx(R_exp, rel=0.005)
+    assert q_layer == pytest.approx(I**2 * (R_C_CYL + 1e-4 / SIGMA) / area, rel=0.005)
+    # without the contact the same mesh gives the bulk value: the difference is r_c / A
+    free = run(tmp_path, coax_case(str(tmp_path / "coax.step")).replace(
+        f"r_c: {R_C_CYL}", "r_c: 1.0e-20"))
+    dR = R - free["terminal"]["resistance_ohm"]
+    print(f"R - R(r_c -> 0) = {dR * 1e6:.5f} uOhm vs r_c/A = {R_C_CYL / area * 1e6:.5f} ({dR * area / R_C_CYL - 1:+.3%})")
+    assert dR == pytest.approx(R_C_CYL / area, rel=0.005)

@@ -1,8 +1,11 @@
 """Contact resistance as a thin conformal layer (issue 16; docs/theory.md, Contact resistance).
 
 A contact between solids ``a`` and ``b`` (``geometry.contacts``) becomes a layer region
-``contact.<a>.<b>`` of thickness ``t`` carved out of ``b`` along every planar face the two
-share. Its material is derived from the specific values and from ``b``'s own material so
+``contact.<a>.<b>`` of thickness ``t`` carved out of ``b`` along every face the two share:
+planar faces are extruded by ``t`` into ``b``; cylindrical ones (a shank in its bore) get a
+tube of radial thickness ``t_c`` with ``r ln(1 + t_c / r) = t`` (``b`` outside) or
+``r ln(r / (r - t_c)) = t`` (``b`` inside), which gives the tube the planar layer's
+``t / (phi r h)`` resistance factor, so one derived material is exact on both. Its material is derived from the specific values and from ``b``'s own material so
 that the layer replaces the slab of ``b`` it occupies *and* adds the contact:
 
     rho_layer = r_c / t + rho_b        (electrical: R_layer = (r_c + t rho_b) / A)
@@ -16,6 +19,9 @@ table ``r_c(T)`` enters through the solver's linear resistivity law (fitted, see
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import gmsh
 import numpy as np
@@ -85,8 +91,61 @@ def _point_on_face(f: int, lo, hi) -> np.ndarray:
     return np.asarray(gmsh.model.occ.getCenterOfMass(2, f))
 
 
-def _shared_planar_faces(asm, a: str, b: str, key: str, eps: float) -> list[tuple[int, np.ndarray, float]]:
-    """(face, unit normal pointing into ``b``, area) of every face between regions a and b."""
+@dataclass
+class Interface:
+    """One face between the two solids of a contact.
+
+    Attributes:
+        face: gmsh face tag; ``normal``: unit normal into ``b`` (planar faces);
+        area: face area [m^2]; ``cylinder``: (axis point, unit axis, radius, u0, sweep,
+        v-extent points (P(u0, v0), P(u0, v1)), +1 if ``b`` lies outside the radius else -1)
+        for a cylindrical face, None for a planar one.
+    """
+
+    face: int
+    normal: np.ndarray | None
+    area: float
+    cylinder: tuple | None = None
+
+
+def _cylinder_of(f: int, key: str, a: str, b: str, vb: int, eps: float) -> tuple:
+    """Axis, radius and angular range of the cylindrical face ``f`` (see :class:`Interface`)."""
+    lo, hi = gmsh.model.getParametrizationBounds(2, f)
+    u0, u1, v0, v1 = lo[0], hi[0], lo[1], hi[1]
+    du, dv = np.asarray(gmsh.model.getDerivative(2, f, [u0, v0])).reshape(2, 3)
+    r = float(np.linalg.norm(du))
+    axis = dv / np.linalg.norm(dv)
+    p00 = np.asarray(gmsh.model.getValue(2, f, [u0, v0]))
+    p01 = np.asarray(gmsh.model.getValue(2, f, [u0, v1]))
+    n = np.asarray(gmsh.model.getNormal(f, [u0, v0]))
+    pm = np.asarray(gmsh.model.getValue(2, f, [(u0 + u1) / 2, v0]))
+    centre = p00 - r * n
+    if abs(np.linalg.norm(pm - centre) - r) > 1e-6 * r:
+        centre = p00 + r * n
+    e = (p00 - centre) / r
+    # the angle increases about +axis (right hand) or -axis
+    p_next = np.asarray(gmsh.model.getValue(2, f, [u0 + 1e-3 * (u1 - u0), v0]))
+    if np.dot(np.cross(axis, e), p_next - p00) < 0:
+        axis = -axis
+    sweep = u1 - u0
+    height = float(np.linalg.norm(p01 - p00))
+    area = gmsh.model.occ.getMass(2, f)
+    if abs(area - r * sweep * height) > 1e-6 * area:
+        raise CaseError(f"{a} and {b} share a cylindrical face that is not bounded by two circles and two "
+                        "axis lines (a trimmed cylinder); contact layers on cylinders need a plain sleeve "
+                        "or a sector of one", key=key)
+    mid = np.asarray(gmsh.model.getValue(2, f, [(u0 + u1) / 2, (v0 + v1) / 2]))
+    radial = mid - centre - np.dot(mid - centre, axis) * axis
+    radial /= np.linalg.norm(radial)
+    outside = gmsh.model.isInside(3, vb, list(mid + eps * radial))
+    if outside == gmsh.model.isInside(3, vb, list(mid - eps * radial)):
+        raise CaseError(f"cannot tell on which side of the cylindrical face between {a} and {b} {b} lies",
+                        key=key)
+    return centre, axis, r, u0, sweep, (p00, p01), 1 if outside else -1
+
+
+def _shared_faces(asm, a: str, b: str, key: str, eps: float) -> list[Interface]:
+    """Every face between regions a and b: planar (normal into ``b``) or cylindrical."""
     vols_a, vols_b = set(asm.parts[a].tags), set(asm.parts[b].tags)
     out = []
     for _, f in gmsh.model.getEntities(2):
@@ -94,26 +153,58 @@ def _shared_planar_faces(asm, a: str, b: str, key: str, eps: float) -> list[tupl
         up = {int(v) for v in up}
         if not (up & vols_a and up & vols_b):
             continue
-        if gmsh.model.getType(2, f) != "Plane":
-            raise CaseError(f"{a} and {b} share a {gmsh.model.getType(2, f)} face; contact layers are "
-                            "built on planar interfaces only (flat lug, washer or butt faces)", key=key)
+        vb = next(iter(up & vols_b))
+        kind = gmsh.model.getType(2, f)
+        if kind == "Cylinder":
+            cyl = _cylinder_of(f, key, a, b, vb, eps)
+            out.append(Interface(f, None, gmsh.model.occ.getMass(2, f), cyl))
+            continue
+        if kind != "Plane":
+            raise CaseError(f"{a} and {b} share a {kind} face; contact layers are built on planar and "
+                            "cylindrical interfaces (lug, washer or butt faces; a shank in its bore)", key=key)
         lo, hi = gmsh.model.getParametrizationBounds(2, f)
         n = np.asarray(gmsh.model.getNormal(f, [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2]))
         c = _point_on_face(f, lo, hi)
-        vb = next(iter(up & vols_b))
         inside_b = gmsh.model.isInside(3, vb, list(c + eps * n))
         if inside_b == gmsh.model.isInside(3, vb, list(c - eps * n)):
             raise CaseError(f"cannot tell on which side of the face between {a} and {b} {b} lies", key=key)
         if not inside_b:
             n = -n
-        out.append((f, n, gmsh.model.occ.getMass(2, f)))
+        out.append(Interface(f, n, gmsh.model.occ.getMass(2, f)))
     if not out:
         raise CaseError(f"{a} and {b} share no face: a contact needs the two solids to touch", key=key)
     return out
 
 
+def cylinder_layer_thickness(r: float, t: float, outside: bool) -> float:
+    """Radial thickness of a cylindrical layer at radius ``r`` with the resistance of a planar one.
+
+    A layer of resistivity rho from r to r + t_c has R = rho ln(1 + t_c / r) / (phi h), and the
+    planar formula gives rho t / (phi r h); they agree for r ln(1 + t_c / r) = t (outside) and
+    r ln(r / (r - t_c)) = t (inside), so the derived material stays exact on a cylinder.
+    """
+    return r * math.expm1(t / r) if outside else -r * math.expm1(-t / r)
+
+
+def _cylinder_slab(occ, itf: Interface, t: float) -> tuple[list, float]:
+    """The layer on a cylindrical interface (a revolved rectangle); returns (dimtags, volume)."""
+    centre, axis, r, _u0, sweep, (p00, p01), side = itf.cylinder
+    tc = cylinder_layer_thickness(r, t, side > 0)
+    e = (p00 - centre - np.dot(p00 - centre, axis) * axis) / r
+    corners = [p00, p01, p01 + side * tc * e, p00 + side * tc * e]
+    pts = [occ.addPoint(*map(float, q)) for q in corners]
+    lines = [occ.addLine(pts[k], pts[(k + 1) % 4]) for k in range(4)]
+    surf = occ.addPlaneSurface([occ.addCurveLoop(lines)])
+    out = occ.revolve([(2, surf)], *map(float, centre), *map(float, axis), sweep)
+    r_in, r_out = (r, r + tc) if side > 0 else (r - tc, r)
+    height = float(np.linalg.norm(p01 - p00))
+    return [dt for dt in out if dt[0] == 3], sweep / 2 * (r_out**2 - r_in**2) * height
+
+
 def _band_faces(asm, b: str, faces, t: float) -> list[tuple[int, np.ndarray, float]]:
-    """Pieces of ``b``'s exterior faces coplanar with the contact faces, within 10 t of them."""
+    """Pieces of ``b``'s exterior faces coplanar with the (planar) contact faces, within 10 t of them."""
+    if not faces:
+        return []
     occ = gmsh.model.occ
     shared = {f for f, _, _ in faces}
     boxes = np.array([gmsh.model.getBoundingBox(2, f) for f in shared])
@@ -159,17 +250,30 @@ def add_contacts(asm, geometry) -> None:
             if r not in asm.parts:
                 raise CaseError(f"no region {r!r} to put a contact on", key=f"{key}.between.{j}",
                                 choices=sorted(asm.parts), bad=r)
-        faces = _shared_planar_faces(asm, a, b, key, 0.5 * c.thickness)
+        interfaces = _shared_faces(asm, a, b, key, 0.5 * c.thickness)
+        faces = [(i.face, i.normal, i.area) for i in interfaces if i.cylinder is None]
         host = asm.parts[b]
         if host.thickness is not None and c.thickness > 0.25 * host.thickness:
             raise CaseError(f"contact layer thickness {c.thickness:g} m is more than a quarter of {b}'s "
                             f"thickness {host.thickness:g} m; use a thinner layer", key=f"{key}.thickness")
         dts = []
-        area = 0.0
+        area = volume = 0.0
         for f, n, a_f in faces:
             out = occ.extrude([(2, f)], *map(float, c.thickness * n))
             dts += [dt for dt in out if dt[0] == 3]
             area += a_f
+            volume += a_f * c.thickness
+        for itf in interfaces:
+            if itf.cylinder is None:
+                continue
+            if itf.cylinder[6] < 0 and c.thickness > 0.25 * itf.cylinder[2]:
+                raise CaseError(f"contact layer thickness {c.thickness:g} m is more than a quarter of the "
+                                f"radius {itf.cylinder[2]:g} m of the bore it lines; use a thinner layer",
+                                key=f"{key}.thickness")
+            new, vol = _cylinder_slab(occ, itf, c.thickness)
+            dts += new
+            area += itf.area
+            volume += vol
         # a band of the layer over b's coplanar exterior faces next to the contact: where b runs
         # on past the edge of a (a lap joint), a and b would otherwise share that edge, and the
         # nodes on it would short the layer in the finite-element solution
@@ -177,9 +281,10 @@ def add_contacts(asm, geometry) -> None:
             out = occ.extrude([(2, f_band)], *map(float, c.thickness * n))
             dts += [dt for dt in out if dt[0] == 3]
             area += a_f
+            volume += a_f * c.thickness
         if host.volume is not None:
-            host.volume -= area * c.thickness
-        slabs.append((c.name, dts, area * c.thickness, host, key))
+            host.volume -= volume
+        slabs.append((c.name, dts, volume, host, key, area))
     # re-fragment the (already conformal) model with the slabs; the slabs win their pieces
     old = [(name, (3, t)) for name, p in asm.parts.items() for t in p.tags]
     new = [(name, dt) for name, dts, *_ in slabs for dt in dts]
@@ -193,11 +298,11 @@ def add_contacts(asm, geometry) -> None:
                 owner[tag] = name
     from busbarfem.geometry.assembly import Part
 
-    for name, _dts, vol, host, key in slabs:
+    for name, _dts, vol, host, key, _area in slabs:
         asm.parts[name] = Part(info=RegionInfo(name, 3, name, "conductor", host.info.field), dimtags=[],
                                priority=PRIORITY_CONTACT, volume=vol, size=1.0, key=key)
     for p in asm.parts.values():
         p.tags = sorted(t for t, n in owner.items() if n == p.info.name)
-    asm.summary["contacts"] = {name: {"area_m2": vol / c.thickness, "thickness_m": c.thickness}
-                               for (name, _d, vol, _h, _k), c in zip(slabs, geometry.contacts, strict=True)}
+    asm.summary["contacts"] = {name: {"area_m2": area, "thickness_m": c.thickness}
+                               for (name, _d, _v, _h, _k, area), c in zip(slabs, geometry.contacts, strict=True)}
     asm.check_volumes()
