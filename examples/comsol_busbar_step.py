@@ -100,6 +100,7 @@ thermal:
   boundaries:
     - type: convection
       regions: [exterior]
+      exclude: [terminal_pos, terminal_neg]  # the bolt end faces are insulated, as in COMSOL
       h: 5.0
 solver:
   analysis: steady

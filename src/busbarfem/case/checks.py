@@ -208,11 +208,12 @@ def check_references(case, src: CaseSource) -> None:
                         "geometry.terminals", choices=names.terminal_choices(has_module))
     valid = names.boundary_names()
     for i, bc in enumerate(case.thermal.boundaries):
-        for j, name in enumerate(bc.regions):
-            if name in valid or (not names.surfaces_known and name not in names.volumes):
-                continue  # a mesh file's own surface names are only known once it is read
-            raise src.error(f"unknown region '{name}'", f"thermal.boundaries.{i}.regions.{j}",
-                            choices=valid, bad=name)
+        for what, listed in (("regions", bc.regions), ("exclude", bc.exclude)):
+            for j, name in enumerate(listed):
+                if name in valid or (not names.surfaces_known and name not in names.volumes):
+                    continue  # a mesh file's own surface names are only known once it is read
+                raise src.error(f"unknown region '{name}'", f"thermal.boundaries.{i}.{what}.{j}",
+                                choices=valid, bad=name)
     n_cells = len(names.cells)
     if n_cells and case.cell is None:
         raise src.error(f"the geometry has {n_cells} cell bodies but the case has no 'cell:' section "

@@ -43,7 +43,15 @@ class Material(StrictModel):
         return v
 
 
-class ConvectionBC(StrictModel):
+class _BoundarySelection(StrictModel):
+    """The facets a thermal boundary condition acts on: ``regions`` minus ``exclude``."""
+
+    exclude: list[str] = Field(default_factory=list, description="Surface or volume names whose facets are "
+                               "taken out of 'regions' (e.g. regions: [exterior], exclude: [terminal_pos, "
+                               "terminal_neg] for all faces but the terminals).")
+
+
+class ConvectionBC(_BoundarySelection):
     """Convective cooling ``-k dT/dn = h (T - T_amb)`` on the listed surfaces."""
 
     type: Literal["convection"]
@@ -52,7 +60,7 @@ class ConvectionBC(StrictModel):
     T_amb: float | None = Field(None, gt=0, description="Ambient temperature [K]; default thermal.ambient_temperature.")
 
 
-class TemperatureBC(StrictModel):
+class TemperatureBC(_BoundarySelection):
     """Fixed temperature (e.g. a cold plate) on the listed surfaces."""
 
     type: Literal["temperature"]
@@ -60,7 +68,7 @@ class TemperatureBC(StrictModel):
     T: float = Field(gt=0, description="Prescribed temperature [K].")
 
 
-class HeatFluxBC(StrictModel):
+class HeatFluxBC(_BoundarySelection):
     """Prescribed heat flux into the solid on the listed surfaces."""
 
     type: Literal["heat_flux"]
@@ -68,7 +76,7 @@ class HeatFluxBC(StrictModel):
     flux: float = Field(description="Heat flux into the body [W/m^2] (negative = extraction).")
 
 
-class RadiationBC(StrictModel):
+class RadiationBC(_BoundarySelection):
     """Grey-body radiation ``eps sigma_SB (T^4 - T_amb^4)`` (linearised about the last iterate)."""
 
     type: Literal["radiation"]

@@ -175,7 +175,14 @@ class CoupledModel:
                     raise self.source.error(f"unknown region '{name}'", f"thermal.boundaries.{i}.regions.{j}",
                                             choices=valid, bad=name) from None
             fac = np.unique(np.concatenate(facets)) if facets else np.zeros(0, np.int32)
+            for j, name in enumerate(bc.exclude):
+                try:
+                    fac = np.setdiff1d(fac, b.facets_of(name))
+                except KeyError:
+                    raise self.source.error(f"unknown region '{name}'", f"thermal.boundaries.{i}.exclude.{j}",
+                                            choices=valid, bad=name) from None
             prm = bc.model_dump()
+            prm.pop("exclude")
             if "T_amb" in prm:
                 prm["T_amb"] = case.thermal.ambient_of(bc)
             out.append((bc.type, fac.astype(np.int32), prm))
