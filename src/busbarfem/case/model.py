@@ -47,8 +47,8 @@ class _BoundarySelection(StrictModel):
     """The facets a thermal boundary condition acts on: ``regions`` minus ``exclude``."""
 
     exclude: list[str] = Field(default_factory=list, description="Surface or volume names whose facets are "
-                               "taken out of 'regions' (e.g. regions: [exterior], exclude: [terminal_pos, "
-                               "terminal_neg] for all faces but the terminals).")
+                               "taken out of 'regions' (e.g. regions exterior, exclude terminal_pos and "
+                               "terminal_neg: all faces but the terminals).")
 
 
 class ConvectionBC(_BoundarySelection):
