@@ -38,7 +38,7 @@ def _extra_examples():
     return {"module_4s2p_pouch_discharge",
             "module_1s4p_welds",  # run by tests/verification/test_studies.py (faults)
             "comsol_busbar",  # run by tests/verification/test_comsol_busbar.py (vs its STEP route)
-            "busbar_z_rows", "bolted_lug_contact"}  # below (issue 16)
+            "busbar_z_rows", "bolted_lug_contact", "folded_tab"}  # below (issue 16)
 
 
 def test_busbar_z_rows(tmp_path):
@@ -68,6 +68,21 @@ def test_bolted_lug_contact(tmp_path):
     assert 0.4 * full < q < full
     assert s["joule_power_W"]["by_region"]["bolt_1"] > 0.01
     assert s["terminal"]["resistance_ohm"] == pytest.approx(40.23e-6, rel=0.01)  # measured, P2
+
+
+def test_folded_tab(tmp_path):
+    """Z offset folded from a flat pattern: R is bracketed by its developed pieces (pad + strip at
+    K = 0.5 keep the flat lengths) at T_min / T_max; the pad-to-strip step adds the spreading."""
+    s = run(tmp_path, "folded_tab")
+    from busbarfem.materials import LIBRARY
+
+    cu, t = LIBRARY["copper"], 0.001
+    r_dev = (0.02 / 0.025 + 0.06 / 0.015) / (cu.sigma_ref * t)
+    lo = r_dev * (1 + cu.alpha * (s["T_min"]["value"] - cu.T_ref))
+    hi = r_dev * (1 + cu.alpha * (s["T_max"]["value"] - cu.T_ref))
+    R = s["terminal"]["resistance_ohm"]
+    assert lo < R < 1.04 * hi  # measured +1.5 % (spreading from the pad into the strip, bends)
+    assert R == pytest.approx(88.08e-6, rel=0.01)  # measured, P2
 
 
 def test_busbar_straight(tmp_path):
