@@ -41,6 +41,12 @@ def test_states_and_temperature_table():
     r0, alpha, T_ref = c.linear_r_c()
     assert (r0, T_ref) == (pytest.approx(1e-9), 300)
     assert alpha == pytest.approx(0.004, rel=1e-9)
+    # a temperature table per clamping state
+    c = Contact.model_validate({"between": ["a_1", "b_1"], "state": "loose", "states": {
+        "torqued": {"r_c": 1e-9, "h_c": 3e4},
+        "loose": {"h_c": 2e3, "r_c_vs_T": [[300, 1.0e-8], [400, 2.0e-8]]}}})
+    assert c.linear_r_c() == (pytest.approx(1e-8), pytest.approx(0.01), 300)
+    assert c.model_copy(update={"state": "torqued"}).linear_r_c() == (1e-9, 0.0, 293.15)
 
 
 @pytest.mark.parametrize("contact, match", [
@@ -51,6 +57,12 @@ def test_states_and_temperature_table():
     ({"between": ["busbar_1", "busbar_2"], "h_c": 1e4, "r_c_vs_T": [[300, 1e-9], [350, 4e-9], [400, 1.1e-9]]},
      "straight line"),
     ({"between": ["busbar_1", "busbar_2"], "r_c": -1e-9, "h_c": 1e4}, "greater than 0"),
+    ({"between": ["busbar_1", "busbar_2"], "states": {"a": {"h_c": 1e4}}, "state": "a"}, "give r_c or r_c_vs_T"),
+    ({"between": ["busbar_1", "busbar_2"], "r_c": 1e-9, "states": {"a": {"r_c": 1e-9, "h_c": 1e4}}, "state": "a"},
+     "inside each state"),
+    ({"between": ["busbar_1", "busbar_2"], "states": {"a": {"h_c": 1e4, "r_c_vs_T": [[300, 1e-9], [350, 4e-9],
+                                                                                    [400, 1.1e-9]]}},
+      "state": "a"}, "straight line"),
 ])
 def test_bad_contact_is_a_validation_error(contact, match):
     with pytest.raises(ValidationError, match=match):

@@ -202,14 +202,19 @@ def test_contact_on_a_cylindrical_bore(tmp_path):
     assert dR == pytest.approx(R_C_CYL / area, rel=0.005)
 
 
-def test_contact_resistance_follows_its_temperature_table(tmp_path):
-    """r_c(T) from a table, body held at 350 K by a temperature condition on the whole exterior:
-    R = R_bulk + r_c(350 K) / A (the solver's sigma(T) iteration carries the table's slope)."""
-    table = "      r_c_vs_T: [[300.0, 1.0e-9], [350.0, 1.5e-9], [400.0, 2.0e-9]]\n"
+@pytest.mark.parametrize("spec, r_350", [
+    ("      r_c_vs_T: [[300.0, 1.0e-9], [350.0, 1.5e-9], [400.0, 2.0e-9]]\n      h_c: 20000.0\n", 1.5e-9),
+    ("      states:\n        torqued: {r_c: 1.0e-9, h_c: 20000.0}\n"
+     "        loose: {h_c: 2000.0, r_c_vs_T: [[300.0, 2.0e-9], [400.0, 4.0e-9]]}\n      state: loose\n", 3.0e-9),
+], ids=["table", "clamp_state_table"])
+def test_contact_resistance_follows_its_temperature_table(tmp_path, spec, r_350):
+    """r_c from a table (of the contact, or of the selected clamping state), body held at 350 K
+    by a temperature condition on the whole exterior: R = R_bulk + r_c(350 K) / A (the solver's
+    sigma(T) iteration carries the table's slope)."""
     text = case("    - {type: temperature, regions: [exterior], T: 350.0}", current=10.0)
-    s = run(tmp_path, text.replace("      r_c: 1e-09\n", table))
+    s = run(tmp_path, text.replace("      r_c: 1e-09\n      h_c: 20000.0\n", spec))
     R = s["terminal"]["resistance_ohm"]
-    R_exp = L / (SIGMA * A) + 1.5e-9 / A
-    print(f"r_c(T) table at 350 K: R = {R * 1e6:.5f} uOhm, expected {R_exp * 1e6:.5f} ({R / R_exp - 1:+.2e})")
+    R_exp = L / (SIGMA * A) + r_350 / A
+    print(f"r_c(T) at 350 K: R = {R * 1e6:.5f} uOhm, expected {R_exp * 1e6:.5f} ({R / R_exp - 1:+.2e})")
     assert R == pytest.approx(R_exp, rel=1e-3)
-    assert R - L / (SIGMA * A) == pytest.approx(1.5e-9 / A, rel=2e-3)  # not r_c(300 K) = 1e-9
+    assert R - L / (SIGMA * A) == pytest.approx(r_350 / A, rel=2e-3)  # not r_c(300 K)

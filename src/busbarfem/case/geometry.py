@@ -946,10 +946,19 @@ class Plate(StrictModel):
 
 
 class ContactState(StrictModel):
-    """Specific contact values in one clamping state (a row of a contact's ``states`` table)."""
+    """Specific contact values in one clamping state (a row of a contact's ``states`` table);
+    ``r_c_vs_T`` makes the state's r_c depend on temperature (a table per clamping state)."""
 
-    r_c: float = Field(gt=0, description="Specific electrical contact resistance [ohm m^2].")
+    r_c: float | None = Field(None, gt=0, description="Specific electrical contact resistance [ohm m^2].")
     h_c: float = Field(gt=0, description="Thermal contact conductance [W/m^2/K].")
+    r_c_vs_T: list[XY] | None = Field(
+        None, min_length=2, description="(T [K], r_c [ohm m^2]) points in this state; instead of r_c.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ContactState:
+        if (self.r_c is None) == (self.r_c_vs_T is None):
+            raise ValueError("give r_c or r_c_vs_T (one of them)")
+        return self
 
 
 class Contact(StrictModel):
@@ -960,8 +969,9 @@ class Contact(StrictModel):
     layer adds exactly ``r_c / A`` of electrical and ``1 / (h_c A)`` of thermal resistance
     whatever its thickness (docs/theory.md, Contact resistance); the Joule heat of the contact
     is deposited in the layer. ``states`` + ``state`` pick the values of a named clamping
-    state; ``r_c_vs_T`` gives r_c at several temperatures (fitted by the solver's linear law
-    ``r_c (1 + alpha (T - T_ref))``; a table that is not linear within 2 % is an error).
+    state; ``r_c_vs_T`` (of the contact, or of each state) gives r_c at several temperatures
+    (fitted by the solver's linear law ``r_c (1 + alpha (T - T_ref))``; a table that is not
+    linear within 2 % is an error).
     """
 
     between: tuple[str, str] = Field(description="The two region names, e.g. [busbar_1, bolt_1]; the "
@@ -983,6 +993,8 @@ class Contact(StrictModel):
         if self.states is not None:
             if self.state not in self.states:
                 raise ValueError(f"state {self.state!r} is not one of the states {sorted(self.states)}")
+            if self.r_c is not None or self.h_c is not None or self.r_c_vs_T is not None:
+                raise ValueError("with states, give r_c / h_c / r_c_vs_T inside each state, not beside them")
         elif self.state is not None:
             raise ValueError("state needs a states table")
         elif self.h_c is None or (self.r_c is None and self.r_c_vs_T is None):
@@ -999,17 +1011,19 @@ class Contact(StrictModel):
         """(r_c [ohm m^2], h_c [W/m^2/K]) in the selected state (before any T table)."""
         if self.states is not None:
             st = self.states[self.state]
-            return st.r_c, st.h_c
+            return st.r_c if st.r_c is not None else 0.0, st.h_c
         return self.r_c if self.r_c is not None else 0.0, self.h_c
 
     def linear_r_c(self) -> tuple[float, float, float]:
-        """(r_c at T_ref, alpha [1/K], T_ref [K]) of the contact's electrical law."""
-        if self.r_c_vs_T is None:
+        """(r_c at T_ref, alpha [1/K], T_ref [K]) of the contact's electrical law (in the selected
+        state, from its table if it has one)."""
+        table = self.states[self.state].r_c_vs_T if self.states is not None else self.r_c_vs_T
+        if table is None:
             return self.values()[0], 0.0, 293.15
         import numpy as np
 
-        T = np.array([p[0] for p in self.r_c_vs_T])
-        r = np.array([p[1] for p in self.r_c_vs_T])
+        T = np.array([p[0] for p in table])
+        r = np.array([p[1] for p in table])
         if np.any(T <= 0) or np.any(r <= 0) or len(set(T)) < 2:
             raise ValueError("r_c_vs_T needs >= 2 distinct temperatures > 0 K and r_c > 0")
         slope, r0 = np.polyfit(T - T[0], r, 1)
