@@ -5,7 +5,8 @@ x and z protruding below) and the STEP route (examples/comsol_busbar_step.py: th
 profile drawn as a 2D outline with fillet arcs and extruded, bolts as plain cylinders,
 imported with STEP rules) must give the same mesh volumes (0.1 %, and both the analytic
 volumes) and, at P2 on the same element size, the same T_max, T_min, current and Joule
-power (1e-3 relative). Feature refinement is switched off on both sides so both routes
+power (1e-3 relative). Both convect on every face but the bolt end faces, which are
+insulated as in COMSOL (``exclude: [terminal_pos, terminal_neg]``). Feature refinement is switched off on both sides so both routes
 mesh at one size, the bolts (where the current constricts) at a finer one (the routes would
 otherwise refine different curves). The
 published COMSOL statements (docs/verification.md) are checked as well: the busbar runs
