@@ -83,14 +83,16 @@ def test_contact_geometry_errors_are_located(gmsh_session, busbars, bolts, betwe
     assert exc.value.key == key
 
 
-@pytest.mark.parametrize("between, outside", [(["busbar_1", "bolt_1"], False), (["bolt_1", "busbar_1"], True)])
-def test_layer_on_a_bolt_shank_lines_the_bore(gmsh_session, between, outside):
-    """A bolt through a 2 mm plate: the layer is a tube on the shank's cylindrical face, inside the
-    bolt (carved from it) or outside it (carved from the plate), with the planar layer's resistance."""
+@pytest.mark.parametrize("between, outside, height", [(["busbar_1", "bolt_1"], False, 0.0),
+                                                     (["bolt_1", "busbar_1"], True, 0.003)])
+def test_layer_on_a_bolt_shank_lines_the_bore(gmsh_session, between, outside, height):
+    """A bolt through a 2 mm plate: the layer is a tube on the shank's cylindrical face, inside a
+    flush bolt (carved from it) or outside a protruding one (carved from the plate), with the planar
+    layer's resistance."""
     import math
 
     r, t, th = 0.002, 1e-4, 0.002
-    g = Geometry.model_validate({"busbars": BARS[:1], "bolts": [{"center": [0.02, 0], "radius": r, "height": 0.003}],
+    g = Geometry.model_validate({"busbars": BARS[:1], "bolts": [{"center": [0.02, 0], "radius": r, "height": height}],
                                  "contacts": [{"between": between, "r_c": 1e-9, "h_c": 1e4, "thickness": t}],
                                  "terminals": {"positive": "busbar_1.start", "negative": "busbar_1.end"}})
     info = generate_model(g, MeshOptions(size=0.004))
@@ -103,3 +105,13 @@ def test_layer_on_a_bolt_shank_lines_the_bore(gmsh_session, between, outside):
     from busbarfem.geometry.inspect import mesh_measure
 
     assert mesh_measure(name) == pytest.approx(info.volumes[name], rel=2e-2)
+
+
+def test_layer_carved_into_a_protruding_shank_is_refused(gmsh_session):
+    """Carved out of a shank that runs on past the bore, the layer would be bypassed at the rim."""
+    g = Geometry.model_validate({"busbars": BARS[:1], "bolts": [{"center": [0.02, 0], "radius": 0.002, "height": 0.003}],
+                                 "contacts": [{"between": ["busbar_1", "bolt_1"], "r_c": 1e-9, "h_c": 1e4}],
+                                 "terminals": {"positive": "busbar_1.start", "negative": "busbar_1.end"}})
+    with pytest.raises(CaseError, match=r"between: \[bolt_1, busbar_1\]") as exc:
+        generate_model(g, MeshOptions(size=0.004))
+    assert exc.value.key == "geometry.contacts.0.between"

@@ -176,6 +176,26 @@ def _shared_faces(asm, a: str, b: str, key: str, eps: float) -> list[Interface]:
     return out
 
 
+def _continues_past_bore(asm, b: str, itf: Interface) -> bool:
+    """Whether ``b`` has an exterior cylindrical face coaxial with the interface, of its radius
+    (the shank goes on beyond the bore, so its nodes on the bore's rim would touch ``a``)."""
+    centre, axis, r = itf.cylinder[:3]
+    for v in asm.parts[b].tags:
+        _, faces = gmsh.model.getAdjacencies(3, v)
+        for f in map(int, faces):
+            if f == itf.face or gmsh.model.getType(2, f) != "Cylinder":
+                continue
+            up, _ = gmsh.model.getAdjacencies(2, f)
+            if len(up) != 1:
+                continue
+            lo, hi = gmsh.model.getParametrizationBounds(2, f)
+            x = np.asarray(gmsh.model.getValue(2, f, [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2]))
+            d = x - centre - np.dot(x - centre, axis) * axis
+            if abs(np.linalg.norm(d) - r) <= 1e-6 * r:
+                return True
+    return False
+
+
 def cylinder_layer_thickness(r: float, t: float, outside: bool) -> float:
     """Radial thickness of a cylindrical layer at radius ``r`` with the resistance of a planar one.
 
@@ -266,6 +286,10 @@ def add_contacts(asm, geometry) -> None:
         for itf in interfaces:
             if itf.cylinder is None:
                 continue
+            if itf.cylinder[6] < 0 and _continues_past_bore(asm, b, itf):
+                raise CaseError(f"{b} runs on past the bore of {a} (a protruding shank): a layer carved out "
+                                f"of {b} would be bypassed where it leaves the bore; carve it out of the solid "
+                                f"with the bore instead (between: [{b}, {a}])", key=f"{key}.between")
             if itf.cylinder[6] < 0 and c.thickness > 0.25 * itf.cylinder[2]:
                 raise CaseError(f"contact layer thickness {c.thickness:g} m is more than a quarter of the "
                                 f"radius {itf.cylinder[2]:g} m of the bore it lines; use a thinner layer",
