@@ -115,8 +115,13 @@ def test_bad_cooling_values_are_located_errors(tmp_path, capsys, old, new, key, 
         assert "275-370 K" in err
 
 
-def test_valid_cooling_is_refused_by_run_until_wired(tmp_path, capsys):
-    """The checked section is not solved yet: validate says so (exit 2) instead of ignoring it."""
-    assert main(["validate", str(write(tmp_path, COOLING))]) == 2
+def test_valid_cooling_validates_and_its_regions_are_known(tmp_path, capsys):
+    """The section is solved by run: validate accepts it (exit 0), and a thermal boundary on the
+    plate's bottom face (a region the plate adds) is valid; a misspelt one lists the plate's names."""
+    assert main(["validate", str(write(tmp_path, COOLING))]) == 0
+    bc = "thermal:\n  boundaries:\n    - {type: convection, regions: [%s], h: 5.0}\n"
+    assert main(["validate", str(write(tmp_path, COOLING + bc % "plate_bottom"))]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(write(tmp_path, COOLING + bc % "plate_botom"))]) == 2
     err = capsys.readouterr().err
-    assert "not yet solved" in err and "cooling" in err
+    assert "plate_botom" in err and "plate_bottom" in err and "plate_s1_wall" in err

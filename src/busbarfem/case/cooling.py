@@ -175,6 +175,8 @@ class InterfaceLayer(StrictModel):
     conductance: float | None = Field(None, gt=0, description="Contact conductance instead of a layer [W/m^2/K].")
     model_thickness: float | None = Field(None, gt=0, description="Thickness of the meshed layer [m]; "
                                           "default: the layer thickness (or 0.5 mm for a conductance).")
+    rho: float = Field(2500.0, gt=0, description="Density [kg/m^3] (default: a filled-silicone gap pad).")
+    cp: float = Field(1000.0, gt=0, description="Specific heat [J/kg/K] (default: a filled-silicone gap pad).")
 
     @model_validator(mode="after")
     def _layer_or_conductance(self):
