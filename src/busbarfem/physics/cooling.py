@@ -448,6 +448,22 @@ def _coolant(case, bundle):
     return CoolantContribution(circuits_from_case(c), tolerance=c.tolerance, max_iterations=c.max_iterations)
 
 
+CHANNEL_CSV = "cooling_channels.csv"
+
+
+def write_channel_profiles(outdir, block: dict) -> None:
+    """Write ``cooling_channels.csv``: the coolant temperature along every channel at the last
+    time (one row per 1D node: circuit, channel, distance from the inlet [m], temperature [K]),
+    from the summary's ``cooling`` block."""
+    from pathlib import Path
+
+    lines = ["circuit,channel,position [m],coolant_temperature [K]"]
+    for cname, circ in (block.get("circuits") or {}).items():
+        for chname, ch in circ["channels"].items():
+            lines += [f"{cname},{chname},{x:.9g},{T:.12g}" for x, T in zip(ch["position"], ch["temperature"])]
+    (Path(outdir) / CHANNEL_CSV).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def interface_properties(cooling) -> dict:
     """Region name -> (k, rho, cp) of every interface layer of a ``cooling:`` section, as meshed:
     k from the conductance times the meshed thickness, rho scaled so the heat capacity per area
