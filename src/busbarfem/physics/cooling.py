@@ -142,6 +142,11 @@ class CoolantContribution(Contribution):
         self.coupling_iterations: list[int] = []  # Picard iterations of each thermal solve
         self._cell_forms: list = []
         self._cell_volume = np.zeros(0)
+        # coolant temperatures at the start of this step and of the last one, for the guess
+        self._T_f_start: np.ndarray | None = None
+        self._T_f_prev: np.ndarray | None = None
+        self._dt_prev = 0.0
+        self._secant: dict = {}  # Anderson differences kept between steps (same operator)
         self.h_refresh = float(h_refresh)
         self.h_frozen: np.ndarray | None = None
         self.h_refreshes = 0
@@ -371,22 +376,32 @@ class CoolantContribution(Contribution):
     def thermal_solve(self, thermal, dt: float | None, step: int | None) -> int:
         """The thermal solve Picard-coupled with the coolant (inlet flow at the step's end)."""
         self.set_time(self.t_start + (dt or 0.0))
-        out = solve_coupled(thermal, self, dt, tol=self.tolerance, max_iterations=self.max_iterations, step=step)
+        guess = None
+        if dt is not None and self._dt_prev > 0 and self._T_f_prev is not None and self._T_f_start is not None:
+            # linear extrapolation of the last step's change: one Picard iteration less
+            guess = self._T_f_start + (self._T_f_start - self._T_f_prev) * (dt / self._dt_prev)
+        out = solve_coupled(thermal, self, dt, tol=self.tolerance, max_iterations=self.max_iterations, step=step,
+                            guess=guess, secant=self._secant)
         self.coupling_iterations.append(out.iterations)
         return int(sum(out.ksp_iterations))
 
     def advance(self, t: float, dt: float, T=None, solution=None) -> None:
-        """The step from t is done: the next one starts at t + dt."""
+        """The step from t is done: the next one starts at t + dt (and extrapolates from this one)."""
         self.t_start = float(t + dt)
+        if self._T_f_start is not None:
+            self._T_f_prev, self._dt_prev = self._T_f_start, float(dt)
 
     def snapshot(self):
-        """Start time and coolant state of the step."""
-        return {"t_start": self.t_start, "T_f": self.T_f_seg.copy(), "h": self.h_seg.copy()}
+        """Start time and coolant state of the step (and of the step before, for the extrapolation)."""
+        return {"t_start": self.t_start, "T_f": self.T_f_seg.copy(), "h": self.h_seg.copy(),
+                "T_f_prev": self._T_f_prev, "dt_prev": self._dt_prev}
 
     def restore(self, snap) -> None:
         """Back to :meth:`snapshot` (the coefficients are renewed by the next thermal solve)."""
         self.t_start = snap["t_start"]
         self.T_f_seg, self.h_seg = snap["T_f"].copy(), snap["h"].copy()
+        self._T_f_prev, self._dt_prev = snap["T_f_prev"], snap["dt_prev"]
+        self._T_f_start = self.T_f_seg.copy() if np.all(np.isfinite(self.T_f_seg)) else None
 
     def state_dict(self) -> dict:
         """Checkpoint: start time of the next step and the last coolant state."""
@@ -542,7 +557,8 @@ class CoupledStep:
 
 
 def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, tol: float = 1e-9,
-                  max_iterations: int = 100, step: int | None = None, anderson_depth: int = 3) -> CoupledStep:
+                  max_iterations: int = 100, step: int | None = None, anderson_depth: int = 3,
+                  guess: np.ndarray | None = None, secant: dict | None = None) -> CoupledStep:
     """One thermal step (``dt``; None = steady) Picard-coupled with the coolant.
 
     Iterates solve(T) / update(h*, T_f) until T_f changes by at most ``tol`` (1 + the spread
@@ -550,13 +566,22 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
     re-checks h at every iteration; a transient step only at its first update (h lagged one
     step, as the other temperature-dependent coefficients of the backward-Euler step).
     The fixed point on the segment coolant temperatures is Anderson-accelerated (``anderson_depth``
-    previous residuals; 0 = plain Picard); the last update is always the plain one, so the 1D
-    and 3D heat agree exactly (the solid's own balance to ``h P L`` times the last change).
+    previous residual differences; 0 = plain Picard); the last update is always the plain one,
+    so the 1D and 3D heat agree exactly (the solid's own balance to ``h P L`` times the last
+    change). ``guess``: segment coolant temperatures to start from (e.g. extrapolated from the
+    last steps); default: those of the current temperature. ``secant``: a dict the caller keeps
+    between steps; the map's differences depend only on its linear part (the operator: dt and
+    the frozen h), so those of the last steps with the same operator start this step's mixing.
     """
     contribution.update(refresh_h=True)
+    if guess is not None:
+        contribution.set_coolant_temperature(guess)
     out = CoupledStep(0, np.inf)
-    xs: list[np.ndarray] = []
-    fs: list[np.ndarray] = []
+    key = (dt, thermal.robin_version)
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (residual difference, image difference)
+    if secant is not None and secant.get("key") == key:
+        pairs = list(secant["pairs"])
+    prev = None  # (image, residual) of the last iteration of this step
     for it in range(1, max_iterations + 1):
         x = contribution.T_f_seg.copy()
         out.ksp_iterations.append(thermal.solve(dt, step))
@@ -564,24 +589,29 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
         change = contribution.update(refresh_h=dt is None)
         if thermal.robin_version != version:
             change = np.inf  # h was renewed: the operator changed, iterate again
-            xs.clear()
-            fs.clear()
+            pairs.clear()
+            prev = None
+            key = (dt, thermal.robin_version)
         spread = float(np.ptp(contribution.T_f_seg)) if contribution.n_segments else 0.0
         out.iterations, out.change = it, change
         if change <= tol * (1.0 + spread):
             # T_f now belongs to this T (1D heat = 3D wall heat exactly); T was solved with the
             # previous T_f, within tol of it, so the solid's balance is closed to ~h P L tol
+            if secant is not None:
+                secant.update(key=key, pairs=pairs[-anderson_depth:] if anderson_depth else [])
             return out
         if anderson_depth > 0 and np.isfinite(change):
-            xs.append(x)
-            fs.append(contribution.T_f_seg.copy())
-            del xs[:-(anderson_depth + 1)], fs[:-(anderson_depth + 1)]
-            if len(xs) > 1:
-                R = np.array([f - y for f, y in zip(fs, xs)]).T  # residual columns
-                dR = np.diff(R, axis=1)
-                dF = np.diff(np.array(fs).T, axis=1)
-                gamma = np.linalg.lstsq(dR, R[:, -1], rcond=None)[0]
-                contribution.set_coolant_temperature(fs[-1] - dF @ gamma)
+            f = contribution.T_f_seg.copy()
+            r = f - x
+            if prev is not None:
+                pairs.append((r - prev[1], f - prev[0]))
+                del pairs[:-anderson_depth]
+            prev = (f, r)
+            if pairs:
+                dR = np.array([p[0] for p in pairs]).T
+                dF = np.array([p[1] for p in pairs]).T
+                gamma = np.linalg.lstsq(dR, r, rcond=None)[0]
+                contribution.set_coolant_temperature(f - dF @ gamma)
     raise SolveError(f"coolant coupling did not converge in {max_iterations} Picard iterations "
                      f"(last change of the coolant temperature {change:.3g} K)", step=step,
                      reason="coolant coupling not converged")
