@@ -360,6 +360,7 @@ class CoolantContribution(Contribution):
         except CaseError as exc:
             raise locate(exc, model.source) from None
         self.attach(model.thermal)
+        self.update(refresh_h=True)  # the coolant at the initial temperature (the t = 0 record)
         b = model.bundle
         cells = [n for n in b.volume_names() if b.regions[n].kind == "cell"]
         if cells:
@@ -419,22 +420,12 @@ class CoolantContribution(Contribution):
         tot = np.array([self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM) for f in self._cell_forms])
         return tot / self._cell_volume
 
-    def _solved(self) -> bool:
-        return all(s is not None for s in self.solutions)
-
     def columns(self, heat: dict) -> dict:
         """Per circuit outlet T, heat removed, dp, pumping power; per channel heat; cell spread."""
         out = {}
         Tc = self.cell_temperatures()
         if len(Tc):
             out["T_cell_spread [K]"] = float(np.ptp(Tc))
-        if not self._solved():  # before the first thermal solve (t = 0): coolant at its inlet state
-            for c in self.circuits:
-                m, T_in = c.inlet.at(self.time, c.coolant, c.key)
-                out.update({f"coolant_{c.name}_outlet [K]": T_in, f"coolant_{c.name}_heat [W]": 0.0,
-                            f"coolant_{c.name}_dp [Pa]": float("nan"), f"coolant_{c.name}_pumping [W]": float("nan")})
-                out.update({f"coolant_{c.name}_{ch.name}_heat [W]": 0.0 for ch in c.channels})
-            return out
         for name, r in self.outputs().items():
             out.update({f"coolant_{name}_outlet [K]": r["outlet_temperature"], f"coolant_{name}_heat [W]": r["heat_removed"],
                         f"coolant_{name}_dp [Pa]": r["pressure_drop"], f"coolant_{name}_pumping [W]": r["pumping_power"]})
@@ -443,8 +434,7 @@ class CoolantContribution(Contribution):
 
     def summary(self, heat: dict) -> dict:
         """``cooling`` block: circuits (outlet T, heat, dp, pumping power, T along each channel), cell spread."""
-        out: dict = {"heat_removed_W": self.heat_removed() if self._solved() else 0.0,
-                     "circuits": self.outputs() if self._solved() else {},
+        out: dict = {"heat_removed_W": self.heat_removed(), "circuits": self.outputs(),
                      "coupling_iterations_max": max(self.coupling_iterations, default=0),
                      "coupling_iterations_mean": float(np.mean(self.coupling_iterations)) if self.coupling_iterations
                      else 0.0, "h_refreshes": self.h_refreshes}

@@ -113,6 +113,7 @@ class ThermalProblem:
         self.set_uniform(T0)
         self._bcs, self._solver, self._rtol, self._prefix = list(bcs), solver, rtol, prefix
         self.ksp = self.A = self.b = self.x = None
+        self.robin_version = 0  # bumped by the owner of a Function-valued Robin h when it changes
         self._props(props)
         if source is not None:
             self.set_source(source, robin_terms)
