@@ -192,7 +192,7 @@ class Cooling(StrictModel):
     plates: list[ColdPlate] = Field(min_length=1, description="The cold plates.")
     circuits: list[CoolantCircuit] = Field(min_length=1, description="Coolant circuits (one inlet each).")
     interfaces: list[InterfaceLayer] = Field(default_factory=list, description="Gap pads / TIMs on the plates.")
-    tolerance: float = Field(1e-8, gt=0, description="Picard tolerance of the coolant coupling: stop when the "
+    tolerance: float = Field(1e-7, gt=0, description="Picard tolerance of the coolant coupling: stop when the "
                              "coolant temperatures change by <= tolerance (1 K + their spread) [-].")
     max_iterations: int = Field(100, ge=1, description="Picard iteration limit per thermal step.")
 

@@ -561,13 +561,14 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
     change). ``guess``: segment coolant temperatures to start from (e.g. extrapolated from the
     last steps); default: those of the current temperature. ``secant``: a dict the caller keeps
     between steps; the map's differences depend only on its linear part (the operator: dt and
-    the frozen h), so those of the last steps with the same operator start this step's mixing.
+    the frozen h), so those of the last steps with the same h start this step's mixing (a
+    slightly different dt only makes them approximate: the convergence test is on the map).
     """
     contribution.update(refresh_h=True)
     if guess is not None:
         contribution.set_coolant_temperature(guess)
     out = CoupledStep(0, np.inf)
-    key = (dt, thermal.robin_version)
+    key = (dt is None, thermal.robin_version)
     pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (residual difference, image difference)
     if secant is not None and secant.get("key") == key:
         pairs = list(secant["pairs"])
@@ -581,7 +582,7 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
             change = np.inf  # h was renewed: the operator changed, iterate again
             pairs.clear()
             prev = None
-            key = (dt, thermal.robin_version)
+            key = (dt is None, thermal.robin_version)
         spread = float(np.ptp(contribution.T_f_seg)) if contribution.n_segments else 0.0
         out.iterations, out.change = it, change
         if change <= tol * (1.0 + spread):
