@@ -36,11 +36,11 @@ def build(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size
     (spec,) = plates_from_case(cooling)
     bundle = mesh_cold_plate(spec, comm, size, wall_size)
     cool = CoolantContribution(circuits_from_case(cooling))
-    robin = cool.robin_terms(bundle)
+    robin = cool.build(bundle)
     top = bundle.facets_of("plate_top")
     thermal = ThermalProblem(bundle, {"plate": ((k_plate,) * 3, 2700.0, 900.0)},
                              [("heat_flux", top, {"flux": FLUX})], source=0.0, T0=T_IN, order=1,
-                             solver="lu", prefix="cool_fixture_", extra_robin=robin)
+                             solver="lu", prefix="cool_fixture_", robin_terms=robin)
     cool.attach(thermal)
     return thermal, cool
 
@@ -53,7 +53,7 @@ def run(comm=MPI.COMM_WORLD, k_plate: float = 1.0e4, n_segments: int = 6, size: 
     flows = thermal.heat_flows()
     out = cool.outputs()["loop1"]
     sol = cool.solutions[0].channels[0]
-    return {"iterations": step.iterations, "flux_in": flows.flux_in, "robin_3d": flows.extra_robin,
+    return {"iterations": step.iterations, "flux_in": flows.flux_in, "robin_3d": flows.coolant,
             "wall_heat": float(np.sum(cool.wall_heat())), "heat_removed": out["heat_removed"],
             "enthalpy_rise": float(sum(M_DOT * cp * (b - a) for cp, a, b in zip(sol.cp, sol.T_in, sol.T_out))),
             "outlet": out["outlet_temperature"], "pressure_drop": out["pressure_drop"],

@@ -39,6 +39,9 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     mod = case.geometry.module
     if mod is None or case.cell is None:
         raise source.error("--lumped needs a geometry.module section and a cell section", "geometry.module")
+    if getattr(case, "cooling", None) is not None:
+        raise source.error("--lumped has no cold plates or coolant channels; run the 3D model "
+                           "(without --lumped) or remove the cooling: section", "cooling")
     vol, area = cell_volume_area(mod.cell)
     # one lumped h A per cell: the first convection condition (fixed-temperature plates
     # are not represented in the lumped model)

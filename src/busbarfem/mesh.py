@@ -239,7 +239,8 @@ def build_mesh(case, comm: MPI.Comm, cache_dir: Path | None = None, log=None,
                                          case.mesh.time_limit)
         try:
             with meshing_watchdog(case.mesh.time_limit, where):
-                info = generate_model(case.geometry, case.mesh, cache_dir)
+                info = generate_model(case.geometry, case.mesh, cache_dir,
+                                      cooling=getattr(case, "cooling", None))
         except CaseError as exc:
             err = exc
         except Exception as exc:  # gmsh/OpenCASCADE failures: almost always impossible dimensions

@@ -43,6 +43,7 @@ MARKER = ".busbarfem-output"
 
 RESULT_COLUMNS = ["status", "R_ohm", "V_V", "I_A", "P_heat_W", "T_max_K", "T_max_region", "J_max_A_m2",
                   "J_max_region", "cell_I_min_A", "cell_I_max_A", "cell_I_spread", "soc_min", "soc_max",
+                  "coolant_outlet_K", "coolant_heat_W", "coolant_dp_Pa", "cell_T_spread_K",
                   "stop_reason", "run_time_s", "error"]
 """Headline result columns of ``sweep.csv`` (after the varied keys)."""
 
@@ -226,7 +227,17 @@ def _summary_row(summary: dict) -> dict:
             "cell_I_min_A": min(cur) if cur else None, "cell_I_max_A": max(cur) if cur else None,
             "cell_I_spread": (max(cur) - min(cur)) / mean if cur and mean > 0 else None,
             "soc_min": min(soc) if soc else None, "soc_max": max(soc) if soc else None,
+            **_coolant_row(summary.get("cooling")),
             "stop_reason": summary.get("stop_reason")}
+
+
+def _coolant_row(block: dict | None) -> dict:
+    """Cold-plate headline numbers (first circuit's outlet and dp, all circuits' heat; cells' spread)."""
+    if not block or not block.get("circuits"):
+        return {}
+    first = next(iter(block["circuits"].values()))
+    return {"coolant_outlet_K": first.get("outlet_temperature"), "coolant_heat_W": block.get("heat_removed_W"),
+            "coolant_dp_Pa": first.get("pressure_drop"), "cell_T_spread_K": block.get("cell_temperature_spread_K")}
 
 
 def conductor_mass(case) -> float:

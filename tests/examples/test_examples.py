@@ -38,6 +38,7 @@ def _extra_examples():
     return {"module_4s2p_pouch_discharge",
             "module_1s4p_welds",  # run by tests/verification/test_studies.py (faults)
             "comsol_busbar",  # run by tests/verification/test_comsol_busbar.py (vs its STEP route)
+            "module_4s2p_cold_plate",  # run by tests/verification/test_cooled_module.py (issue 15)
             "busbar_z_rows", "bolted_lug_contact", "folded_tab"}  # below (issue 16)
 
 

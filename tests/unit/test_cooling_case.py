@@ -115,8 +115,44 @@ def test_bad_cooling_values_are_located_errors(tmp_path, capsys, old, new, key, 
         assert "275-370 K" in err
 
 
-def test_valid_cooling_is_refused_by_run_until_wired(tmp_path, capsys):
-    """The checked section is not solved yet: validate says so (exit 2) instead of ignoring it."""
-    assert main(["validate", str(write(tmp_path, COOLING))]) == 2
+def test_valid_cooling_validates_and_its_regions_are_known(tmp_path, capsys):
+    """The section is solved by run: validate accepts it (exit 0), and a thermal boundary on the
+    plate's bottom face (a region the plate adds) is valid; a misspelt one lists the plate's names."""
+    assert main(["validate", str(write(tmp_path, COOLING))]) == 0
+    bc = "thermal:\n  boundaries:\n    - {type: convection, regions: [%s], h: 5.0}\n"
+    assert main(["validate", str(write(tmp_path, COOLING + bc % "plate_bottom"))]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(write(tmp_path, COOLING + bc % "plate_botom"))]) == 2
     err = capsys.readouterr().err
-    assert "not yet solved" in err and "cooling" in err
+    assert "plate_botom" in err and "plate_bottom" in err and "plate_s1_wall" in err
+
+
+def test_lumped_refuses_cooling(tmp_path, capsys):
+    """--lumped would ignore the plate: it refuses the section (exit 2, naming the key)."""
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[2] / "examples" / "module_4s2p_cold_plate.yaml"
+    assert main(["run", str(case), "--lumped", "-o", str(tmp_path / "out"), "-q", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "cooling" in err and "--lumped" in err
+
+
+def test_cold_plate_with_an_external_mesh_is_refused(tmp_path):
+    """A plate cannot be added to geometry.mesh_file: a located error at cooling.plates."""
+    from busbarfem.errors import CaseError
+
+    (tmp_path / "m.msh").write_text("")
+    text = BASE.replace("""  busbars:
+    - path: [[0.0, 0.0], [0.1, 0.0]]
+      width: 0.010
+      thickness: 0.002
+      material: copper
+  terminals:
+    positive: busbar_1.start
+    negative: busbar_1.end
+""", "  mesh_file:\n    file: m.msh\n    regions: {bar: {material: copper}}\n")
+    path = tmp_path / "case.yaml"
+    path.write_text(text + COOLING, encoding="utf-8")
+    with pytest.raises(CaseError, match="mesh_file") as err:
+        load_case(path)
+    assert err.value.key == "cooling.plates" and err.value.line is not None

@@ -83,18 +83,18 @@ def test_serpentine_glycol_plate_energy_and_bends():
     glycol = COOLANTS["ethylene_glycol_50"]
     cool = CoolantContribution([Circuit("loop", glycol, [ch], ["cp_s1_wall"],
                                         FlowInlet(temperature=298.15, volume_flow=[(0.0, 2e-6), (10.0, 4e-6)]))])
-    robin = cool.robin_terms(bundle)
+    robin = cool.build(bundle)
     q = 1.0e4
     thermal = ThermalProblem(bundle, {"cp": ((237.0,) * 3, 2702.0, 903.0)},
                              [("heat_flux", bundle.facets_of("cp_top"), {"flux": q})], source=0.0,
-                             T0=298.15, solver="lu", prefix="cool_serp_", extra_robin=robin)
+                             T0=298.15, solver="lu", prefix="cool_serp_", robin_terms=robin)
     cool.attach(thermal)
     cool.set_time(5.0)  # volume flow 3e-6 m^3/s from the table
     solve_coupled(thermal, cool, None, tol=1e-11)
     Q = q * 0.1 * 0.05
     out = cool.outputs()["loop"]
     assert abs(out["heat_removed"] - Q) <= 1e-6 * Q
-    assert abs(thermal.heat_flows().extra_robin - Q) <= 1e-6 * Q
+    assert abs(thermal.heat_flows().coolant - Q) <= 1e-6 * Q
     assert out["mass_flow"] == pytest.approx(3e-6 * glycol.rho(298.15), rel=1e-12)
     T = np.asarray(out["channels"]["s1"]["temperature"])
     assert np.all(np.diff(T) > 0)
@@ -140,12 +140,12 @@ def test_gap_pad_as_equivalent_layer_gives_the_contact_temperature_jump():
     ch = cf.Channel("c1", cf.polyline_segments(path, cf.CircularSection(fx.D), n_sub=4))
     cool = CoolantContribution([Circuit("loop", COOLANTS["water"], [ch], ["plate_c1_wall"],
                                         FlowInlet(temperature=fx.T_IN, mass_flow=fx.M_DOT))])
-    robin = cool.robin_terms(bundle)
+    robin = cool.build(bundle)
     q = 5.0e3
     thermal = ThermalProblem(bundle, {"plate": ((1.0e4,) * 3, 2700.0, 900.0),
                                       "pad": ((pad.conductivity,) * 3, 2000.0, 1000.0)},
                              [("heat_flux", bundle.facets_of("pad_top"), {"flux": q})], source=0.0,
-                             T0=fx.T_IN, solver="lu", prefix="cool_pad_", extra_robin=robin)
+                             T0=fx.T_IN, solver="lu", prefix="cool_pad_", robin_terms=robin)
     cool.attach(thermal)
     solve_coupled(thermal, cool, None, tol=1e-11)
     import ufl
@@ -179,7 +179,7 @@ def test_transient_steps_keep_the_balance_and_reuse_the_operator():
         flows = thermal.heat_flows()
         assert abs(flows.flux_in - Q) <= 1e-12 * Q
         assert abs(flows.residual) <= 1e-6 * Q, flows
-        assert abs(flows.extra_robin - cool.heat_removed()) <= 1e-9 * Q
+        assert abs(flows.coolant - cool.heat_removed()) <= 1e-9 * Q
         assert 0.0 < flows.stored < Q
         iterations.append(out.iterations)
         refreshes.append(cool.h_refreshes - before)

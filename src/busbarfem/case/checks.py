@@ -170,6 +170,10 @@ def check_cooling(case, src: CaseSource) -> None:
 
     for key, message in case.cooling.reference_errors():
         raise src.error(message, f"cooling.{key}")
+    if case.geometry.mesh_file is not None:
+        raise src.error("cold plates are built into the model's geometry; with geometry.mesh_file they "
+                        "cannot be (mesh the plate with the rest of the model, or use geometry builders)",
+                        "cooling.plates")
     materials = resolve_materials(case.materials)
     for i, p in enumerate(case.cooling.plates):
         if p.material not in materials:
@@ -192,6 +196,12 @@ def check_references(case, src: CaseSource) -> None:
 
     geometry = case.geometry
     names = geometry_names(geometry)
+    if case.cooling is not None:  # the cold plates and interface layers are part of the model
+        names.volumes += [p.name for p in case.cooling.plates] + [i.name for i in case.cooling.interfaces]
+        names.surfaces += [n for p in case.cooling.plates
+                           for n in (f"{p.name}_top", f"{p.name}_bottom",
+                                     *(f"{p.name}_{c.name}_wall" for c in p.channels))]
+        names.surfaces += [f"{i.name}_top" for i in case.cooling.interfaces]
     has_module = geometry.module is not None
     if geometry.terminals is not None:
         choices = names.terminal_choices(has_module)
@@ -225,11 +235,6 @@ def check_references(case, src: CaseSource) -> None:
             raise src.error(f"needs {n_cells} values (one per cell, in (stage, parallel) order: "
                             f"{', '.join(names.cells[:3])}, ...), got {len(given)}",
                             f"cell.variation.{key}")
-    if case.cooling is not None:
-        # the cooling contribution exists (busbarfem.physics.cooling) but the run does not wire it yet
-        raise src.error("cold plates and coolant circuits are checked but not yet solved by "
-                        "'busbarfem run'; remove the cooling: section to run this case (see docs/cooling.md)",
-                        "cooling")
 
 
 

@@ -175,6 +175,8 @@ class InterfaceLayer(StrictModel):
     conductance: float | None = Field(None, gt=0, description="Contact conductance instead of a layer [W/m^2/K].")
     model_thickness: float | None = Field(None, gt=0, description="Thickness of the meshed layer [m]; "
                                           "default: the layer thickness (or 0.5 mm for a conductance).")
+    rho: float = Field(2500.0, gt=0, description="Density [kg/m^3] (default: a filled-silicone gap pad).")
+    cp: float = Field(1000.0, gt=0, description="Specific heat [J/kg/K] (default: a filled-silicone gap pad).")
 
     @model_validator(mode="after")
     def _layer_or_conductance(self):
@@ -190,7 +192,7 @@ class Cooling(StrictModel):
     plates: list[ColdPlate] = Field(min_length=1, description="The cold plates.")
     circuits: list[CoolantCircuit] = Field(min_length=1, description="Coolant circuits (one inlet each).")
     interfaces: list[InterfaceLayer] = Field(default_factory=list, description="Gap pads / TIMs on the plates.")
-    tolerance: float = Field(1e-8, gt=0, description="Picard tolerance of the coolant coupling: stop when the "
+    tolerance: float = Field(1e-7, gt=0, description="Picard tolerance of the coolant coupling: stop when the "
                              "coolant temperatures change by <= tolerance (1 K + their spread) [-].")
     max_iterations: int = Field(100, ge=1, description="Picard iteration limit per thermal step.")
 

@@ -14,12 +14,17 @@ set-up (once)
     3. ``heat_sources()``: named volumetric heat sources (UFL, W/m^3), summed into the
        heat equation and reported per region and source in ``summary.json``;
     4. ``robin_terms()``: extra :class:`RobinTerm` conditions on tagged facets
-       (``h``/``T_ref`` may be Functions the contribution updates between steps).
+       (``h``/``T_ref`` may be Functions the contribution updates between steps; the heat
+       is booked as convection, or as coolant heat with ``heat="coolant"``).
 
 every step of length ``dt`` (the solve may be repeated: step rejection, event location)
     * ``prepare(dt, current_start)`` before the electrical solve (write coefficients for
       the step from the state at its start);
     * ``measure()`` after the electrical solve (read back what it needs, e.g. currents);
+    * ``thermal_solve(thermal, dt, step)``: a contribution whose Robin coefficients depend
+      on the temperature (a coolant channel) may take over the thermal solve and iterate
+      it with its own coefficients (return the KSP iterations; None: not taken; at most one
+      contribution takes it);
     * ``advance(t, dt, T, solution)`` after the thermal solve: integrate the state over
       the step (sub-stepping is the contribution's business); ``snapshot()`` and
       ``restore(snap)`` undo it when the step is retried;
@@ -63,13 +68,15 @@ class RobinTerm:
     """``-K grad T . n = h (T - T_ref)`` on ``facets`` (local facet indices).
 
     ``h`` [W/m^2/K] and ``T_ref`` [K] are floats or UFL coefficients (DG0/P1 Functions the
-    contribution updates in ``prepare``/``advance``); the heat they remove is counted as
-    convection in the energy balance.
+    contribution updates in ``prepare``/``advance``); the heat they remove is counted in
+    the energy balance as ``heat``: ``"convection"`` (default) or ``"coolant"``
+    (``HeatFlows.coolant``: heat taken up by coolant channels).
     """
 
     facets: np.ndarray
     h: Any
     T_ref: Any
+    heat: str = "convection"
 
 
 @dataclass
@@ -133,6 +140,11 @@ class Contribution:
     def measure(self) -> None:
         """After the electrical solve."""
 
+    def thermal_solve(self, thermal, dt: float | None, step: int | None) -> int | None:
+        """Solve the thermal step (``dt``; None: steady) itself, coupled with its own
+        coefficients; return the KSP iterations, or None to leave it to the model."""
+        return None
+
     def advance(self, t: float, dt: float, T=None, solution=None) -> None:
         """Integrate the state from ``t`` over ``dt`` (after the thermal solve)."""
 
@@ -172,7 +184,7 @@ _REGISTRY: dict[str, Factory] = {}
 
 #: modules whose import registers the built-in contributions (in registration order,
 #: which is the order their hooks are called in).
-BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.analysis.runaway")
+BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.analysis.runaway", "busbarfem.physics.cooling")
 
 
 def register(name: str) -> Callable[[Factory], Factory]:

@@ -102,7 +102,7 @@ class CoupledModel:
         for c in self.contributions:
             self.heat_sources.update(c.heat_sources())
         self.q_expr = sum(self.heat_sources.values())
-        robin = [(t.facets, t.h, t.T_ref) for c in self.contributions for t in c.robin_terms()]
+        robin = [(t.facets, t.h, t.T_ref, t.heat) for c in self.contributions for t in c.robin_terms()]
         self.thermal.set_source(self.q_expr, robin)
         self.heat_by_region = RegionBreakdown(b, {**self.heat_sources, "total": self.q_expr})
         from busbarfem.loads import LoadController
@@ -158,8 +158,14 @@ class CoupledModel:
         b, props = self.bundle, {}
         for name in b.volume_names():
             reg = b.regions[name]
+            if reg.kind == "thermal" and reg.material not in self.materials:
+                continue  # an interface layer: its own properties below
             m = self.case.cell if reg.kind == "cell" else self.materials[reg.material]
             props[name] = (m.k, m.rho, m.cp)
+        if self.case.cooling is not None:
+            from busbarfem.physics.cooling import interface_properties
+
+            props.update({n: p for n, p in interface_properties(self.case.cooling).items() if n in b.regions})
         return props
 
     def _thermal_bcs(self) -> list:
@@ -236,9 +242,11 @@ class CoupledModel:
         return sol
 
     def thermal_step(self, dt: float | None, step: int) -> None:
-        """Backward-Euler thermal step of ``dt`` (None: steady) from ``T_n`` with the current sources."""
+        """Backward-Euler thermal step of ``dt`` (None: steady) from ``T_n`` with the current sources
+        (solved by the contribution that takes it over, e.g. coupled with coolant channels)."""
         t0 = time.perf_counter()
-        self.thermal.solve(dt, step=step)
+        if not any(c.thermal_solve(self.thermal, dt, step) is not None for c in self.contributions):
+            self.thermal.solve(dt, step=step)
         self.timings.tick("solve_thermal", t0)
 
     def advance_contributions(self, t: float, dt: float, solution) -> None:

@@ -174,7 +174,8 @@ class TimeSeries:
 
         gen = total("heat_generated [W]")
         out = {"heat_generated_J": gen, "heat_stored_J": total("heat_stored [W]"),
-               "heat_removed_J": total("heat_convection [W]") + total("heat_radiation [W]") + total("heat_fixed_T [W]"),
+               "heat_removed_J": total("heat_convection [W]") + total("heat_radiation [W]") + total("heat_fixed_T [W]")
+               + (total("heat_coolant [W]") if "heat_coolant [W]" in rows[-1] else 0.0),
                "electrical_energy_out_J": total("power [W]"),
                "charge_out_Ah": total("current [A]") / 3600.0}
         res = total("energy_residual [W]")
@@ -230,10 +231,13 @@ class Recorder:
                "J_max [A/m^2]": jmax,
                "heat_generated [W]": gen, "heat_stored [W]": flows.stored,
                "heat_convection [W]": flows.convection, "heat_radiation [W]": flows.radiation,
-               "heat_fixed_T [W]": flows.fixed_temperature, "heat_flux_in [W]": flows.flux_in,
-               "energy_residual [W]": flows.residual,
-               "energy_residual_rel [-]": flows.residual / max(abs(gen), abs(flows.stored),
-                                                               abs(flows.convection) + abs(flows.fixed_temperature), 1e-300)}
+               "heat_fixed_T [W]": flows.fixed_temperature, "heat_flux_in [W]": flows.flux_in}
+        if th.has_coolant:  # heat taken up by coolant channels (cooling: section)
+            row["heat_coolant [W]"] = flows.coolant
+        row.update({"energy_residual [W]": flows.residual,
+                    "energy_residual_rel [-]": flows.residual / max(
+                        abs(gen), abs(flows.stored), abs(flows.convection) + abs(flows.fixed_temperature)
+                        + abs(flows.coolant), 1e-300)})
         if self._enthalpy_form is not None:
             # electrochemical (enthalpy) power released = terminal power + all heat generated
             enth = comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
@@ -332,6 +336,7 @@ def build_summary(model: CoupledModel, recorder: Recorder, series: TimeSeries, *
         "heat": {"generated_W": flows.generated, "stored_W": flows.stored,
                  "convection_W": flows.convection, "radiation_W": flows.radiation,
                  "fixed_temperature_W": flows.fixed_temperature, "flux_in_W": flows.flux_in,
+                 **({"coolant_W": flows.coolant} if model.thermal.has_coolant else {}),
                  "energy_balance_residual_W": flows.residual,
                  "energy_balance_residual_rel": flows.residual / flows.generated if flows.generated else 0.0,
                  "by_source_W": {k: sum(heat[k].values()) for k in sources},

@@ -235,7 +235,12 @@ class Simulation:
                              timings=self.timings, convergence=self.convergence)
 
     def _write_summary(self) -> dict:
-        return write_summary(self.comm, self.outdir, self.summary())
+        out = write_summary(self.comm, self.outdir, self.summary())
+        if "cooling" in out and self.outdir is not None and self.comm.rank == 0:
+            from busbarfem.physics.cooling import write_channel_profiles
+
+            write_channel_profiles(self.outdir, out["cooling"])
+        return out
 
     def close(self) -> None:
         """Close open files and free the PETSc objects (the results stay readable)."""

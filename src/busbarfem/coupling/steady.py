@@ -95,7 +95,7 @@ class SteadySolver:
             if picard_converged(change, rise, s.picard.tolerance):
                 th.accept_iterate()
                 sol = m.electrical_step(0.0, it, target=target)
-                th.solve(None, step=it)
+                m.thermal_step(None, it)
                 self._assert_physical(T_floor)
                 return {"iterations": it, "last_change_K": change, "history_K": history, "terminal": sol}
             th.set_iterate(acc.mix(Told.copy(), Tnew.copy()))

@@ -50,7 +50,7 @@ class FEMSystem:
             f0 = m.thermal.heat_flows()
             # at t = 0 all net heat goes into storage: the instantaneous balance is exact
             f0.stored = (f0.generated + f0.flux_in - f0.convection - f0.radiation - f0.fixed_temperature
-                         - f0.extra_robin)
+                         - f0.coolant)
             self.on_record(t, step, self.solution, f0)
         self.write_fields(t)
 

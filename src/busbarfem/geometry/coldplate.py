@@ -180,11 +180,19 @@ def add_cold_plate(asm: Assembly, spec: ColdPlateSpec) -> Part:
     else:
         plate = [(3, box)]
     occ.synchronize()
-    info = RegionInfo(name=spec.name, dim=3, material=spec.material, kind="conductor", field=None)
+    # a thermal-only region: the electrical problem leaves it out (an insulated plate)
+    info = RegionInfo(name=spec.name, dim=3, material=spec.material, kind="thermal", field=None)
     part = Part(info=info, dimtags=[dt for dt in plate if dt[0] == 3], priority=PRIORITY_PLATE,
-                thickness=spec.thickness)
+                thickness=spec.thickness, size=channel_size(spec))
     asm.add(part)
     return part
+
+
+def channel_size(spec: ColdPlateSpec) -> float | None:
+    """Element size in a plate (and the layers on it): the smallest channel dimension [m], so
+    a channel's section gets a few elements round its wall."""
+    dims = [d for ch in spec.channels for d in (ch.diameter, ch.width, ch.height) if d]
+    return min(dims) if dims else None
 
 
 def _point_polyline_distance(p: np.ndarray, pts: np.ndarray) -> float:
@@ -243,9 +251,9 @@ def add_interface_layer(asm: Assembly, spec: ColdPlateSpec, name: str, thickness
     x0, y0, z0 = spec.origin
     box = gmsh.model.occ.addBox(x0, y0, z0 + spec.thickness, spec.size[0], spec.size[1], thickness)
     gmsh.model.occ.synchronize()
-    info = RegionInfo(name=name, dim=3, material=name, kind="conductor", field=None)
+    info = RegionInfo(name=name, dim=3, material=name, kind="thermal", field=None)
     part = Part(info=info, dimtags=[(3, box)], priority=PRIORITY_PLATE, thickness=thickness,
-                volume=spec.size[0] * spec.size[1] * thickness)
+                volume=spec.size[0] * spec.size[1] * thickness, size=channel_size(spec))
     asm.add(part)
     return part
 
@@ -329,3 +337,30 @@ def plates_from_case(cooling) -> list[ColdPlateSpec]:
     return [ColdPlateSpec(p.name, p.material, tuple(p.origin), tuple(p.size), p.thickness,
                           [ChannelPath(c.name, c.points(), c.shape, c.diameter, c.width, c.height)
                            for c in p.channels]) for p in cooling.plates]
+
+
+def add_cooling(asm: Assembly, cooling) -> list[ColdPlateSpec]:
+    """Add the plates and interface layers of a case's ``cooling:`` section to ``asm`` (before
+    the fragment, so they are conformal with the cells and busbars they touch)."""
+    specs = plates_from_case(cooling)
+    by_name = {s.name: s for s in specs}
+    for i, spec in enumerate(specs):
+        add_cold_plate(asm, spec).key = f"cooling.plates.{i}"
+    for i, layer in enumerate(cooling.interfaces):
+        t = layer_thickness(layer)
+        add_interface_layer(asm, by_name[layer.plate], layer.name, t).key = f"cooling.interfaces.{i}"
+    return specs
+
+
+def tag_cooling(asm: Assembly, cooling, specs: list[ColdPlateSpec], info: GeometryInfo) -> None:
+    """After the fragment and the physical groups: the plates' walls/top/bottom and the layers' tops."""
+    by_name = {s.name: s for s in specs}
+    for spec in specs:
+        tag_cold_plate(asm, spec, info)
+    for layer in cooling.interfaces:
+        tag_interface_layer(asm, by_name[layer.plate], layer.name, layer_thickness(layer), info)
+
+
+def layer_thickness(layer) -> float:
+    """Meshed thickness of an interface layer (:class:`busbarfem.case.cooling.InterfaceLayer`) [m]."""
+    return layer.model_thickness or layer.thickness or 5e-4

@@ -14,6 +14,7 @@ from busbarfem.geometry import cache as mesh_cache
 from busbarfem.geometry import instancing
 from busbarfem.geometry.assembly import Assembly
 from busbarfem.geometry.bend import add_bent_busbar
+from busbarfem.geometry.coldplate import add_cooling, tag_cooling
 from busbarfem.geometry.contact import add_contacts
 from busbarfem.geometry.dxf import add_plate
 from busbarfem.geometry.busbar import add_bolt, add_busbar
@@ -229,6 +230,7 @@ def generate_model(
     mesh: MeshOptions,
     cache_dir: Path | None = None,
     _instancing: bool = True,
+    cooling=None,
 ) -> GeometryInfo:
     """Build, fragment, name and mesh the model in the current gmsh model.
 
@@ -239,13 +241,18 @@ def generate_model(
         mesh: the case's ``mesh:`` section.
         cache_dir: where meshes are cached (see :func:`busbarfem.mesh.default_cache_dir`);
             None disables the cache.
+        cooling: the case's ``cooling:`` section (cold plates and interface layers are built
+            into the model, fragmented with the rest), or None.
 
     Returns:
         The regions (physical names with material/kind/field/stage), analytic volumes,
         and parameters including ``quality`` (see :func:`mesh_quality`).
     """
     # instancing (opt-in) changes the module plates and the mesh: it is part of the key
-    key = mesh_cache.cache_key(geometry.model_dump(mode="json"),
+    geo_key = geometry.model_dump(mode="json")
+    if cooling is not None:  # the plates and pads are part of the model
+        geo_key["cooling"] = cooling.model_dump(mode="json", include={"plates", "interfaces"})
+    key = mesh_cache.cache_key(geo_key,
                                {**mesh.model_dump(mode="json"), "instancing": instancing.ENABLED},
                                input_files(geometry))
     if cache_dir is not None and mesh.cache:
@@ -265,6 +272,7 @@ def generate_model(
         return info
     gmsh.option.setNumber("General.NumThreads", mesh.threads)
     asm = build_assembly(geometry)
+    plates = add_cooling(asm, cooling) if cooling is not None else []
     if not asm.parts:
         raise CaseError("the geometry section defines no solid", key="geometry")
     _add_terminals(asm, geometry)
@@ -272,6 +280,8 @@ def generate_model(
     add_contacts(asm, geometry)
     info = GeometryInfo()
     asm.add_physical_groups(info)
+    if cooling is not None:
+        tag_cooling(asm, cooling, plates, info)
     sizes = apply_size_fields(asm, mesh)
     t_build = time.perf_counter() - t0
 
@@ -290,7 +300,7 @@ def generate_model(
             name = gmsh.model.getCurrent()
             gmsh.clear()
             gmsh.model.add(name)
-            return generate_model(geometry, mesh, cache_dir, _instancing=False)
+            return generate_model(geometry, mesh, cache_dir, _instancing=False, cooling=cooling)
     else:
         algorithm = _mesh_volumes(mesh)
     element_order = set_element_order(mesh, info, curved=True)

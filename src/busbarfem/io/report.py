@@ -626,6 +626,50 @@ def _heat_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
                                      "Heat generated per region over the run [J]")), figs_dir)
 
 
+def _coolant_plot(circuits: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    for cname, circ in circuits.items():
+        for chname, ch in circ["channels"].items():
+            ax.plot([x * 1e3 for x in ch["position"]], ch["temperature"], "o-", ms=2.5, lw=1.2,
+                    label=f"{cname}/{chname}")
+    ax.set_xlabel("distance from the inlet [mm]")
+    ax.set_ylabel("coolant temperature [K]")
+    ax.set_title("Coolant temperature along the channels (last time)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    tidy_axis(ax, "K", None)
+    return _png(fig)
+
+
+def _coolant_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
+    """Cold plates: per circuit and channel outlet T, heat, dp, pumping power; T along each channel."""
+    block = run.summary.get("cooling")
+    if not block or not block.get("circuits"):
+        return
+    doc.heading("Coolant")
+    spread = block.get("cell_temperature_spread_K")
+    doc.para("Coolant circuits at the last time (1D channel model coupled to the solid; docs/cooling.md). "
+             f"Heat taken up by the coolant: {_fmt(block.get('heat_removed_W'))} W"
+             + (f"; cell-to-cell spread of the mean cell temperatures: {_fmt(spread)} K." if spread is not None
+                else "."))
+    rows = []
+    for cname, c in block["circuits"].items():
+        rows.append([cname, "(circuit)", float(c["mass_flow"]), float(c["outlet_temperature"]),
+                     float(c["heat_removed"]), float(c["pressure_drop"]), float(c["pumping_power"])])
+        for chname, ch in c["channels"].items():
+            rows.append([cname, chname, float(ch["mass_flow"]), float(ch["outlet_temperature"]),
+                         float(ch["heat_removed"]), float(ch["pressure_drop"]), ""])
+    doc.table(["circuit", "channel", "mass flow [kg/s]", "outlet T [K]", "heat removed [W]",
+               "pressure drop [Pa]", "pumping power [W]"], rows)
+    doc.figure(Figure("coolant_temperature", "Coolant temperature along each channel at the last time "
+                      "(cooling_channels.csv).", _coolant_plot(block["circuits"])), figs_dir)
+
+
 def _hotspot_section(doc: Doc, run: RunData) -> None:
     hs = run.hotspots
     if not hs:
@@ -1045,6 +1089,7 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
     _cells_section(doc, run)
     _cell_balance_section(doc, run, figs_dir)
     _heat_section(doc, run, figs_dir)
+    _coolant_section(doc, run, figs_dir)
     _resistance_section(doc, run, figs_dir)
     _hotspot_section(doc, run)
     if renders:

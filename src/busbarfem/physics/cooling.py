@@ -25,10 +25,15 @@ uses the same frozen h as the 3D Robin term, so the energy balance stays exact.
 The coolant is quasi-steady (its transit time, a few seconds, is short against the solid's
 thermal time constants); its heat capacity is not stored.
 
-Wiring: ``contribution.robin_terms(bundle)`` gives the ``extra_robin`` argument of
+In a run, :class:`CoolantContribution` is the registered physics contribution ``coolant``
+(:mod:`busbarfem.coupling.contributions`; it applies when the case has a ``cooling:`` section):
+``setup`` builds the coefficients on the mesh, ``robin_terms`` gives the walls' Robin term
+(booked as coolant heat, ``HeatFlows.coolant``), ``thermal_solve`` runs :func:`solve_coupled`
+for every thermal solve of the model, ``columns``/``summary`` report the circuits.
+Stand-alone: ``contribution.build(bundle)`` gives the ``robin_terms`` argument of
 :class:`~busbarfem.physics.thermal.ThermalProblem`; then ``contribution.attach(thermal)``;
-per step ``set_time(t)`` and :func:`solve_coupled` (or ``update(T)`` inside any Picard loop);
-``outputs()`` for summary/timeseries; ``state()``/``restore()`` for checkpoints.
+per step ``set_time(t)`` and :func:`solve_coupled` (or ``update()`` inside any Picard loop);
+``outputs()`` for the results; ``state()``/``restore()`` for checkpoints.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from mpi4py import MPI
 
 from dolfinx import fem, la, mesh as dmesh
 
+from busbarfem.coupling.contributions import Contribution, RobinTerm, register
 from busbarfem.errors import CaseError, SolveError
 from busbarfem.physics import channelflow as cf
 from busbarfem.physics.coolant import Coolant
@@ -116,16 +122,31 @@ class _SegmentRef:
     segment: int
 
 
-class CoolantContribution:
+class CoolantContribution(Contribution):
     """Coolant circuits coupled to a :class:`~busbarfem.physics.thermal.ThermalProblem`.
 
     Args:
         circuits: the coolant circuits.
         h_refresh: relative change of the correlation's h above which the frozen h is renewed.
+        tolerance, max_iterations: of the Picard coupling per thermal solve (:func:`solve_coupled`).
     """
 
-    def __init__(self, circuits: list[Circuit], h_refresh: float = 1e-3):
+    name = "coolant"
+    summary_key = "cooling"
+
+    def __init__(self, circuits: list[Circuit], h_refresh: float = 1e-3, tolerance: float = 1e-8,
+                 max_iterations: int = 100):
         self.circuits = circuits
+        self.tolerance, self.max_iterations = float(tolerance), int(max_iterations)
+        self.t_start = 0.0  # start of the current step (end of the last accepted one)
+        self.coupling_iterations: list[int] = []  # Picard iterations of each thermal solve
+        self._cell_forms: list = []
+        self._cell_volume = np.zeros(0)
+        # coolant temperatures at the start of this step and of the last one, for the guess
+        self._T_f_start: np.ndarray | None = None
+        self._T_f_prev: np.ndarray | None = None
+        self._dt_prev = 0.0
+        self._secant: dict = {}  # Anderson differences kept between steps (same operator)
         self.h_refresh = float(h_refresh)
         self.h_frozen: np.ndarray | None = None
         self.h_refreshes = 0
@@ -153,8 +174,8 @@ class CoolantContribution:
         self._n_owned = 0
 
     # ------------------------------------------------------------------ set-up
-    def robin_terms(self, bundle) -> list:
-        """Build the DG0 coefficients and return the ``extra_robin`` list for ThermalProblem.
+    def build(self, bundle) -> list:
+        """Build the DG0 coefficients and return the ``robin_terms`` list for ThermalProblem.
 
         Each cell behind a wall facet is assigned the nearest segment (centroid to centre-line
         piece) of that wall's channel; a cell on the walls of two channels is an error.
@@ -199,7 +220,7 @@ class CoolantContribution:
         self.wall_cells = np.fromiter(cell_seg.keys(), np.int32, len(cell_seg))
         self.cell_segment = np.fromiter(cell_seg.values(), np.int64, len(cell_seg))
         self._n_owned = msh.topology.index_map(tdim).size_local
-        return [(self.h, self.T_f, self.wall_facets)]
+        return [(self.wall_facets, self.h, self.T_f, "coolant")]
 
     def attach(self, thermal) -> None:
         """Compile the per-segment wall integrals against the thermal problem's temperature."""
@@ -322,11 +343,142 @@ class CoolantContribution:
         """Checkpoint state (the coolant is quasi-steady: only the last iterate and time)."""
         return {"time": self.time, "T_f": self.T_f_seg.tolist(), "h": self.h_seg.tolist()}
 
-    def restore(self, state: dict) -> None:
+    def restore_state(self, state: dict) -> None:
         """Restore :meth:`state` output (then call :meth:`update` to refresh the coefficients)."""
         self.time = float(state["time"])
         self.T_f_seg = np.asarray(state["T_f"], float)
         self.h_seg = np.asarray(state["h"], float)
+
+
+    # ------------------------------------------------------------------ the contribution protocol
+    def setup(self, model) -> None:
+        """Coefficients on the model's mesh, wall integrals against its temperature, cell means."""
+        from busbarfem.coupling.model import locate
+
+        try:
+            self.build(model.bundle)
+        except CaseError as exc:
+            raise locate(exc, model.source) from None
+        self.attach(model.thermal)
+        self.update(refresh_h=True)  # the coolant at the initial temperature (the t = 0 record)
+        b = model.bundle
+        cells = [n for n in b.volume_names() if b.regions[n].kind == "cell"]
+        if cells:
+            dx = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
+            self._cell_forms = [fem.form(model.thermal.T * dx(b.tags[n])) for n in cells]
+            one = fem.Constant(b.mesh, 1.0)
+            self._cell_volume = np.array([self.comm.allreduce(fem.assemble_scalar(fem.form(one * dx(b.tags[n]))),
+                                                              op=MPI.SUM) for n in cells])
+
+    def robin_terms(self) -> list[RobinTerm]:
+        """The channel walls' ``h* (T - T_f)``, booked as coolant heat."""
+        return [RobinTerm(self.wall_facets, self.h, self.T_f, heat="coolant")]
+
+    def thermal_solve(self, thermal, dt: float | None, step: int | None) -> int:
+        """The thermal solve Picard-coupled with the coolant (inlet flow at the step's end)."""
+        self.set_time(self.t_start + (dt or 0.0))
+        guess = None
+        if dt is not None and self._dt_prev > 0 and self._T_f_prev is not None and self._T_f_start is not None:
+            # linear extrapolation of the last step's change: one Picard iteration less
+            guess = self._T_f_start + (self._T_f_start - self._T_f_prev) * (dt / self._dt_prev)
+        out = solve_coupled(thermal, self, dt, tol=self.tolerance, max_iterations=self.max_iterations, step=step,
+                            guess=guess, secant=self._secant)
+        self.coupling_iterations.append(out.iterations)
+        return int(sum(out.ksp_iterations))
+
+    def advance(self, t: float, dt: float, T=None, solution=None) -> None:
+        """The step from t is done: the next one starts at t + dt (and extrapolates from this one)."""
+        self.t_start = float(t + dt)
+        if self._T_f_start is not None:
+            self._T_f_prev, self._dt_prev = self._T_f_start, float(dt)
+
+    def snapshot(self):
+        """Start time and coolant state of the step (and of the step before, for the extrapolation)."""
+        return {"t_start": self.t_start, "T_f": self.T_f_seg.copy(), "h": self.h_seg.copy(),
+                "T_f_prev": self._T_f_prev, "dt_prev": self._dt_prev}
+
+    def restore(self, snap) -> None:
+        """Back to :meth:`snapshot` (the coefficients are renewed by the next thermal solve)."""
+        self.t_start = snap["t_start"]
+        self.T_f_seg, self.h_seg = snap["T_f"].copy(), snap["h"].copy()
+        self._T_f_prev, self._dt_prev = snap["T_f_prev"], snap["dt_prev"]
+        self._T_f_start = self.T_f_seg.copy() if np.all(np.isfinite(self.T_f_seg)) else None
+
+    def state_dict(self) -> dict:
+        """Checkpoint: start time of the next step and the last coolant state."""
+        return {**self.state(), "t_start": self.t_start}
+
+    def load_state_dict(self, state) -> None:
+        """Restore :meth:`state_dict` (the coefficients are renewed by the next thermal solve)."""
+        self.restore_state(state)
+        self.t_start = float(state["t_start"])
+
+    def cell_temperatures(self) -> np.ndarray:
+        """Mean temperature of every battery cell [K] (empty without cells)."""
+        if not self._cell_forms:
+            return np.zeros(0)
+        tot = np.array([self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM) for f in self._cell_forms])
+        return tot / self._cell_volume
+
+    def columns(self, heat: dict) -> dict:
+        """Per circuit outlet T, heat removed, dp, pumping power; per channel heat; cell spread."""
+        out = {}
+        Tc = self.cell_temperatures()
+        if len(Tc):
+            out["T_cell_spread [K]"] = float(np.ptp(Tc))
+        for name, r in self.outputs().items():
+            out.update({f"coolant_{name}_outlet [K]": r["outlet_temperature"], f"coolant_{name}_heat [W]": r["heat_removed"],
+                        f"coolant_{name}_dp [Pa]": r["pressure_drop"], f"coolant_{name}_pumping [W]": r["pumping_power"]})
+            out.update({f"coolant_{name}_{ch}_heat [W]": v["heat_removed"] for ch, v in r["channels"].items()})
+        return out
+
+    def summary(self, heat: dict) -> dict:
+        """``cooling`` block: circuits (outlet T, heat, dp, pumping power, T along each channel), cell spread."""
+        out: dict = {"heat_removed_W": self.heat_removed(), "circuits": self.outputs(),
+                     "coupling_iterations_max": max(self.coupling_iterations, default=0),
+                     "coupling_iterations_mean": float(np.mean(self.coupling_iterations)) if self.coupling_iterations
+                     else 0.0, "h_refreshes": self.h_refreshes}
+        Tc = self.cell_temperatures()
+        if len(Tc):
+            out["cell_temperature_spread_K"] = float(np.ptp(Tc))
+            out["cell_temperature_mean_K"] = Tc.tolist()
+        return out
+
+
+@register("coolant")
+def _coolant(case, bundle):
+    if getattr(case, "cooling", None) is None:
+        return None
+    c = case.cooling
+    return CoolantContribution(circuits_from_case(c), tolerance=c.tolerance, max_iterations=c.max_iterations)
+
+
+CHANNEL_CSV = "cooling_channels.csv"
+
+
+def write_channel_profiles(outdir, block: dict) -> None:
+    """Write ``cooling_channels.csv``: the coolant temperature along every channel at the last
+    time (one row per 1D node: circuit, channel, distance from the inlet [m], temperature [K]),
+    from the summary's ``cooling`` block."""
+    from pathlib import Path
+
+    lines = ["circuit,channel,position [m],coolant_temperature [K]"]
+    for cname, circ in (block.get("circuits") or {}).items():
+        for chname, ch in circ["channels"].items():
+            lines += [f"{cname},{chname},{x:.9g},{T:.12g}" for x, T in zip(ch["position"], ch["temperature"])]
+    (Path(outdir) / CHANNEL_CSV).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def interface_properties(cooling) -> dict:
+    """Region name -> (k, rho, cp) of every interface layer of a ``cooling:`` section, as meshed:
+    k from the conductance times the meshed thickness, rho scaled so the heat capacity per area
+    is the real layer's (a conductance has no thickness: its given rho at the meshed thickness)."""
+    out = {}
+    for layer in cooling.interfaces:
+        pad = InterfaceConductance.from_case(layer)
+        rho = layer.rho * (layer.thickness / pad.model_thickness if layer.thickness else 1.0)
+        out[layer.name] = (pad.conductivity, rho, layer.cp)
+    return out
 
 
 @dataclass(frozen=True)
@@ -395,7 +547,8 @@ class CoupledStep:
 
 
 def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, tol: float = 1e-9,
-                  max_iterations: int = 100, step: int | None = None, anderson_depth: int = 3) -> CoupledStep:
+                  max_iterations: int = 100, step: int | None = None, anderson_depth: int = 3,
+                  guess: np.ndarray | None = None, secant: dict | None = None) -> CoupledStep:
     """One thermal step (``dt``; None = steady) Picard-coupled with the coolant.
 
     Iterates solve(T) / update(h*, T_f) until T_f changes by at most ``tol`` (1 + the spread
@@ -403,13 +556,23 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
     re-checks h at every iteration; a transient step only at its first update (h lagged one
     step, as the other temperature-dependent coefficients of the backward-Euler step).
     The fixed point on the segment coolant temperatures is Anderson-accelerated (``anderson_depth``
-    previous residuals; 0 = plain Picard); the last update is always the plain one, so the 1D
-    and 3D heat agree exactly.
+    previous residual differences; 0 = plain Picard); the last update is always the plain one,
+    so the 1D and 3D heat agree exactly (the solid's own balance to ``h P L`` times the last
+    change). ``guess``: segment coolant temperatures to start from (e.g. extrapolated from the
+    last steps); default: those of the current temperature. ``secant``: a dict the caller keeps
+    between steps; the map's differences depend only on its linear part (the operator: dt and
+    the frozen h), so those of the last steps with the same h start this step's mixing (a
+    slightly different dt only makes them approximate: the convergence test is on the map).
     """
     contribution.update(refresh_h=True)
+    if guess is not None:
+        contribution.set_coolant_temperature(guess)
     out = CoupledStep(0, np.inf)
-    xs: list[np.ndarray] = []
-    fs: list[np.ndarray] = []
+    key = (dt is None, thermal.robin_version)
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (residual difference, image difference)
+    if secant is not None and secant.get("key") == key:
+        pairs = list(secant["pairs"])
+    prev = None  # (image, residual) of the last iteration of this step
     for it in range(1, max_iterations + 1):
         x = contribution.T_f_seg.copy()
         out.ksp_iterations.append(thermal.solve(dt, step))
@@ -417,25 +580,29 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
         change = contribution.update(refresh_h=dt is None)
         if thermal.robin_version != version:
             change = np.inf  # h was renewed: the operator changed, iterate again
-            xs.clear()
-            fs.clear()
+            pairs.clear()
+            prev = None
+            key = (dt is None, thermal.robin_version)
         spread = float(np.ptp(contribution.T_f_seg)) if contribution.n_segments else 0.0
         out.iterations, out.change = it, change
         if change <= tol * (1.0 + spread):
-            # the coefficients now belong to this T: one more solve makes T consistent with them
-            out.ksp_iterations.append(thermal.solve(dt, step))
-            contribution.update(refresh_h=False)
+            # T_f now belongs to this T (1D heat = 3D wall heat exactly); T was solved with the
+            # previous T_f, within tol of it, so the solid's balance is closed to ~h P L tol
+            if secant is not None:
+                secant.update(key=key, pairs=pairs[-anderson_depth:] if anderson_depth else [])
             return out
         if anderson_depth > 0 and np.isfinite(change):
-            xs.append(x)
-            fs.append(contribution.T_f_seg.copy())
-            del xs[:-(anderson_depth + 1)], fs[:-(anderson_depth + 1)]
-            if len(xs) > 1:
-                R = np.array([f - y for f, y in zip(fs, xs)]).T  # residual columns
-                dR = np.diff(R, axis=1)
-                dF = np.diff(np.array(fs).T, axis=1)
-                gamma = np.linalg.lstsq(dR, R[:, -1], rcond=None)[0]
-                contribution.set_coolant_temperature(fs[-1] - dF @ gamma)
+            f = contribution.T_f_seg.copy()
+            r = f - x
+            if prev is not None:
+                pairs.append((r - prev[1], f - prev[0]))
+                del pairs[:-anderson_depth]
+            prev = (f, r)
+            if pairs:
+                dR = np.array([p[0] for p in pairs]).T
+                dF = np.array([p[1] for p in pairs]).T
+                gamma = np.linalg.lstsq(dR, r, rcond=None)[0]
+                contribution.set_coolant_temperature(f - dF @ gamma)
     raise SolveError(f"coolant coupling did not converge in {max_iterations} Picard iterations "
                      f"(last change of the coolant temperature {change:.3g} K)", step=step,
                      reason="coolant coupling not converged")

@@ -142,7 +142,8 @@ class ElectricalProblem:
         self.cell_params = cell_params or {}
         tdim = msh.topology.dim
         self.cell_names = [n for n in bundle.volume_names() if bundle.regions[n].kind == "cell"]
-        fields_used = {bundle.regions[n].field for n in bundle.volume_names() if bundle.regions[n].kind != "cell"}
+        fields_used = {bundle.regions[n].field for n in bundle.volume_names()
+                       if bundle.regions[n].kind not in ("cell", "thermal")}
         self.nfields = 2 if (self.cell_names or 2 in fields_used) else 1
 
         # --- piecewise-constant coefficients -------------------------------------------
@@ -203,6 +204,15 @@ class ElectricalProblem:
         self.bcs = [fem.dirichletbc(self.V_term, self.pos_dofs, Vp),
                     fem.dirichletbc(PETSc.ScalarType(0.0), neg_dofs, Vn)]
         self.inactive_dofs = []
+        # thermal-only regions (cold plates, gap pads: kind "thermal") carry no potential
+        thermal_only = any(bundle.regions[n].kind == "thermal" for n in bundle.volume_names())
+        if self.nfields == 1 and thermal_only:
+            ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
+            active = np.flatnonzero(self.sig[0].x.array.reshape(-1, 3)[:, 0] > 0).astype(np.int32)
+            dof_all = fem.locate_dofs_topological(self.V, tdim, np.arange(ncells, dtype=np.int32))
+            inactive = np.setdiff1d(dof_all, fem.locate_dofs_topological(self.V, tdim, active)).astype(np.int32)
+            self.inactive_dofs.append(inactive)
+            self.bcs.append(fem.dirichletbc(PETSc.ScalarType(0.0), inactive, self.V))
         if self.nfields == 2:
             ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
             allc = np.arange(ncells, dtype=np.int32)
@@ -337,6 +347,8 @@ class ElectricalProblem:
                     self.alpha[f].x.array[cells] = cp.get(f"alpha_{key}", 0.0)
                     self.Tref[f].x.array[cells] = cp.get("T_ref", 293.15)
                 self.s_stage.x.array[cells] = s
+                continue
+            if reg.kind == "thermal":  # a cold plate or gap pad: not part of the circuit
                 continue
             mat = materials[reg.material]
             f = (reg.field or 1) - 1

@@ -2,7 +2,7 @@ r"""Heat equation on all solids, backward Euler in time (or steady)::
 
     rho cp (T - T_n)/dt - div(K grad T) = q            in the solids
     -K grad T . n = h (T - T_amb)                      convection
-    -K grad T . n = h(x) (T - T_ref(x))                extra Robin terms (coolant channel walls)
+    -K grad T . n = h(x) (T - T_ref(x))                contributions' Robin terms (e.g. coolant channel walls)
     -K grad T . n = eps sigma_SB (T_k^2 + Ta^2)(T_k + Ta)(T - Ta)   radiation (linearised at T_k)
     K grad T . n = q_in                                prescribed flux
     T = T_D                                            fixed temperature
@@ -57,7 +57,7 @@ class HeatFlows:
         radiation: radiative loss.
         flux_in: prescribed flux into the body.
         fixed_temperature: heat leaving through fixed-temperature boundaries (reaction).
-        extra_robin: heat leaving through the extra Robin terms (coolant channel walls).
+        coolant: heat taken up by coolant channels (Robin terms booked as ``"coolant"``).
     """
 
     generated: float
@@ -66,13 +66,13 @@ class HeatFlows:
     radiation: float
     flux_in: float
     fixed_temperature: float
-    extra_robin: float = 0.0
+    coolant: float = 0.0
 
     @property
     def residual(self) -> float:
         """Energy balance residual: generated + flux in - stored - losses [W]."""
         return (self.generated + self.flux_in - self.stored - self.convection - self.radiation
-                - self.fixed_temperature - self.extra_robin)
+                - self.fixed_temperature - self.coolant)
 
 
 class ThermalProblem:
@@ -86,11 +86,11 @@ class ThermalProblem:
         T0: initial temperature [K].
         order: polynomial degree.
         solver, rtol, prefix: linear solver settings.
-        extra_robin: list of (h, T_ref, facet indices): Robin terms ``h (T - T_ref)`` with UFL
-            coefficients (Functions, e.g. DG0 per segment of a coolant channel) on the given
-            exterior facets; they override any boundary condition on the same facets, and their
-            heat is booked as ``HeatFlows.extra_robin``. Whoever changes h increments
-            ``robin_version``; the operator is re-assembled then.
+        robin_terms: Robin terms for :meth:`set_source` when ``source`` is given here.
+
+    Robin terms ``h (T - T_ref)`` (``(facets, h, T_ref[, heat])``, :meth:`set_source`) may have
+    UFL coefficients (Functions, e.g. DG0 per segment of a coolant channel); whoever changes
+    such an ``h`` increments ``robin_version``, and the operator is re-assembled then.
 
     The problem owns the temperature: ``T`` (the new step), ``T_n`` (the accepted step)
     and ``T_k`` (the coupling iterate that sigma(T), the cell temperatures and the
@@ -101,7 +101,7 @@ class ThermalProblem:
 
     def __init__(self, bundle: MeshBundle, props: dict, bcs: list, source, T0: float, order: int = 1,
                  solver: str = "auto", rtol: float = 1e-10, prefix: str = "bbf_heat_",
-                 extra_robin: list | None = None):
+                 robin_terms=()):
         msh = bundle.mesh
         self.comm = msh.comm
         self.bundle = bundle
@@ -112,11 +112,11 @@ class ThermalProblem:
         self.T_k = fem.Function(self.V, name="T_k")
         self.set_uniform(T0)
         self._bcs, self._solver, self._rtol, self._prefix = list(bcs), solver, rtol, prefix
-        self._extra_robin = list(extra_robin or [])
         self.ksp = self.A = self.b = self.x = None
+        self.robin_version = 0  # bumped by the owner of a Function-valued Robin h when it changes
         self._props(props)
         if source is not None:
-            self.set_source(source)
+            self.set_source(source, robin_terms)
 
     def _props(self, props: dict) -> None:
         bundle, msh = self.bundle, self.bundle.mesh
@@ -138,13 +138,17 @@ class ThermalProblem:
         Args:
             source: volumetric heat source.
             robin_terms: extra Robin conditions ``-K grad T . n = h (T - T_ref)`` as
-                ``(facets, h, T_ref)`` with ``h``/``T_ref`` floats or UFL (e.g. DG0
-                Functions updated between steps); they follow the case's conditions and
-                override them on shared facets.
+                ``(facets, h, T_ref)`` or ``(facets, h, T_ref, heat)`` with ``h``/``T_ref``
+                floats or UFL (e.g. DG0 Functions updated between steps) and ``heat`` the
+                energy-balance entry of the heat they remove: ``"convection"`` (default) or
+                ``"coolant"``; they follow the case's conditions and override them on shared
+                facets (a later term overrides an earlier one).
         """
         msh, bundle = self.bundle.mesh, self.bundle
         tdim = msh.topology.dim
-        bcs = self._bcs + [("robin", np.asarray(f, np.int32), {"h": h, "T_amb": Tr}) for f, h, Tr in robin_terms]
+        bcs = self._bcs + [("robin", np.asarray(t[0], np.int32),
+                            {"h": t[1], "T_amb": t[2], "heat": t[3] if len(t) > 3 else "convection"})
+                           for t in robin_terms]
         self.source = source
 
         # One facet tag per boundary condition; a later condition overrides an earlier one.
@@ -154,10 +158,6 @@ class ThermalProblem:
         for i, (kind, facets, prm) in enumerate(bcs):
             for fc in facets:
                 facet_owner[int(fc)] = i + 1
-        extra_robin = self._extra_robin
-        for j, (_, _, facets) in enumerate(extra_robin):
-            for fc in facets:
-                facet_owner[int(fc)] = len(bcs) + 1 + j
         if facet_owner:
             ids = np.fromiter(facet_owner.keys(), np.int32)
             vals = np.fromiter(facet_owner.values(), np.int32)
@@ -171,7 +171,7 @@ class ThermalProblem:
         a = heat_bilinear(self.inv_dt, self.rho_cp, self.k, u, v, dx)
         L = heat_linear(self.inv_dt, self.rho_cp, self.T_n, source, v, dx)
         self.dirichlet = []
-        conv_terms, rad_terms, flux_terms = [], [], []
+        conv_terms, rad_terms, flux_terms, coolant_terms = [], [], [], []
         msh.topology.create_connectivity(tdim - 1, tdim)
         for i, (kind, facets, prm) in enumerate(bcs):
             tag = i + 1
@@ -189,7 +189,9 @@ class ThermalProblem:
                 da, dL = convection_terms(h, Ta, u, v, ds(tag))
                 a += da
                 L += dL
-                conv_terms.append(h * (self.T - Ta) * ds(tag))
+                if prm.get("heat", "convection") not in ("convection", "coolant"):
+                    raise ValueError(f"unknown heat booking {prm['heat']!r} of a Robin term")
+                (coolant_terms if prm.get("heat") == "coolant" else conv_terms).append(h * (self.T - Ta) * ds(tag))
             elif kind == "radiation":
                 Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
                 hr = prm["emissivity"] * STEFAN_BOLTZMANN * (self.T_k**2 + Ta**2) * (self.T_k + Ta)
@@ -205,13 +207,6 @@ class ThermalProblem:
                 self.dirichlet.append(fem.dirichletbc(PETSc.ScalarType(prm["T"]), dofs, self.V))
             else:
                 raise ValueError(f"unknown thermal boundary condition {kind!r}")
-        robin_terms = []
-        for j, (h, T_ref, _) in enumerate(extra_robin):
-            tag = len(bcs) + 1 + j
-            da, dL = convection_terms(h, T_ref, u, v, ds(tag))
-            a += da
-            L += dL
-            robin_terms.append(h * (self.T - T_ref) * ds(tag))
         self.a = fem.form(a)
         self.L = fem.form(L)
         zero = fem.Constant(msh, PETSc.ScalarType(0.0)) * dx
@@ -220,7 +215,8 @@ class ThermalProblem:
         self._conv_form = fem.form(sum(conv_terms) if conv_terms else zero)
         self._rad_form = fem.form(sum(rad_terms) if rad_terms else zero)
         self._flux_form = fem.form(sum(flux_terms) if flux_terms else zero)
-        self._robin_form = fem.form(sum(robin_terms) if robin_terms else zero)
+        self._coolant_form = fem.form(sum(coolant_terms) if coolant_terms else zero)
+        self.has_coolant = bool(coolant_terms)
         self.robin_version = 0  # bumped by the owner of the extra Robin h when it changes
         # reaction at fixed-temperature dofs: heat flowing in there (negated below)
         self._wD = fem.Function(self.V)
@@ -279,7 +275,7 @@ class ThermalProblem:
         return HeatFlows(generated=self._sum(self._q_form), stored=self._sum(self._stored_form),
                          convection=self._sum(self._conv_form), radiation=self._sum(self._rad_form),
                          flux_in=self._sum(self._flux_form), fixed_temperature=-self._sum(self._react),
-                         extra_robin=self._sum(self._robin_form))
+                         coolant=self._sum(self._coolant_form))
 
     def advance(self) -> None:
         """Accept the step: T_n <- T."""

@@ -1,0 +1,112 @@
+"""The cold-plate example (issue 15): a 4s2p module on a serpentine cold plate with a gap pad
+at 2C, run through the CLI on a coarse mesh.
+
+Checked against independent numbers: the heat the coolant takes up equals its enthalpy rise
+``m int_{T_in}^{T_out} cp(T) dT`` (scipy quadrature over the coolant table) to 1e-6, equals the
+heat the solid gives through the channel walls (timeseries ``heat_coolant``) to 1e-9, and the
+module's energy balance closes (thermal residual over the run < 1e-6 of the heat generated);
+the pumping power is dp times the volume flow; the cells' spread is the spread of the mean cell
+temperatures reported. A 2-rank run of a smaller module on the same plate equals the serial run
+to 1e-6 (outlet temperature, heat removed, pressure drop, T_max, cell spread).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from busbarfem.cli import main
+from busbarfem.physics.coolant import coolant
+
+ROOT = Path(__file__).resolve().parents[2]
+CASE = ROOT / "examples" / "module_4s2p_cold_plate.yaml"
+COARSE = ["--set", "mesh.size=0.012", "--set", "solver.t_end=60"]
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def cooled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cooled") / "run"
+    assert main(["run", str(CASE), "-o", str(out), "-q", "--no-report", "--no-cache", *COARSE]) == 0
+    return json.loads((out / "summary.json").read_text()), _rows(out / "timeseries.csv"), out
+
+
+def test_cold_plate_example_energy_and_outputs(cooled):
+    s, rows, out = cooled
+    c = s["cooling"]
+    loop = c["circuits"]["loop"]
+    glycol = coolant("ethylene_glycol_50")
+    m, T_in, T_out = loop["mass_flow"], 298.15, loop["outlet_temperature"]
+    assert m == pytest.approx(8.333e-6 * glycol.rho(T_in), rel=1e-12)
+    assert T_out > T_in + 0.05  # the coolant warms up measurably in 60 s at 2C
+    enthalpy = m * quad(glycol.cp, T_in, T_out, epsabs=0, epsrel=1e-12)[0]
+    assert loop["heat_removed"] == pytest.approx(enthalpy, rel=1e-6)
+    # the solid's wall heat (3D Robin integral) is the coolant's heat, at every recorded time
+    for r in rows[1:]:
+        assert r["heat_coolant [W]"] == pytest.approx(r["coolant_loop_heat [W]"], rel=1e-9)
+        assert abs(r["energy_residual_rel [-]"]) < 1e-6
+    assert s["heat"]["coolant_W"] == pytest.approx(loop["heat_removed"], rel=1e-9)
+    assert s["energy"]["thermal_residual_rel"] < 1e-6
+    assert s["energy"]["heat_removed_J"] > 0
+    # pumping power = dp x volume flow at the inlet
+    assert loop["pumping_power"] == pytest.approx(loop["pressure_drop"] * 8.333e-6, rel=1e-9)
+    assert loop["channels"]["serpentine"]["heat_removed"] == pytest.approx(loop["heat_removed"], rel=1e-12)
+    # the cells' spread: max - min of their mean temperatures, all within the field's range
+    Tc = np.array(c["cell_temperature_mean_K"])
+    assert len(Tc) == 8 and c["cell_temperature_spread_K"] == pytest.approx(np.ptp(Tc), rel=1e-12)
+    assert s["T_min"]["value"] < Tc.min() and Tc.max() < s["T_max"]["value"]
+    assert rows[-1]["T_cell_spread [K]"] == pytest.approx(c["cell_temperature_spread_K"], rel=1e-9)
+    # the plate and the pad carry no current
+    assert s["joule_power_W"]["by_region"]["plate_1"] == 0.0 and s["joule_power_W"]["by_region"]["gap_pad"] == 0.0
+    # coolant temperature along the channel: inlet to outlet, rising
+    with (out / "cooling_channels.csv").open() as f:
+        prof = list(csv.DictReader(f))
+    T = np.array([float(p["coolant_temperature [K]"]) for p in prof])
+    assert T[0] == pytest.approx(T_in, abs=1e-12) and T[-1] == pytest.approx(T_out, rel=1e-12)
+    assert np.all(np.diff(T) > 0)
+
+
+SMALL = ["--set", "geometry.module.series=2", "--set", "geometry.module.parallel=1", *COARSE]
+KEYS = ("outlet_temperature", "heat_removed", "pressure_drop")
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE"),
+                    reason="starts its own mpirun; run it serially")
+def test_cooled_module_two_ranks_equal_serial(tmp_path):
+    """A 2s1p module on the same plate: serial and ``mpirun -n 2`` agree to 1e-6."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", BUSBARFEM_MESH_CACHE=str(tmp_path / "cache"))
+    mpirun = ROOT / ".venv" / "bin" / "mpirun"
+    if not mpirun.exists():
+        mpirun = Path(sys.executable).parent / "mpirun"
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"n{n}"
+        cmd = [sys.executable, "-m", "busbarfem", "run", str(CASE), "-o", str(out), "-q", "--no-report", *SMALL]
+        if n > 1:
+            cmd = [str(mpirun), "-n", str(n), *cmd]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs[n] = json.loads((out / "summary.json").read_text())
+    ser, par = outs[1], outs[2]
+    assert par["mpi_size"] == 2
+    for key in KEYS:
+        assert par["cooling"]["circuits"]["loop"][key] == pytest.approx(ser["cooling"]["circuits"]["loop"][key],
+                                                                        rel=1e-6), key
+    assert par["T_max"]["value"] == pytest.approx(ser["T_max"]["value"], rel=1e-6)
+    assert par["cooling"]["cell_temperature_spread_K"] == pytest.approx(ser["cooling"]["cell_temperature_spread_K"],
+                                                                        rel=1e-6, abs=1e-9)
+    np.testing.assert_allclose(par["cooling"]["circuits"]["loop"]["channels"]["serpentine"]["temperature"],
+                               ser["cooling"]["circuits"]["loop"]["channels"]["serpentine"]["temperature"], rtol=1e-9)
