@@ -172,7 +172,7 @@ _REGISTRY: dict[str, Factory] = {}
 
 #: modules whose import registers the built-in contributions (in registration order,
 #: which is the order their hooks are called in).
-BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.analysis.runaway")
+BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.physics.pybamm_cells", "busbarfem.analysis.runaway")
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
