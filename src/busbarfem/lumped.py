@@ -39,6 +39,9 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     mod = case.geometry.module
     if mod is None or case.cell is None:
         raise source.error("--lumped needs a geometry.module section and a cell section", "geometry.module")
+    if case.cell.model == "pybamm":
+        raise source.error("--lumped uses the ECM; cell.model: pybamm runs in 3D only (busbarfem run "
+                           "without --lumped)", "cell.model")
     vol, area = cell_volume_area(mod.cell)
     # one lumped h A per cell: the first convection condition (fixed-temperature plates
     # are not represented in the lumped model)

@@ -345,7 +345,7 @@ class CellModel(StrictModel):
 
     model: Literal["ecm", "pybamm"] = Field(
         "ecm", description="Cell model: 'ecm' (this equivalent circuit) or 'pybamm' (a PyBaMM "
-        "electrochemical model per cell, section 'pybamm'; needs busbarfem[pybamm]; 3D only).")
+        "electrochemical model per cell, section 'pybamm', 3D only; needs PyBaMM, the pybamm extra).")
     pybamm: PyBaMMCell | None = Field(
         None, description="The PyBaMM model, parameter set and options (cell.model: pybamm).")
     preset: str | None = Field(

@@ -244,6 +244,7 @@ class PyBaMMCellCoupling(Contribution):
         self.batch.z = np.ascontiguousarray(z[self._mine].T).reshape(self.batch.z.shape)
         self._soc = np.asarray(state["soc"], dtype=float)
         self.current = np.asarray(state["current"], dtype=float)
+        self._measured = True
 
     # ---------------------------------------------------------------- load controller, outputs
     @property
