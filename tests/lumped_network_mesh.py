@@ -1,9 +1,9 @@
 """A 3D nSmP module whose interconnects are exact lumped resistors (liionpack's topology).
 
-Every part is a box. Superconducting node blocks (copper x 1e4) join the cells; each
+Every part is a box. Superconducting node blocks (copper x 100) join the cells; each
 resistor is a straight bar whose two end faces are covered by node blocks or a cell
 face, so its current is uniform and its FEM resistance is exactly ``L / (sigma A)`` (a
-linear potential is in the P1 space). With cell collectors of 1e9 S/m the cells' two
+linear potential is in the P1 space). With cell collectors of 1e8 S/m the cells' two
 potentials are uniform too, so the 3D module is the lumped circuit of liionpack's
 ``setup_circuit(configuration="series-groups")``:
 
@@ -20,7 +20,7 @@ import gmsh
 
 from busbarfem import naming
 
-NODE_SIGMA = 5.8e11  # [S/m]: the node blocks (copper x 1e4)
+NODE_SIGMA = 5.8e9  # [S/m]: the node blocks (copper x 100)
 CELL = (0.020, 0.010, 0.010)  # cell box along x, y, z [m]
 NODE_X = 0.005  # node block length along x [m]
 RC_X = 0.005    # connection resistor length along x [m]

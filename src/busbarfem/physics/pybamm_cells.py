@@ -142,7 +142,12 @@ class PyBaMMCellCoupling(Contribution):
         self._dt = float(dt)
         tic = time.perf_counter()
         mine = self._mine
-        local = self.batch.step(self._I0[mine], self.T_mean[mine], self._dt)
+        local, failed = None, None
+        try:
+            local = self.batch.step(self._I0[mine], self.T_mean[mine], self._dt)
+        except RuntimeError as exc:  # CasADi: the integrator failed (e.g. a cell driven past its limits)
+            failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self._check_failure(failed, dt)
         self._lin = self._gather(local)
         self._tick(tic)
         el, lin = self.el, self._lin
@@ -189,9 +194,24 @@ class PyBaMMCellCoupling(Contribution):
     def advance(self, t: float, dt: float, T=None, solution=None) -> None:
         """Commit the cells' step at the solved currents; coulomb-count the SOC."""
         tic = time.perf_counter()
-        self.batch.commit(self.current[self._mine])
+        failed = None
+        try:
+            self.batch.commit(self.current[self._mine])
+        except RuntimeError as exc:
+            failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self._check_failure(failed, dt)
         self._tick(tic)
         self._soc = self._soc - self.current * dt / (3600.0 * self._capacity)
+
+    def _check_failure(self, failed: str | None, dt: float) -> None:
+        """Raise SolveError on every rank if the cell integration failed on any."""
+        failures = [f for f in self.comm.allgather(failed) if f] if self.comm.size > 1 else ([failed] if failed else [])
+        if failures:
+            from busbarfem.errors import SolveError
+
+            raise SolveError(f"PyBaMM cell integration over dt = {dt:g} s failed ({failures[0]}); the cells "
+                             "may be driven past their voltage or concentration limits (check the load's "
+                             "cut-offs)", reason="cell model failed")
 
     def _tick(self, tic: float) -> None:
         if self.timings is not None:
