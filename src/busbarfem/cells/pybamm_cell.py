@@ -3,20 +3,20 @@
 ``pip install busbarfem[pybamm]``. One PyBaMM lithium-ion model (SPM, SPMe or DFN) with a
 parameter set and model options is built and discretised once, with the applied current
 and the ambient (= cell, isothermal) temperature as input parameters. Its right-hand side
-(and algebraic part) becomes one CasADi integrator over a step ``dt``, mapped over all
-cells (``casadi.Function.map``), so N cells cost one call per step; this is the pattern
+(and algebraic part) becomes one CasADi integrator in scaled time ``t / dt`` (``dt`` an
+input, so one integrator serves every step length), mapped over all cells (``casadi.Function.map``), so N cells cost one call per step; this is the pattern
 of liionpack (``solver_utils._mapped_step`` / ``_create_casadi_objects``: one
 ``integrator.map(N, ...)`` over the cells' states and inputs), written here against the
 discretised model's exported CasADi objects.
 
 Per step, with per-cell currents ``I`` (> 0 discharges) and temperatures ``T``,
 :meth:`PyBaMMCells.step` returns the end-of-step terminal voltage, the total heat
-(PyBaMM's ``Total heating [W]``), and a linearisation of the step for the two-potential
+(PyBaMM's ``Total heating [W]``) and its reversible part, and a linearisation of the step for the two-potential
 coupling, ``V_end(I') = E - R I'`` near ``I``, from a second mapped integration at
 ``I + dI`` in the same call (E, R: effective EMF and resistance of the step, as
 :func:`busbarfem.cells.ecm.step_source` gives for the ECM). :meth:`PyBaMMCells.commit`
-accepts the step; :meth:`PyBaMMCells.step` alone does not change the state, so a step can
-be retried with other currents.
+accepts the step (at the currents finally solved, if given); :meth:`PyBaMMCells.step` alone
+does not change the state, so a step can be retried with other currents.
 """
 
 from __future__ import annotations
