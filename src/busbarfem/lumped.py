@@ -42,6 +42,9 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     if getattr(case, "cooling", None) is not None:
         raise source.error("--lumped has no cold plates or coolant channels; run the 3D model "
                            "(without --lumped) or remove the cooling: section", "cooling")
+    if case.cell.model == "pybamm":
+        raise source.error("--lumped uses the ECM; cell.model: pybamm runs in 3D only (busbarfem run "
+                           "without --lumped)", "cell.model")
     vol, area = cell_volume_area(mod.cell)
     # one lumped h A per cell: the first convection condition (fixed-temperature plates
     # are not represented in the lumped model)

@@ -39,7 +39,8 @@ def _extra_examples():
             "module_1s4p_welds",  # run by tests/verification/test_studies.py (faults)
             "comsol_busbar",  # run by tests/verification/test_comsol_busbar.py (vs its STEP route)
             "module_4s2p_cold_plate",  # run by tests/verification/test_cooled_module.py (issue 15)
-            "busbar_z_rows", "bolted_lug_contact", "folded_tab"}  # below (issue 16)
+            "busbar_z_rows", "bolted_lug_contact", "folded_tab",  # below (issue 16)
+            "module_2s2p_pybamm"}  # below (issue 17; needs pybamm)
 
 
 def test_busbar_z_rows(tmp_path):
@@ -185,6 +186,36 @@ def test_module_4s2p_pouch_discharge_first_10_minutes(tmp_path):
     assert len(socs) == 8 and abs(sum(socs) / 8 - (0.9 - 40 * 600 / 3600 / 40)) < 1e-9
     assert s["T_max"]["value"] == pytest.approx(302.1, abs=0.5)
     assert s["energy"]["thermal_residual_rel"] < 1e-6
+
+
+@pytest.mark.slow
+def test_module_2s2p_pybamm_first_5_minutes(tmp_path):
+    """PyBaMM SPMe cells in the 3D module: 10 A for 300 s out of 2 x 5 Ah (Chen2020's nominal
+    capacity) takes every cell's coulomb-counted SOC to 0.9 - 5 A x 300 s / 5 Ah = 0.8167 on
+    average; each cell's voltage lies within 5 mV of a standalone PyBaMM SPMe cell at the
+    same mean current (the cells are 1-2 K warmer and the parallel pair shares 10 A within
+    a few %); the cell models' time is reported."""
+    pybamm = pytest.importorskip("pybamm")
+    import warnings
+
+    s = run(tmp_path, "module_2s2p_pybamm", "--set", "solver.t_end=300", "--set", "mesh.size=0.012")
+    cells = s["cells"]
+    socs = [c["soc"] for c in cells.values()]
+    assert len(socs) == 4 and abs(sum(socs) / 4 - (0.9 - 5.0 * 300 / 3600 / 5.0)) < 1e-9
+    for stage in (1, 2):
+        pair = [cells[f"cell_{stage}_{p}"]["current_A"] for p in (1, 2)]
+        assert sum(pair) == pytest.approx(10.0, rel=1e-6) and abs(pair[0] - pair[1]) < 0.5
+    pv = pybamm.ParameterValues("Chen2020")
+    pv.set_initial_state(0.9)
+    pv.update({"Current function [A]": 5.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sol = pybamm.Simulation(pybamm.lithium_ion.SPMe(), parameter_values=pv).solve([0.0, 300.0])
+    v_ref = float(sol["Voltage [V]"](300.0))
+    for c in cells.values():
+        assert abs(c["voltage_V"] - v_ref) < 5e-3, (c["voltage_V"], v_ref)
+        assert c["heat_W"] > 0.0
+    assert s["timings_s"]["cell_model"] > 0.0
 
 
 def test_mesh_command_writes_mesh_regions_and_quality(tmp_path):

@@ -56,3 +56,24 @@ def test_step_linearisation_predicts_another_current(run):
     assert np.all(lin["heat"] > 0.0)
     # step() without commit() leaves the state: the same step again gives the same voltage
     np.testing.assert_allclose(cells.step(current, 298.15, 10.0)["voltage"], lin["voltage"], atol=1e-12)
+
+
+def test_commit_at_the_solved_current_and_instantaneous_step():
+    """commit(I') after a step at I: within 10 dI the end state is interpolated (the next
+    step's voltage equals that of an exact step at I' to < 1 uV, the error being second
+    order), farther away the step is integrated again (equal to 1e-9 V); dt = 0 leaves the
+    state alone and gives the instantaneous voltage (below the rest voltage under load)."""
+    I = np.array([5.0, 5.0])
+    cells = PyBaMMCells(2, "SPMe", "Chen2020", initial_soc=0.8)
+    exact = PyBaMMCells(2, "SPMe", "Chen2020", initial_soc=0.8)
+    rest = cells.step(np.zeros(2), 298.15, 0.0)["voltage"]
+    inst = cells.step(I, 298.15, 0.0)
+    assert np.all(inst["voltage"] < rest - 0.03) and np.allclose(inst["voltage"], inst["E"] - inst["R"] * I)
+    for other in (np.array([5.005, 4.995]), np.array([5.5, 4.5])):
+        cells.step(I, 298.15, 10.0)
+        cells.commit(other)
+        exact.step(other, 298.15, 10.0)
+        exact.commit()
+        a, b = cells.step(I, 298.15, 10.0)["voltage"], exact.step(I, 298.15, 10.0)["voltage"]
+        tol = 1e-6 if other[0] < 5.1 else 1e-9
+        assert np.max(np.abs(a - b)) < tol, (other, a - b)

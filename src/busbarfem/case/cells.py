@@ -12,6 +12,14 @@ Example::
       preset: LG_M50
       initial_soc: 0.9
       variation: {capacity_std: 0.02, R0_std: 0.05, seed: 1}
+
+A PyBaMM electrochemical model per cell instead of the ECM (``busbarfem[pybamm]``, 3D)::
+
+    cell:
+      model: pybamm
+      pybamm: {model: SPMe, parameter_set: Chen2020}
+      preset: LG_M50        # only its thermal and collector properties are used
+      initial_soc: 0.9
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -237,7 +245,93 @@ def _cell_json_schema(schema: dict) -> None:
     schema["anyOf"] = [
         {"required": ["preset"], "properties": {"preset": {"type": "string"}}},
         {"required": list(PRESET_PROVIDES)},
+        {"required": ["model", "pybamm"], "properties": {"model": {"const": "pybamm"}}},
     ]
+    for key in PRESET_PROVIDES:  # optional in the data model (a PyBaMM cell has none of them)
+        prop = schema["properties"][key]
+        prop.pop("default", None)
+        alts = [a for a in prop.pop("anyOf", [prop.copy()]) if a.get("type") != "null"]
+        for k in [k for k in prop if k not in ("description", "title")]:
+            prop.pop(k)
+        prop.update(alts[0] if len(alts) == 1 else {"anyOf": alts})
+
+
+ECM_ONLY = ("capacity", "ocv", "R0", "R0_activation_energy", "rc_pairs", "kinetics", "diffusion",
+            "entropic_coefficient")
+"""ECM fields a preset does not pass on to a ``model: pybamm`` cell (its thermal and
+collector properties it does)."""
+
+PYBAMM_INSTALL = "install busbarfem[pybamm] (pip install 'busbarfem[pybamm]')"
+
+
+def import_pybamm():
+    """PyBaMM, or ValueError naming the extra that installs it."""
+    import os
+
+    os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
+    try:
+        import pybamm
+    except ImportError:
+        raise ValueError(f"cell model 'pybamm' needs PyBaMM, which is not installed; {PYBAMM_INSTALL}") from None
+    return pybamm
+
+
+def pybamm_model_options(options: dict) -> dict:
+    """PyBaMM model options from the case (a list value becomes a tuple, e.g. per electrode)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+class PyBaMMCell(StrictModel):
+    """A PyBaMM electrochemical model for every cell (``cell.model: pybamm``).
+
+    Each cell's model is advanced over each thermal step with the current the 3D solve
+    gives it and its 3D mean temperature (the PyBaMM model is isothermal at that
+    temperature; the 3D heat equation is the thermal model). Needs ``busbarfem[pybamm]``.
+    """
+
+    model: Literal["SPM", "SPMe", "DFN"] = Field(
+        "SPMe", description="PyBaMM lithium-ion model: SPM, SPMe or DFN.")
+    parameter_set: str = Field(
+        "Chen2020", description="PyBaMM parameter set (pybamm.parameter_sets, e.g. Chen2020 for the LG M50).")
+    options: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="PyBaMM model options (e.g. {'SEI': 'reaction limited'}); the "
+        "model stays isothermal ('thermal' must be 'isothermal').")
+    rtol: float = Field(1e-8, gt=0.0, lt=1e-2, description="Relative tolerance of the cell integrator.")
+    atol: float = Field(1e-8, gt=0.0, lt=1e-2, description="Absolute tolerance of the cell integrator.")
+    current_perturbation: float = Field(
+        1e-3, gt=0.0, le=1.0, description="Current step dI [A] of the per-step linearisation (E, R).")
+
+    @field_validator("parameter_set")
+    @classmethod
+    def _check_set(cls, v):
+        names = sorted(import_pybamm().parameter_sets)
+        if v not in names:
+            raise ValueError(f"unknown PyBaMM parameter set {v!r}; valid: {', '.join(names)}")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, v):
+        pybamm = import_pybamm()
+        try:
+            opts = pybamm.BatteryModelOptions(pybamm_model_options(v))
+        except pybamm.OptionError as exc:
+            raise ValueError(f"invalid PyBaMM option: {exc}") from None
+        if opts["thermal"] != "isothermal":
+            raise ValueError(f"thermal: {opts['thermal']!r} is not allowed; the 3D heat equation is the "
+                             "thermal model (the PyBaMM cell is isothermal at its 3D mean temperature)")
+        if opts["dimensionality"] != 0 or opts["current collector"] != "uniform":
+            raise ValueError("the 3D mesh models the current collectors; keep 'dimensionality' 0 and "
+                             "'current collector' 'uniform'")
+        return v
+
+    def pybamm_options(self) -> dict:
+        """The options as PyBaMM takes them (lists as tuples)."""
+        return pybamm_model_options(self.options)
+
+    def nominal_capacity(self) -> float:
+        """The parameter set's nominal capacity [Ah]."""
+        return float(import_pybamm().ParameterValues(self.parameter_set)["Nominal cell capacity [A.h]"])
 
 
 class CellModel(StrictModel):
@@ -249,18 +343,24 @@ class CellModel(StrictModel):
 
     model_config = ConfigDict(json_schema_extra=_cell_json_schema)
 
+    model: Literal["ecm", "pybamm"] = Field(
+        "ecm", description="Cell model: 'ecm' (this equivalent circuit) or 'pybamm' (a PyBaMM "
+        "electrochemical model per cell, section 'pybamm', 3D only; needs PyBaMM, the pybamm extra).")
+    pybamm: PyBaMMCell | None = Field(
+        None, description="The PyBaMM model, parameter set and options (cell.model: pybamm).")
     preset: str | None = Field(
         None, description="Bundled parameter set to start from (e.g. 'LG_M50'), or a cell "
         "file path ending in .yaml (relative to the case file; e.g. written by `busbarfem "
         "fit-ecm`); fields given alongside override it.")
-    capacity: Annotated[float, Field(gt=0.0)] = Field(
-        description="Capacity Q [Ah] (1C = Q amperes).")
-    ocv: SocTable = Field(description="Open-circuit voltage at T_ref [[soc, V], ...].")
+    capacity: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="Capacity Q [Ah] (1C = Q amperes); required for an ECM (or from a preset); "
+        "a PyBaMM cell defaults to its parameter set's nominal capacity.")
+    ocv: SocTable | None = Field(None, description="Open-circuit voltage at T_ref [[soc, V], ...] (ECM).")
     entropic_coefficient: SocTable = Field(
         default_factory=lambda: [(0.0, 0.0), (1.0, 0.0)],
         description="Entropic coefficient dU/dT [[soc, V/K], ...].")
-    R0: float | SocTable = Field(
-        description="Series resistance at T_ref [ohm]: a number or [[soc, ohm], ...].")
+    R0: float | SocTable | None = Field(
+        None, description="Series resistance at T_ref [ohm]: a number or [[soc, ohm], ...] (ECM).")
     R0_activation_energy: float = Field(
         0.0, ge=0.0, description="Arrhenius activation energy of R0 [J/mol] (0: no T effect).")
     T_ref: float = Field(298.15, gt=0.0, description="Reference temperature of the data [K].")
@@ -303,6 +403,8 @@ class CellModel(StrictModel):
             return data
         preset = load_preset(str(data["preset"]), (info.context or {}).get("case_dir"))
         merged = dict(preset.get("cell", {}))
+        if data.get("model") == "pybamm":  # a PyBaMM cell takes only thermal/collector values
+            merged = {k: v for k, v in merged.items() if k not in ECM_ONLY}
         merged.update(data)
         name = str(data["preset"])
         case_dir = (info.context or {}).get("case_dir")
@@ -310,9 +412,42 @@ class CellModel(StrictModel):
             merged["preset"] = str((Path(case_dir) / name).resolve())  # for preset_sources
         return merged
 
+    @model_validator(mode="after")
+    def _check_model(self):
+        if self.model == "ecm":
+            missing = [k for k in PRESET_PROVIDES if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"required key(s) missing: {', '.join(missing)} (an ECM cell needs "
+                                 "capacity, ocv and R0, or a preset; or set model: pybamm)")
+            if self.pybamm is not None:
+                raise ValueError("a 'pybamm' section needs model: pybamm")
+            return self
+        if self.pybamm is None:
+            raise ValueError("model: pybamm needs a 'pybamm' section, e.g. pybamm: {model: SPMe, "
+                             "parameter_set: Chen2020}")
+        given = [k for k in ("ocv", "R0", "kinetics", "diffusion") if getattr(self, k) is not None]
+        given += [k for k in ("rc_pairs",) if getattr(self, k)]
+        if given:
+            raise ValueError(f"{', '.join(given)}: ECM parameters do not apply to model: pybamm (its "
+                             "electrochemistry comes from cell.pybamm)")
+        if self.variation is not None:
+            raise ValueError("variation: per-cell spread is not supported for model: pybamm")
+        if self.capacity is None:
+            self.__dict__["capacity"] = self.pybamm.nominal_capacity()
+        return self
+
+    @field_validator("model")
+    @classmethod
+    def _check_pybamm_installed(cls, v):
+        if v == "pybamm":
+            import_pybamm()
+        return v
+
     @field_validator("ocv")
     @classmethod
     def _check_ocv(cls, v):
+        if v is None:
+            return v
         return check_soc_table(v, "ocv [V]", positive=True, increasing=True)
 
     @field_validator("entropic_coefficient")
@@ -323,7 +458,7 @@ class CellModel(StrictModel):
     @field_validator("R0")
     @classmethod
     def _check_r0(cls, v):
-        return _positive_scalar_or_table(v, "R0 [ohm]")
+        return v if v is None else _positive_scalar_or_table(v, "R0 [ohm]")
 
     @field_validator("sigma_pos", "sigma_neg", "k")
     @classmethod

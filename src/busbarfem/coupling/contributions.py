@@ -184,7 +184,8 @@ _REGISTRY: dict[str, Factory] = {}
 
 #: modules whose import registers the built-in contributions (in registration order,
 #: which is the order their hooks are called in).
-BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.analysis.runaway", "busbarfem.physics.cooling")
+BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.physics.pybamm_cells", "busbarfem.analysis.runaway",
+                   "busbarfem.physics.cooling")
 
 
 def register(name: str) -> Callable[[Factory], Factory]:

@@ -227,7 +227,8 @@ class CellCoupling(Contribution):
 
 @register("ecm_cells")
 def _ecm_cells(case, bundle):
-    """The ECM cells apply to every mesh with cell regions (the model checks ``case.cell``)."""
-    if not cell_region_names(bundle) or case.cell is None:
+    """The ECM cells apply to every mesh with cell regions (the model checks ``case.cell``),
+    unless ``cell.model`` is ``pybamm`` (:mod:`busbarfem.physics.pybamm_cells`)."""
+    if not cell_region_names(bundle) or case.cell is None or case.cell.model == "pybamm":
         return None
     return CellCoupling(bundle, case.cell)
