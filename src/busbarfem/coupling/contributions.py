@@ -23,6 +23,10 @@ every step of length ``dt`` (the solve may be repeated: step rejection, event lo
     * ``advance(t, dt, T, solution)`` after the thermal solve: integrate the state over
       the step (sub-stepping is the contribution's business); ``snapshot()`` and
       ``restore(snap)`` undo it when the step is retried;
+    * ``max_dt(t)`` before the step is proposed: the longest step the contribution's
+      physics allows from ``t`` [s] (default inf), e.g. a stiff reaction near onset or
+      the time to a scheduled switch; the stepper cuts the proposed step to the smallest
+      (not below ``solver.dt_min``), without changing its planned ``dt``;
     * ``conditions(t)``: threshold events it watches, as typed
       :class:`busbarfem.events.Condition` records: the stepper locates their crossing
       within ``solver.event_tolerance``; once the step that reaches one is accepted it is
@@ -136,6 +140,10 @@ class Contribution:
     def advance(self, t: float, dt: float, T=None, solution=None) -> None:
         """Integrate the state from ``t`` over ``dt`` (after the thermal solve)."""
 
+    def max_dt(self, t: float) -> float:
+        """Longest step from ``t`` this physics allows [s] (inf: no limit)."""
+        return float("inf")
+
     def conditions(self, t: float) -> list:
         """Threshold conditions (:class:`busbarfem.events.Condition`) at the current state."""
         return []
@@ -172,7 +180,7 @@ _REGISTRY: dict[str, Factory] = {}
 
 #: modules whose import registers the built-in contributions (in registration order,
 #: which is the order their hooks are called in).
-BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.analysis.runaway")
+BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.analysis.runaway", "busbarfem.physics.abuse")
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
