@@ -11,6 +11,7 @@ independent references.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,17 +110,33 @@ def run_3d(tmp_path, text, comm=MPI.COMM_SELF):
     return summary, cols, vol, area
 
 
+_RUNS: dict = {}
+
+
+def single_case(evaluation: str, h: float) -> str:
+    """The single-cell case text with the evaluation and the convective h."""
+    text = SINGLE.replace("evaluation: cell", f"evaluation: {evaluation}").replace("h: 2.0", f"h: {h}")
+    if h == 0.0:
+        text = text.replace("- {type: convection, regions: [cell_1_1], h: 0.0}", "[]").replace("boundaries:\n", "boundaries:")
+    return text
+
+
+def single_run(tmp_path_factory, evaluation: str, h: float):
+    """The serial single-cell run (cached: the MPI comparison reuses it)."""
+    key = (evaluation, h)
+    if key not in _RUNS:
+        _RUNS[key] = run_3d(tmp_path_factory.mktemp(f"single_{evaluation}_{h}"), single_case(evaluation, h))
+    return _RUNS[key]
+
+
 @pytest.mark.parametrize("evaluation,h", [("cell", 0.0), ("cell", 2.0), ("node", 2.0)])
-def test_single_cell_3d_onset_matches_radau(tmp_path, evaluation, h, record_property):
+def test_single_cell_3d_onset_matches_radau(tmp_path_factory, evaluation, h, record_property):
     """3D 18650 (k = 30 W/m/K, h = 0 or 2 W/m^2/K): onset within 1 % of Radau of the lumped ODE
     with the 3D cell's volume and cooled area; the mean T within 0.5 K of it up to 0.9 of the
     onset time (the backward-Euler loss term of the heat equation is first order in dt, so with
     h > 0 the gap grows towards onset, 0.24 % in onset time at 0.5 K per step); the heat released
     (sum over reactions) equals the time integral of the 3D abuse heat source."""
-    text = SINGLE.replace("evaluation: cell", f"evaluation: {evaluation}").replace("h: 2.0", f"h: {h}")
-    if h == 0.0:
-        text = text.replace("- {type: convection, regions: [cell_1_1], h: 0.0}", "[]").replace("boundaries:\n", "boundaries:")
-    summary, cols, vol, area = run_3d(tmp_path, text)
+    summary, cols, vol, area = single_run(tmp_path_factory, evaluation, h)
     sol, t_on = kim_reference(h * area / vol, T0, 1500.0)
     ab = summary["abuse"]
     t3 = ab["cells"]["cell_1_1"]["onset_time_s"]
@@ -136,3 +153,29 @@ def test_single_cell_3d_onset_matches_radau(tmp_path, evaluation, h, record_prop
     q = cols["abuse_heat_cell_1_1 [W]"]
     released = float(np.sum(q[1:] * np.diff(t)))
     assert ab["cells"]["cell_1_1"]["energy_total_J"] == pytest.approx(released, rel=1e-6)
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own mpirun; run it serially")
+def test_single_cell_node_evaluation_serial_equals_two_ranks(tmp_path, tmp_path_factory, record_property):
+    """Per-node kinetics (the dofs split between two ranks): onset time and energy per reaction
+    of ``mpirun -n 2 busbarfem run`` equal the serial run's to 1e-6 relative."""
+    serial = single_run(tmp_path_factory, "node", 2.0)[0]["abuse"]["cells"]["cell_1_1"]
+    case = tmp_path / "case.yaml"
+    case.write_text(single_case("node", 2.0))
+    mpirun = ROOT / ".venv" / "bin" / "mpirun"
+    if not mpirun.exists():
+        mpirun = Path(sys.executable).parent / "mpirun"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([str(mpirun), "-n", "2", sys.executable, "-m", "busbarfem", "run", str(case), "-o",
+                          str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=600,
+                         env=env, check=False)
+    assert res.returncode == 0, res.stderr[-2000:] + res.stdout[-2000:]
+    par = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert par["mpi_size"] == 2
+    cell = par["abuse"]["cells"]["cell_1_1"]
+    record_property("node onset serial [s]", serial["onset_time_s"])
+    record_property("node onset 2 ranks [s]", cell["onset_time_s"])
+    assert cell["onset_time_s"] == pytest.approx(serial["onset_time_s"], rel=1e-6)
+    for r, e in serial["energy_J"].items():
+        assert cell["energy_J"][r] == pytest.approx(e, rel=1e-6), r
