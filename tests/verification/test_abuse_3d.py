@@ -179,3 +179,62 @@ def test_single_cell_node_evaluation_serial_equals_two_ranks(tmp_path, tmp_path_
     assert cell["onset_time_s"] == pytest.approx(serial["onset_time_s"], rel=1e-6)
     for r, e in serial["energy_J"].items():
         assert cell["energy_J"][r] == pytest.approx(e, rel=1e-6), r
+
+
+SHORT = """
+name: short1s2p
+geometry:
+  module:
+    series: 1
+    parallel: 2
+    cell: {preset: "21700"}
+    busbars: both
+    busbar_thickness: 0.001
+mesh: {size: 0.01, cell_size: 0.03, elements_through_thickness: 1, thin_aspect: 4,
+       curvature_elements: 8, optimize: false}
+cell: {preset: LG_M50, initial_soc: 0.9}
+load: {electrical_input_type: current, current: 0.0}
+thermal:
+  boundaries:
+    - {type: convection, regions: [exterior], h: 10.0}
+solver: {analysis: transient, t_end: 0.02, dt: 0.01, thermal_solver: lu, electrical_solver: lu}
+output: {every: 100000, report: false}
+abuse:
+  kinetics: Kim2007
+  triggers:
+    - {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}
+"""
+
+
+def test_internal_short_drains_the_parallel_neighbour(tmp_path, record_property):
+    """1s2p LG M50 module at rest, 50 mOhm internal short in cell_1_1: the short current and its
+    split between the shorted cell and its parallel neighbour (through the busbars) equal the
+    lumped ECM network (two cells E = OCV, R0 at SOC 0.9, 25 C; short across cell 1; no load;
+    ideal busbars) within 1 % for the short and the shorted cell; the neighbour's current, which
+    flows through its tabs, welds and the plates, is 1.1 % below the ideal network (the path
+    resistance the network omits, about 1 % of R0; asserted within 1.5 %) and heats the busbars."""
+    from busbarfem.case.cells import CellModel
+
+    summary, cols, _, _ = run_3d(tmp_path, SHORT)
+    cell = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
+    ocv_tab, r0_tab = np.asarray(cell.ocv), np.asarray(cell.R0)
+    E = float(np.interp(0.9, ocv_tab[:, 0], ocv_tab[:, 1]))
+    R0 = float(np.interp(0.9, r0_tab[:, 0], r0_tab[:, 1]))  # at T_ref = 25 C = the initial T
+    Rs = 0.05
+    V = (2 * E / R0) / (2 / R0 + 1 / Rs)
+    I1 = I2 = (E - V) / R0
+    Is = V / Rs
+    i1, i2 = cols["I_cell_1_1 [A]"][1], cols["I_cell_1_2 [A]"][1]
+    i_s = cols["short_1_cell_1_1_current [A]"][1]
+    record_property("short current 3D [A]", float(i_s))
+    record_property("short current lumped [A]", Is)
+    record_property("neighbour current 3D / lumped", float(i2 / I2))
+    assert abs(i_s) == pytest.approx(Is, rel=0.01)
+    assert abs(i1) == pytest.approx(I1, rel=0.01)
+    record_property("implied interconnect resistance [ohm]", float((E - V) / abs(i2) - R0))
+    assert abs(i2) == pytest.approx(I2, rel=0.015)
+    assert abs(i2) < I2  # the busbar path only adds resistance
+    assert abs(i1 + i2) == pytest.approx(abs(i_s), rel=1e-6)  # no load: the cells feed the short only
+    assert cols["joule_conductors [W]"][1] > 0
+    sh = summary["abuse"]["shorts"][0]
+    assert sh["on"] and sh["energy_J"] == pytest.approx(Is * V * 0.02, rel=0.02)
