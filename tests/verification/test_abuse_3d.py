@@ -1,5 +1,4 @@
-"""Cell thermal runaway in the 3D run (issue 21): the ``abuse:`` contribution against
-independent references.
+"""Cell thermal runaway in the 3D run (issue 21): the abuse contribution against independent references.
 
 * A single 18650 in 3D (high conductivity, so nearly isothermal; conductors with negligible
   heat capacity) with small convective loss: onset time and temperature history against
@@ -238,3 +237,133 @@ def test_internal_short_drains_the_parallel_neighbour(tmp_path, record_property)
     assert cols["joule_conductors [W]"][1] > 0
     sh = summary["abuse"]["shorts"][0]
     assert sh["on"] and sh["energy_J"] == pytest.approx(Is * V * 0.02, rel=0.02)
+
+
+ROW = """
+name: row5
+geometry:
+  module:
+    series: 1
+    parallel: 5
+    cell: {preset: "18650"}
+    pitch: [0.021, 0.021]          # 3 mm gaps between the cans
+    busbars: both
+    busbar_thickness: 0.0005
+    holder: {material: holder, margin: 0.002}
+mesh: {size: 0.006, cell_size: 0.02, elements_through_thickness: 1, thin_aspect: 4,
+       curvature_elements: 8, optimize: false}
+materials:   # an idealised holder and conductors: conductance without heat capacity
+  holder: {sigma_ref: 0.0, k: K_HOLDER, rho: 1.0, cp: 1.0}
+  copper: {sigma_ref: 5.8e7, k: 390.0, rho: 1.0, cp: 1.0}
+  nickel_plated_steel: {sigma_ref: 1.0e7, k: 60.0, rho: 1.0, cp: 1.0}
+cell: {preset: LG_M50, initial_soc: 0.9, k: 30.0, rho: 2580.0, cp: 830.0}
+load: {electrical_input_type: current, current: 0.0}
+thermal:
+  boundaries:
+    - {type: convection, regions: [exterior], h: 10.0}
+solver: {analysis: transient, t_end: 4000.0, dt: 10.0, max_temperature_change: 5.0, dt_min: 0.02,
+         thermal_solver: lu, electrical_solver: lu}
+output: {every: 100000, report: false}
+abuse:
+  kinetics: Kim2007
+  triggers:
+    - {type: heater, cell: cell_1_1, power: 30.0, until_temperature: T_UNTIL}
+  stop: {halt_rate: 0.01, halt_time: 300.0, all_onset: true}
+"""
+
+
+def conductance_network(sim):
+    """The thermal network of the 3D geometry between the cells' mean temperatures [W/K], by
+    steady conduction solves written here with dolfinx: 1 W spread uniformly over cell i's body
+    (as the heater and the per-cell reaction heat are), the case's convection to 0 K, the mean
+    temperature of every body read off: T_mean = Rm P. Its inverse K = Rm^-1 is the network's
+    conductance matrix (diag: the sum of all paths, off-diagonal: -G_ij), so the lumped network
+    reproduces the 3D steady cell means exactly, the cells' internal resistance included.
+    Returns (G (n, n) symmetric, >= 0, G0 (n,) to ambient)."""
+    import ufl
+    from dolfinx import fem
+    from dolfinx import mesh as dmesh
+    from dolfinx.fem.petsc import LinearProblem
+
+    b, th = sim.bundle, sim.th
+    ab = sim.model.contribution("abuse")
+    names, vols = ab.names, ab.volumes
+    V = th.V
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    h = sim.case.thermal.boundaries[0].h
+    ext = np.sort(b.facets_of("exterior")).astype(np.int32)
+    tags = dmesh.meshtags(b.mesh, 2, ext, np.ones(len(ext), np.int32))
+    ds = ufl.Measure("ds", domain=b.mesh, subdomain_data=tags)
+    dx = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
+    a = ufl.inner(ufl.diag(th.k) * ufl.grad(u), ufl.grad(v)) * ufl.dx + h * u * v * ds(1)
+    Tfun = fem.Function(V)
+    n = len(names)
+    Rm = np.zeros((n, n))
+    for i in range(n):
+        L = fem.Constant(b.mesh, 1.0 / vols[i]) * v * dx(b.tags[names[i]])
+        LinearProblem(a, L, bcs=[], u=Tfun, petsc_options_prefix=f"abuse_g{i}_",
+                      petsc_options={"ksp_type": "preonly", "pc_type": "lu"}).solve()
+        for j in range(n):
+            tot = fem.assemble_scalar(fem.form(Tfun * dx(b.tags[names[j]])))
+            Rm[j, i] = sim.comm.allreduce(tot, op=MPI.SUM) / vols[j]
+    K = np.linalg.inv(0.5 * (Rm + Rm.T))
+    G = np.clip(-(K - np.diag(np.diag(K))), 0.0, None)
+    G0 = K.sum(axis=1) + (-(K - np.diag(np.diag(K))) - G).sum(axis=1)
+    return 0.5 * (G + G.T), G0
+
+
+def row_3d(tmp_path, k_holder, T_until=523.15):
+    """The 3D row and its conductance network: (summary, G, G0, cell volumes)."""
+    from busbarfem.api import _source_of, case_from_dict
+    from busbarfem.coupling import Simulation
+
+    case, src = _source_of(case_from_dict(yaml.safe_load(ROW.replace("K_HOLDER", str(k_holder)).replace("T_UNTIL", str(T_until))), tmp_path))
+    with Simulation(case, src, MPI.COMM_SELF, outdir=tmp_path / "out") as sim:
+        sim.setup()
+        G, G0 = conductance_network(sim)
+        vols = sim.model.contribution("abuse").volumes.copy()
+        summary = sim.run()
+    return summary, G, G0, vols
+
+
+def row_lumped(G, G0, vols, T_until=523.15, t_end=4000.0):
+    """The same row as a lumped network (busbarfem.cells.abuse_lumped) with the 3D conductances."""
+    from busbarfem.cells.abuse import kinetics_from_set
+    from busbarfem.cells.abuse_lumped import Heater, LumpedCells, StopConditions, run_lumped
+
+    cells = LumpedCells(volume=vols, mass=RHO * vols, cp=CP, area=G0, h=1.0, T_amb=298.15, conductance=G)
+    return run_lumped(kinetics_from_set("Kim2007"), cells, t_end, T0=298.15,
+                      heaters=[Heater(cell=0, power=30.0, until_temperature=T_until)], dt_max=10.0,
+                      max_temperature_change=2.0, stop=StopConditions(halt_rate=0.01, halt_time=300.0,
+                                                                      all_onset=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k_holder,propagates", [(0.25, True), (0.05, False)])
+def test_five_cell_row_in_a_holder(tmp_path, k_holder, propagates, record_property):
+    """Five 18650s in a row (3 mm gaps) in a holder, 30 W heater on cell 1 until 250 C: with a
+    k = 0.25 W/m/K holder the runaway propagates along the row, with 0.05 W/K it stops after
+    cell 1; the onset times are reproduced within 10 % by the lumped network
+    (busbarfem.cells.abuse_lumped) of the same cells with the conductances of the 3D geometry
+    (steady conduction solves, holder, tabs and busbars included). The propagation speed is
+    recorded next to Niu et al. 2020 (0.35 +- 0.15 cells/min, 18650 rows with 3 mm gaps)."""
+    summary, G, G0, vols = row_3d(tmp_path, k_holder)
+    ab = summary["abuse"]
+    names = list(ab["cells"])
+    t3 = np.array([np.nan if ab["cells"][n]["onset_time_s"] is None else ab["cells"][n]["onset_time_s"]
+                   for n in names])
+    lumped = row_lumped(G, G0, vols)
+    record_property("neighbour conductance G12 [W/K]", float(G[0, 1]))
+    record_property("3D onsets [s]", t3.tolist())
+    record_property("lumped onsets [s]", lumped.onset_time.tolist())
+    record_property("3D speed [cells/min]", ab["propagation"]["speed_cells_per_min"])
+    if propagates:
+        assert np.all(np.isfinite(t3)) and np.all(np.isfinite(lumped.onset_time))
+        assert np.all(np.diff(t3) > 0) and ab["propagation"]["order"] == names
+        np.testing.assert_allclose(t3, lumped.onset_time, rtol=0.10)
+        assert "every cell has had its onset" in summary["stop_reason"]
+    else:
+        assert np.isfinite(t3[0]) and np.all(np.isnan(t3[1:]))
+        assert np.isfinite(lumped.onset_time[0]) and np.all(np.isnan(lumped.onset_time[1:]))
+        assert abs(t3[0] - lumped.onset_time[0]) < 0.10 * lumped.onset_time[0]
+        assert "propagation halted after 1 of 5 cells" in summary["stop_reason"]
