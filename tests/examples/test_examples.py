@@ -38,7 +38,8 @@ def _extra_examples():
     return {"module_4s2p_pouch_discharge",
             "module_1s4p_welds",  # run by tests/verification/test_studies.py (faults)
             "comsol_busbar",  # run by tests/verification/test_comsol_busbar.py (vs its STEP route)
-            "busbar_z_rows", "bolted_lug_contact"}  # below (issue 16)
+            "busbar_z_rows", "bolted_lug_contact",  # below (issue 16)
+            "abuse_row_holder"}  # below (issue 21); its idealised twin in tests/verification/test_abuse_3d.py
 
 
 def test_busbar_z_rows(tmp_path):
@@ -202,3 +203,19 @@ def test_module_8s6p_cccv_3d_first_steps(tmp_path):
         # mean SOC of a stage moves by I t / (3600 Q_stage) (to the iterative solve's
         # Kirchhoff error, ~1e-6 of the 0.0167 SOC change)
         assert sum(socs) / 6 == pytest.approx(0.2 + 15.0 * 120 / 3600 / 30.0, abs=1e-7)
+
+
+def test_abuse_row_holder_heater_phase(tmp_path):
+    """examples/abuse_row_holder.yaml, first 60 s: the 30 W heater's energy (1800 J) is in the
+    thermal books (generated = stored + removed to 1e-6), cell 1 warms at most at P/(rho cp V)
+    (no loss) and at least at 80 % of it, the others barely; no onset yet."""
+    s = run(tmp_path, "abuse_row_holder", "--set", "solver.t_end=60")
+    e = s["energy"]
+    assert e["heat_generated_J"] == pytest.approx(1800.0, rel=1e-3)  # heater (+ a trace of reaction heat)
+    assert abs(e["thermal_residual_J"]) < 1e-6 * e["heat_generated_J"]
+    ab = s["abuse"]["cells"]
+    rise = ab["cell_1_1"]["peak_temperature_K"] - 298.15
+    C = 2580.0 * 830.0 * 1.654e-5 * 0.95  # rho cp V of the meshed can (polygonal: a few % below pi r^2 h)
+    assert 0.8 * 1800.0 / C < rise < 1800.0 / C / 0.9
+    assert all(ab[n]["peak_temperature_K"] < 310.0 for n in ab if n != "cell_1_1")
+    assert all(c["onset_time_s"] is None for c in ab.values())

@@ -237,6 +237,10 @@ def test_internal_short_drains_the_parallel_neighbour(tmp_path, record_property)
     assert cols["joule_conductors [W]"][1] > 0
     sh = summary["abuse"]["shorts"][0]
     assert sh["on"] and sh["energy_J"] == pytest.approx(Is * V * 0.02, rel=0.02)
+    # electrical book: the cells' electrochemical energy = short heat + Joule + Bernardi heat
+    e = summary["energy"]
+    record_property("electrical residual [J] / electrochemical [J]", e["electrical_residual_J"] / e["electrochemical_energy_J"])
+    assert abs(e["electrical_residual_J"]) < 1e-3 * abs(e["electrochemical_energy_J"])
 
 
 ROW = """
@@ -248,7 +252,8 @@ geometry:
     cell: {preset: "18650"}
     pitch: [0.021, 0.021]          # 3 mm gaps between the cans
     busbars: both
-    busbar_thickness: 0.0005
+    busbar_thickness: BB_T
+    busbar_material: BB_MAT
     holder: {material: holder, margin: 0.002}
 mesh: {size: 0.006, cell_size: 0.02, elements_through_thickness: 1, thin_aspect: 4,
        curvature_elements: 8, optimize: false}
@@ -312,12 +317,13 @@ def conductance_network(sim):
     return 0.5 * (G + G.T), G0
 
 
-def row_3d(tmp_path, k_holder, T_until=523.15):
+def row_3d(tmp_path, k_holder, T_until=523.15, busbar=("copper", 0.0005)):
     """The 3D row and its conductance network: (summary, G, G0, cell volumes)."""
     from busbarfem.api import _source_of, case_from_dict
     from busbarfem.coupling import Simulation
 
-    case, src = _source_of(case_from_dict(yaml.safe_load(ROW.replace("K_HOLDER", str(k_holder)).replace("T_UNTIL", str(T_until))), tmp_path))
+    case, src = _source_of(case_from_dict(yaml.safe_load(ROW.replace("K_HOLDER", str(k_holder)).replace("T_UNTIL", str(T_until))
+                                                  .replace("BB_MAT", busbar[0]).replace("BB_T", str(busbar[1]))), tmp_path))
     with Simulation(case, src, MPI.COMM_SELF, outdir=tmp_path / "out") as sim:
         sim.setup()
         G, G0 = conductance_network(sim)
@@ -339,15 +345,16 @@ def row_lumped(G, G0, vols, T_until=523.15, t_end=4000.0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("k_holder,propagates", [(0.25, True), (0.05, False)])
-def test_five_cell_row_in_a_holder(tmp_path, k_holder, propagates, record_property):
+@pytest.mark.parametrize("k_holder,busbar,propagates", [(0.25, ("copper", 0.0005), True),
+                                                        (0.05, ("nickel_plated_steel", 0.0003), False)])
+def test_five_cell_row_in_a_holder(tmp_path, k_holder, busbar, propagates, record_property):
     """Five 18650s in a row (3 mm gaps) in a holder, 30 W heater on cell 1 until 250 C: with a
     k = 0.25 W/m/K holder the runaway propagates along the row, with 0.05 W/K it stops after
     cell 1; the onset times are reproduced within 10 % by the lumped network
     (busbarfem.cells.abuse_lumped) of the same cells with the conductances of the 3D geometry
     (steady conduction solves, holder, tabs and busbars included). The propagation speed is
     recorded next to Niu et al. 2020 (0.35 +- 0.15 cells/min, 18650 rows with 3 mm gaps)."""
-    summary, G, G0, vols = row_3d(tmp_path, k_holder)
+    summary, G, G0, vols = row_3d(tmp_path, k_holder, busbar=busbar)
     ab = summary["abuse"]
     names = list(ab["cells"])
     t3 = np.array([np.nan if ab["cells"][n]["onset_time_s"] is None else ab["cells"][n]["onset_time_s"]

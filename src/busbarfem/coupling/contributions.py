@@ -12,7 +12,8 @@ set-up (once)
     2. ``setup(model)``: create the state and whatever it needs from the electrical
        problem (``model.electrical``) and the temperature;
     3. ``heat_sources()``: named volumetric heat sources (UFL, W/m^3), summed into the
-       heat equation and reported per region and source in ``summary.json``;
+       heat equation and reported per region and source in ``summary.json`` (the names in
+       ``non_electrical_heat`` are kept out of the electrical energy book);
     4. ``robin_terms()``: extra :class:`RobinTerm` conditions on tagged facets
        (``h``/``T_ref`` may be Functions the contribution updates between steps).
 
@@ -115,6 +116,9 @@ class Contribution:
     provides_cells: bool = False
     #: key of its block in summary.json (None: it adds none).
     summary_key: str | None = None
+    #: names of its heat sources that do not come from the electrical solve (e.g. reaction
+    #: heat, a heater): they are left out of the electrical energy book.
+    non_electrical_heat: tuple[str, ...] = ()
 
     def electrical_elements(self, model) -> list[Conductance]:
         """Extra electrical elements (asked before the electrical problem is built)."""

@@ -76,6 +76,7 @@ class AbuseCoupling(Contribution):
 
     name = "abuse"
     summary_key = "abuse"
+    non_electrical_heat = ("abuse", "heater")
 
     def __init__(self, case, bundle):
         self.case, self.bundle, self.sec = case, bundle, case.abuse
