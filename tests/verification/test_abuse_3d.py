@@ -124,8 +124,26 @@ def single_run(tmp_path_factory, evaluation: str, h: float):
     """The serial single-cell run (cached: the MPI comparison reuses it)."""
     key = (evaluation, h)
     if key not in _RUNS:
-        _RUNS[key] = run_3d(tmp_path_factory.mktemp(f"single_{evaluation}_{h}"), single_case(evaluation, h))
+        folder = tmp_path_factory.mktemp(f"single_{evaluation}_{h}")
+        _RUNS[key] = run_3d(folder, single_case(evaluation, h))
+        _RUNS[key + ("folder",)] = folder / "out"
     return _RUNS[key]
+
+
+def test_report_has_the_runaway_section(tmp_path_factory):
+    """The HTML/Markdown report of a 3D abuse run: the runaway table with the summary's onset
+    time, the temperature plot with the onsets and the onset-order chart."""
+    from busbarfem.io.report import write_report
+
+    summary = single_run(tmp_path_factory, "cell", 2.0)[0]
+    out = _RUNS[("cell", 2.0, "folder")]
+    paths = write_report(out, renders=False)
+    md = paths["md"].read_text()
+    assert "Thermal runaway" in md and "1 of 1 cells had their onset" in md
+    onset = summary["abuse"]["cells"]["cell_1_1"]["onset_time_s"]
+    assert f"{onset:.4g}"[:4] in md
+    for name in ("abuse_temperatures", "abuse_onset_order"):
+        assert (out / "report_files" / f"{name}.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("evaluation,h", [("cell", 0.0), ("cell", 2.0), ("node", 2.0)])
