@@ -151,3 +151,36 @@ def test_module_holder_region_and_its_checks(gmsh_session):
     with pytest.raises(ValidationError, match="exceeds the cell height"):
         Geometry.model_validate({"module": {"series": 1, "parallel": 1, "cell": {"preset": "18650"},
                                             "holder": {"material": "pa66", "height": 0.07}}})
+
+
+SINGLE_3D = """name: one_cell
+geometry:
+  module: {series: 1, parallel: 1, cell: {preset: "18650"}, busbars: both}
+mesh: {size: 0.01, cell_size: 0.03, elements_through_thickness: 1, thin_aspect: 4, curvature_elements: 8,
+       optimize: false}
+cell: {preset: LG_M50}
+load: {electrical_input_type: current, current: 0.0}
+solver: {analysis: transient, t_end: 10.0, dt: 5.0}
+abuse:
+  triggers:
+    - TRIGGER
+"""
+
+
+@pytest.mark.parametrize("trigger,key,words", [
+    ("{type: heater, cell: cell_9_9, power: 5.0, duration: 5.0}", "abuse.triggers.0.cell",
+     ("no cell region 'cell_9_9'", "cell_1_1")),
+    ("{type: external_short, module: true, resistance: 0.01}", "abuse.triggers.0.module",
+     ("module terminals is not available",)),
+])
+def test_3d_run_locates_trigger_errors(tmp_path, capsys, trigger, key, words):
+    """In the 3D run a trigger naming a cell the mesh lacks, or a module external short, is a
+    located input error (exit 2, the trigger's line), not a traceback."""
+    text = SINGLE_3D.replace("TRIGGER", trigger)
+    case = tmp_path / "case.yaml"
+    case.write_text(text)
+    code = main(["run", str(case), "-o", str(tmp_path / "out"), "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and all(w in err for w in words), err
+    assert f"case.yaml:{line_of(text, trigger[:20])}" in err, err
