@@ -398,7 +398,6 @@ class AbuseCoupling(Contribution):
             self._p = self.rho_cp * (T1 - self._T_start) / dt - self._q
         self.peak_T = np.maximum(self.peak_T, self._by_cell(T1, MPI.MAX) if self.node else Tm)
         st = self.state
-        events = self._pending[1] if self._pending is not None else []
         self._pending = None
         onset = self._by_cell(st.onset_time, MPI.MIN)
         onset = np.where(np.isfinite(onset), onset, np.nan)
@@ -410,7 +409,6 @@ class AbuseCoupling(Contribution):
         for i in np.nonzero(np.isnan(self.threshold_time) & ~np.isnan(thr))[0]:
             self.threshold_time[i] = thr[i]
             self.events.append({"time": float(thr[i]), "kind": "threshold", "cell": self.names[i]})
-        del events
         stop = self.sec.stop
         if stop.all_onset and np.all(~np.isnan(self.onset_time)):
             return ContributionEvent(f"every cell has had its onset (t = {t:.6g} s)", stop=True)
