@@ -225,11 +225,13 @@ def _execute(case: Case, src: CaseSource, comm, out: Path | None, *, lumped: boo
     Returns:
         ``(summary, columns, simulation)``; the simulation is None for a lumped run.
     """
-    if case.abuse is not None:
-        # checked by validate and solved by the lumped abuse runner; the 3D run does not wire it yet
-        raise src.error("cell abuse (thermal runaway) is solved by the lumped abuse runner "
-                        "(busbarfem.cells.abuse_lumped.run_case_lumped, docs/abuse.md) and not yet "
-                        "by 'busbarfem run'; remove the abuse: section to run this case", "abuse")
+    if case.abuse is not None and (lumped or case.solver.analysis != "transient"):
+        # the 3D transient solves it (busbarfem.physics.abuse); a steady state or the lumped
+        # circuit has no abuse kinetics
+        what = "--lumped" if lumped else "a steady analysis"
+        raise src.error(f"cell abuse (thermal runaway) needs a 3D transient (solver.analysis: transient), "
+                        f"not {what}; the lumped abuse runner is busbarfem.cells.abuse_lumped.run_case_lumped",
+                        "abuse" if lumped else "solver.analysis")
     if lumped:
         from busbarfem.lumped import run_lumped_case
 

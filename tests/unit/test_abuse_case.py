@@ -107,14 +107,80 @@ def test_outputs_written(tmp_path):
     assert csv.shape == (res.times.size, 3) and csv[-1, 1] == pytest.approx(res.T[-1, 0])
 
 
-def test_run_refuses_the_abuse_section_until_wired(tmp_path, capsys):
-    """`busbarfem run` does not solve abuse kinetics yet: it says so (exit 2, located) instead of
-    ignoring the section."""
+def test_run_refuses_abuse_in_a_steady_or_lumped_run(tmp_path, capsys):
+    """The 3D transient solves the abuse section; a steady analysis and --lumped cannot and say
+    so (exit 2, located at the key to change) instead of ignoring it."""
     case = tmp_path / "case.yaml"
-    text = BASE + ABUSE
+    text = (BASE + ABUSE).replace("analysis: transient", "analysis: steady")
     case.write_text(text)
     code = main(["run", str(case), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "not yet by 'busbarfem run'" in err and "abuse" in err and "Traceback" not in err
-    assert f"case.yaml:{line_of(text, 'abuse:')}" in err, err
+    assert "needs a 3D transient" in err and "Traceback" not in err
+    assert f"case.yaml:{line_of(text, 'analysis: steady')}" in err, err
+    case.write_text(BASE + ABUSE)
+    code = main(["run", str(case), "--lumped", "-o", str(tmp_path / "out2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--lumped" in err and "Traceback" not in err, err
+    assert f"case.yaml:{line_of(BASE + ABUSE, 'abuse:')}" in err, err
+
+
+def test_module_holder_region_and_its_checks(gmsh_session):
+    """The holder block of a cylindrical module: a region 'holder' that shares facets with
+    every cell can, with the analytic volume (block minus the cells); it is refused for a
+    prismatic stack and when taller than the cells."""
+    from pydantic import ValidationError
+
+    from busbarfem.case.geometry import Geometry, MeshOptions
+    from busbarfem.geometry import generate_model
+    from busbarfem.geometry.inspect import mesh_measure, shared_facets
+
+    geo = Geometry.model_validate({"module": {"series": 1, "parallel": 2, "cell": {"preset": "18650"},
+                                              "pitch": [0.021, 0.021], "holder": {"material": "pa66",
+                                                                                 "margin": 0.002}}})
+    info = generate_model(geo, MeshOptions(size=0.01, cell_size=0.02, curvature_elements=16, optimize=False))
+    R, H = 0.009, 0.065
+    assert info.volumes["holder"] == pytest.approx((0.021 + 2 * 0.011) * 2 * 0.011 * H - 2 * np.pi * R**2 * H,
+                                                   rel=1e-12)
+    assert mesh_measure("holder") == pytest.approx(info.volumes["holder"], rel=0.03)
+    for cell in ("cell_1_1", "cell_1_2"):
+        assert shared_facets("holder", cell) > 0
+    with pytest.raises(ValidationError, match="cylindrical cells only"):
+        Geometry.model_validate({"module": {"series": 2, "parallel": 1, "cell": {"type": "prismatic"},
+                                            "holder": {"material": "pa66"}}})
+    with pytest.raises(ValidationError, match="exceeds the cell height"):
+        Geometry.model_validate({"module": {"series": 1, "parallel": 1, "cell": {"preset": "18650"},
+                                            "holder": {"material": "pa66", "height": 0.07}}})
+
+
+SINGLE_3D = """name: one_cell
+geometry:
+  module: {series: 1, parallel: 1, cell: {preset: "18650"}, busbars: both}
+mesh: {size: 0.01, cell_size: 0.03, elements_through_thickness: 1, thin_aspect: 4, curvature_elements: 8,
+       optimize: false}
+cell: {preset: LG_M50}
+load: {electrical_input_type: current, current: 0.0}
+solver: {analysis: transient, t_end: 10.0, dt: 5.0}
+abuse:
+  triggers:
+    - TRIGGER
+"""
+
+
+@pytest.mark.parametrize("trigger,key,words", [
+    ("{type: heater, cell: cell_9_9, power: 5.0, duration: 5.0}", "abuse.triggers.0.cell",
+     ("no cell region 'cell_9_9'", "cell_1_1")),
+    ("{type: external_short, module: true, resistance: 0.01}", "abuse.triggers.0.module",
+     ("module terminals is not available",)),
+])
+def test_3d_run_locates_trigger_errors(tmp_path, capsys, trigger, key, words):
+    """In the 3D run a trigger naming a cell the mesh lacks, or a module external short, is a
+    located input error (exit 2, the trigger's line), not a traceback."""
+    text = SINGLE_3D.replace("TRIGGER", trigger)
+    case = tmp_path / "case.yaml"
+    case.write_text(text)
+    code = main(["run", str(case), "-o", str(tmp_path / "out"), "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and all(w in err for w in words), err
+    assert f"case.yaml:{line_of(text, trigger[:20])}" in err, err

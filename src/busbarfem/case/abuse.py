@@ -6,8 +6,9 @@ Kinetics are a bundled, cited parameter set (``busbarfem/data/abuse/<name>.yaml`
 (ambient temperature and h as functions of time), an internal short (a resistance between
 the cell's two potentials) or an external short (across a cell's or the module's
 terminals). Cells are named by their region, ``cell_<stage>_<parallel>`` (1-based).
-Venting and gas release are out of scope. Today the section is run by the lumped runner
-:func:`busbarfem.cells.abuse_lumped.run_case_lumped` (no FEM); the 3D coupling is to come.
+Venting and gas release are out of scope. ``busbarfem run`` solves the section in a 3D
+transient (:mod:`busbarfem.physics.abuse`); the lumped runner
+:func:`busbarfem.cells.abuse_lumped.run_case_lumped` solves it without a mesh.
 
 Example::
 
@@ -142,7 +143,8 @@ class InternalShortTrigger(StrictModel):
 
 
 class ExternalShortTrigger(StrictModel):
-    """An external short: a resistance across one cell's terminals or the module's."""
+    """An external short: a resistance across one cell's terminals or the module's (the 3D run
+    shorts one cell across its two potentials; the module form is lumped-only)."""
 
     type: Literal["external_short"]
     cell: str | None = Field(None, description="Cell region name (cell_<stage>_<parallel>); omit with module: true.")
@@ -190,8 +192,8 @@ class Abuse(StrictModel):
 
     kinetics: str | InlineKinetics = Field("Kim2007", description="A bundled kinetics set name (e.g. Kim2007) "
                                            "or an inline {model, parameters} mapping.")
-    evaluation: Literal["cell", "node"] = Field("cell", description="Lumped per cell, or per mesh node of the "
-                                                "cell bodies (node: for the 3D coupling, not wired yet).")
+    evaluation: Literal["cell", "node"] = Field("cell", description="Lumped per cell (driven by the cell-mean "
+                                                "temperature), or per mesh node of the cell bodies (3D run).")
     triggers: list[Trigger] = Field(default_factory=list, description="What starts the event, applied together.")
     onset: OnsetCriteria = Field(default_factory=OnsetCriteria)
     stop: AbuseStop = Field(default_factory=AbuseStop)

@@ -603,6 +603,18 @@ class ModuleWeld(StrictModel):
     material: str | None = Field(None, description="Nugget material; None = the plate material.")
 
 
+class ModuleHolder(StrictModel):
+    """A cell holder (cylindrical cells): a block around the cell bodies, from their bottom face
+    up to ``height`` (default the cell height), ``margin`` beyond the outermost cells; it is
+    meshed conformally with the cans, so heat crosses between neighbours through it (region
+    ``holder``). Give it a material with ``sigma_ref: 0`` (an insulator) in ``materials:``."""
+
+    material: str = Field(description="Holder material (define it in materials:, e.g. a plastic).")
+    margin: float = Field(0.002, gt=0, description="Holder extent beyond the outermost cell surfaces [m].")
+    height: float | None = Field(None, gt=0, description="Holder height from the cells' bottom face [m]; "
+                                 "default the cell height.")
+
+
 class Module(StrictModel):
     """An nSmP module with busbar plates (the nSmP/PCU topology of AcuSolve's BATTERY_MODULE).
 
@@ -659,6 +671,8 @@ class Module(StrictModel):
         "(+y for cylindrical cells, along the stacking axis otherwise)."
     )
     weld: ModuleWeld = Field(default_factory=ModuleWeld, description="Terminal welds.")
+    holder: ModuleHolder | None = Field(None, description="Cylindrical cells: a holder block around the "
+                                        "cell bodies (region holder).")
 
     def stack_thickness(self) -> float:
         """Cell thickness along the stacking axis [m] (prismatic/pouch)."""
@@ -676,11 +690,15 @@ class Module(StrictModel):
                 f"parallel_connected_units = {pcu} must divide series = {self.series}"
             )
         if self.cell.type == "cylindrical":
-            r, _ = self.cell.dimensions()
+            r, hgt = self.cell.dimensions()
+            if self.holder is not None and self.holder.height is not None and self.holder.height > hgt:
+                raise ValueError(f"holder height {self.holder.height} m exceeds the cell height {hgt} m")
             px, py = self.pitch or (2 * r + 0.002, 2 * r + 0.002)
             if px < 2 * r or py < 2 * r:
                 raise ValueError(f"pitch {px, py} m is smaller than the cell diameter {2 * r} m")
             return self
+        if self.holder is not None:
+            raise ValueError("a holder is available for cylindrical cells only")
         if self.parallel > 1 and pcu != self.series:
             raise ValueError(
                 f"parallel_connected_units = {pcu}: a {self.cell.type} stack cannot keep "

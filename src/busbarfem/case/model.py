@@ -166,7 +166,7 @@ class Case(StrictModel):
     cooling: Cooling | None = Field(None, description="Cold plates with coolant channels and interface layers (docs/cooling.md); checked, not yet solved by run.")
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
-    abuse: Abuse | None = Field(None, description="Cell thermal runaway: abuse kinetics, triggers, onset and stop criteria (run by busbarfem.cells.abuse_lumped.run_case_lumped; not yet by `busbarfem run`).")
+    abuse: Abuse | None = Field(None, description="Cell thermal runaway: abuse kinetics, triggers, onset and stop criteria (solved by `busbarfem run` in a 3D transient, docs/abuse.md; also by busbarfem.cells.abuse_lumped.run_case_lumped).")
     # where the keys came from (file, lines), set by the loader; not part of the schema
     _source: object | None = PrivateAttr(default=None)
 

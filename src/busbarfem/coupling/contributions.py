@@ -12,7 +12,8 @@ set-up (once)
     2. ``setup(model)``: create the state and whatever it needs from the electrical
        problem (``model.electrical``) and the temperature;
     3. ``heat_sources()``: named volumetric heat sources (UFL, W/m^3), summed into the
-       heat equation and reported per region and source in ``summary.json``;
+       heat equation and reported per region and source in ``summary.json`` (the names in
+       ``non_electrical_heat`` are kept out of the electrical energy book);
     4. ``robin_terms()``: extra :class:`RobinTerm` conditions on tagged facets
        (``h``/``T_ref`` may be Functions the contribution updates between steps; the heat
        is booked as convection, or as coolant heat with ``heat="coolant"``).
@@ -28,6 +29,10 @@ every step of length ``dt`` (the solve may be repeated: step rejection, event lo
     * ``advance(t, dt, T, solution)`` after the thermal solve: integrate the state over
       the step (sub-stepping is the contribution's business); ``snapshot()`` and
       ``restore(snap)`` undo it when the step is retried;
+    * ``max_dt(t)`` before the step is proposed: the longest step the contribution's
+      physics allows from ``t`` [s] (default inf), e.g. a stiff reaction near onset or
+      the time to a scheduled switch; the stepper cuts the proposed step to the smallest
+      (not below ``solver.dt_min``), without changing its planned ``dt``;
     * ``conditions(t)``: threshold events it watches, as typed
       :class:`busbarfem.events.Condition` records: the stepper locates their crossing
       within ``solver.event_tolerance``; once the step that reaches one is accepted it is
@@ -118,6 +123,9 @@ class Contribution:
     provides_cells: bool = False
     #: key of its block in summary.json (None: it adds none).
     summary_key: str | None = None
+    #: names of its heat sources that do not come from the electrical solve (e.g. reaction
+    #: heat, a heater): they are left out of the electrical energy book.
+    non_electrical_heat: tuple[str, ...] = ()
 
     def electrical_elements(self, model) -> list[Conductance]:
         """Extra electrical elements (asked before the electrical problem is built)."""
@@ -147,6 +155,10 @@ class Contribution:
 
     def advance(self, t: float, dt: float, T=None, solution=None) -> None:
         """Integrate the state from ``t`` over ``dt`` (after the thermal solve)."""
+
+    def max_dt(self, t: float) -> float:
+        """Longest step from ``t`` this physics allows [s] (inf: no limit)."""
+        return float("inf")
 
     def conditions(self, t: float) -> list:
         """Threshold conditions (:class:`busbarfem.events.Condition`) at the current state."""
@@ -185,7 +197,7 @@ _REGISTRY: dict[str, Factory] = {}
 #: modules whose import registers the built-in contributions (in registration order,
 #: which is the order their hooks are called in).
 BUILTIN_MODULES = ("busbarfem.physics.cells", "busbarfem.physics.pybamm_cells", "busbarfem.analysis.runaway",
-                   "busbarfem.physics.cooling")
+                   "busbarfem.physics.abuse", "busbarfem.physics.cooling")
 
 
 def register(name: str) -> Callable[[Factory], Factory]:

@@ -243,7 +243,10 @@ class Recorder:
             enth = comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
             row["electrochemical_power [W]"] = enth
             # the heat of this step comes from the same electrical solve: gen is consistent
-            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - gen
+            # (less the contributions' heat that is not electrical, e.g. abuse reactions)
+            other = sum(sum(heat[name].values()) for c in m.contributions for name in c.non_electrical_heat
+                        if name in heat)
+            row["electrical_residual [W]"] = enth - sol.voltage * sol.current - (gen - other)
         for c in m.contributions:
             row.update(c.columns(heat))
         self.last = StepRecord(t=t, step=step, dt=dt, solution=sol, flows=flows, heat=heat, row=row)

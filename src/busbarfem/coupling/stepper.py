@@ -6,7 +6,9 @@ model (:class:`busbarfem.coupling.transient.FEMSystem`) and the lumped nSmP circ
 
 1. proposes a length with the :class:`StepSizeController` (the current ``dt``, cut to
    the end time and to the next scheduled event of the load, and, in a held-voltage or
-   held-power step, to what :class:`~busbarfem.events.HoldCurrentControl` suggests);
+   held-power step, to what :class:`~busbarfem.events.HoldCurrentControl` suggests, and to
+   the system's ``max_dt(t)`` if it has one (the physics contributions' limit, e.g. abuse
+   kinetics near onset; never below ``dt_min``);
 2. tries the step from its saved start (``system.trial``); a step whose temperature
    changed more than twice ``max_temperature_change`` (adaptive runs) is halved, a held
    step whose cell currents changed too much is shortened as the hold control says;
@@ -105,11 +107,12 @@ class StepSizeController:
         """The end time is reached (to a relative 1e-9)."""
         return t >= self.t_end - 1e-9 * max(1.0, self.t_end)
 
-    def propose(self, t: float, next_event: float | None, held: bool) -> float:
+    def propose(self, t: float, next_event: float | None, held: bool, limit: float = math.inf) -> float:
         """Length of the next step from ``t``: ``dt`` cut to the end time, to the next scheduled
-        event (one that is at most 1e-9 relative beyond the step is landed on too) and, in a
-        held step, to the hold control's suggestion."""
-        h = min(self.dt, self.t_end - t)
+        event (one that is at most 1e-9 relative beyond the step is landed on too), to
+        ``limit`` (the physics' longest step, not below ``dt_min``) and, in a held step, to
+        the hold control's suggestion."""
+        h = min(self.dt, self.t_end - t, max(limit, self.dt_min))
         if next_event is not None and next_event - t < h * (1 + 1e-9):
             h = next_event - t
         if not held:
@@ -179,7 +182,8 @@ class TransientStepper:
                 start = system.save()
                 start_conds = system.start_conditions(t, step)
                 i_start = system.hold_start_current(t, step, start)
-                h = steps.propose(t, system.controller.next_event_time(t), i_start is not None)
+                limit = system.max_dt(t) if hasattr(system, "max_dt") else math.inf
+                h = steps.propose(t, system.controller.next_event_time(t), i_start is not None, limit)
 
                 def trial(h_try, t=t, step=step, start=start, i_start=i_start):
                     return system.trial(t, h_try, step, start, i_start)

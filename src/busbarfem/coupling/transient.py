@@ -145,6 +145,10 @@ class FEMSystem:
             return StepOutcome(StopKind.TEMPERATURE_LIMIT, "temperature limit", t, step)
         return None
 
+    def max_dt(self, t: float) -> float:
+        """The smallest step limit of the contributions (:meth:`Contribution.max_dt`)."""
+        return min((c.max_dt(t) for c in self.model.contributions), default=float("inf"))
+
     def growth_cap(self, h: float) -> float | None:
         """Keep the SOC change of a grown step near 2 %."""
         c = self.model.cells

@@ -33,6 +33,8 @@ from busbarfem.geometry.stack import add_stack_module
 from busbarfem.naming import RegionInfo
 
 MARGIN = 0.0005  # plate overhang beyond the terminal it covers [m]
+HOLDER = "holder"  # region name of the cell holder
+PRIORITY_HOLDER = PRIORITY_CELL - 10  # the cell bodies cut their volume out of the holder
 
 
 class _Terminal:
@@ -100,6 +102,14 @@ def add_module(asm: Assembly, mod: Module, first_busbar: int, first_weld: int) -
                 asm.add(Part(RegionInfo(name, 3, mod.cell.tab_material, "conductor", fld, s, p, pol),
                              [(3, cyl)], PRIORITY_SHEET, volume=math.pi * tr**2 * tt))
                 terms[(pol, s, p)] = _Terminal(name, tx, y, tr, side, z_lo, z_lo + tt)
+
+    # ---- holder: a block around the bodies; the cells (higher priority) cut their volume out
+    if mod.holder is not None:
+        hh, mg = mod.holder.height or H, mod.holder.margin
+        lx, ly = (n - 1) * px + 2 * (R + mg), (m - 1) * py + 2 * (R + mg)
+        box = occ.addBox(-R - mg, -R - mg, 0.0, lx, ly, hh)
+        asm.add(Part(RegionInfo(HOLDER, 3, mod.holder.material, "conductor", 1),
+                     [(3, box)], PRIORITY_HOLDER, volume=lx * ly * hh - n * m * math.pi * R**2 * hh))
 
     # ---- plates: (terminals joined, field, side, stage span for the name)
     z_top, z_bot = H + tt + mod.gap, -tt - mod.gap - bt

@@ -85,7 +85,8 @@ def mesh_fingerprint(bundle, V: fem.FunctionSpace) -> dict:
     msh = bundle.mesh
     comm = msh.comm
     nc = msh.topology.index_map(3).size_local
-    gdm = msh.geometry.dofmaps(0) if callable(getattr(msh.geometry, "dofmaps", None)) else msh.geometry.dofmap
+    dms = getattr(msh.geometry, "dofmaps", None)  # DOLFINx 0.11: a property (list); older: a method
+    gdm = dms(0) if callable(dms) else dms[0] if dms is not None else msh.geometry.dofmap
     gidx = np.asarray(msh.geometry.input_global_indices, dtype=np.int64)
     cells = np.sort(gidx[np.asarray(gdm[:nc])], axis=1)
     orig = np.asarray(msh.topology.original_cell_index[:nc], dtype=np.int64)
@@ -202,7 +203,8 @@ def _input_indices(fn: fem.Function) -> np.ndarray:
     equals the mesh geometry degree (P1 on linear meshes, P2 on quadratic ones)."""
     V = fn.function_space
     msh = V.mesh
-    gdm = msh.geometry.dofmaps(0) if callable(getattr(msh.geometry, "dofmaps", None)) else msh.geometry.dofmap
+    dms = getattr(msh.geometry, "dofmaps", None)  # DOLFINx 0.11: a property (list); older: a method
+    gdm = dms(0) if callable(dms) else dms[0] if dms is not None else msh.geometry.dofmap
     vdm = V.dofmap.list
     n = len(fn.x.array)
     idx = np.full(n, -1, dtype=np.int64)

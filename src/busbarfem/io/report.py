@@ -700,6 +700,56 @@ def _cells_section(doc: Doc, run: RunData) -> None:
                                       for k in keys)] for n, v in cells.items()])
 
 
+def _abuse_section(doc: Doc, run: RunData, figs_dir: Path) -> None:
+    """Cell thermal runaway (summary.json ``abuse``): per-cell table, temperatures with the
+    onsets marked, and the onset order."""
+    ab = run.summary.get("abuse")
+    if not isinstance(ab, dict) or not ab.get("cells"):
+        return
+    cells = ab["cells"]
+    doc.heading("Thermal runaway")
+    prop = ab.get("propagation", {})
+    speed = prop.get("speed_cells_per_min")
+    doc.para(f"Kinetics {ab.get('kinetics')}, evaluated per {ab.get('evaluation')}; "
+             f"{len(prop.get('order', []))} of {len(cells)} cells had their onset"
+             + (f", propagation {speed:.3g} cells/min." if speed else "."))
+    reactions = ab.get("reactions", [])
+    doc.table(["cell", "onset [s]", "above threshold [s]", "peak T [K]", *[f"{r} [J]" for r in reactions]],
+              [[n, c.get("onset_time_s") if c.get("onset_time_s") is not None else "-",
+                c.get("threshold_time_s") if c.get("threshold_time_s") is not None else "-",
+                c.get("peak_temperature_K"), *[c["energy_J"].get(r, 0.0) for r in reactions]]
+               for n, c in cells.items()])
+    t = run.time
+    Tcols = {c.name[len("abuse_T_"):]: c for c in run.columns if c.name.startswith("abuse_T_cell_")}
+    if t is not None and len(t.values) > 1 and Tcols:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        for n, c in Tcols.items():
+            line, = ax.plot(t.values, c.values, lw=1.2, label=n)
+            on = cells.get(n, {}).get("onset_time_s")
+            if on is not None:
+                import numpy as np
+
+                ax.plot([on], [float(np.interp(on, t.values, c.values))], "o", color=line.get_color())
+        ax.set_xlabel(t.header)
+        ax.set_ylabel("cell mean temperature [K]")
+        ax.set_title("Cell temperatures (dots: onset)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=max(1, len(Tcols) // 8), loc="best")
+        tidy_axis(ax, "K", t.unit)
+        doc.figure(Figure("abuse_temperatures", "Cell mean temperatures vs time; dots mark each cell's onset "
+                          "(self-heating above the onset rate).", _png(fig)), figs_dir)
+    order = prop.get("order", [])
+    if order:
+        doc.figure(Figure("abuse_onset_order", "Onset time of every cell that ran away, in propagation order.",
+                          _bar_chart(order, prop.get("onset_times_s", []), "onset time [s]",
+                                     "Propagation order")), figs_dir)
+
+
 # ---------------------------------------------------------------------------- cell balance
 _CELL_NAME_RE = re.compile(r"^cell_(?P<s>\d+)_(?P<p>\d+)$")
 CELL_BALANCE_CSV = "cell_balance.csv"
@@ -1087,6 +1137,7 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
     _error_estimate_section(doc, run)
     _timeseries_section(doc, run, figs_dir)
     _cells_section(doc, run)
+    _abuse_section(doc, run, figs_dir)
     _cell_balance_section(doc, run, figs_dir)
     _heat_section(doc, run, figs_dir)
     _coolant_section(doc, run, figs_dir)

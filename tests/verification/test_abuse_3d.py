@@ -1,0 +1,417 @@
+"""Cell thermal runaway in the 3D run (issue 21): the abuse contribution against independent references.
+
+* A single 18650 in 3D (high conductivity, so nearly isothermal; conductors with negligible
+  heat capacity) with small convective loss: onset time and temperature history against
+  scipy Radau (rtol 1e-8) of the same lumped ODE, written out here with Kim 2007's numbers,
+  using the 3D cell's own volume and cooled area; per cell and per node evaluation.
+* The same run under ``mpirun -n 2``: onset times to 1e-6 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mpi4py import MPI
+from scipy.integrate import solve_ivp
+
+ROOT = Path(__file__).resolve().parents[2]
+R = 8.314462618
+# Kim et al. 2007, Tables 1-2 (H*W in J/m^3), initial c_sei, c_ne, t_sei, alpha, c_e
+KIM = dict(A=[1.667e15, 2.5e13, 6.667e13, 5.14e25], Ea=[1.3508e5, 1.3508e5, 1.396e5, 2.74e5],
+           HW=[257 * 6.104e5, 1714 * 6.104e5, 314 * 1.221e6, 155 * 4.07e5],
+           y0=[0.15, 0.75, 0.033, 0.04, 1.0], t_ref=0.033)
+RHO, CP = 2580.0, 830.0
+T0 = 403.15
+
+SINGLE = f"""
+name: arc3d
+geometry:
+  module:
+    series: 1
+    parallel: 1
+    cell: {{preset: "18650"}}
+    busbars: both
+    busbar_thickness: 0.001
+mesh: {{size: 0.01, cell_size: 0.02, elements_through_thickness: 1, thin_aspect: 4,
+        curvature_elements: 8, optimize: false}}
+materials:   # conductors with negligible heat capacity: the cell alone stores the heat
+  copper: {{sigma_ref: 5.8e7, k: 390.0, rho: 1.0, cp: 1.0}}
+  nickel_plated_steel: {{sigma_ref: 1.0e7, k: 60.0, rho: 1.0, cp: 1.0}}
+cell: {{preset: LG_M50, initial_soc: 1.0, k: 30.0, rho: {RHO}, cp: {CP}}}
+load: {{electrical_input_type: current, current: 0.0}}
+thermal:
+  initial_temperature: {T0}
+  ambient_temperature: {T0}
+  boundaries:
+    - {{type: convection, regions: [cell_1_1], h: 2.0}}
+solver: {{analysis: transient, t_end: 1500.0, dt: 20.0, max_temperature_change: 0.5,
+          thermal_solver: lu, electrical_solver: lu}}
+output: {{every: 100000, report: false}}
+abuse: {{kinetics: Kim2007, evaluation: cell, stop: {{all_onset: true}}}}
+"""
+
+
+def kim_reference(h_A_per_V, T_amb, t_end):
+    """Radau (rtol 1e-8) of rho cp dT/dt = q(T, y) - (hA/V)(T - T_amb); onset at q/(rho cp) = 1 K/s."""
+    A, Ea, HW = (np.array(KIM[k]) for k in ("A", "Ea", "HW"))
+
+    def heat(y):
+        T, cs, cn, ts, a, ce = y
+        k = A * np.exp(-Ea / (R * T))
+        r = np.array([k[0] * max(cs, 0), k[1] * np.exp(-ts / KIM["t_ref"]) * max(cn, 0),
+                      k[2] * min(max(a, 0), 1) * max(1 - a, 0), k[3] * max(ce, 0)])
+        return HW @ r, r
+
+    def f(t, y):
+        q, r = heat(y)
+        return [(q - h_A_per_V * (y[0] - T_amb)) / (RHO * CP), -r[0], -r[1], r[1], r[2], -r[3]]
+
+    def onset(t, y):
+        return heat(y)[0] / (RHO * CP) - 1.0
+
+    onset.direction = 1
+    sol = solve_ivp(f, (0, t_end), [T0] + KIM["y0"], method="Radau", rtol=1e-8, atol=1e-10,
+                    dense_output=True, events=onset)
+    assert sol.success
+    return sol, float(sol.t_events[0][0])
+
+
+def run_3d(tmp_path, text, comm=MPI.COMM_SELF):
+    """Run the case in-process; returns (summary, columns, cell volume, cooled area)."""
+    import ufl
+    from dolfinx import fem
+
+    from busbarfem.api import _columns, _source_of, case_from_dict
+    from busbarfem.coupling import Simulation
+
+    case, src = _source_of(case_from_dict(yaml.safe_load(text), tmp_path))
+    with Simulation(case, src, comm, outdir=tmp_path / "out") as sim:
+        sim.setup()
+        b = sim.bundle
+        one = fem.Constant(b.mesh, 1.0)
+        dx = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
+        vol = comm.allreduce(fem.assemble_scalar(fem.form(one * dx(b.tags["cell_1_1"]))), op=MPI.SUM)
+        from dolfinx import mesh as dmesh
+
+        fac = b.facets_of("cell_1_1")
+        tags = dmesh.meshtags(b.mesh, 2, np.sort(fac).astype(np.int32), np.ones(len(fac), np.int32))
+        ds = ufl.Measure("ds", domain=b.mesh, subdomain_data=tags)
+        area = comm.allreduce(fem.assemble_scalar(fem.form(one * ds(1))), op=MPI.SUM)
+        summary = sim.run()
+        cols = _columns(sim.rows)
+    return summary, cols, vol, area
+
+
+_RUNS: dict = {}
+
+
+def single_case(evaluation: str, h: float) -> str:
+    """The single-cell case text with the evaluation and the convective h."""
+    text = SINGLE.replace("evaluation: cell", f"evaluation: {evaluation}").replace("h: 2.0", f"h: {h}")
+    if h == 0.0:
+        text = text.replace("- {type: convection, regions: [cell_1_1], h: 0.0}", "[]").replace("boundaries:\n", "boundaries:")
+    return text
+
+
+def single_run(tmp_path_factory, evaluation: str, h: float):
+    """The serial single-cell run (cached: the MPI comparison reuses it)."""
+    key = (evaluation, h)
+    if key not in _RUNS:
+        folder = tmp_path_factory.mktemp(f"single_{evaluation}_{h}")
+        _RUNS[key] = run_3d(folder, single_case(evaluation, h))
+        _RUNS[key + ("folder",)] = folder / "out"
+    return _RUNS[key]
+
+
+def test_report_has_the_runaway_section(tmp_path_factory):
+    """The HTML/Markdown report of a 3D abuse run: the runaway table with the summary's onset
+    time, the temperature plot with the onsets and the onset-order chart."""
+    from busbarfem.io.report import write_report
+
+    summary = single_run(tmp_path_factory, "cell", 2.0)[0]
+    out = _RUNS[("cell", 2.0, "folder")]
+    paths = write_report(out, renders=False)
+    md = paths["md"].read_text()
+    assert "Thermal runaway" in md and "1 of 1 cells had their onset" in md
+    onset = summary["abuse"]["cells"]["cell_1_1"]["onset_time_s"]
+    assert f"{onset:.4g}"[:4] in md
+    for name in ("abuse_temperatures", "abuse_onset_order"):
+        assert (out / "report_files" / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("evaluation,h", [("cell", 0.0), ("cell", 2.0), ("node", 2.0)])
+def test_single_cell_3d_onset_matches_radau(tmp_path_factory, evaluation, h, record_property):
+    """3D 18650 (k = 30 W/m/K, h = 0 or 2 W/m^2/K): onset within 1 % of Radau of the lumped ODE
+    with the 3D cell's volume and cooled area; the mean T within 0.5 K of it up to 0.9 of the
+    onset time (the backward-Euler loss term of the heat equation is first order in dt, so with
+    h > 0 the gap grows towards onset, 0.24 % in onset time at 0.5 K per step); the heat released
+    (sum over reactions) equals the time integral of the 3D abuse heat source."""
+    summary, cols, vol, area = single_run(tmp_path_factory, evaluation, h)
+    sol, t_on = kim_reference(h * area / vol, T0, 1500.0)
+    ab = summary["abuse"]
+    t3 = ab["cells"]["cell_1_1"]["onset_time_s"]
+    record_property(f"3D {evaluation} h={h} onset [s]", t3)
+    record_property("Radau onset [s]", t_on)
+    assert t3 is not None
+    assert abs(t3 - t_on) / t_on < 0.01, (t3, t_on)
+    t = cols["time [s]"]
+    before = t < 0.9 * t_on
+    dT = np.abs(cols["abuse_T_cell_1_1 [K]"][before] - sol.sol(t[before])[0])
+    record_property(f"3D {evaluation} max |T_mean - T_Radau| before onset [K]", float(dT.max()))
+    assert dT.max() < 0.5
+    assert "every cell has had its onset" in summary["stop_reason"]
+    q = cols["abuse_heat_cell_1_1 [W]"]
+    released = float(np.sum(q[1:] * np.diff(t)))
+    assert ab["cells"]["cell_1_1"]["energy_total_J"] == pytest.approx(released, rel=1e-6)
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own mpirun; run it serially")
+def test_single_cell_node_evaluation_serial_equals_two_ranks(tmp_path, tmp_path_factory, record_property):
+    """Per-node kinetics (the dofs split between two ranks): onset time and energy per reaction
+    of ``mpirun -n 2 busbarfem run`` equal the serial run's to 1e-6 relative."""
+    serial = single_run(tmp_path_factory, "node", 2.0)[0]["abuse"]["cells"]["cell_1_1"]
+    case = tmp_path / "case.yaml"
+    case.write_text(single_case("node", 2.0))
+    mpirun = ROOT / ".venv" / "bin" / "mpirun"
+    if not mpirun.exists():
+        mpirun = Path(sys.executable).parent / "mpirun"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([str(mpirun), "-n", "2", sys.executable, "-m", "busbarfem", "run", str(case), "-o",
+                          str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=600,
+                         env=env, check=False)
+    assert res.returncode == 0, res.stderr[-2000:] + res.stdout[-2000:]
+    par = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert par["mpi_size"] == 2
+    cell = par["abuse"]["cells"]["cell_1_1"]
+    record_property("node onset serial [s]", serial["onset_time_s"])
+    record_property("node onset 2 ranks [s]", cell["onset_time_s"])
+    assert cell["onset_time_s"] == pytest.approx(serial["onset_time_s"], rel=1e-6)
+    for r, e in serial["energy_J"].items():
+        assert cell["energy_J"][r] == pytest.approx(e, rel=1e-6), r
+
+
+SHORT = """
+name: short1s2p
+geometry:
+  module:
+    series: 1
+    parallel: 2
+    cell: {preset: "21700"}
+    busbars: both
+    busbar_thickness: 0.001
+mesh: {size: 0.01, cell_size: 0.03, elements_through_thickness: 1, thin_aspect: 4,
+       curvature_elements: 8, optimize: false}
+cell: {preset: LG_M50, initial_soc: 0.9}
+load: {electrical_input_type: current, current: 0.0}
+thermal:
+  boundaries:
+    - {type: convection, regions: [exterior], h: 10.0}
+solver: {analysis: transient, t_end: 0.02, dt: 0.01, thermal_solver: lu, electrical_solver: lu}
+output: {every: 100000, report: false}
+abuse:
+  kinetics: Kim2007
+  triggers:
+    - {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}
+"""
+
+
+def test_internal_short_drains_the_parallel_neighbour(tmp_path, record_property):
+    """1s2p LG M50 module at rest, 50 mOhm internal short in cell_1_1: the short current and its
+    split between the shorted cell and its parallel neighbour (through the busbars) equal the
+    lumped ECM network (two cells E = OCV, R0 at SOC 0.9, 25 C; short across cell 1; no load;
+    ideal busbars) within 1 % for the short and the shorted cell; the neighbour's current, which
+    flows through its tabs, welds and the plates, is 1.1 % below the ideal network (the path
+    resistance the network omits, about 1 % of R0; asserted within 1.5 %) and heats the busbars."""
+    from busbarfem.case.cells import CellModel
+
+    summary, cols, _, _ = run_3d(tmp_path, SHORT)
+    cell = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
+    ocv_tab, r0_tab = np.asarray(cell.ocv), np.asarray(cell.R0)
+    E = float(np.interp(0.9, ocv_tab[:, 0], ocv_tab[:, 1]))
+    R0 = float(np.interp(0.9, r0_tab[:, 0], r0_tab[:, 1]))  # at T_ref = 25 C = the initial T
+    Rs = 0.05
+    V = (2 * E / R0) / (2 / R0 + 1 / Rs)
+    I1 = I2 = (E - V) / R0
+    Is = V / Rs
+    i1, i2 = cols["I_cell_1_1 [A]"][1], cols["I_cell_1_2 [A]"][1]
+    i_s = cols["short_1_cell_1_1_current [A]"][1]
+    record_property("short current 3D [A]", float(i_s))
+    record_property("short current lumped [A]", Is)
+    record_property("neighbour current 3D / lumped", float(i2 / I2))
+    assert abs(i_s) == pytest.approx(Is, rel=0.01)
+    assert abs(i1) == pytest.approx(I1, rel=0.01)
+    record_property("implied interconnect resistance [ohm]", float((E - V) / abs(i2) - R0))
+    assert abs(i2) == pytest.approx(I2, rel=0.015)
+    assert abs(i2) < I2  # the busbar path only adds resistance
+    assert abs(i1 + i2) == pytest.approx(abs(i_s), rel=1e-6)  # no load: the cells feed the short only
+    assert cols["joule_conductors [W]"][1] > 0
+    sh = summary["abuse"]["shorts"][0]
+    assert sh["on"] and sh["energy_J"] == pytest.approx(Is * V * 0.02, rel=0.02)
+    # electrical book: the cells' electrochemical energy = short heat + Joule + Bernardi heat
+    e = summary["energy"]
+    record_property("electrical residual [J] / electrochemical [J]", e["electrical_residual_J"] / e["electrochemical_energy_J"])
+    assert abs(e["electrical_residual_J"]) < 1e-3 * abs(e["electrochemical_energy_J"])
+
+
+ROW = """
+name: row5
+geometry:
+  module:
+    series: 1
+    parallel: 5
+    cell: {preset: "18650"}
+    pitch: [0.021, 0.021]          # 3 mm gaps between the cans
+    busbars: both
+    busbar_thickness: BB_T
+    busbar_material: BB_MAT
+    holder: {material: holder, margin: 0.002}
+mesh: {size: 0.006, cell_size: 0.02, elements_through_thickness: 1, thin_aspect: 4,
+       curvature_elements: 8, optimize: false}
+materials:   # an idealised holder and conductors: conductance without heat capacity
+  holder: {sigma_ref: 0.0, k: K_HOLDER, rho: 1.0, cp: 1.0}
+  copper: {sigma_ref: 5.8e7, k: 390.0, rho: 1.0, cp: 1.0}
+  nickel_plated_steel: {sigma_ref: 1.0e7, k: 60.0, rho: 1.0, cp: 1.0}
+cell: {preset: LG_M50, initial_soc: 0.9, k: 30.0, rho: 2580.0, cp: 830.0}
+load: {electrical_input_type: current, current: 0.0}
+thermal:
+  boundaries:
+    - {type: convection, regions: [exterior], h: 10.0}
+solver: {analysis: transient, t_end: 4000.0, dt: 10.0, max_temperature_change: 5.0, dt_min: 0.02,
+         thermal_solver: lu, electrical_solver: lu}
+output: {every: 100000, report: false}
+abuse:
+  kinetics: Kim2007
+  triggers:
+    - {type: heater, cell: cell_1_1, power: 30.0, until_temperature: T_UNTIL}
+  stop: {halt_rate: 0.01, halt_time: 300.0, all_onset: true}
+"""
+
+
+def conductance_network(sim):
+    """The thermal network of the 3D geometry between the cells' mean temperatures [W/K], by
+    steady conduction solves written here with dolfinx: 1 W spread uniformly over cell i's body
+    (as the heater and the per-cell reaction heat are), the case's convection to 0 K, the mean
+    temperature of every body read off: T_mean = Rm P. Its inverse K = Rm^-1 is the network's
+    conductance matrix (diag: the sum of all paths, off-diagonal: -G_ij), so the lumped network
+    reproduces the 3D steady cell means exactly, the cells' internal resistance included.
+    Returns (G (n, n) symmetric, >= 0, G0 (n,) to ambient)."""
+    import ufl
+    from dolfinx import fem
+    from dolfinx import mesh as dmesh
+    from dolfinx.fem.petsc import LinearProblem
+
+    b, th = sim.bundle, sim.th
+    ab = sim.model.contribution("abuse")
+    names, vols = ab.names, ab.volumes
+    V = th.V
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    h = sim.case.thermal.boundaries[0].h
+    ext = np.sort(b.facets_of("exterior")).astype(np.int32)
+    tags = dmesh.meshtags(b.mesh, 2, ext, np.ones(len(ext), np.int32))
+    ds = ufl.Measure("ds", domain=b.mesh, subdomain_data=tags)
+    dx = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
+    a = ufl.inner(ufl.diag(th.k) * ufl.grad(u), ufl.grad(v)) * ufl.dx + h * u * v * ds(1)
+    Tfun = fem.Function(V)
+    n = len(names)
+    Rm = np.zeros((n, n))
+    for i in range(n):
+        L = fem.Constant(b.mesh, 1.0 / vols[i]) * v * dx(b.tags[names[i]])
+        LinearProblem(a, L, bcs=[], u=Tfun, petsc_options_prefix=f"abuse_g{i}_",
+                      petsc_options={"ksp_type": "preonly", "pc_type": "lu"}).solve()
+        for j in range(n):
+            tot = fem.assemble_scalar(fem.form(Tfun * dx(b.tags[names[j]])))
+            Rm[j, i] = sim.comm.allreduce(tot, op=MPI.SUM) / vols[j]
+    K = np.linalg.inv(0.5 * (Rm + Rm.T))
+    G = np.clip(-(K - np.diag(np.diag(K))), 0.0, None)
+    G0 = K.sum(axis=1) + (-(K - np.diag(np.diag(K))) - G).sum(axis=1)
+    return 0.5 * (G + G.T), G0
+
+
+def row_3d(tmp_path, k_holder, T_until=523.15, busbar=("copper", 0.0005)):
+    """The 3D row and its conductance network: (summary, G, G0, cell volumes)."""
+    from busbarfem.api import _source_of, case_from_dict
+    from busbarfem.coupling import Simulation
+
+    case, src = _source_of(case_from_dict(yaml.safe_load(ROW.replace("K_HOLDER", str(k_holder)).replace("T_UNTIL", str(T_until))
+                                                  .replace("BB_MAT", busbar[0]).replace("BB_T", str(busbar[1]))), tmp_path))
+    with Simulation(case, src, MPI.COMM_SELF, outdir=tmp_path / "out") as sim:
+        sim.setup()
+        G, G0 = conductance_network(sim)
+        vols = sim.model.contribution("abuse").volumes.copy()
+        summary = sim.run()
+    return summary, G, G0, vols
+
+
+def row_lumped(G, G0, vols, T_until=523.15, t_end=4000.0):
+    """The same row as a lumped network (busbarfem.cells.abuse_lumped) with the 3D conductances."""
+    from busbarfem.cells.abuse import kinetics_from_set
+    from busbarfem.cells.abuse_lumped import Heater, LumpedCells, StopConditions, run_lumped
+
+    cells = LumpedCells(volume=vols, mass=RHO * vols, cp=CP, area=G0, h=1.0, T_amb=298.15, conductance=G)
+    return run_lumped(kinetics_from_set("Kim2007"), cells, t_end, T0=298.15,
+                      heaters=[Heater(cell=0, power=30.0, until_temperature=T_until)], dt_max=10.0,
+                      max_temperature_change=2.0, stop=StopConditions(halt_rate=0.01, halt_time=300.0,
+                                                                      all_onset=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k_holder,busbar,propagates", [(0.25, ("copper", 0.0005), True),
+                                                        (0.05, ("nickel_plated_steel", 0.0003), False)])
+def test_five_cell_row_in_a_holder(tmp_path, k_holder, busbar, propagates, record_property):
+    """Five 18650s in a row (3 mm gaps) in a holder, 30 W heater on cell 1 until 250 C: with a
+    k = 0.25 W/m/K holder the runaway propagates along the row, with 0.05 W/K it stops after
+    cell 1; the onset times are reproduced within 10 % by the lumped network
+    (busbarfem.cells.abuse_lumped) of the same cells with the conductances of the 3D geometry
+    (steady conduction solves, holder, tabs and busbars included). The propagation speed is
+    recorded next to Niu et al. 2020 (0.35 +- 0.15 cells/min, 18650 rows with 3 mm gaps)."""
+    summary, G, G0, vols = row_3d(tmp_path, k_holder, busbar=busbar)
+    ab = summary["abuse"]
+    names = list(ab["cells"])
+    t3 = np.array([np.nan if ab["cells"][n]["onset_time_s"] is None else ab["cells"][n]["onset_time_s"]
+                   for n in names])
+    lumped = row_lumped(G, G0, vols)
+    record_property("neighbour conductance G12 [W/K]", float(G[0, 1]))
+    record_property("3D onsets [s]", t3.tolist())
+    record_property("lumped onsets [s]", lumped.onset_time.tolist())
+    record_property("3D speed [cells/min]", ab["propagation"]["speed_cells_per_min"])
+    if propagates:
+        assert np.all(np.isfinite(t3)) and np.all(np.isfinite(lumped.onset_time))
+        assert np.all(np.diff(t3) > 0) and ab["propagation"]["order"] == names
+        np.testing.assert_allclose(t3, lumped.onset_time, rtol=0.10)
+        assert "every cell has had its onset" in summary["stop_reason"]
+    else:
+        assert np.isfinite(t3[0]) and np.all(np.isnan(t3[1:]))
+        assert np.isfinite(lumped.onset_time[0]) and np.all(np.isnan(lumped.onset_time[1:]))
+        assert abs(t3[0] - lumped.onset_time[0]) < 0.10 * lumped.onset_time[0]
+        assert "propagation halted after 1 of 5 cells" in summary["stop_reason"]
+
+
+def test_node_evaluation_restarts_from_a_checkpoint(tmp_path, record_property):
+    """Checkpoints carry the abuse state (per node, by global dof): a run restarted from its
+    last checkpoint before the onset reaches the same onset time and energies (rel 1e-9)."""
+    from busbarfem.cli import main
+
+    case = tmp_path / "case.yaml"
+    case.write_text(single_case("node", 0.0))
+    out = tmp_path / "out"
+    assert main(["run", str(case), "-o", str(out), "-q", "--no-report", "--checkpoint-every", "40"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert first["abuse"]["cells"]["cell_1_1"]["onset_time_s"] is not None
+    steps = len((out / "timeseries.csv").read_text().splitlines()) - 2
+    assert steps % 40 > 5, "the onset must come after the last checkpoint"
+    assert main(["run", str(case), "--restart", str(out), "-q", "--no-report", "--checkpoint-every", "40"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    a, b = first["abuse"]["cells"]["cell_1_1"], again["abuse"]["cells"]["cell_1_1"]
+    record_property("onset first / restarted [s]", [a["onset_time_s"], b["onset_time_s"]])
+    assert b["onset_time_s"] == pytest.approx(a["onset_time_s"], rel=1e-9)
+    for r, e in a["energy_J"].items():
+        assert b["energy_J"][r] == pytest.approx(e, rel=1e-9), r
+    assert again["abuse"]["events"] == first["abuse"]["events"]
