@@ -163,7 +163,7 @@ class Case(StrictModel):
     cell: CellModel | None = Field(None, description="Cell model for every cell body (module cases).")
     load: Load
     thermal: Thermal = Field(default_factory=Thermal)
-    cooling: Cooling | None = Field(None, description="Cold plates with coolant channels and interface layers (docs/cooling.md); checked, not yet solved by run.")
+    cooling: Cooling | None = Field(None, description="Cold plates with coolant channels and interface layers (docs/cooling.md), solved by run conjugate with the heat equation.")
     solver: SolverSettings = Field(default_factory=SolverSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     abuse: Abuse | None = Field(None, description="Cell thermal runaway: abuse kinetics, triggers, onset and stop criteria (solved by `busbarfem run` in a 3D transient, docs/abuse.md; also by busbarfem.cells.abuse_lumped.run_case_lumped).")
