@@ -98,3 +98,39 @@ def test_kirchhoff_per_stage_with_gamg():
     for st in range(1, 5):
         total = sum(cells[f"cell_{st}_{p}"]["current_A"] for p in (1, 2))
         assert abs(total / I - 1) < 2e-6, (st, total, I)
+
+
+def test_warm_start_is_per_run_and_saves_iterations(monkeypatch, tmp_path):
+    """CG+GAMG on the two-potential system with the warm start (the default): two runs of one
+    case in one process are bit-identical (the initial guess belongs to the run's problem),
+    they need fewer Krylov iterations than solves from zero, and both stay within the
+    iterative solver's own error of MUMPS LU (docs/performance.md: 9e-7 in V, 2e-7 in the
+    cell currents at the preset tolerance)."""
+    from helpers import EXAMPLES
+
+    from busbarfem.physics import solvers
+
+    ov = ["geometry.module.series=2", "solver.adaptive=false", "solver.dt=30", "solver.t_end=90",
+          "mesh.size=0.012"]
+
+    def run(warm: bool, kind: str = "gamg"):
+        monkeypatch.setattr(solvers, "WARM_START", warm)
+        sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"],
+                         comm=MPI.COMM_SELF, cache_dir=tmp_path)
+        s = sim.summary()
+        cur = np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])])
+        return s["terminal"]["voltage_V"], cur, sim.rows, s["linear_solvers"]["electrical"]
+
+    v1, i1, rows1, ls1 = run(True)
+    v2, i2, rows2, ls2 = run(True)
+    assert ls1["method"] == "cg+gamg" and len(rows1) >= 4
+    assert v1 == v2 and np.array_equal(i1, i2) and rows1 == rows2 and ls1 == ls2  # digit for digit
+    vc, ic, _, lsc = run(False)
+    vl, il, _, _ = run(False, "lu")
+    assert ls1["solves"] == lsc["solves"] >= 8
+    print("iterations warm", ls1, "cold", lsc)
+    assert ls1["iterations_total"] < 0.95 * lsc["iterations_total"], (ls1, lsc)
+    for v, i in ((v1, i1), (vc, ic)):
+        print("vs LU: V", abs(v / vl - 1), "cell currents", np.max(np.abs(i - il)) / np.max(np.abs(il)))
+        assert abs(v / vl - 1) < 2e-6
+        assert np.max(np.abs(i - il)) < 2e-6 * np.max(np.abs(il))

@@ -54,12 +54,14 @@ MSMD_RTOL_FACTOR = 1e-2
 
 KINDS = ("auto", "lu", "gamg")
 
-#: When True, iterative electrical solves start from the previous step's solution of the
-#: same right-hand side (``KSPSetInitialGuessNonzero``; 4s2p GAMG 23.0 -> 18.7 iterations per
-#: solve, docs/performance.md). Off by default: with it, two runs of the same case in one
-#: process differed at the solver tolerance (3e-11 V), which breaks the studies'
-#: digit-for-digit reproducibility. The bench switches it on to compare.
-WARM_START = False
+#: When True, iterative two-potential electrical solves start from the problem's previous
+#: solution of the same right-hand side (``KSPSetInitialGuessNonzero``; docs/performance.md).
+#: The guess is per :class:`~busbarfem.physics.electrical.ElectricalProblem` instance, so
+#: two runs of one case in one process are bit-identical. A run restarted from a
+#: checkpoint starts its first solve from zero, so with GAMG it matches the uninterrupted
+#: run to the solver tolerance, not digit for digit (LU solves, below
+#: :data:`LU_DOF_LIMIT_MSMD`, are unaffected).
+WARM_START = True
 
 
 def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
