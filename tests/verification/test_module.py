@@ -101,11 +101,12 @@ def test_kirchhoff_per_stage_with_gamg():
 
 
 def test_warm_start_is_per_run_and_saves_iterations(monkeypatch, tmp_path):
-    """CG+GAMG on the two-potential system with the warm start (the default): two runs of one
-    case in one process are bit-identical (the initial guess belongs to the run's problem),
-    they need fewer Krylov iterations than solves from zero, and both stay within the
-    iterative solver's own error of MUMPS LU (docs/performance.md: 9e-7 in V, 2e-7 in the
-    cell currents at the preset tolerance)."""
+    """CG+GAMG on the two-potential system with the warm start and preconditioner reuse (the
+    defaults): two runs of one case in one process are bit-identical (the initial guess and
+    the kept preconditioner belong to the run's problem), they need fewer Krylov iterations
+    than solves from zero, the preconditioner is rebuilt only when a coefficient moved beyond
+    ``PC_REUSE_TOL``, and both runs stay within the iterative solver's own error of MUMPS LU
+    (docs/performance.md: 9e-7 in V, 2e-7 in the cell currents at the preset tolerance)."""
     from helpers import EXAMPLES
 
     from busbarfem.physics import solvers
@@ -113,15 +114,39 @@ def test_warm_start_is_per_run_and_saves_iterations(monkeypatch, tmp_path):
     ov = ["geometry.module.series=2", "solver.adaptive=false", "solver.dt=30", "solver.t_end=90",
           "mesh.size=0.012"]
 
-    def run(warm: bool, kind: str = "gamg"):
+    from busbarfem.coupling import Simulation
+
+    def run(warm: bool, kind: str = "gamg", probe=None):
         monkeypatch.setattr(solvers, "WARM_START", warm)
-        sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"],
-                         comm=MPI.COMM_SELF, cache_dir=tmp_path)
-        s = sim.summary()
+        case, src = load_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"])
+        sim = Simulation(case, src, MPI.COMM_SELF, outdir=None, cache_dir=tmp_path)
+        sim.setup()
+        try:
+            sim.run()
+            s = sim.summary()
+            if probe is not None:
+                probe(sim.el)
+        finally:
+            sim.close()
         cur = np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])])
         return s["terminal"]["voltage_V"], cur, sim.rows, s["linear_solvers"]["electrical"]
 
-    v1, i1, rows1, ls1 = run(True)
+    setups = []
+
+    def probe(el):
+        """The preconditioner is kept while the operator's coefficients move little, rebuilt after."""
+        calls = el.stats.solves // 2
+        setups.append((el.pc_setups, calls))
+        el.g.x.array[:] *= 1.0 + 0.5 * solvers.PC_REUSE_TOL  # within the tolerance: kept
+        el._assemble_matrix()
+        setups.append(el.pc_setups)
+        el.g.x.array[:] *= 1.0 + 2.0 * solvers.PC_REUSE_TOL  # beyond it: rebuilt
+        el._assemble_matrix()
+        setups.append(el.pc_setups)
+
+    v1, i1, rows1, ls1 = run(True, probe=probe)
+    (n_setups, calls), kept, rebuilt = setups
+    assert 1 <= n_setups < calls and kept == n_setups and rebuilt == n_setups + 1, setups
     v2, i2, rows2, ls2 = run(True)
     assert ls1["method"] == "cg+gamg" and len(rows1) >= 4
     assert v1 == v2 and np.array_equal(i1, i2) and rows1 == rows2 and ls1 == ls2  # digit for digit

@@ -252,6 +252,12 @@ class ElectricalProblem:
         #: from zero, and its restarts (which begin from zero) stay exact to rtol.
         warm = solvers.WARM_START if warm_start is None else bool(warm_start)
         self.warm_start = self.options.get("ksp_type") != "preonly" and self.nfields == 2 and warm
+        #: keep the GAMG preconditioner across calls while no operator coefficient moved by
+        #: more than this relative amount since it was built (None/0: rebuild every call)
+        self.pc_reuse_tol = (solvers.PC_REUSE_TOL if self.options.get("pc_type") == "gamg"
+                             and self.nfields == 2 else 0.0)
+        self._pc_coeffs: list | None = None
+        self.pc_setups = 0
         self.ksp.setInitialGuessNonzero(self.warm_start)
         self.stats = solvers.KSPStats(self.options)
         self.has_sources = bool(self.cell_names)
@@ -361,6 +367,36 @@ class ElectricalProblem:
         self.A.zeroEntries()
         fpetsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
         self.A.assemble()
+        self._decide_pc_reuse()
+
+    def _operator_coefficients(self) -> list[np.ndarray]:
+        """The coefficient arrays the operator depends on (sigma per field, g, extra elements)."""
+        sig = self.sig_T if self.cellwise_sigma else [*self.sig, *self.alpha, self.T]
+        return [f.x.array for f in (*sig, self.g, *(el.conductance for el in self.elements))]
+
+    def _decide_pc_reuse(self) -> None:
+        """Keep the preconditioner if every coefficient is within ``pc_reuse_tol`` of its set-up.
+
+        The change is the largest ``|c - c0| / max|c0|`` over each coefficient array (sigma
+        per field, the cells' g, contact conductances); collective. A stale preconditioner
+        still converges (CG stops on the true residual), it only costs iterations.
+        """
+        if not self.pc_reuse_tol:
+            return
+        now = self._operator_coefficients()
+        change = np.inf
+        if self._pc_coeffs is not None:
+            change = 0.0
+            for c, c0 in zip(now, self._pc_coeffs):
+                scale = self.comm.allreduce(float(np.max(np.abs(c0))) if c0.size else 0.0, op=MPI.MAX)
+                if scale > 0:
+                    d = float(np.max(np.abs(c - c0))) if c.size else 0.0
+                    change = max(change, self.comm.allreduce(d, op=MPI.MAX) / scale)
+        keep = change <= self.pc_reuse_tol
+        self.ksp.getPC().setReusePreconditioner(keep)
+        if not keep:
+            self._pc_coeffs = [c.copy() for c in now]
+            self.pc_setups += 1
 
     def _solve_rhs(self, V_value: float, sources: bool, out: fem.Function, step) -> int:
         """Solve for one right-hand side into ``out``.

@@ -63,6 +63,12 @@ KINDS = ("auto", "lu", "gamg")
 #: :data:`LU_DOF_LIMIT_MSMD`, are unaffected).
 WARM_START = True
 
+#: Iterative two-potential solves keep their GAMG preconditioner across electrical calls
+#: while no operator coefficient (sigma(T) per field, the cells' g, contact conductances)
+#: has moved by more than this fraction of its largest value since the preconditioner was
+#: built (``KSPSetReusePreconditioner``); 0 rebuilds it on every call. docs/performance.md.
+PC_REUSE_TOL = 0.05
+
 
 def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
     """PETSc options for ``kind`` in {"auto", "lu", "gamg"} and a system of ``ndofs``.
