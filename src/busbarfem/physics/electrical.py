@@ -258,9 +258,48 @@ class ElectricalProblem:
                              and self.nfields == 2 else 0.0)
         self._pc_coeffs: list | None = None
         self.pc_setups = 0
+        self.circuit_space = 0
+        if solvers.CIRCUIT_COARSE_SPACE and self.options.get("pc_type") == "gamg" and self.nfields == 2:
+            self._Z = self._circuit_space()
+            self.circuit_space = self._Z.getSize()[1]
+            solvers.use_circuit_coarse_space(self.ksp, self.comm, self._Z, self.options)
         self.ksp.setInitialGuessNonzero(self.warm_start)
         self.stats = solvers.KSPStats(self.options)
         self.has_sources = bool(self.cell_names)
+
+    def _circuit_space(self) -> PETSc.Mat:
+        """Indicator matrix Z: one column per (volume region, active field), 1 on its dofs.
+
+        A dof shared by several regions belongs to the first (sorted names) that claims it;
+        Dirichlet dofs are left out, and columns without dofs are dropped (collective).
+        """
+        V, bs = self.V, self.V.dofmap.index_map_bs
+        imap = V.dofmap.index_map
+        nloc = imap.size_local
+        col = np.full(nloc * bs, -1, dtype=np.int64)
+        fixed = np.zeros(nloc * bs, dtype=bool)
+        for bc in self.bcs:
+            idx, first_ghost = bc.dof_indices()
+            fixed[idx[:first_ghost][idx[:first_ghost] < nloc * bs]] = True
+        ncol = 0
+        for name in sorted(self.bundle.volume_names()):
+            cells = self.bundle.cells_of(name)
+            for f in range(self.nfields):
+                act = cells[self.sig[f].x.array.reshape(-1, 3)[cells, 0] > 0] if len(cells) else cells
+                nodes = np.unique(V.dofmap.list[act].ravel()) if len(act) else np.zeros(0, np.int64)
+                d = nodes[nodes < nloc].astype(np.int64) * bs + f
+                d = d[(col[d] < 0) & ~fixed[d]]
+                if self.comm.allreduce(len(d), op=MPI.SUM) == 0:
+                    continue
+                col[d] = ncol
+                ncol += 1
+        rows = np.flatnonzero(col >= 0).astype(PETSc.IntType)
+        Z = PETSc.Mat().createAIJ(((nloc * bs, None), (None, ncol)), nnz=(1, 1), comm=self.comm)
+        ia = np.zeros(nloc * bs + 1, dtype=PETSc.IntType)
+        ia[1:] = np.cumsum(col >= 0)
+        Z.setValuesCSR(ia, col[rows].astype(PETSc.IntType), np.ones(len(rows)))
+        Z.assemble()
+        return Z
 
     # ----------------------------------------------------------------------------------------
     def _components(self, u):
@@ -484,10 +523,10 @@ class ElectricalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
-        for obj in (self.ksp, self.A, self.b, self.x):
+        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None)):
             if obj is not None:
                 obj.destroy()
-        self.ksp = self.A = self.b = self.x = None
+        self.ksp = self.A = self.b = self.x = self._Z = None
 
     # ----------------------------------------------------------------------------------------
     def joule_density(self):
