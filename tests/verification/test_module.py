@@ -98,3 +98,91 @@ def test_kirchhoff_per_stage_with_gamg():
     for st in range(1, 5):
         total = sum(cells[f"cell_{st}_{p}"]["current_A"] for p in (1, 2))
         assert abs(total / I - 1) < 2e-6, (st, total, I)
+
+
+def test_warm_start_is_per_run_and_saves_iterations(monkeypatch, tmp_path):
+    """CG+GAMG on the two-potential system with the warm start and preconditioner reuse (the
+    defaults): two runs of one case in one process are bit-identical (the initial guess and
+    the kept preconditioner belong to the run's problem), they need fewer Krylov iterations
+    than solves from zero, the preconditioner is rebuilt only when a coefficient moved beyond
+    ``PC_REUSE_TOL``, and both runs stay within the iterative solver's own error of MUMPS LU
+    (docs/performance.md: 9e-7 in V, 2e-7 in the cell currents at the preset tolerance)."""
+    from helpers import EXAMPLES
+
+    from busbarfem.physics import solvers
+
+    ov = ["geometry.module.series=2", "solver.adaptive=false", "solver.dt=30", "solver.t_end=90",
+          "mesh.size=0.012"]
+
+    from busbarfem.coupling import Simulation
+
+    def run(warm: bool, kind: str = "gamg", probe=None):
+        monkeypatch.setattr(solvers, "WARM_START", warm)
+        case, src = load_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"])
+        sim = Simulation(case, src, MPI.COMM_SELF, outdir=None, cache_dir=tmp_path)
+        sim.setup()
+        try:
+            sim.run()
+            s = sim.summary()
+            if probe is not None:
+                probe(sim.el)
+        finally:
+            sim.close()
+        cur = np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])])
+        return s["terminal"]["voltage_V"], cur, sim.rows, s["linear_solvers"]["electrical"]
+
+    setups = []
+
+    def probe(el):
+        """The preconditioner is kept while the operator's coefficients move little, rebuilt after."""
+        calls = el.stats.solves // 2
+        setups.append((el.pc_setups, calls))
+        el.g.x.array[:] *= 1.0 + 0.5 * solvers.PC_REUSE_TOL  # within the tolerance: kept
+        el._assemble_matrix()
+        setups.append(el.pc_setups)
+        el.g.x.array[:] *= 1.0 + 2.0 * solvers.PC_REUSE_TOL  # beyond it: rebuilt
+        el._assemble_matrix()
+        setups.append(el.pc_setups)
+
+    v1, i1, rows1, ls1 = run(True, probe=probe)
+    (n_setups, calls), kept, rebuilt = setups
+    assert 1 <= n_setups < calls and kept == n_setups and rebuilt == n_setups + 1, setups
+    v2, i2, rows2, ls2 = run(True)
+    assert ls1["method"] == "cg+gamg" and len(rows1) >= 4
+    assert v1 == v2 and np.array_equal(i1, i2) and rows1 == rows2 and ls1 == ls2  # digit for digit
+    vc, ic, _, lsc = run(False)
+    vl, il, _, _ = run(False, "lu")
+    assert ls1["solves"] == lsc["solves"] >= 8
+    print("iterations warm", ls1, "cold", lsc)
+    assert ls1["iterations_total"] < 0.95 * lsc["iterations_total"], (ls1, lsc)
+    for v, i in ((v1, i1), (vc, ic)):
+        print("vs LU: V", abs(v / vl - 1), "cell currents", np.max(np.abs(i - il)) / np.max(np.abs(il)))
+        assert abs(v / vl - 1) < 2e-6
+        assert np.max(np.abs(i - il)) < 2e-6 * np.max(np.abs(il))
+
+
+def test_circuit_coarse_space_agrees_with_lu(monkeypatch, tmp_path):
+    """The opt-in GAMG + exact per-(region, field) coarse correction (solvers.CIRCUIT_COARSE_SPACE)
+    gives the MUMPS answer within the iterative error (2e-6) with no more iterations than GAMG alone."""
+    from helpers import EXAMPLES
+
+    from busbarfem.physics import solvers
+
+    ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
+          "solver.t_end=30", "mesh.size=0.012"]
+
+    def run(coarse: bool, kind: str = "gamg"):
+        monkeypatch.setattr(solvers, "CIRCUIT_COARSE_SPACE", coarse)
+        sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"],
+                         comm=MPI.COMM_SELF, cache_dir=tmp_path)
+        s = sim.summary()
+        cur = np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])])
+        return s["terminal"]["voltage_V"], cur, s["linear_solvers"]["electrical"], sim.el.circuit_space
+
+    v, i, ls, ncol = run(True)
+    _, _, ls0, ncol0 = run(False)
+    vl, il, _, _ = run(False, "lu")
+    assert ncol > 4 and ncol0 == 0  # plates, cells (two fields each), tabs/welds
+    assert ls["iterations_total"] <= ls0["iterations_total"], (ls, ls0)
+    assert abs(v / vl - 1) < 2e-6
+    assert np.max(np.abs(i - il)) < 2e-6 * np.max(np.abs(il))

@@ -318,8 +318,8 @@ def generate_model(
         quality=mesh_quality(),
         cache={"key": key, "hit": False},
     )
-    if cache_dir is not None and mesh.cache:
-        path = mesh_cache.store(cache_dir, key, info)
-        if path is not None:
-            info.parameters["cache"]["path"] = str(path)
+    # fresh and cached runs read the same file the same way (bit-identical results)
+    path = mesh_cache.round_trip(cache_dir if mesh.cache else None, key, info)
+    if path is not None:
+        info.parameters["cache"]["path"] = str(path)
     return info
