@@ -132,3 +132,18 @@ def test_variation_factors_seeded_and_explicit():
     assert CellParameters(cell, 2).R0(np.array([0.5, 0.5]), 298.15)[1] == pytest.approx(0.02)
     with pytest.raises(ValueError, match="needs 3 values"):
         CellParameters(cell, 3)
+
+
+def test_step_source_past_full_charge_is_finite():
+    """A cell pushed a little past SOC 1 (a circulating current between parallel cells at
+    different temperatures) keeps a finite step source: the clamped OCV table has zero slope
+    there, while inside the table the OCV term is the central-difference slope dt/(3600 Q)."""
+    params = CellParameters(CellModel(preset="LG_M50"), 3)
+    soc = np.array([0.5, 1.0 + 1e-5, -1e-5])
+    state = ECMState(soc=soc.copy(), v_rc=np.zeros((3, params.n_rc)), capacity_Ah=np.full(3, 5.0))
+    E, R, R_ocv = step_source(params, state, np.full(3, 310.0), 10.0)
+    assert np.all(np.isfinite(E)) and np.all(np.isfinite(R))
+    assert R_ocv[1] == 0.0 and R_ocv[2] == 0.0
+    d = 1e-6
+    slope = (params.ocv(np.array([0.5 + d]), 310.0) - params.ocv(np.array([0.5 - d]), 310.0))[0] / (2 * d)
+    assert R_ocv[0] == pytest.approx(slope * 10.0 / (3600.0 * 5.0), rel=1e-9) and R_ocv[0] > 0

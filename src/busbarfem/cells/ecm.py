@@ -257,9 +257,8 @@ def _step_source(params: CellParameters, state: ECMState, T, dt: float,
     if dt > 0:
         # the OCV at the end of the step, linearised in the current: the SOC moves by
         # -I dt / (3600 Q), so the OCV slope acts as one more series resistance
-        d = 1e-6
-        hi, lo = np.clip(soc + d, 0, 1), np.clip(soc - d, 0, 1)
-        slope = (params.ocv(hi, T) - params.ocv(lo, T)) / (hi - lo)
+        # (a cell pushed past SOC 1 by a circulating current sees the clamped table's zero slope)
+        slope = _ocv_slope(params, soc, T)
         R_ocv = slope * dt / (3600.0 * state.capacity_Ah)
     if params.diffusion is not None:
         return _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv)
