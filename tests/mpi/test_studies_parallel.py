@@ -14,6 +14,8 @@ from pathlib import Path
 
 from helpers import EXAMPLES
 from mpi4py import MPI
+from petsc4py import PETSc  # noqa: F401  (PETSc initialised on every rank at import: a lazy
+# start inside one rank's study would be a collective the other rank never joins)
 
 from busbarfem import studies
 from busbarfem.cli import main
