@@ -24,7 +24,6 @@ from pathlib import Path
 import dolfinx_solver  # noqa: F401  (must precede dolfinx/petsc4py/mpi4py)
 import numpy as np
 from mpi4py import MPI
-from petsc4py import PETSc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from busbarfem.coupling import Simulation
@@ -44,98 +43,12 @@ if mode.startswith("reuse"):
     el.pc_reuse_tol = float(mode[5:])
 
 
-def region_space(el):
-    """Sparse n x m matrix Z: one column per (volume region, active field), 1 on its owned
-    dofs (each dof in the first region that claims it; Dirichlet dofs left out)."""
-    V = el.V
-    imap = V.dofmap.index_map
-    nloc = imap.size_local
-    bs = V.dofmap.index_map_bs
-    col = np.full(nloc * bs, -1, dtype=np.int64)
-    names = sorted(el.bundle.volume_names())
-    ncol = 0
-    bc_local = set()
-    for bc in el.bcs:
-        idx, first_ghost = bc.dof_indices()
-        bc_local.update(int(i) for i in idx[:first_ghost])
-    for name in names:
-        cells = el.bundle.cells_of(name)
-        for f in range(el.nfields):
-            act = el.sig[f].x.array.reshape(-1, 3)[cells, 0] > 0 if len(cells) else np.zeros(0, bool)
-            anyact = comm.allreduce(bool(act.any()), op=MPI.LOR)
-            if not anyact:
-                continue
-            nodes = np.unique(V.dofmap.list[cells[act]].ravel()) if act.any() else np.zeros(0, np.int64)
-            nodes = nodes[nodes < nloc]
-            d = nodes * bs + f
-            d = d[col[d] < 0]
-            d = np.array([i for i in d if int(i) not in bc_local], dtype=np.int64)
-            if comm.allreduce(len(d), op=MPI.SUM) == 0:
-                continue
-            col[d] = ncol
-            ncol += 1
-    rstart = imap.local_range[0] * bs
-    W = PETSc.Mat().createAIJ(((nloc * bs, None), (None, ncol)), nnz=(1, 1), comm=comm)
-    W.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
-    rows = np.flatnonzero(col >= 0)
-    for r in rows:
-        W.setValue(rstart + r, int(col[r]), 1.0)
-    W.assemble()
-    return W, ncol
-
-
-
-class Coarse:
-    """Exact solve on the span of Z: y = Z (Z^T A Z)^{-1} Z^T x (replicated dense E)."""
-
-    def __init__(self, Z):
-        self.Z = Z
-        self.c = Z.createVecRight()
-        self.Einv = None
-
-    def setUp(self, pc):
-        A, _ = pc.getOperators()
-        E = A.ptap(self.Z)
-        m = E.getSize()[0]
-        r0, r1 = E.getOwnershipRange()
-        loc = np.zeros((r1 - r0, m))
-        for i in range(r0, r1):
-            cols, vals = E.getRow(i)
-            loc[i - r0, cols] = vals
-        full = np.vstack(comm.allgather(loc))
-        self.Einv = np.linalg.inv(0.5 * (full + full.T))
-        self.r0, self.r1 = r0, r1
-        E.destroy()
-
-    def apply(self, pc, x, y):
-        self.Z.multTranspose(x, self.c)
-        g = np.concatenate(comm.allgather(self.c.getArray(readonly=True).copy()))
-        self.c.setArray((self.Einv @ g)[self.r0:self.r1])
-        self.Z.mult(self.c, y)
-
-
 if mode in ("add", "symm"):
-    W, ncol = region_space(el)
-    ksp = el.ksp
-    prefix = ksp.getOptionsPrefix()
-    pc = ksp.getPC()
-    gamg = {k: v for k, v in solvers.preset("gamg", 10**9, 1e-12, 2).items() if k.startswith(("pc_", "mg_"))}
-    opts = PETSc.Options()
-    opts.prefixPush(prefix)
-    for k, v in gamg.items():
-        opts["sub_1_" + k] = v
-    opts.prefixPop()
-    pc.setType("composite")
-    pc.setCompositeType(PETSc.PC.CompositeType.ADDITIVE if mode == "add" else PETSc.PC.CompositeType.SYMMETRIC_MULTIPLICATIVE)
-    pc.addCompositePCType("shell")
-    pc.addCompositePCType("gamg")
-    sh = pc.getCompositePC(0)
-    sh.setType("python")
-    sh.setPythonContext(Coarse(W))
-    g = pc.getCompositePC(1)
-    g.setFromOptions()
+    # the library's circuit coarse space (solvers.CIRCUIT_COARSE_SPACE), composed either way
+    Z = el._circuit_space()
+    solvers.use_circuit_coarse_space(el.ksp, comm, Z, el.options, additive=(mode == "add"))
     if comm.rank == 0:
-        print("coarse space", ncol, g.getOptionsPrefix(), g.getType())
+        print("coarse space", Z.getSize()[1])
 
 T = {"asm": 0.0, "ksp": 0.0, "rhs": 0.0}
 _am = el._assemble_matrix

@@ -34,6 +34,17 @@ def cell_region_names(bundle: MeshBundle) -> list[str]:
     return [n for n in bundle.volume_names() if bundle.regions[n].kind == "cell"]
 
 
+def set_cell_layout(obj, bundle: MeshBundle) -> None:
+    """Give a cell contribution its layout: ``names`` ordered by (stage, parallel), their
+    ``stages`` and ``parallels`` (1-based arrays) and the module's ``n_series``/``n_parallel``."""
+    regs = sorted((bundle.regions[n] for n in cell_region_names(bundle)), key=lambda r: (r.stage, r.parallel))
+    obj.names = [r.name for r in regs]
+    obj.stages = np.array([r.stage for r in regs])
+    obj.parallels = np.array([r.parallel for r in regs])
+    obj.n_series = int(obj.stages.max())
+    obj.n_parallel = int(obj.parallels.max())
+
+
 class CellCoupling(Contribution):
     """Per-cell ECM states and their DG0 images on the mesh: the ECM cells and their
     Bernardi heat as a physics contribution (:mod:`busbarfem.coupling.contributions`).
@@ -52,13 +63,7 @@ class CellCoupling(Contribution):
 
     def __init__(self, bundle: MeshBundle, cell_model, el=None, T: fem.Function | None = None):
         self.bundle, self.model = bundle, cell_model
-        regs = [bundle.regions[n] for n in cell_region_names(bundle)]
-        regs.sort(key=lambda r: (r.stage, r.parallel))
-        self.names = [r.name for r in regs]
-        self.stages = np.array([r.stage for r in regs])
-        self.parallels = np.array([r.parallel for r in regs])
-        self.n_series = int(self.stages.max())
-        self.n_parallel = int(self.parallels.max())
+        set_cell_layout(self, bundle)
         self.params = ecm.CellParameters(cell_model, len(self.names))
         self.state = ecm.ECMState.initial(self.params)
         self.current = np.zeros(len(self.names))

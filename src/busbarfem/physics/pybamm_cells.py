@@ -39,7 +39,7 @@ from dolfinx import fem
 from busbarfem.analysis.regions import RegionIntegrator
 from busbarfem.coupling.contributions import Contribution, register
 from busbarfem.mesh import MeshBundle
-from busbarfem.physics.cells import cell_region_names
+from busbarfem.physics.cells import cell_region_names, set_cell_layout
 
 _STEP_KEYS = ("E", "R", "heat", "dheat_dI", "heat_reversible", "dheat_reversible_dI", "ocv")
 
@@ -60,13 +60,7 @@ class PyBaMMCellCoupling(Contribution):
         from busbarfem.cells.pybamm_cell import PyBaMMCells
 
         self.bundle, self.model = bundle, cell_model
-        regs = [bundle.regions[n] for n in cell_region_names(bundle)]
-        regs.sort(key=lambda r: (r.stage, r.parallel))
-        self.names = [r.name for r in regs]
-        self.stages = np.array([r.stage for r in regs])
-        self.parallels = np.array([r.parallel for r in regs])
-        self.n_series = int(self.stages.max())
-        self.n_parallel = int(self.parallels.max())
+        set_cell_layout(self, bundle)
         n = len(self.names)
         self.comm = bundle.comm
         rank, size = self.comm.rank, self.comm.size

@@ -228,8 +228,9 @@ class CircuitCoarse:
         self.Z.mult(self.c, y)
 
 
-def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict) -> None:
-    """Turn ``ksp``'s GAMG preconditioner into GAMG + the exact coarse correction on ``Z``."""
+def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict, additive: bool = False) -> None:
+    """Turn ``ksp``'s GAMG preconditioner into GAMG + the exact coarse correction on ``Z``
+    (composed symmetric-multiplicatively; ``additive=True``: added, for comparison)."""
     prefix = ksp.getOptionsPrefix()
     opts = PETSc.Options()
     opts.prefixPush(prefix)
@@ -239,7 +240,8 @@ def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict) -> None:
     opts.prefixPop()
     pc = ksp.getPC()
     pc.setType("composite")
-    pc.setCompositeType(PETSc.PC.CompositeType.SYMMETRIC_MULTIPLICATIVE)
+    pc.setCompositeType(PETSc.PC.CompositeType.ADDITIVE if additive
+                        else PETSc.PC.CompositeType.SYMMETRIC_MULTIPLICATIVE)
     pc.addCompositePCType("python")
     pc.addCompositePCType("gamg")
     pc.getCompositePC(0).setPythonContext(CircuitCoarse(comm, Z))
