@@ -118,7 +118,10 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 # Too big for a quick comparison: 416k electrical dofs, ~3 min serially for three steps.
 # The cold-plate module (122k cells) is compared serial vs mpirun -n 2 on a 2s1p version of
 # itself in tests/verification/test_cooled_module.py.
-TOO_SLOW = {"module_8s6p_cccv.yaml", "module_4s2p_cold_plate.yaml"}
+# (the PyBaMM and abuse examples have their own serial vs mpirun -n 2 tests:
+# test_pybamm_cells_3d.py, test_abuse_3d.py)
+TOO_SLOW = {"module_8s6p_cccv.yaml", "module_4s2p_cold_plate.yaml", "module_2s2p_pybamm.yaml",
+            "abuse_row_holder.yaml"}
 
 # io/hotspots.find_hotspots calls the collective _dof_regions only on ranks that have local
 # maxima; with 3 ranks one often has none and the run deadlocks after the solve. Pinned by

@@ -75,6 +75,8 @@ def _module(out: GeometryNames, geometry: Geometry, first_weld: int) -> None:
     if welded:  # every cell terminal is welded to exactly one plate
         n_welds = 2 * n * m * mod.weld.count
         out.volumes += [naming.weld(k) for k in range(first_weld, first_weld + n_welds)]
+    if mod.holder is not None:  # a block around the cylindrical cells
+        out.volumes.append("holder")
     out.faces += ["module.positive", "module.negative", "module.bottom"]
     out.surfaces.append("cold_plate")
 
