@@ -176,7 +176,8 @@ def test_single_cell_3d_onset_matches_radau(tmp_path_factory, evaluation, h, rec
 @pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own mpirun; run it serially")
 def test_single_cell_node_evaluation_serial_equals_two_ranks(tmp_path, tmp_path_factory, record_property):
     """Per-node kinetics (the dofs split between two ranks): onset time and energy per reaction
-    of ``mpirun -n 2 busbarfem run`` equal the serial run's to 1e-6 relative."""
+    of ``mpirun -n 2 busbarfem run`` equal the serial run's to 1e-6 relative (the energies to 1e-6
+    of the total released)."""
     serial = single_run(tmp_path_factory, "node", 2.0)[0]["abuse"]["cells"]["cell_1_1"]
     case = tmp_path / "case.yaml"
     case.write_text(single_case("node", 2.0))
@@ -194,8 +195,12 @@ def test_single_cell_node_evaluation_serial_equals_two_ranks(tmp_path, tmp_path_
     record_property("node onset serial [s]", serial["onset_time_s"])
     record_property("node onset 2 ranks [s]", cell["onset_time_s"])
     assert cell["onset_time_s"] == pytest.approx(serial["onset_time_s"], rel=1e-6)
+    # the run stops at onset, where the fastest reactions grow steeply: a 1e-6 relative change
+    # of the stop time moves a small reaction's energy by more than 1e-6 of itself, so each
+    # reaction's energy is compared to 1e-6 of the total released
+    total = serial["energy_total_J"]
     for r, e in serial["energy_J"].items():
-        assert cell["energy_J"][r] == pytest.approx(e, rel=1e-6), r
+        assert cell["energy_J"][r] == pytest.approx(e, rel=1e-6, abs=1e-6 * total), r
 
 
 SHORT = """
