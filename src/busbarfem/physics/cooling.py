@@ -140,7 +140,7 @@ class CoolantContribution(Contribution):
         self.tolerance, self.max_iterations = float(tolerance), int(max_iterations)
         self.t_start = 0.0  # start of the current step (end of the last accepted one)
         self.coupling_iterations: list[int] = []  # Picard iterations of each thermal solve
-        self._cell_forms: list = []
+        self._cell_names: list[str] = []
         self._cell_volume = np.zeros(0)
         # coolant temperatures at the start of this step and of the last one, for the guess
         self._T_f_start: np.ndarray | None = None
@@ -363,12 +363,13 @@ class CoolantContribution(Contribution):
         self.update(refresh_h=True)  # the coolant at the initial temperature (the t = 0 record)
         b = model.bundle
         cells = [n for n in b.volume_names() if b.regions[n].kind == "cell"]
-        if cells:
-            dx = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
-            self._cell_forms = [fem.form(model.thermal.T * dx(b.tags[n])) for n in cells]
-            one = fem.Constant(b.mesh, 1.0)
-            self._cell_volume = np.array([self.comm.allreduce(fem.assemble_scalar(fem.form(one * dx(b.tags[n]))),
-                                                              op=MPI.SUM) for n in cells])
+        if cells:  # one vector assembly per call for every region (as the cell models do)
+            from busbarfem.analysis.regions import RegionIntegrator
+
+            self._cell_names = cells
+            self._T_int = RegionIntegrator(b, model.thermal.T)
+            vols = RegionIntegrator(b, fem.Constant(b.mesh, 1.0)).by_region()
+            self._cell_volume = np.array([vols[n] for n in cells])
 
     def robin_terms(self) -> list[RobinTerm]:
         """The channel walls' ``h* (T - T_f)``, booked as coolant heat."""
@@ -415,10 +416,10 @@ class CoolantContribution(Contribution):
 
     def cell_temperatures(self) -> np.ndarray:
         """Mean temperature of every battery cell [K] (empty without cells)."""
-        if not self._cell_forms:
+        if not self._cell_names:
             return np.zeros(0)
-        tot = np.array([self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM) for f in self._cell_forms])
-        return tot / self._cell_volume
+        tot = self._T_int.by_region()
+        return np.array([tot[n] for n in self._cell_names]) / self._cell_volume
 
     def columns(self, heat: dict) -> dict:
         """Per circuit outlet T, heat removed, dp, pumping power; per channel heat; cell spread."""
