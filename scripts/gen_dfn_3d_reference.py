@@ -3,7 +3,8 @@
     python scripts/gen_dfn_3d_reference.py      # needs pybamm (pip install busbarfem[pybamm])
 
 Isothermal 298.15 K, from PyBaMM SOC 1 (``set_initial_state(1.0)``), 5 A (PyBaMM's 1C) for
-300 s, sampled every second. Writes tests/data/LG_M50_DFN_Chen2020_1C_300s.csv (time [s],
+300 s, at the solver's output times (every 0.5 s or closer; PyBaMM adds its own steps to
+the requested 1 s grid). Writes tests/data/LG_M50_DFN_Chen2020_1C_300s.csv (time [s],
 current [A], voltage [V]); tests/verification/test_pybamm_cells_3d.py compares a 1s1p 3D
 module whose cell is ``cell.model: pybamm`` with ``model: DFN`` against it.
 """

@@ -120,7 +120,7 @@ def test_single_spme_cell_in_3d_reproduces_standalone_pybamm(tmp_path):
 @pytest.mark.slow
 def test_single_dfn_cell_in_3d_reproduces_standalone_pybamm_dfn(tmp_path):
     """``model: DFN`` in the same 1s1p module, 300 s at 1C (5 A) from SOC 1 in 30 s steps,
-    against PyBaMM's standalone DFN of the same set (cached, 1 s samples:
+    against PyBaMM's standalone DFN of the same set (cached at <= 0.5 s spacing:
     scripts/gen_dfn_3d_reference.py): the 3D cell voltage and the terminal voltage within
     2 mV at every step (measured: cell 0.06 mV max, terminal 0.83 mV, the interconnect drop;
     about 2.5 min on a loaded 2-core machine, most of it the DFN build and the mesh)."""
