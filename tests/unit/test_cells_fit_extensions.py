@@ -48,7 +48,7 @@ def test_fit_recovers_diffusion_and_kinetics():
 
 def test_fit_ecm_cli_writes_the_extensions_and_checks_their_flags(tmp_path, capsys):
     """`fit-ecm DATA --diffusion --kinetics` writes a cell file with both blocks that loads as
-    a preset; --electrode-ocv / --pulse-rates without --pybamm exit 2 naming the flag."""
+    a preset; --electrode-ocv / --pulse-rates / --cc-rates without --pybamm exit 2 naming the flag."""
     import yaml
 
     from busbarfem.case.cells import CellModel
@@ -65,6 +65,43 @@ def test_fit_ecm_cli_writes_the_extensions_and_checks_their_flags(tmp_path, caps
     assert {"diffusion", "kinetics"} <= set(cell)
     model = CellModel(preset=str(out))
     assert model.diffusion is not None and model.kinetics is not None
-    for i, flag in enumerate((["--electrode-ocv"], ["--pulse-rates", "1,2"])):
+    for i, flag in enumerate((["--electrode-ocv"], ["--pulse-rates", "1,2"], ["--cc-rates", "1"])):
         assert main(["fit-ecm", str(csv), "-o", str(tmp_path / f"x{i}.yaml"), *flag]) == 2
         assert "--pybamm" in capsys.readouterr().err
+
+
+def cc_test(name="cc", amps=4.0):
+    """Constant-current discharge from SOC 1 at ``amps`` for 1600 s, 10 s samples."""
+    t = np.arange(0.0, 1601.0, 10.0)
+    current = np.where(t > 0.0, amps, 0.0)
+    return CellTest(name, t, current, np.zeros_like(t), np.full(t.size, 298.15), initial_soc=1.0)
+
+
+def test_fit_weights_equal_repeated_tests_and_pull_the_fit_to_the_weighted_test():
+    """FitOptions.weights multiplies a test's squared residuals: weight 3 on a CC discharge
+    gives the fit of the data with that discharge three times (no smoothing penalty: the
+    same least-squares problem; tables and tau to 1e-6), and a model that cannot fit both
+    tests (1 RC pair, no lag or kinetics, for data with both) moves its error from the
+    weighted discharge to the pulses."""
+    pulses, cc = pulse_test(), cc_test()
+    for t in (pulses, cc):
+        t.voltage = simulate_ecm(TRUE, t)
+    copies = [cc_test(f"cc{i}") for i in range(3)]
+    for t in copies:
+        t.voltage = cc.voltage.copy()
+    opts = dict(n_rc=1, capacity=2.0, soc_nodes=[0.0, 0.5, 1.0], ocv=OCV, smoothing=0.0,
+                tau_bounds=[(3.0, 3000.0)], tau_start=[30.0])
+    w3 = fit_ecm([pulses, cc], FitOptions(weights={"cc": 3.0}, **opts))
+    rep = fit_ecm([pulses, *copies], FitOptions(**opts))
+    assert w3.nonlinear["tau"][0] == pytest.approx(rep.nonlinear["tau"][0], rel=1e-6)
+    for key in ("R0",):
+        np.testing.assert_allclose(np.asarray(w3.cell[key])[:, 1], np.asarray(rep.cell[key])[:, 1], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(w3.cell["rc_pairs"][0]["R"])[:, 1],
+                               np.asarray(rep.cell["rc_pairs"][0]["R"])[:, 1], rtol=1e-5)
+    plain = fit_ecm([pulses, cc], FitOptions(**opts))
+    heavy = fit_ecm([pulses, cc], FitOptions(weights={"cc": 100.0}, **opts))
+    assert plain.rms["cc"] > 1e-3  # the reduced model does not fit the discharge exactly
+    assert heavy.rms["cc"] < 0.7 * plain.rms["cc"]
+    assert heavy.rms["pulses"] > plain.rms["pulses"]
+    with pytest.raises(ValueError, match="no test named"):
+        fit_ecm([pulses], FitOptions(weights={"cc": 2.0}, **opts))

@@ -250,6 +250,9 @@ class FitOptions:
         kinetics: fit a Butler-Volmer (asinh) overpotential (``cell.kinetics``: an R table on
             ``soc_nodes``, its current scale and activation energy) in series with R0.
         kinetics_start: initial current scale I_s [A].
+        weights: per test name, a weight of its squared voltage residuals (default 1 for
+            every test; e.g. weight constant-current discharges so the fit sees the
+            high-rate depletion they show next to the many pulse samples).
     """
 
     n_rc: int = 2
@@ -270,6 +273,7 @@ class FitOptions:
     ocv: list[tuple[float, float]] | None = None
     kinetics: bool = False
     kinetics_start: float = 2.0
+    weights: dict[str, float] | None = None
 
     def check(self) -> None:
         """Raise ValueError naming the bad option."""
@@ -292,6 +296,8 @@ class FitOptions:
             arr = np.asarray(self.ocv, dtype=float)
             if arr.ndim != 2 or arr.shape[1] != 2 or np.any(np.diff(arr[:, 0]) <= 0):
                 raise ValueError("ocv: a [[soc, V], ...] table with increasing SOC")
+        if self.weights is not None and any(not w > 0 for w in self.weights.values()):
+            raise ValueError(f"weights: positive numbers per test name, got {self.weights}")
 
 
 def hat_basis(x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
@@ -436,6 +442,11 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
         O = None if (opt.diffusion or ocv_given is not None) else ramp_basis(soc, onodes)
         prep.append(_Prepared(t, dt, soc, hat_basis(soc_prev, rnodes), O, b))
     n_total = sum(p.b.size for p in prep)
+    unknown = sorted(set(opt.weights or {}) - set(names))
+    if unknown:
+        raise ValueError(f"weights: no test named {', '.join(unknown)}; tests: {', '.join(names)}")
+    row_w = np.concatenate([np.full(p.b.size, np.sqrt((opt.weights or {}).get(p.test.name, 1.0)))
+                            for p in prep])
     i_rms = float(np.sqrt(np.mean(np.concatenate([p.test.current for p in prep]) ** 2)))
     n_lin = M + J * KT
     # second-difference penalty rows on each R table
@@ -491,8 +502,8 @@ def fit_ecm(tests: list[CellTest], options: FitOptions | None = None) -> FitResu
     # column scaling keeps lsq_linear well conditioned (OCV ~ V, R columns ~ A)
     def solve_linear(theta):
         A, b = design(theta)
-        Aa = np.concatenate([A, pen], axis=0)
-        ba = np.concatenate([b, np.zeros(pen.shape[0])])
+        Aa = np.concatenate([A * row_w[:, None], pen], axis=0)
+        ba = np.concatenate([b * row_w, np.zeros(pen.shape[0])])
         scale = np.linalg.norm(Aa, axis=0)
         scale[scale == 0.0] = 1.0
         As = Aa / scale
@@ -706,6 +717,11 @@ def add_cli(sub) -> None:
                         "instead of fitting it")
     f.add_argument("--pulse-rates", default=None,
                    help="with --pybamm: HPPC pulse C-rates, comma separated (default 1)")
+    f.add_argument("--cc-rates", default=None,
+                   help="with --pybamm: also fit constant-current discharges from SOC 1 to --v-min at "
+                        "these C-rates (298.15 K), comma separated, e.g. 0.5,1,2")
+    f.add_argument("--cc-weight", type=float, default=10.0,
+                   help="weight of the --cc-rates discharges' squared residuals (pulse tests: 1; default 10)")
     f.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (and the report folder busbarfem wrote before)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -739,6 +755,7 @@ def run_cli(args) -> int:
                 base = load_preset(args.base).get("cell", {})
         except (OSError, ValueError) as exc:
             raise CaseError(f"--base: {exc}", file=args.base) from None
+    weights: dict[str, float] = {}
     try:
         if args.pybamm:
             from busbarfem.cells.pybamm_tests import pybamm_tests
@@ -748,11 +765,23 @@ def run_cli(args) -> int:
             if rates is not None and (not rates or min(rates) <= 0):
                 raise CaseError(f"--pulse-rates {args.pulse_rates!r}: positive C-rates, e.g. 0.5,1,2")
             tests = pybamm_tests(args.pybamm, args.pybamm_model, temperatures=temps, pulse_rates=rates)
+            if args.cc_rates:
+                from busbarfem.cells.pybamm_tests import cc_discharge
+
+                cc_rates = [float(x) for x in args.cc_rates.split(",") if x.strip()]
+                if not cc_rates or min(cc_rates) <= 0 or not args.cc_weight > 0:
+                    raise CaseError(f"--cc-rates {args.cc_rates!r} / --cc-weight {args.cc_weight:g}: "
+                                    "positive C-rates, e.g. 0.5,1,2, and a positive weight")
+                for c in cc_rates:
+                    cc = cc_discharge(args.pybamm, args.pybamm_model, c, initial_soc=1.0)
+                    cc.name = f"cc_{c:g}C_298.15K"
+                    tests.append(cc)
+                    weights[cc.name] = args.cc_weight
         else:
             if not args.data:
                 raise CaseError("give test CSV files or --pybamm PARAMETER_SET")
-            if args.electrode_ocv or args.pulse_rates:
-                raise CaseError("--electrode-ocv and --pulse-rates need --pybamm PARAMETER_SET")
+            if args.electrode_ocv or args.pulse_rates or args.cc_rates:
+                raise CaseError("--electrode-ocv, --pulse-rates and --cc-rates need --pybamm PARAMETER_SET")
             tests = [read_test_csv(p) for p in args.data]
         ocv = None
         if args.pybamm and args.electrode_ocv:
@@ -761,7 +790,8 @@ def run_cli(args) -> int:
             ocv = electrode_ocv(args.pybamm)
         opts = FitOptions(n_rc=args.n_rc, capacity=args.capacity, v_min=args.v_min,
                           entropic_coefficient=base.get("entropic_coefficient"),
-                          diffusion=args.diffusion, kinetics=args.kinetics, ocv=ocv)
+                          diffusion=args.diffusion, kinetics=args.kinetics, ocv=ocv,
+                          weights=weights or None)
         result = fit_ecm(tests, opts)
     except FitDataError as exc:
         raise CaseError(exc.message, file=exc.file, line=exc.line) from None
