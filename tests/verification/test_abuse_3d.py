@@ -498,7 +498,27 @@ def test_external_short_of_one_cell_matches_the_ecm(tmp_path, record_property):
 MODULE_SHORT = SHORT.replace(
     "- {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}",
     "- {type: external_short, module: true, resistance: 0.02}").replace(
-    "t_end: 0.02, dt: 0.01", "t_end: 1.0, dt: 0.05")
+    "t_end: 0.02, dt: 0.01", "t_end: 1.0, dt: 0.05").replace(
+    # the short pulls the cells below the load's default 3 V limit (which would stop the run)
+    "current: 0.0}", "current: 0.0, minimum_cell_voltage: 1.0}")
+
+
+def interconnect_resistance(tmp_path, text) -> float:
+    """Terminal-to-terminal resistance of the 3D module with its cells' transfer resistance
+    removed (the cells' g = 1/(R Vol) scaled by 1e9, so each cell body is an ideal source
+    between its two collector networks): the path of collector foils, tabs, welds and plates
+    that the lumped ECM network does not have. From the conductance dI/dV of one solve of
+    the same mesh (no run), written here independently of the short."""
+    from busbarfem.api import _source_of, case_from_dict
+    from busbarfem.coupling import Simulation
+
+    case, src = _source_of(case_from_dict(yaml.safe_load(text), tmp_path))
+    with Simulation(case, src, MPI.COMM_SELF, outdir=tmp_path / "ic") as sim:
+        sim.setup()
+        el = sim.model.electrical
+        el.g.x.array[:] *= 1e9
+        sol = el.solve("voltage", 0.0)
+        return -1.0 / sol.conductance  # discharge-positive: a source has dI/dV < 0
 
 
 def test_external_short_of_the_module_terminals(tmp_path, record_property):
@@ -512,7 +532,9 @@ def test_external_short_of_the_module_terminals(tmp_path, record_property):
     from busbarfem.case.cells import CellModel
 
     cm = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
-    R_ic = 0.0  # TODO
+    R_ic = interconnect_resistance(tmp_path, MODULE_SHORT)
+    record_property("module interconnect resistance from the 3D geometry [ohm]", R_ic)
+    assert 0.0 < R_ic < 1e-3
     I_ref, _ = ecm_short_reference(2, 0.02, R_ic, 1.0, mcp=cm.rho * cm.cp * vol)
     I_ideal, _ = ecm_short_reference(2, 0.02, 0.0, 1.0, mcp=cm.rho * cm.cp * vol)
     tm, sl = _mid(cols)
