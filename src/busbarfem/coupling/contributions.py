@@ -29,6 +29,9 @@ every step of length ``dt`` (the solve may be repeated: step rejection, event lo
     * ``advance(t, dt, T, solution)`` after the thermal solve: integrate the state over
       the step (sub-stepping is the contribution's business); ``snapshot()`` and
       ``restore(snap)`` undo it when the step is retried;
+    * ``terminal_target(t, target)``: the terminal target at ``t`` (the load's, or a
+      replacement, e.g. a ``"resistance"`` target while an external short of the module
+      terminals is on);
     * ``max_dt(t)`` before the step is proposed: the longest step the contribution's
       physics allows from ``t`` [s] (default inf), e.g. a stiff reaction near onset or
       the time to a scheduled switch; the stepper cuts the proposed step to the smallest

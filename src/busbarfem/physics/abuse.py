@@ -295,6 +295,11 @@ class AbuseCoupling(Contribution):
         if self.oven is not None:
             self.oven_h.value = profile_value(self.oven.h, self.t + dt)
             self.oven_T.value = profile_value(self.oven.temperature, self.t + dt)
+            # the oven's h (a time profile, and the radiation linearised about the iterate
+            # T_k) changes between solves: the thermal operator must be re-assembled, or its
+            # matrix keeps the first h while the right-hand side h T_oven moves (the heat
+            # applied then is not h (T_oven - T) and the energy book does not close)
+            self.thermal.robin_version += 1
         T0 = self._point_T(self.thermal.T_n)
         self._T_start = T0
         st = self.state
