@@ -199,3 +199,18 @@ def test_external_short_switch_defaults():
     with pytest.raises(ValueError, match="exactly one of"):
         ExternalShortTrigger.model_validate({"type": "external_short", "module": True, "cell": "cell_1_1",
                                              "resistance": 0.01})
+
+
+def test_resistance_terminal_mode():
+    """The ``resistance`` terminal mode solves I0 + G V = V / R (a resistor across the terminals):
+    for a source I0 = 10 A, G = -2 S, R = 0.5 ohm, V = 10 / (2 + 2) = 2.5 V and I = 5 A = V / R;
+    R = 0 is a dead short (V = 0); a resistor matching a passive conductance has no solution."""
+    from busbarfem.errors import SolveError
+    from busbarfem.physics.electrical import ElectricalProblem
+
+    V = ElectricalProblem._terminal_voltage("resistance", 0.5, 10.0, -2.0)
+    assert V == pytest.approx(2.5, rel=1e-15)
+    assert 10.0 - 2.0 * V == pytest.approx(V / 0.5, rel=1e-15)
+    assert ElectricalProblem._terminal_voltage("resistance", 0.0, 10.0, -2.0) == 0.0
+    with pytest.raises(SolveError, match="no solution"):
+        ElectricalProblem._terminal_voltage("resistance", 0.5, 0.0, 2.0)
