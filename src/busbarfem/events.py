@@ -99,9 +99,9 @@ def margin_of(conditions: Sequence[Condition], key: str) -> float:
 
 
 #: Terminal targets under which the cell currents change within a step even with the
-#: cell parameters frozen (held voltage, held power): these steps use the linear-in-time
-#: current update and :class:`HoldCurrentControl`.
-VARYING_CURRENT_MODES = ("voltage", "power")
+#: cell parameters frozen (held voltage, held power, a resistor across the terminals):
+#: these steps use the linear-in-time current update and :class:`HoldCurrentControl`.
+VARYING_CURRENT_MODES = ("voltage", "power", "resistance")
 
 Trial = Callable[[float], tuple[object, list[Condition]]]
 

@@ -170,12 +170,12 @@ abuse:
 @pytest.mark.parametrize("trigger,key,words", [
     ("{type: heater, cell: cell_9_9, power: 5.0, duration: 5.0}", "abuse.triggers.0.cell",
      ("no cell region 'cell_9_9'", "cell_1_1")),
-    ("{type: external_short, module: true, resistance: 0.01}", "abuse.triggers.0.module",
-     ("module terminals is not available",)),
+    ("{type: internal_short, cell: cell_1_3, resistance: 0.01, at_time: 1.0}", "abuse.triggers.0.cell",
+     ("no cell region 'cell_1_3'", "cell_1_1")),
 ])
 def test_3d_run_locates_trigger_errors(tmp_path, capsys, trigger, key, words):
-    """In the 3D run a trigger naming a cell the mesh lacks, or a module external short, is a
-    located input error (exit 2, the trigger's line), not a traceback."""
+    """In the 3D run a trigger naming a cell the mesh lacks is a located input error (exit 2,
+    the trigger's line), not a traceback."""
     text = SINGLE_3D.replace("TRIGGER", trigger)
     case = tmp_path / "case.yaml"
     case.write_text(text)
@@ -184,3 +184,33 @@ def test_3d_run_locates_trigger_errors(tmp_path, capsys, trigger, key, words):
     assert code == 2, err
     assert "Traceback" not in err and all(w in err for w in words), err
     assert f"case.yaml:{line_of(text, trigger[:20])}" in err, err
+
+
+def test_external_short_switch_defaults():
+    """An external short is on from t = 0 unless given a time or a temperature; the module form
+    takes at_temperature (the hottest cell's mean)."""
+    from busbarfem.case.abuse import ExternalShortTrigger
+
+    on = ExternalShortTrigger.model_validate({"type": "external_short", "module": True, "resistance": 0.01})
+    assert on.at_time == 0.0 and on.at_temperature is None
+    hot = ExternalShortTrigger.model_validate({"type": "external_short", "module": True, "resistance": 0.01,
+                                              "at_temperature": 400.0})
+    assert hot.at_time is None and hot.at_temperature == 400.0
+    with pytest.raises(ValueError, match="exactly one of"):
+        ExternalShortTrigger.model_validate({"type": "external_short", "module": True, "cell": "cell_1_1",
+                                             "resistance": 0.01})
+
+
+def test_resistance_terminal_mode():
+    """The ``resistance`` terminal mode solves I0 + G V = V / R (a resistor across the terminals):
+    for a source I0 = 10 A, G = -2 S, R = 0.5 ohm, V = 10 / (2 + 2) = 2.5 V and I = 5 A = V / R;
+    R = 0 is a dead short (V = 0); a resistor matching a passive conductance has no solution."""
+    from busbarfem.errors import SolveError
+    from busbarfem.physics.electrical import ElectricalProblem
+
+    V = ElectricalProblem._terminal_voltage("resistance", 0.5, 10.0, -2.0)
+    assert V == pytest.approx(2.5, rel=1e-15)
+    assert 10.0 - 2.0 * V == pytest.approx(V / 0.5, rel=1e-15)
+    assert ElectricalProblem._terminal_voltage("resistance", 0.0, 10.0, -2.0) == 0.0
+    with pytest.raises(SolveError, match="no solution"):
+        ElectricalProblem._terminal_voltage("resistance", 0.5, 0.0, 2.0)

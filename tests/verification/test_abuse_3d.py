@@ -83,8 +83,9 @@ def kim_reference(h_A_per_V, T_amb, t_end):
     return sol, float(sol.t_events[0][0])
 
 
-def run_3d(tmp_path, text, comm=MPI.COMM_SELF):
-    """Run the case in-process; returns (summary, columns, cell volume, cooled area)."""
+def run_3d(tmp_path, text, comm=MPI.COMM_SELF, area_of="cell_1_1"):
+    """Run the case in-process; returns (summary, columns, cell volume, area of the facets of
+    ``area_of``: the can's cooled area, or ``"exterior"``)."""
     import ufl
     from dolfinx import fem
 
@@ -100,7 +101,7 @@ def run_3d(tmp_path, text, comm=MPI.COMM_SELF):
         vol = comm.allreduce(fem.assemble_scalar(fem.form(one * dx(b.tags["cell_1_1"]))), op=MPI.SUM)
         from dolfinx import mesh as dmesh
 
-        fac = b.facets_of("cell_1_1")
+        fac = b.facets_of(area_of)
         tags = dmesh.meshtags(b.mesh, 2, np.sort(fac).astype(np.int32), np.ones(len(fac), np.int32))
         ds = ufl.Measure("ds", domain=b.mesh, subdomain_data=tags)
         area = comm.allreduce(fem.assemble_scalar(fem.form(one * ds(1))), op=MPI.SUM)
@@ -228,13 +229,44 @@ abuse:
 """
 
 
+def loop_resistance(tmp_path, text, R0: float) -> float:
+    """Resistance of the path between the two cells of a 1s2p module (collector networks, tabs,
+    welds, plates) from one conduction solve of the same mesh, written here: each cell body a
+    source of internal resistance R0 (g = 1/(R0 Vol)), EMF 1 V in cell 1 and 0 in cell 2,
+    terminals open (current 0): the loop current I = 1 V / (2 R0 + R_loop)."""
+    from busbarfem.analysis.regions import RegionIntegrator
+    from busbarfem.api import _source_of, case_from_dict
+    from busbarfem.coupling import Simulation
+
+    case, src = _source_of(case_from_dict(yaml.safe_load(text), tmp_path))
+    with Simulation(case, src, MPI.COMM_SELF, outdir=tmp_path / "loop") as sim:
+        sim.setup()
+        el, b = sim.model.electrical, sim.bundle
+        ab = sim.model.contribution("abuse")
+        el.g.x.array[:] = 0.0
+        el.emf.x.array[:] = 0.0
+        for i, name in enumerate(ab.names):
+            c = b.cells_of(name)
+            el.g.x.array[c] = 1.0 / (R0 * ab.volumes[i])
+            el.emf.x.array[c] = 1.0 if i == 0 else 0.0
+        el.g.x.scatter_forward()
+        el.emf.x.scatter_forward()
+        sol = el.solve("current", 0.0)
+        assert abs(sol.current) < 1e-9
+        cur = RegionIntegrator(b, el.transfer_current()).by_region()
+        i1, i2 = cur[ab.names[0]], cur[ab.names[1]]
+        assert i1 == pytest.approx(-i2, rel=1e-9)  # open terminals: the loop current only
+        return 1.0 / abs(i1) - 2.0 * R0
+
+
 def test_internal_short_drains_the_parallel_neighbour(tmp_path, record_property):
     """1s2p LG M50 module at rest, 50 mOhm internal short in cell_1_1: the short current and its
     split between the shorted cell and its parallel neighbour (through the busbars) equal the
-    lumped ECM network (two cells E = OCV, R0 at SOC 0.9, 25 C; short across cell 1; no load;
-    ideal busbars) within 1 % for the short and the shorted cell; the neighbour's current, which
-    flows through its tabs, welds and the plates, is 1.1 % below the ideal network (the path
-    resistance the network omits, about 1 % of R0; asserted within 1.5 %) and heats the busbars."""
+    lumped ECM network (two cells E = OCV, R0 at SOC 0.9, 25 C; short across cell 1; no load)
+    within 1 %, with the neighbour connected through the loop resistance of the 3D geometry
+    (collector networks, tabs, welds, plates: a conduction solve of the same mesh,
+    :func:`loop_resistance`); with ideal busbars the neighbour would be 1.1 % off. The
+    neighbour's current heats the busbars."""
     from busbarfem.case.cells import CellModel
 
     summary, cols, _, _ = run_3d(tmp_path, SHORT)
@@ -243,19 +275,23 @@ def test_internal_short_drains_the_parallel_neighbour(tmp_path, record_property)
     E = float(np.interp(0.9, ocv_tab[:, 0], ocv_tab[:, 1]))
     R0 = float(np.interp(0.9, r0_tab[:, 0], r0_tab[:, 1]))  # at T_ref = 25 C = the initial T
     Rs = 0.05
-    V = (2 * E / R0) / (2 / R0 + 1 / Rs)
-    I1 = I2 = (E - V) / R0
+    R_loop = loop_resistance(tmp_path, SHORT, R0)
+    record_property("loop resistance cell 1 - cell 2 from the 3D geometry [ohm]", R_loop)
+    assert 0.0 < R_loop < 1e-3
+    V = E * (1 / R0 + 1 / (R0 + R_loop)) / (1 / R0 + 1 / (R0 + R_loop) + 1 / Rs)
+    I1, I2 = (E - V) / R0, (E - V) / (R0 + R_loop)
     Is = V / Rs
+    V_ideal = (2 * E / R0) / (2 / R0 + 1 / Rs)
+    record_property("neighbour current ideal-busbar network [A]", (E - V_ideal) / R0)
     i1, i2 = cols["I_cell_1_1 [A]"][1], cols["I_cell_1_2 [A]"][1]
     i_s = cols["short_1_cell_1_1_current [A]"][1]
     record_property("short current 3D [A]", float(i_s))
     record_property("short current lumped [A]", Is)
     record_property("neighbour current 3D / lumped", float(i2 / I2))
-    assert abs(i_s) == pytest.approx(Is, rel=0.01)
-    assert abs(i1) == pytest.approx(I1, rel=0.01)
-    record_property("implied interconnect resistance [ohm]", float((E - V) / abs(i2) - R0))
-    assert abs(i2) == pytest.approx(I2, rel=0.015)
-    assert abs(i2) < I2  # the busbar path only adds resistance
+    assert abs(i_s) == pytest.approx(Is, rel=2e-3)
+    assert abs(i1) == pytest.approx(I1, rel=2e-3)
+    record_property("shorted cell 3D / lumped", float(i1 / I1))
+    assert abs(i2) == pytest.approx(I2, rel=2e-3)  # (brief: 1 %; ideal busbars: 1.1 % off)
     assert abs(i1 + i2) == pytest.approx(abs(i_s), rel=1e-6)  # no load: the cells feed the short only
     assert cols["joule_conductors [W]"][1] > 0
     sh = summary["abuse"]["shorts"][0]
@@ -420,3 +456,218 @@ def test_node_evaluation_restarts_from_a_checkpoint(tmp_path, record_property):
     for r, e in a["energy_J"].items():
         assert b["energy_J"][r] == pytest.approx(e, rel=1e-9), r
     assert again["abuse"]["events"] == first["abuse"]["events"]
+
+
+def ecm_short_reference(n_par: int, R_ext: float, R_ic: float, t_end: float, soc0: float = 0.9,
+                        T0: float = 298.15, mcp: float | None = None):
+    """Independent Radau (rtol 1e-10) of n_par identical LG M50 ECM cells in parallel shorted
+    through R_ext (+ the interconnect R_ic in series): I = (OCV - sum V_rc) / (R0 / n + R_ic + R_ext),
+    each cell carrying I / n, its RC pairs dV/dt = (R_k I/n - V)/tau_k, SOC by coulomb counting,
+    its temperature heated by (I/n)(R0 I/n + sum V_rc) (adiabatic over the second: the
+    convective loss of 10 W/m^2/K moves T by < 1e-4 K). Returns the current as a function of t."""
+    from busbarfem.case.cells import CellModel
+    from busbarfem.cells import ecm
+
+    p = ecm.CellParameters(CellModel(preset="LG_M50", initial_soc=soc0), 1)
+    cap = p.cell.capacity
+
+    def current(z):
+        soc, T, vrc = z[0:1], z[1], z[2:]
+        return n_par * (p.ocv(soc, T)[0] - vrc.sum()) / (p.R0(soc, T)[0] + n_par * (R_ic + R_ext))
+
+    def f(t, z):
+        soc, T, vrc = z[0:1], z[1], z[2:]
+        i = current(z) / n_par
+        heat = i * (p.R0(soc, T)[0] * i + vrc.sum())
+        return np.concatenate([[-i / (3600 * cap), heat / mcp], (p.rc_R(soc, T)[0] * i - vrc) / p.rc_tau])
+
+    ref = solve_ivp(f, (0, t_end), np.concatenate([[soc0, T0], np.zeros(p.n_rc)]), method="Radau",
+                    rtol=1e-10, atol=1e-12, dense_output=True)
+    assert ref.success
+    return lambda t: current(ref.sol(t)), p
+
+
+def _mid(cols):
+    """Mid-step times of the recorded steps (the quasi-static solve of a step is at its middle)."""
+    t = np.asarray(cols["time [s]"])
+    return 0.5 * (t[1:] + t[:-1]), slice(1, None)
+
+
+CELL_SHORT = SHORT.replace("parallel: 2", "parallel: 1").replace(
+    "- {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}",
+    "- {type: external_short, cell: cell_1_1, resistance: 0.02}").replace(
+    "t_end: 0.02, dt: 0.01", "t_end: 1.0, dt: 0.05")
+
+
+def test_external_short_of_one_cell_matches_the_ecm(tmp_path, record_property):
+    """External short (R_ext = 20 mOhm across the cell's two potentials) of one LG M50 21700 in
+    3D at SOC 0.9: the short current of every step over the first second equals (OCV -
+    polarisation) / (R0 + R_ext) of the lumped ECM (independent Radau) within 1 %; over the
+    event the books close to 1e-6: thermal (Joule + reaction heat = stored + removed) and
+    electrical (the cell's electrochemical energy = the energy into the short resistor + the
+    heat generated in the model less the reaction heat)."""
+    summary, cols, vol, _ = run_3d(tmp_path, CELL_SHORT)
+    from busbarfem.case.cells import CellModel
+
+    cm = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
+    I_ref, _ = ecm_short_reference(1, 0.02, 0.0, 1.0, mcp=cm.rho * cm.cp * vol)
+    tm, sl = _mid(cols)
+    i3d = np.abs(np.asarray(cols["short_1_cell_1_1_current [A]"])[sl])
+    ir = np.array([I_ref(t) for t in tm])
+    err = float(np.max(np.abs(i3d - ir) / ir))
+    record_property("cell external short 3D current at 0.025 / 0.975 s [A]", [float(i3d[0]), float(i3d[-1])])
+    record_property("cell external short ECM current at 0.025 / 0.975 s [A]", [float(ir[0]), float(ir[-1])])
+    record_property("cell external short max rel current error, first second", err)
+    assert err < 0.01
+    e = summary["energy"]
+    sh = summary["abuse"]["shorts"][0]
+    reaction = sum(summary["abuse"]["cells"]["cell_1_1"]["energy_J"].values())
+    record_property("thermal residual rel", e["thermal_residual_rel"])
+    assert abs(e["heat_generated_J"] - e["heat_stored_J"] - e["heat_removed_J"]) < 1e-6 * e["heat_generated_J"]
+    electrical = e["electrochemical_energy_J"] - e["electrical_energy_out_J"]
+    book = sh["energy_J"] + e["heat_generated_J"] - reaction
+    record_property("short resistor energy [J]", sh["energy_J"])
+    record_property("electrical book rel", abs(electrical - book) / electrical)
+    assert electrical == pytest.approx(book, rel=1e-6)
+
+
+MODULE_SHORT = SHORT.replace(
+    "- {type: internal_short, cell: cell_1_1, resistance: 0.05, at_time: 0.0}",
+    "- {type: external_short, module: true, resistance: 0.02}").replace(
+    "t_end: 0.02, dt: 0.01", "t_end: 1.0, dt: 0.05").replace(
+    # the short pulls the cells below the load's default 3 V limit (which would stop the run)
+    "current: 0.0}", "current: 0.0, minimum_cell_voltage: 1.0}")
+
+
+def interconnect_resistance(tmp_path, text) -> float:
+    """Terminal-to-terminal resistance of the 3D module with its cells' transfer resistance
+    removed (the cells' g = 1/(R Vol) scaled by 1e9, so each cell body is an ideal source
+    between its two collector networks): the path of collector foils, tabs, welds and plates
+    that the lumped ECM network does not have. From the conductance dI/dV of one solve of
+    the same mesh (no run), written here independently of the short."""
+    from busbarfem.api import _source_of, case_from_dict
+    from busbarfem.coupling import Simulation
+
+    case, src = _source_of(case_from_dict(yaml.safe_load(text), tmp_path))
+    with Simulation(case, src, MPI.COMM_SELF, outdir=tmp_path / "ic") as sim:
+        sim.setup()
+        el = sim.model.electrical
+        el.g.x.array[:] *= 1e9
+        sol = el.solve("voltage", 0.0)
+        return -1.0 / sol.conductance  # discharge-positive: a source has dI/dV < 0
+
+
+def test_external_short_of_the_module_terminals(tmp_path, record_property):
+    """1s2p LG M50 module (SOC 0.9), a 20 mOhm resistor across its terminals from t = 0 (the
+    ``resistance`` terminal mode): the module current over the first second equals the lumped
+    ECM network of the two cells in parallel with the interconnect resistance of the 3D
+    geometry (tabs, welds, plates; from a passive conduction solve of the same mesh) in series,
+    within 1 %; the energy into the short resistor is the terminal energy V^2/R, and the books
+    close to 1e-6 (thermal; electrochemical = short resistor + electrical heat)."""
+    summary, cols, vol, _ = run_3d(tmp_path, MODULE_SHORT)
+    from busbarfem.case.cells import CellModel
+
+    cm = CellModel.model_validate({"preset": "LG_M50", "initial_soc": 0.9})
+    R_ic = interconnect_resistance(tmp_path, MODULE_SHORT)
+    record_property("module interconnect resistance from the 3D geometry [ohm]", R_ic)
+    assert 0.0 < R_ic < 1e-3
+    I_ref, _ = ecm_short_reference(2, 0.02, R_ic, 1.0, mcp=cm.rho * cm.cp * vol)
+    I_ideal, _ = ecm_short_reference(2, 0.02, 0.0, 1.0, mcp=cm.rho * cm.cp * vol)
+    tm, sl = _mid(cols)
+    i3d = np.asarray(cols["current [A]"])[sl]
+    ir = np.array([I_ref(t) for t in tm])
+    err = float(np.max(np.abs(i3d - ir) / ir))
+    record_property("module short 3D current at 0.025 / 0.975 s [A]", [float(i3d[0]), float(i3d[-1])])
+    record_property("module short network current at 0.025 / 0.975 s [A]", [float(ir[0]), float(ir[-1])])
+    record_property("module short ideal-busbar network at 0.025 s [A]", float(I_ideal(tm[0])))
+    record_property("module short max rel current error, first second", err)
+    assert err < 0.01
+    V = np.asarray(cols["voltage [V]"])[sl]
+    assert np.asarray(cols["short_1_module_current [A]"])[sl] == pytest.approx(V / 0.02, rel=1e-9)
+    assert i3d == pytest.approx(V / 0.02, rel=1e-6)  # the terminal solve honours I = V / R
+    e = summary["energy"]
+    sh = summary["abuse"]["shorts"][0]
+    assert sh["energy_J"] == pytest.approx(e["electrical_energy_out_J"], rel=1e-9)
+    reaction = sum(c["energy_total_J"] for c in summary["abuse"]["cells"].values())
+    record_property("module short resistor energy [J]", sh["energy_J"])
+    assert abs(e["heat_generated_J"] - e["heat_stored_J"] - e["heat_removed_J"]) < 1e-6 * e["heat_generated_J"]
+    electrical = e["electrochemical_energy_J"]
+    book = sh["energy_J"] + e["heat_generated_J"] - reaction
+    record_property("module electrical book rel", abs(electrical - book) / electrical)
+    assert electrical == pytest.approx(book, rel=1e-6)
+
+
+def oven_case(T_oven: float, dt: float, max_change: float, t_end: float) -> str:
+    """The single 18650 (k = 30, conductors without heat capacity) from 25 C in an oven at
+    ``T_oven`` [K] (h = 7.17 W/m^2/K, emissivity 0.8 on every exterior facet, Hatchard's data)."""
+    return SINGLE.replace("initial_temperature: 403.15", "initial_temperature: 298.15").replace(
+        "ambient_temperature: 403.15", "ambient_temperature: 298.15").replace(
+        "    - {type: convection, regions: [cell_1_1], h: 2.0}\n", "").replace("boundaries:\n", "boundaries: []\n").replace(
+        "t_end: 1500.0, dt: 20.0, max_temperature_change: 0.5",
+        f"t_end: {t_end}, dt: {dt}, max_temperature_change: {max_change}").replace(
+        "stop: {all_onset: true}}",
+        f"stop: {{all_onset: true}}, triggers: [{{type: oven, temperature: {T_oven}, h: 7.17, emissivity: 0.8}}]}}")
+
+
+def oven_reference(A_per_V: float, T_oven: float, t_end: float):
+    """Radau (rtol 1e-8) of the lumped cell in the oven from 25 C: rho cp dT/dt = q(T, y) +
+    (A/V) (h (T_oven - T) + eps sigma (T_oven^4 - T^4)); onset at q/(rho cp) = 1 K/s."""
+    A, Ea, HW = (np.array(KIM[k]) for k in ("A", "Ea", "HW"))
+    sig = 5.670374419e-8
+
+    def heat(y):
+        T, cs, cn, ts, a, ce = y
+        k = A * np.exp(-Ea / (R * T))
+        r = np.array([k[0] * max(cs, 0), k[1] * np.exp(-ts / KIM["t_ref"]) * max(cn, 0),
+                      k[2] * min(max(a, 0), 1) * max(1 - a, 0), k[3] * max(ce, 0)])
+        return HW @ r, r
+
+    def f(t, y):
+        q, r = heat(y)
+        loss = A_per_V * (7.17 * (T_oven - y[0]) + 0.8 * sig * (T_oven**4 - y[0]**4))
+        return [(q + loss) / (RHO * CP), -r[0], -r[1], r[1], r[2], -r[3]]
+
+    def onset(t, y):
+        return heat(y)[0] / (RHO * CP) - 1.0
+
+    onset.direction = 1
+    onset.terminal = True  # (past onset the consumed species only slow Radau down)
+    sol = solve_ivp(f, (0, t_end), [298.15] + KIM["y0"], method="Radau", rtol=1e-8, atol=1e-10,
+                    dense_output=True, events=onset)
+    assert sol.success
+    return sol, (float(sol.t_events[0][0]) if sol.t_events[0].size else np.nan)
+
+
+def test_oven_heats_the_cell_as_its_energy_book_says(tmp_path, record_property):
+    """The first 5 minutes in a 150 C oven (radiation linearised about the iterate, so the oven's
+    h changes every step): the thermal book closes to 1e-9 and the cell-mean temperature follows
+    the lumped cell of the same volume and exterior area (Radau) within the backward-Euler lag of
+    10 s steps (< 2 K; before the fix that re-assembles the operator each step it ran 13 K ahead)."""
+    summary, cols, vol, area = run_3d(tmp_path, oven_case(423.15, 10.0, 1.0, 300.0), area_of="exterior")
+    assert summary["energy"]["thermal_residual_rel"] < 1e-9
+    ref, _ = oven_reference(area / vol, 423.15, 300.0)
+    t, T = np.asarray(cols["time [s]"]), np.asarray(cols["abuse_T_cell_1_1 [K]"])
+    err = float(np.max(np.abs(T - ref.sol(t)[0])))
+    record_property("oven 150 C, max |T_3D - T_lumped| over 300 s [K]", err)
+    assert err < 2.0
+
+
+@pytest.mark.slow
+def test_oven_onset_3d_matches_the_lumped_cell(tmp_path, record_property):
+    """The 3D 18650 in the 150 and 155 C ovens (10 s steps, 0.5 K per step) against the lumped
+    cell with the 3D cell's volume and exterior area (can, caps and busbar plates: A/V 38 %
+    above the bare cylinder's). Near the critical oven temperature the onset time is
+    ill-conditioned (15 min per K at 150 C), so the agreement is asserted in oven temperature:
+    the 3D onset lies between the lumped onsets of ovens 0.25 K hotter and 0.25 K colder. Both
+    run away (the papers: not at 150 C); the critical oven temperature of this geometry is
+    149.4 C (lumped, bisection; 145.6 C for the bare cylinder; see docs/abuse.md)."""
+    for T_oven in (423.15, 428.15):
+        summary, cols, vol, area = run_3d(tmp_path / f"oven{T_oven}", oven_case(T_oven, 10.0, 0.5, 5400.0),
+                                          area_of="exterior")
+        t_ref = [oven_reference(area / vol, T_oven + d, 5400.0)[1] for d in (0.25, 0.0, -0.25)]
+        t3 = summary["abuse"]["cells"]["cell_1_1"]["onset_time_s"]
+        record_property(f"oven {T_oven - 273.15:.0f} C onset 3D [min]", t3 / 60)
+        record_property(f"oven {T_oven - 273.15:.0f} C onset lumped at +0.25 / 0 / -0.25 K [min]",
+                        [x / 60 for x in t_ref])
+        assert summary["energy"]["thermal_residual_rel"] < 1e-9
+        assert t_ref[0] <= t3 <= t_ref[2]

@@ -143,14 +143,17 @@ class InternalShortTrigger(StrictModel):
 
 
 class ExternalShortTrigger(StrictModel):
-    """An external short: a resistance across one cell's terminals or the module's (the 3D run
-    shorts one cell across its two potentials; the module form is lumped-only)."""
+    """An external short: a resistance across one cell's two potentials, or across the module's
+    terminals (in the 3D run a resistor load replacing the case's load while it is on),
+    switched on at a time or a temperature (at t = 0 when neither is given)."""
 
     type: Literal["external_short"]
     cell: str | None = Field(None, description="Cell region name (cell_<stage>_<parallel>); omit with module: true.")
     module: bool = Field(False, description="Short the module terminals instead of one cell.")
     resistance: float = Field(gt=0, description="Short resistance [ohm].")
-    at_time: float = Field(0.0, ge=0, description="Switch-on time [s].")
+    at_time: float | None = Field(None, ge=0, description="Switch-on time [s] (0 when at_temperature is not given either).")
+    at_temperature: float | None = Field(None, gt=0, description="Switch on when this cell's mean temperature "
+                                         "(module: the hottest cell's) reaches this [K].")
 
     @field_validator("cell")
     @classmethod
@@ -161,6 +164,8 @@ class ExternalShortTrigger(StrictModel):
     def _one_target(self):
         if (self.cell is None) == (not self.module):
             raise ValueError("an external short needs exactly one of cell: cell_<s>_<p> or module: true")
+        if self.at_time is None and self.at_temperature is None:
+            self.__dict__["at_time"] = 0.0  # on from the start (no re-validation loop)
         return self
 
 

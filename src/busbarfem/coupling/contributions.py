@@ -29,6 +29,9 @@ every step of length ``dt`` (the solve may be repeated: step rejection, event lo
     * ``advance(t, dt, T, solution)`` after the thermal solve: integrate the state over
       the step (sub-stepping is the contribution's business); ``snapshot()`` and
       ``restore(snap)`` undo it when the step is retried;
+    * ``terminal_target(t, target)``: the terminal target at ``t`` (the load's, or a
+      replacement, e.g. a ``"resistance"`` target while an external short of the module
+      terminals is on);
     * ``max_dt(t)`` before the step is proposed: the longest step the contribution's
       physics allows from ``t`` [s] (default inf), e.g. a stiff reaction near onset or
       the time to a scheduled switch; the stepper cuts the proposed step to the smallest
@@ -141,6 +144,12 @@ class Contribution:
     def robin_terms(self) -> list[RobinTerm]:
         """Extra Robin conditions on tagged facets."""
         return []
+
+    def terminal_target(self, t: float, target):
+        """The terminal target at ``t`` given the load's (:class:`busbarfem.loads.Target`);
+        a contribution may replace it (e.g. an external short of the module: a ``"resistance"``
+        target). Default: unchanged."""
+        return target
 
     def prepare(self, dt: float, current_start=None) -> None:
         """Before the electrical solve of a step of ``dt`` (0: instantaneous)."""

@@ -206,8 +206,12 @@ class CoupledModel:
         return self.thermal
 
     def target(self, t: float):
-        """The load controller's terminal target at ``t``."""
-        return self.controller.target(t)
+        """The load controller's terminal target at ``t`` (a contribution may replace it, see
+        :meth:`~busbarfem.coupling.contributions.Contribution.terminal_target`)."""
+        target = self.controller.target(t)
+        for c in self.contributions:
+            target = c.terminal_target(t, target)
+        return target
 
     def tmax(self, fn=None) -> float:
         """Global max of a temperature Function (default ``T``) over owned dofs."""

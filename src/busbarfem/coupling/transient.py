@@ -73,7 +73,7 @@ class FEMSystem:
         if m.cells is None or m.target(t).mode not in VARYING_CURRENT_MODES:
             self._hold_step = None
             return None
-        key = (self.controller.step_index, len(self.controller.events))
+        key = (self.controller.step_index, len(self.controller.events), m.target(t).mode)
         if self._hold_step != key:
             m.restore(start)
             m.electrical_step(t, step, 0.0)

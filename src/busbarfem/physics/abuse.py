@@ -23,7 +23,9 @@ coupled electro-thermal model through the contribution protocol
   end); an internal short (a :class:`~busbarfem.coupling.contributions.Conductance`
   ``g = 1/(R V_cell)`` between the cell's two potentials over its body, switched on at a
   time or a cell temperature; its heat ``g (phi+ - phi-)^2`` is a heat source of the
-  cell); an external short of one cell (the same element, its heat outside the model).
+  cell); an external short of one cell (the same element, its heat outside the model); an
+  external short of the module (a ``"resistance"`` terminal target replacing the load's while
+  it is on, :meth:`AbuseCoupling.terminal_target`; its heat is the terminal power).
   The ECM cells see the short through their transfer current, so the cell's state of
   charge (and its EMF) falls as the short drains it, and the parallel neighbours feed it
   through the busbars.
@@ -108,10 +110,6 @@ class AbuseCoupling(Contribution):
             if cell is not None and cell not in self.names:
                 raise model.source.error(f"no cell region '{cell}' in the mesh", f"abuse.triggers.{i}.cell",
                                          choices=self.names, bad=cell)
-            if getattr(tr, "module", False):
-                raise model.source.error("an external short of the module terminals is not available in the "
-                                         "3D run (the load has no resistance mode); short one cell "
-                                         "(cell: cell_<s>_<p>) instead", f"abuse.triggers.{i}.module")
 
     def electrical_elements(self, model) -> list[Conductance]:
         """The shorts: one DG0 conductance between the two potentials (zero until switched on)."""
@@ -119,7 +117,7 @@ class AbuseCoupling(Contribution):
         self.Q0 = fem.functionspace(self.bundle.mesh, ("DG", 0))
         self.g_short = fem.Function(self.Q0, name="g_short")
         self.g_internal = fem.Function(self.Q0, name="g_short_internal")
-        return [Conductance(self.g_short)] if self.shorts else []
+        return [Conductance(self.g_short)] if any(s.cell is not None for s in self.shorts) else []
 
     def setup(self, model) -> None:
         """Cell volumes and mean-temperature integrals, the DG0/P1 heat fields, the kinetics state."""
@@ -171,7 +169,7 @@ class AbuseCoupling(Contribution):
         self.short_current = np.zeros(len(self.shorts))
         self.short_energy = np.zeros(len(self.shorts))
         self._I_short_int = None
-        if self.shorts:
+        if any(s.cell is not None for s in self.shorts):
             dphi = self.electrical.cell_voltage_field()
             self._I_short_int = RegionIntegrator(b, self.g_short * dphi)
             self._P_short_int = RegionIntegrator(b, self.g_short * dphi * dphi)
@@ -234,7 +232,7 @@ class AbuseCoupling(Contribution):
         self.g_short.x.array[:] = 0.0
         self.g_internal.x.array[:] = 0.0
         for k, s in enumerate(self.shorts):
-            if self.short_on[k]:
+            if self.short_on[k] and s.cell is not None:
                 i = self.names.index(s.cell)
                 g = 1.0 / (s.resistance * self.volumes[i])
                 self.g_short.x.array[self._cells[i]] += g
@@ -276,7 +274,7 @@ class AbuseCoupling(Contribution):
         for k, s in enumerate(self.shorts):
             if not self.short_on[k] and s.at_time is not None and self.t >= s.at_time - eps:
                 self.short_on[k] = True
-                self.events.append({"time": self.t, "kind": f"{s.type}_on", "cell": s.cell})
+                self.events.append({"time": self.t, "kind": f"{s.type}_on", "cell": s.cell or "module"})
 
     # ------------------------------------------------------------------ protocol
     def max_dt(self, t: float) -> float:
@@ -297,6 +295,11 @@ class AbuseCoupling(Contribution):
         if self.oven is not None:
             self.oven_h.value = profile_value(self.oven.h, self.t + dt)
             self.oven_T.value = profile_value(self.oven.temperature, self.t + dt)
+            # the oven's h (a time profile, and the radiation linearised about the iterate
+            # T_k) changes between solves: the thermal operator must be re-assembled, or its
+            # matrix keeps the first h while the right-hand side h T_oven moves (the heat
+            # applied then is not h (T_oven - T) and the energy book does not close)
+            self.thermal.robin_version += 1
         T0 = self._point_T(self.thermal.T_n)
         self._T_start = T0
         st = self.state
@@ -316,15 +319,36 @@ class AbuseCoupling(Contribution):
         self._q = q
         self._write_q(q)
 
+    def terminal_target(self, t: float, target):
+        """While a module external short is on: a ``"resistance"`` target (the resistors of
+        every module short on, in parallel) instead of the load's."""
+        on = [s.resistance for k, s in enumerate(self.shorts) if s.cell is None and self.short_on[k]]
+        if not on:
+            return target
+        from busbarfem.loads import Target
+
+        return Target("resistance", 1.0 / sum(1.0 / r for r in on), target.step_index)
+
     def measure(self) -> None:
-        """Short currents ``integral of g (phi+ - phi-)`` [A] after the electrical solve."""
-        if self._I_short_int is not None:
-            tot = self._I_short_int.by_region()
-            self.short_current = np.array([tot[s.cell] if self.short_on[k] else 0.0
-                                           for k, s in enumerate(self.shorts)])
-            ptot = self._P_short_int.by_region()
-            self.short_power = np.array([ptot[s.cell] if self.short_on[k] else 0.0
-                                         for k, s in enumerate(self.shorts)])
+        """Short currents [A] and powers [W] after the electrical solve: ``integral of g
+        (phi+ - phi-)`` of a cell short; ``V / R`` of a module short (V the terminal voltage)."""
+        if not self.shorts:
+            return
+        tot = self._I_short_int.by_region() if self._I_short_int is not None else {}
+        ptot = self._P_short_int.by_region() if self._I_short_int is not None else {}
+        V = float(self.electrical.V_term.value)
+        cur, pw = [], []
+        for k, s in enumerate(self.shorts):
+            if not self.short_on[k]:
+                cur.append(0.0)
+                pw.append(0.0)
+            elif s.cell is None:
+                cur.append(V / s.resistance)
+                pw.append(V * V / s.resistance)
+            else:
+                cur.append(tot[s.cell])
+                pw.append(ptot[s.cell])
+        self.short_current, self.short_power = np.array(cur), np.array(pw)
 
     def advance(self, t: float, dt: float, T=None, solution=None) -> None:
         """Commit the step's kinetics (integrated in :meth:`prepare`)."""
@@ -375,10 +399,15 @@ class AbuseCoupling(Contribution):
                                        f"heater on {hr.cell} off at {hr.until_temperature:g} K", cell=hr.cell))
         for k, s in enumerate(self.shorts):
             if not self.short_on[k] and getattr(s, "at_temperature", None):
-                m = Tm[self.names.index(s.cell)] - s.at_temperature
+                m = self._short_T(s, Tm) - s.at_temperature
                 conds.append(Condition(EventKind.TEMPERATURE, f"abuse.short.{k}", m, m >= 0,
-                                       f"{s.type} of {s.cell} on at {s.at_temperature:g} K", cell=s.cell))
+                                       f"{s.type} of {s.cell or 'the module'} on at {s.at_temperature:g} K",
+                                       cell=s.cell))
         return conds
+
+    def _short_T(self, s, Tm: np.ndarray) -> float:
+        """The temperature that switches a short: its cell's mean, or the hottest cell's (module)."""
+        return float(Tm[self.names.index(s.cell)] if s.cell is not None else np.max(Tm))
 
     def after_step(self, t: float, dt: float, flows) -> ContributionEvent | None:
         """Switches reached, the last step's non-reaction heating, onsets, peaks, stop conditions."""
@@ -390,9 +419,9 @@ class AbuseCoupling(Contribution):
                 self.events.append({"time": t, "kind": "heater_off", "cell": hr.cell})
         for k, s in enumerate(self.shorts):
             at_T = getattr(s, "at_temperature", None)
-            if not self.short_on[k] and at_T and Tm[self.names.index(s.cell)] >= at_T:
+            if not self.short_on[k] and at_T and self._short_T(s, Tm) >= at_T:
                 self.short_on[k] = True
-                self.events.append({"time": t, "kind": f"{s.type}_on", "cell": s.cell})
+                self.events.append({"time": t, "kind": f"{s.type}_on", "cell": s.cell or "module"})
         T1 = self._point_T(th.T_n)
         if dt > 0:
             self._p = self.rho_cp * (T1 - self._T_start) / dt - self._q
@@ -452,7 +481,7 @@ class AbuseCoupling(Contribution):
             if self.heaters:
                 out[f"heater_{n} [W]"] = heat["heater"][n]
         for k, s in enumerate(self.shorts):
-            out[f"short_{k + 1}_{s.cell}_current [A]"] = float(self.short_current[k])
+            out[f"short_{k + 1}_{s.cell or 'module'}_current [A]"] = float(self.short_current[k])
         if self.shorts:
             bb = sum(v for r, v in heat["joule"].items() if self.bundle.regions[r].kind != "cell")
             out["joule_conductors [W]"] = float(bb)
@@ -477,7 +506,7 @@ class AbuseCoupling(Contribution):
                                                "speed_cells_per_min": speed},
                "events": list(self.events)}
         if self.shorts:
-            out["shorts"] = [{"type": s.type, "cell": s.cell, "resistance_ohm": s.resistance,
+            out["shorts"] = [{"type": s.type, "cell": s.cell or "module", "resistance_ohm": s.resistance,
                               "on": bool(self.short_on[k]), "current_A": float(self.short_current[k]),
                               "energy_J": float(self.short_energy[k])} for k, s in enumerate(self.shorts)]
             out["joule_conductors_W"] = float(sum(v for r, v in heat["joule"].items()

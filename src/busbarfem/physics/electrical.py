@@ -484,8 +484,9 @@ class ElectricalProblem:
         """Solve at the current temperature and cell state for a terminal target.
 
         Args:
-            mode: ``"current"`` [A], ``"voltage"`` [V] or ``"power"`` [W] (load sign
-                convention of :class:`TerminalSolution`).
+            mode: ``"current"`` [A], ``"voltage"`` [V], ``"power"`` [W] (load sign
+                convention of :class:`TerminalSolution`) or ``"resistance"`` [ohm]: a resistor
+                across the terminals, ``I = V / R`` (an external short of the module).
             value: the target.
             step: step index for error messages.
 
@@ -521,6 +522,16 @@ class ElectricalProblem:
             return float(value)
         if mode == "current":
             return (value - I0) / G
+        if mode == "resistance":
+            # the terminals loaded by a resistor R: I0 + G V = V / R (load sign convention:
+            # discharge-positive with cells, so a source has G < 0 and V = I0 / (1/R - G) > 0)
+            if value <= 0.0:
+                return 0.0
+            denom = 1.0 / value - G
+            if denom == 0.0:
+                raise SolveError(f"a {value:.6g} ohm resistor across terminals of conductance {G:.6g} S "
+                                 "has no solution", reason="singular resistance load")
+            return float(I0 / denom)
         if mode == "power":
             from busbarfem.loads import power_current
 
