@@ -212,7 +212,7 @@ class ReducedPorts:
         el = self.el
         msh = el.bundle.mesh
         tdim = msh.topology.dim
-        gdm = msh.geometry.dofmap
+        gdm = msh.geometry.dofmaps[0]
         ok = el.cellwise_sigma and not el.elements and gdm.shape[1] == 4 and tdim == 3  # P1 on affine tets
         ce = msh.topology.index_map(tdim).size_local
         ok = ok and ce * 6 * (self.n + 1) * 8 <= FEATURE_BYTES
