@@ -98,8 +98,8 @@ def test_reduced_transient_follows_the_full_run():
     """6 steps of 60 s at 1C: T rises (copper sigma(T)), R0 moves with SOC and T, the step's
     R_eff changes from the t = 0 call to the first step. With tol = 1e-8 the basis must be
     rebuilt on the residual; terminal voltage and cell currents stay within 1e-6 of the full
-    run (measured: ~1e-9; the field error is ~10x the residual, the port quantities are
-    second order in it)."""
+    run (measured 8e-10 in V, 2.2e-8 in the cell currents: the field error is ~10x the
+    residual, the port quantities are second order in the operator change)."""
     V0, I0, s0 = _run()
     V1, I1, s1 = _run(["solver.electrical.reduced.enabled=true", "solver.electrical.reduced.tol=1e-8"])
     stats = s1["linear_solvers"]["electrical_reduced"]
