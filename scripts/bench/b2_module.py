@@ -4,6 +4,9 @@ B2: ``examples/module_4s2p_discharge.yaml`` (4s2p LG M50, 1C discharge) for ``--
 fixed steps of ``--dt`` (default 20 x 30 s). B3: the same case grown to 8s6p
 (``--series 8 --parallel 6``), one coupled step. ``--full`` instead runs the example
 unchanged (adaptive dt, to the end of the 1C discharge) and reports the wall time.
+``--reduced`` switches on the reduced electrical step (``solver.electrical.reduced``, the
+cell-port basis of :mod:`busbarfem.physics.reduced_ports`); ``cpu_s`` is the process CPU
+time summed over the ranks (``time.process_time``), the measure of the liionpack comparison.
 
 Phases come from ``Simulation.timings`` (mesh, setup, solve_electrical, solve_thermal,
 output); the cell-state work (``CellCoupling.refresh/measure_currents/advance``) and the
@@ -50,6 +53,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--dt", type=float, default=30.0)
     p.add_argument("--full", action="store_true", help="the unchanged example: adaptive 1C discharge to the end")
+    p.add_argument("--reduced", action="store_true", help="solver.electrical.reduced.enabled=true")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
@@ -57,10 +61,13 @@ def main() -> None:
     ov = [f"geometry.module.series={a.series}", f"geometry.module.parallel={a.parallel}"]
     if not a.full:
         ov += ["solver.adaptive=false", f"solver.dt={a.dt}", f"solver.t_end={a.steps * a.dt}"]
+    if a.reduced:
+        ov += ["solver.electrical.reduced.enabled=true"]
     case, src = common.load_bench_case("module_4s2p_discharge", ov + a.overrides)
     tmp = tempfile.mkdtemp(prefix="bbf_bench_") if comm.rank == 0 else None
     outdir = Path(comm.bcast(tmp, root=0))
     t_all = time.perf_counter()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     bundle = build_mesh(case, comm, cache_dir=common.MESH_CACHE)
     t_mesh = time.perf_counter() - t0
@@ -80,6 +87,7 @@ def main() -> None:
     summary = sim.run()
     sim.close()
     wall = comm.allreduce(time.perf_counter() - t_all, op=MPI.MAX)
+    cpu = comm.allreduce(time.process_time() - cpu0, op=MPI.SUM)
     timings = {k: comm.allreduce(v, op=MPI.MAX) for k, v in sim.timings.items()}
     extra = {k: comm.allreduce(v, op=MPI.MAX) for k, v in extra.items()}
     # the transient records its initial state (one electrical solve at t = 0) as row 0
@@ -91,7 +99,8 @@ def main() -> None:
         "options_electrical": sim.el.options, "options_thermal": sim.th.options,
         "steps": nsteps, "rows": len(sim.rows), "electrical_solves": len(its_el), "thermal_solves": len(its_th),
         "iterations": {"electrical": its_el, "thermal": its_th},
-        "timings": timings, "split": extra, "wall_s": wall,
+        "timings": timings, "split": extra, "wall_s": wall, "cpu_s": cpu, "reduced": a.reduced,
+        "linear_solvers": summary.get("linear_solvers"), "load_average": list(__import__("os").getloadavg()),
         "per_step_s": (timings.get("solve_electrical", 0) + timings.get("solve_thermal", 0)
                        + extra.get("record", 0) + timings.get("output", 0)) / max(nsteps, 1),
         "stop_reason": summary.get("stop_reason"), "t_end_s": sim.rows[-1]["time [s]"] if sim.rows else 0.0,

@@ -118,6 +118,26 @@ class Picard(StrictModel):
     anderson_depth: int = Field(3, ge=0, description="Anderson acceleration depth (0 = plain Picard).")
 
 
+class ReducedElectrical(StrictModel):
+    """Reduced electrical step of module cases (MSMD cells): a cell-port basis, rebuilt on demand."""
+
+    enabled: bool = Field(False, description="Answer the electrical solves of a module from a basis of N + 1 "
+                          "fields (V = 1, and a unit EMF per cell) computed at one operator; exact while sigma(T) "
+                          "and the cells' R0 are unchanged, a Galerkin projection on the basis otherwise "
+                          "(docs/performance.md). Needs cell bodies.")
+    tol: float = Field(1e-7, gt=0, lt=1, description="Rebuild the basis when the true relative residual "
+                       "||b - A phi|| / ||b|| of a reduced solve exceeds this [-].")
+    coefficient_tol: float = Field(0.5, gt=0, description="Also rebuild when an operator coefficient (sigma per "
+                                   "field, the cells' g = 1/(R0 Vol), contact conductances) moved by more than "
+                                   "this fraction of its largest value since the basis was built [-].")
+
+
+class ElectricalSettings(StrictModel):
+    """Options of the electrical solve."""
+
+    reduced: ReducedElectrical = Field(default_factory=ReducedElectrical)
+
+
 class SolverSettings(StrictModel):
     """What to solve and how: steady state or a transient with operator splitting."""
 
@@ -132,6 +152,7 @@ class SolverSettings(StrictModel):
     picard: Picard = Field(default_factory=Picard)
     coupled_iterations: bool = Field(False, description="Transient: Picard-iterate sigma(T) within each step (else explicit in T^n).")
     electrical_solver: Literal["auto", "lu", "gamg"] = Field("auto", description="Electrical linear solver: direct LU (MUMPS), CG+GAMG, or auto by size.")
+    electrical: ElectricalSettings = Field(default_factory=ElectricalSettings)
     thermal_solver: Literal["auto", "lu", "gamg"] = Field("auto", description="Thermal linear solver.")
     rtol: float = Field(1e-10, gt=0, lt=1, description="Relative tolerance of iterative linear solves [-].")
     temperature_limit: float | None = Field(None, gt=0, description="Stop when the maximum temperature exceeds this [K].")

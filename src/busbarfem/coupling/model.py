@@ -93,6 +93,7 @@ class CoupledModel:
         elements = [e for c in self.contributions for e in c.electrical_elements(self)]
         self.electrical = ElectricalProblem(b, self.materials, self.thermal.T_k, self._cell_params(), order=order,
                                             solver=s.electrical_solver, rtol=s.rtol, elements=elements)
+        self._reduced_step(s.electrical.reduced)
         for c in self.contributions:
             c.setup(self)
         self.cells = next((c for c in self.contributions if c.provides_cells), None)
@@ -136,6 +137,16 @@ class CoupledModel:
             derived = f"{reg.material}*{f:g}"
             self.materials[derived] = mat.model_copy(update={"sigma_ref": mat.sigma_ref * f})
             b.regions[name] = dataclasses.replace(reg, material=derived)
+
+    def _reduced_step(self, red) -> None:
+        """``solver.electrical.reduced``: switch the electrical problem to the cell-port basis."""
+        if not red.enabled:
+            return
+        if self.electrical.nfields != 2 or not self.electrical.cell_names:
+            raise self.source.error("solver.electrical.reduced needs a module with cell bodies (two potentials); "
+                                    "this case has none: remove the key or set enabled: false",
+                                    "solver.electrical.reduced.enabled")
+        self.electrical.use_reduced_step(tol=red.tol, coefficient_tol=red.coefficient_tol)
 
     def _cell_regions(self) -> list[str]:
         b = self.bundle

@@ -349,6 +349,8 @@ def build_summary(model: CoupledModel, recorder: Recorder, series: TimeSeries, *
         # this process's linear solves (a restarted run counts from the restart)
         "linear_solvers": {"electrical": model.electrical.stats.to_dict(), "thermal": model.thermal.stats.to_dict()},
     })
+    if model.electrical.reduced is not None:
+        out["linear_solvers"]["electrical_reduced"] = model.electrical.reduced.to_dict()
     if convergence is not None:
         out["convergence"] = convergence
     out["energy"] = series.energy_totals(model.case.solver.analysis == "steady", recorder.region_heat_J)

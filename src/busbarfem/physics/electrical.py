@@ -480,6 +480,19 @@ class ElectricalProblem:
             val -= fem.assemble_scalar(self.react_L)
         return self.comm.allreduce(val, op=MPI.SUM)
 
+    #: the reduced port step (:mod:`busbarfem.physics.reduced_ports`) once
+    #: :meth:`use_reduced_step` switched it on; None: every call solves the full system
+    reduced = None
+
+    def use_reduced_step(self, tol: float = 1e-7, coefficient_tol: float = 0.5) -> None:
+        """Answer :meth:`solve` from a cell-port basis (:class:`~busbarfem.physics.reduced_ports.ReducedPorts`).
+
+        Two-potential problems with cell regions only (ValueError otherwise).
+        """
+        from busbarfem.physics.reduced_ports import ReducedPorts
+
+        self.reduced = ReducedPorts(self, tol=tol, coefficient_tol=coefficient_tol)
+
     def solve(self, mode: str, value: float, step: int | None = None) -> TerminalSolution:
         """Solve at the current temperature and cell state for a terminal target.
 
@@ -493,6 +506,8 @@ class ElectricalProblem:
         Returns:
             The terminal voltage/current; ``self.phi`` holds the potential.
         """
+        if self.reduced is not None:
+            return self.reduced.solve(mode, value, step)
         self._assemble_matrix()
         its = 0
         sign = -1.0 if self.has_sources else 1.0  # load current = -(current into terminal_pos) with cells
@@ -546,6 +561,8 @@ class ElectricalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
+        if self.reduced is not None:
+            self.reduced.destroy()
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None)):
             if obj is not None:
                 obj.destroy()
