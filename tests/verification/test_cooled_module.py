@@ -110,3 +110,54 @@ def test_cooled_module_two_ranks_equal_serial(tmp_path):
                                                                         rel=1e-6, abs=1e-9)
     np.testing.assert_allclose(par["cooling"]["circuits"]["loop"]["channels"]["serpentine"]["temperature"],
                                ser["cooling"]["circuits"]["loop"]["channels"]["serpentine"]["temperature"], rtol=1e-9)
+
+
+def _electrical_columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    cols = [k for k in rows[0] if k.startswith(("voltage", "I_cell", "V_cell", "T_max"))]
+    return {k: np.array([r[k] for r in rows]) for k in cols}
+
+
+@pytest.mark.parametrize("solver", ["lu", "gamg"])
+def test_reduced_electrical_solve_equals_the_full_one(tmp_path, monkeypatch, solver):
+    """The electrical system without the plate/pad nodes (pinned to 0 anyway) has the same
+    solution: terminal voltage, every cell's current and voltage and T_max of a 2s1p module on
+    the plate agree with the solve that keeps them to 1e-9 with LU. With CG+GAMG (effective
+    rtol 1e-13) the cell currents carry the iteration error (each run's cell currents miss the
+    10 A terminal current by ~1e-8), so GAMG is held to 1e-8; the reduced matrix keeps block
+    size 2 (GAMG aggregates nodes)."""
+    from busbarfem.physics import electrical, solvers
+
+    dofs = {}
+    built = []
+    real_init = electrical.ElectricalProblem.__init__
+
+    real_destroy = electrical.ElectricalProblem.destroy
+    block = []
+
+    def spy(self, *a, **k):
+        real_init(self, *a, **k)
+        built.append(self)
+
+    def spy_destroy(self):
+        block.append(self._red[1].getBlockSize() if self._red else None)
+        real_destroy(self)
+
+    monkeypatch.setattr(electrical.ElectricalProblem, "__init__", spy)
+    monkeypatch.setattr(electrical.ElectricalProblem, "destroy", spy_destroy)
+    res = {}
+    for drop in (True, False):
+        monkeypatch.setattr(solvers, "DROP_INACTIVE_NODES", drop)
+        out = tmp_path / f"drop_{drop}"
+        args = ["run", str(CASE), "-o", str(out), "-q", "--no-report", *SMALL, "--set", "solver.t_end=30",
+                "--set", f"solver.electrical_solver={solver}", "--set", "solver.rtol=1e-11"]
+        assert main(args) == 0
+        res[drop] = _electrical_columns(_rows(out / "timeseries.csv"))
+        dofs[drop] = (built[-1].ndofs_solved, built[-1].ndofs, built[-1].stats.method)
+        assert block[-1] == (2 if drop else None)
+    # the reduction is active and drops whole nodes (both potentials): fewer unknowns, same method
+    assert dofs[True][1] == dofs[False][1] == dofs[False][0]
+    assert dofs[True][0] < dofs[True][1] and dofs[True][0] % 2 == 0 and dofs[True][2] == dofs[False][2]
+    assert len(res[True]) == 6 and res[True].keys() == res[False].keys()
+    tol = 1e-9 if solver == "lu" else 1e-8
+    for k, v in res[True].items():
+        np.testing.assert_allclose(v, res[False][k], rtol=tol, atol=tol * max(1.0, np.abs(v).max()), err_msg=k)
