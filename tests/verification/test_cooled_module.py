@@ -161,3 +161,31 @@ def test_reduced_electrical_solve_equals_the_full_one(tmp_path, monkeypatch, sol
     tol = 1e-9 if solver == "lu" else 1e-8
     for k, v in res[True].items():
         np.testing.assert_allclose(v, res[False][k], rtol=tol, atol=tol * max(1.0, np.abs(v).max()), err_msg=k)
+
+
+def test_plate_temperature_map_is_rendered_on_the_plate_range(cooled):
+    """The report draws the cold plate alone from above; its colour range is the plate's own
+    nodal min/max temperature, which the run computed from its solution (DOLFINx dofs of the
+    plate cells) and which the render finds again in the written field file."""
+    from busbarfem.io import readback, render
+    from busbarfem.io.report import _plate_renders, load_run
+
+    ok, why = render.render_available()
+    if not ok:
+        pytest.skip(why)
+    s, _, out = cooled
+    rng = s["cooling"]["plate_temperature_K"]["plate_1"]
+    assert s["T_min"]["value"] <= rng["min"] < rng["max"] < s["T_max"]["value"]
+    hs = json.loads((out / "hotspots.json").read_text())
+    tag = next(int(t) for t, n in hs["region_tags"].items() if n == "plate_1")
+    info = render.render_field(out, "T", out / "plate.png", regions=[tag], top_view=True)
+    assert info.value_range == pytest.approx((rng["min"], rng["max"]), rel=1e-12)
+    assert info.clim == pytest.approx((rng["min"], rng["max"]), rel=1e-12)
+    # seen from above: the image shows the plate's x-y footprint, wider than tall like the plate
+    u0, v0, u1, v1 = info.bbox_px
+    assert u1 - u0 > v1 - v0 > 0
+    # the report's figure (the full report renders every field: its plate part alone here)
+    figs = _plate_renders(load_run(out), out, readback.field_names(out))
+    assert [f.name for f in figs] == ["render_T_plate_plate_1"] and len(figs[0].png) > 10_000
+    assert (out / "render_T_plate_plate_1.png").read_bytes() == figs[0].png
+    assert f"{rng['min']:.6g}-{rng['max']:.6g} K" in figs[0].caption

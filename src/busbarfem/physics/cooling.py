@@ -135,8 +135,10 @@ class CoolantContribution(Contribution):
     summary_key = "cooling"
 
     def __init__(self, circuits: list[Circuit], h_refresh: float = 1e-3, tolerance: float = 1e-8,
-                 max_iterations: int = 100):
+                 max_iterations: int = 100, plates=()):
         self.circuits = circuits
+        self.plates = list(plates)  # region names of the cold plates (their temperature range)
+        self._plate_dofs: dict[str, np.ndarray] = {}
         self.tolerance, self.max_iterations = float(tolerance), int(max_iterations)
         self.t_start = 0.0  # start of the current step (end of the last accepted one)
         self.coupling_iterations: list[int] = []  # Picard iterations of each thermal solve
@@ -362,6 +364,8 @@ class CoolantContribution(Contribution):
         self.attach(model.thermal)
         self.update(refresh_h=True)  # the coolant at the initial temperature (the t = 0 record)
         b = model.bundle
+        dofmap = model.thermal.V.dofmap.list
+        self._plate_dofs = {n: np.unique(dofmap[b.cells_of(n)]) for n in self.plates if n in b.regions}
         cells = [n for n in b.volume_names() if b.regions[n].kind == "cell"]
         if cells:  # one vector assembly per call for every region (as the cell models do)
             from busbarfem.analysis.regions import RegionIntegrator
@@ -421,6 +425,17 @@ class CoolantContribution(Contribution):
         tot = self._T_int.by_region()
         return np.array([tot[n] for n in self._cell_names]) / self._cell_volume
 
+    def plate_temperatures(self) -> dict[str, dict[str, float]]:
+        """``{plate: {"min", "max"}}``: each cold plate's nodal temperature range [K] (collective)."""
+        out = {}
+        T = self._thermal.T.x.array if self._thermal is not None else np.zeros(0)
+        for name, dofs in self._plate_dofs.items():
+            v = T[dofs]
+            lo = self.comm.allreduce(float(v.min()) if len(v) else np.inf, op=MPI.MIN)
+            hi = self.comm.allreduce(float(v.max()) if len(v) else -np.inf, op=MPI.MAX)
+            out[name] = {"min": lo, "max": hi}
+        return out
+
     def columns(self, heat: dict) -> dict:
         """Per circuit outlet T, heat removed, dp, pumping power; per channel heat; cell spread."""
         out = {}
@@ -443,6 +458,8 @@ class CoolantContribution(Contribution):
         if len(Tc):
             out["cell_temperature_spread_K"] = float(np.ptp(Tc))
             out["cell_temperature_mean_K"] = Tc.tolist()
+        if self._plate_dofs:
+            out["plate_temperature_K"] = self.plate_temperatures()
         return out
 
 
@@ -451,7 +468,8 @@ def _coolant(case, bundle):
     if getattr(case, "cooling", None) is None:
         return None
     c = case.cooling
-    return CoolantContribution(circuits_from_case(c), tolerance=c.tolerance, max_iterations=c.max_iterations)
+    return CoolantContribution(circuits_from_case(c), tolerance=c.tolerance, max_iterations=c.max_iterations,
+                               plates=[p.name for p in c.plates])
 
 
 CHANNEL_CSV = "cooling_channels.csv"
