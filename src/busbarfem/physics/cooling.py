@@ -494,6 +494,11 @@ class CoolantContribution(Contribution):
             out["plate_temperature_K"] = self.plate_temperatures()
         return out
 
+    def write_outputs(self, outdir, summary: dict) -> None:
+        """``cooling_channels.csv`` (:func:`write_channel_profiles`) from the summary's block."""
+        if summary.get(self.summary_key):
+            write_channel_profiles(outdir, summary[self.summary_key])
+
 
 @register("coolant")
 def _coolant(case, bundle):
