@@ -207,9 +207,21 @@ class ElectricalProblem:
         self.bcs = [fem.dirichletbc(self.V_term, self.pos_dofs, Vp),
                     fem.dirichletbc(PETSc.ScalarType(0.0), neg_dofs, Vn)]
         self.inactive_dofs = []
+        # nodes outside every conducting cell (cold plates, gap pads: kind "thermal") are
+        # left out of the solved system: the forms integrate over the conducting cells only
+        # and the KSP works on the submatrix of the other nodes (None: nothing to drop)
+        self._red = self._reduction()
+        if self._red is not None:
+            self.dx = dx = self._red[2]
+        keep = self._red[3] if self._red is not None else None
+        bs_v = self.V.dofmap.index_map_bs
+
+        def pinned(dofs):  # the pinned dofs the solved system still holds
+            return dofs if keep is None else dofs[keep[dofs // bs_v]]
+
         # thermal-only regions (cold plates, gap pads: kind "thermal") carry no potential
         thermal_only = any(bundle.regions[n].kind == "thermal" for n in bundle.volume_names())
-        if self.nfields == 1 and thermal_only:
+        if self.nfields == 1 and thermal_only and keep is None:
             ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
             active = np.flatnonzero(self.sig[0].x.array.reshape(-1, 3)[:, 0] > 0).astype(np.int32)
             dof_all = fem.locate_dofs_topological(self.V, tdim, np.arange(ncells, dtype=np.int32))
@@ -223,7 +235,7 @@ class ElectricalProblem:
                 active = np.flatnonzero(self.sig[f].x.array.reshape(-1, 3)[:, 0] > 0).astype(np.int32)
                 dof_all = fem.locate_dofs_topological(self.V.sub(f), tdim, allc)
                 dof_act = fem.locate_dofs_topological(self.V.sub(f), tdim, active)
-                inactive = np.setdiff1d(dof_all, dof_act).astype(np.int32)
+                inactive = pinned(np.setdiff1d(dof_all, dof_act).astype(np.int32))
                 self.inactive_dofs.append(inactive)
                 self.bcs.append(fem.dirichletbc(PETSc.ScalarType(0.0), inactive, self.V.sub(f)))
         # w = 1 on the terminal_pos dofs: the reaction there is the terminal current
@@ -252,9 +264,6 @@ class ElectricalProblem:
         self.A.setOptionsPrefix(prefix + "A_")
         if self.nfields == 2:
             self.A.setBlockSize(2)
-        # nodes outside every conducting cell (cold plates, gap pads) are pinned to zero in
-        # every field: solve the system restricted to the other nodes (None: nothing to drop)
-        self._red = self._reduction()
         self.ndofs_solved = ndofs if self._red is None else self._red[0].getSize()
         rtol_eff = rtol * solvers.MSMD_RTOL_FACTOR if self.nfields == 2 else rtol
         self.options = solvers.preset(solver, self.ndofs_solved, rtol_eff, block_size=2 if self.nfields == 2 else 1)
@@ -324,14 +333,17 @@ class ElectricalProblem:
         return Z
 
     def _reduction(self):
-        """``(IS, A_sub)`` of the nodes of the conducting cells, or None if every node is one.
+        """``[IS, A_sub, dx, keep]`` of the nodes of the conducting cells, or None if every
+        node is one.
 
         A node that no conducting cell touches (a cold plate's or gap pad's interior, kind
-        "thermal") is pinned to zero in every field by a Dirichlet row; its column is zeroed
-        too, so the system restricted to the other nodes has the same solution there. Whole
-        nodes are kept or dropped, so the block size (both potentials of a node) survives.
-        The IS holds the owned global indices; ``A_sub`` is None until the first
-        :meth:`_assemble_matrix` extracts it (then refills it in place; collective).
+        "thermal") has potential zero in every field and no coupling to the others, so the
+        system restricted to the other nodes has the same solution there (the full system
+        pins it with a Dirichlet row). The forms integrate over the conducting cells only
+        (``dx``); ``keep`` marks the kept local nodes (owned and ghost). Whole nodes are kept
+        or dropped, so the block size (both potentials of a node) survives. The IS holds the
+        owned global indices; ``A_sub`` is None until the first :meth:`_assemble_matrix`
+        extracts it (then refills it in place; collective).
         """
         if not solvers.DROP_INACTIVE_NODES:
             return None
@@ -342,14 +354,22 @@ class ElectricalProblem:
         conducting = np.zeros(ncells, dtype=bool)
         for sig in self.sig:
             conducting |= sig.x.array.reshape(-1, 3)[:ncells, 0] > 0
-        keep = np.zeros(imap.size_local + imap.num_ghosts, dtype=bool)
-        keep[self.V.dofmap.list[:ncells][conducting].ravel()] = True
+        mark = dolfinx.la.vector(imap, 1)
+        mark.array[:] = 0.0
+        mark.array[self.V.dofmap.list[:ncells][conducting].ravel()] = 1.0
+        # a node is kept if a conducting cell of any rank touches it (owner and ghosts agree)
+        mark.scatter_reverse(dolfinx.la.InsertMode.add)
+        mark.scatter_forward()
+        keep = mark.array > 0
         owned = np.flatnonzero(keep[:imap.size_local])
         dropped = self.comm.allreduce(int(imap.size_local - len(owned)), op=MPI.SUM)
         if dropped == 0:
             return None
         blocks = (owned + imap.local_range[0]).astype(PETSc.IntType)
-        return [PETSc.IS().createBlock(bs, blocks, comm=self.comm), None]
+        cells = np.flatnonzero(conducting).astype(np.int32)
+        tags = dmesh.meshtags(msh, tdim, cells, np.ones_like(cells))
+        dx = ufl.Measure("dx", domain=msh, subdomain_data=tags, subdomain_id=1)
+        return [PETSc.IS().createBlock(bs, blocks, comm=self.comm), None, dx, keep]
 
     # ----------------------------------------------------------------------------------------
     def _components(self, u):
@@ -459,7 +479,7 @@ class ElectricalProblem:
         fpetsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
         self.A.assemble()
         if self._red is not None:
-            iset, sub = self._red
+            iset, sub = self._red[:2]
             if sub is None:
                 self._red[1] = self.A.createSubMatrix(iset, iset)
                 self.ksp.setOperators(self._red[1])
@@ -591,7 +611,7 @@ class ElectricalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
-        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None), *(self._red or ())):
+        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None), *(self._red or ())[:2]):
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.b = self.x = self._Z = self._red = None
