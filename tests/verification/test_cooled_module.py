@@ -197,15 +197,13 @@ def test_restart_with_coolant_continues_the_run(tmp_path):
     heat removed, T_max and the cells to 1e-9 (the coolant's frozen h, extrapolation start and
     Anderson differences go through the checkpoint, so the restarted steps take the same
     Picard iterations)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", BUSBARFEM_MESH_CACHE=str(tmp_path / "cache"))
-    base = [sys.executable, "-m", "busbarfem", "run", str(CASE), "-q", "--no-report", *SMALL,
+    base = ["run", str(CASE), "-q", "--no-report", *SMALL,
             "--set", "solver.adaptive=false", "--set", "solver.dt=30", "--set", "solver.dt_max=30"]
     full, part = tmp_path / "full", tmp_path / "part"
     for cmd in ([*base, "-o", str(full), "--set", "solver.t_end=150"],
                 [*base, "-o", str(part), "--set", "solver.t_end=90", "--checkpoint-every", "1"],
                 [*base, "--restart", str(part), "--set", "solver.t_end=150", "--checkpoint-every", "1"]):
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
-        assert res.returncode == 0, res.stderr[-2000:]
+        assert main(cmd) == 0
     a, b = _rows(full / "timeseries.csv"), _rows(part / "timeseries.csv")
     assert len(a) == len(b) == 6 and list(a[0]) == list(b[0])
     for k in a[0]:
@@ -257,3 +255,36 @@ def test_abuse_oven_leaves_the_channel_walls_to_the_coolant(tmp_path):
     assert rows[-1]["heat_coolant [W]"] == pytest.approx(rows[-1]["coolant_loop_heat [W]"], rel=1e-9)
     assert s["energy"]["thermal_residual_rel"] < 1e-6
     assert s["heat"]["convection_W"] < 0  # the 80 C oven heats the module
+
+
+def test_reduced_one_field_solve_equals_the_full_one(tmp_path, monkeypatch):
+    """A busbar (one potential) on a cold plate with a pad: the reduced and the full electrical
+    solve give the same terminal voltage and T_max (two 1 s steps, LU) to 1e-10, and the plate
+    and pad carry no Joule heat either way."""
+    import importlib.util
+
+    from busbarfem.physics import solvers
+
+    spec = importlib.util.spec_from_file_location("cooling_case", ROOT / "tests" / "unit" / "test_cooling_case.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # the serpentine alone (its last pass and the straight channel c2 are too close for a coarse mesh)
+    c2 = "        - name: c2\n          diameter: 0.004\n          path: [[0.0, 0.045, -0.006], [0.1, 0.045, -0.006]]\n"
+    assert c2 in mod.COOLING
+    BASE, COOLING = mod.BASE, mod.COOLING.replace(c2, "").replace("channels: [s1, c2]", "channels: [s1]")
+
+    case = tmp_path / "case.yaml"
+    case.write_text(BASE + COOLING, encoding="utf-8")
+    res = {}
+    for drop in (True, False):
+        monkeypatch.setattr(solvers, "DROP_INACTIVE_NODES", drop)
+        out = tmp_path / f"drop_{drop}"
+        assert main(["run", str(case), "-o", str(out), "-q", "--no-report", "--no-cache",
+                     "--set", "mesh.size=0.006", "--set", "mesh.order=1", "--set", "solver.analysis=transient",
+                     "--set", "solver.t_end=2", "--set", "solver.dt=1"]) == 0
+        res[drop] = json.loads((out / "summary.json").read_text())
+    a, b = res[True], res[False]
+    assert a["terminal"]["voltage_V"] == pytest.approx(b["terminal"]["voltage_V"], rel=1e-10)
+    assert a["T_max"]["value"] == pytest.approx(b["T_max"]["value"], rel=1e-10)
+    for s in (a, b):
+        assert s["joule_power_W"]["by_region"]["plate"] == s["joule_power_W"]["by_region"]["pad"] == 0.0

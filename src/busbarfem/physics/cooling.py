@@ -642,7 +642,8 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
     prev = None  # (image, residual) of the last iteration of this step
     for it in range(1, max_iterations + 1):
         x = contribution.T_f_seg.copy()
-        out.ksp_iterations.append(thermal.solve(dt, step))
+        # only the walls' h T_f term of the right-hand side changes between the iterations
+        out.ksp_iterations.append(thermal.solve(dt, step, reuse_source=it > 1))
         version = thermal.robin_version
         change = contribution.update(refresh_h=dt is None)
         if thermal.robin_version != version:
