@@ -118,7 +118,7 @@ def _electrical_columns(rows: list[dict]) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("solver", ["lu", "gamg"])
-def test_reduced_electrical_solve_equals_the_full_one(tmp_path, monkeypatch, solver):
+def test_reduced_electrical_solve_equals_the_full_one(tmp_path, monkeypatch, solver, record_property):
     """The electrical system without the plate/pad nodes (pinned to 0 anyway) has the same
     solution: terminal voltage, every cell's current and voltage and T_max of a 2s1p module on
     the plate agree with the solve that keeps them to 1e-9 with LU. With CG+GAMG (effective
@@ -159,6 +159,9 @@ def test_reduced_electrical_solve_equals_the_full_one(tmp_path, monkeypatch, sol
     assert dofs[True][0] < dofs[True][1] and dofs[True][0] % 2 == 0 and dofs[True][2] == dofs[False][2]
     assert len(res[True]) == 6 and res[True].keys() == res[False].keys()
     tol = 1e-9 if solver == "lu" else 1e-8
+    record_property("max rel difference", max(float(np.max(np.abs(v - res[False][k]) / np.abs(res[False][k]).max()))
+                                              for k, v in res[True].items()))
+    record_property("dofs solved / all", dofs[True][:2])
     for k, v in res[True].items():
         np.testing.assert_allclose(v, res[False][k], rtol=tol, atol=tol * max(1.0, np.abs(v).max()), err_msg=k)
 
@@ -191,7 +194,7 @@ def test_plate_temperature_map_is_rendered_on_the_plate_range(cooled):
     assert f"{rng['min']:.6g}-{rng['max']:.6g} K" in figs[0].caption
 
 
-def test_restart_with_coolant_continues_the_run(tmp_path):
+def test_restart_with_coolant_continues_the_run(tmp_path, record_property):
     """A 2s1p module on the plate stopped after 3 steps of 30 s (checkpoint every step) and
     restarted to 150 s gives the uninterrupted run's time series: coolant outlet T, heat, dp,
     heat removed, T_max and the cells to 1e-9 (the coolant's frozen h, extrapolation start and
@@ -206,6 +209,8 @@ def test_restart_with_coolant_continues_the_run(tmp_path):
         assert main(cmd) == 0
     a, b = _rows(full / "timeseries.csv"), _rows(part / "timeseries.csv")
     assert len(a) == len(b) == 6 and list(a[0]) == list(b[0])
+    record_property("max rel difference", max(abs(rb[k] - ra[k]) / max(abs(x[k]) for x in a) for ra, rb in zip(a, b)
+                                              for k in a[0] if "residual" not in k and max(abs(x[k]) for x in a) > 0))
     for k in a[0]:
         if "residual" in k:
             continue
@@ -257,7 +262,7 @@ def test_abuse_oven_leaves_the_channel_walls_to_the_coolant(tmp_path):
     assert s["heat"]["convection_W"] < 0  # the 80 C oven heats the module
 
 
-def test_reduced_one_field_solve_equals_the_full_one(tmp_path, monkeypatch):
+def test_reduced_one_field_solve_equals_the_full_one(tmp_path, monkeypatch, record_property):
     """A busbar (one potential) on a cold plate with a pad: the reduced and the full electrical
     solve give the same terminal voltage and T_max (two 1 s steps, LU) to 1e-10, and the plate
     and pad carry no Joule heat either way."""
@@ -284,6 +289,7 @@ def test_reduced_one_field_solve_equals_the_full_one(tmp_path, monkeypatch):
                      "--set", "solver.t_end=2", "--set", "solver.dt=1"]) == 0
         res[drop] = json.loads((out / "summary.json").read_text())
     a, b = res[True], res[False]
+    record_property("voltage rel difference", abs(a["terminal"]["voltage_V"] / b["terminal"]["voltage_V"] - 1))
     assert a["terminal"]["voltage_V"] == pytest.approx(b["terminal"]["voltage_V"], rel=1e-10)
     assert a["T_max"]["value"] == pytest.approx(b["T_max"]["value"], rel=1e-10)
     for s in (a, b):
