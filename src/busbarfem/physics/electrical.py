@@ -345,7 +345,10 @@ class ElectricalProblem:
         owned global indices; ``A_sub`` is None until the first :meth:`_assemble_matrix`
         extracts it (then refills it in place; collective).
         """
-        if not solvers.DROP_INACTIVE_NODES:
+        # only with thermal-only regions: other cases keep their system as it was (an
+        # insulating holder's pinned nodes stay in it)
+        if not solvers.DROP_INACTIVE_NODES or not any(
+                self.bundle.regions[n].kind == "thermal" for n in self.bundle.volume_names()):
             return None
         msh = self.bundle.mesh
         tdim = msh.topology.dim
