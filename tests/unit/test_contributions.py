@@ -84,3 +84,38 @@ def test_contribution_stop_condition_is_located_by_the_stepper():
     assert s["stop_reason"] == "test stop"
     assert 2.5 <= t_last <= 2.5 + tol + 1e-9
     assert s["events"][-1]["key"] == "test.t_stop" and s["events"][-1]["source"] == "test_cooling"
+
+
+class Writer(contributions.Contribution):
+    """A summary block and a result file written from it by ``write_outputs``."""
+
+    name = "test_writer"
+    summary_key = "test_writer"
+
+    def summary(self, heat):
+        return {"generated_W": float(sum(sum(v.values()) for v in heat.values()))}
+
+    def write_outputs(self, outdir, summary):
+        (Path(outdir) / "test_writer.txt").write_text(repr(summary[self.summary_key]["generated_W"]))
+
+
+def test_contribution_writes_its_own_outputs_after_the_summary(tmp_path):
+    import json
+
+    case, src = load_case(EXAMPLES / "busbar_straight.yaml", COARSE)
+    mp = pytest.MonkeyPatch()
+    contributions.registered()
+    mp.setitem(contributions._REGISTRY, "test_writer", lambda case, bundle: Writer())
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        with Simulation(case, src, MPI.COMM_WORLD, outdir=out) as sim:
+            sim.setup()
+            sim.run()
+    finally:
+        mp.undo()
+    s = json.loads((out / "summary.json").read_text())
+    # the file holds the block of the written summary.json; the base hook writes nothing
+    assert float((out / "test_writer.txt").read_text()) == s["test_writer"]["generated_W"] > 0
+    assert contributions.Contribution().write_outputs(out, s) is None
+    assert sorted(p.name for p in out.glob("*.txt")) == ["test_writer.txt"]

@@ -49,7 +49,9 @@ output and restart
     * ``columns(heat)``: entries of the time-series row (``"name [unit]": value``);
     * ``summary(heat)``: a mapping merged into ``summary.json`` under the contribution's
       :attr:`summary_key` (None: nothing);
-    * ``state_dict()`` / ``load_state_dict(state)``: JSON-able state for checkpoints.
+    * ``state_dict()`` / ``load_state_dict(state)``: JSON-able state for checkpoints;
+    * ``write_outputs(outdir, summary)``: its own result files (e.g. the coolant's
+      ``cooling_channels.csv``), on rank 0 after ``summary.json`` is written.
 
 A contribution that models the battery cells (``provides_cells = True``) also exposes
 ``names``, ``stages``, ``n_series``, ``n_parallel``, ``current``, ``cell_voltages()``,
@@ -198,6 +200,10 @@ class Contribution:
     def summary(self, heat: dict) -> dict:
         """The summary.json block at the last recorded time."""
         return {}
+
+    def write_outputs(self, outdir, summary: dict) -> None:
+        """Write its own result files into ``outdir`` from the written ``summary`` (the whole
+        summary.json content). Called on rank 0 only, after summary.json: must not communicate."""
 
 
 Factory = Callable[[Any, Any], "Contribution | None"]

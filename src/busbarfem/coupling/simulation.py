@@ -236,10 +236,9 @@ class Simulation:
 
     def _write_summary(self) -> dict:
         out = write_summary(self.comm, self.outdir, self.summary())
-        if "cooling" in out and self.outdir is not None and self.comm.rank == 0:
-            from busbarfem.physics.cooling import write_channel_profiles
-
-            write_channel_profiles(self.outdir, out["cooling"])
+        if self.outdir is not None and self.comm.rank == 0:
+            for c in self.model.contributions:
+                c.write_outputs(self.outdir, out)
         return out
 
     def close(self) -> None:

@@ -147,6 +147,15 @@ def log_clim(values: np.ndarray, q: float = 1.0) -> tuple[float, float]:
     return (lo if lo < hi else hi / 10.0, hi)
 
 
+def _digits(clim) -> int:
+    """Significant digits that tell the ends of a linear colour range apart (at least 4)."""
+    lo, hi = float(clim[0]), float(clim[1])
+    scale = max(abs(lo), abs(hi))
+    if hi <= lo or scale == 0:
+        return 4
+    return int(min(8, max(4, np.ceil(np.log10(scale / (hi - lo))) + 2)))
+
+
 def _marker_points(markers) -> np.ndarray:
     if markers is None:
         return np.zeros((0, 3))
@@ -167,7 +176,7 @@ def _project(plotter, pts: np.ndarray, height: int) -> list[tuple[float, float]]
 
 def render_field(outdir, field: str, png, markers=None, clip_through=None, title: str | None = None,
                  window_size=(1200, 800), index: int = -1, zoom: float = 0.12, log_scale: bool | None = None,
-                 crowding: float | None = None) -> RenderInfo:
+                 crowding: float | None = None, regions=None, top_view: bool = False) -> RenderInfo:
     """Render one stored field of ``outdir/fields.xdmf`` to ``png`` off-screen.
 
     Args:
@@ -187,6 +196,9 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
         crowding: outline (magenta) the cells whose value is at least this fraction of the
             maximum, the current-crowding region (default 0.5 for ``J_magnitude`` without a
             clip, else none).
+        regions: draw only the cells of these region tags (the stored ``region_id``); the
+            colour range is then the range of the field on those cells.
+        top_view: look down the z axis (parallel projection) instead of the isometric view.
 
     Returns:
         A :class:`RenderInfo` with the marker and bounding-box positions in pixels.
@@ -197,6 +209,13 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
     pv.OFF_SCREEN = True
     png = Path(png)
     grid, t, name = load_grid(outdir, field, index)
+    if regions is not None:
+        _, rid, _ = readback.read_last(outdir, "region_id")
+        keep = np.flatnonzero(np.isin(np.rint(rid).astype(int), [int(r) for r in regions]))
+        if not len(keep):
+            raise ValueError(f"no cells of region tags {list(regions)} in the field file")
+        grid = grid.extract_cells(keep)
+        grid.set_active_scalars(name)
     data = grid.active_scalars
     if log_scale is None:
         log_scale = field == "J_magnitude"
@@ -217,7 +236,7 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
     plotter = pv.Plotter(off_screen=True, window_size=list(window_size))
     plotter.set_background("white")
     sargs = {"title": bar_title, "color": "black", "vertical": True, "position_x": 0.88, "position_y": 0.1,
-             "height": 0.8, "width": 0.05, "fmt": "%.3g" if log_scale else "%.4g"}
+             "height": 0.8, "width": 0.05, "fmt": "%.3g" if log_scale else f"%.{_digits(clim)}g"}
     info_clip_o = info_clip_n = None
     if clip_through is not None:
         origin = np.asarray(clip_through, dtype=float)
@@ -238,7 +257,11 @@ def render_field(outdir, field: str, png, markers=None, clip_through=None, title
         # surface is drawn translucent so the outlined region shows through
         plotter.add_mesh(surf, scalars=name, cmap=cmap, clim=clim, scalar_bar_args=sargs, log_scale=bool(log_scale),
                          opacity=0.6 if crowding is not None else 1.0)
-        plotter.view_isometric()
+        if top_view:
+            plotter.view_xy()
+            plotter.enable_parallel_projection()
+        else:
+            plotter.view_isometric()
         plotter.reset_camera()
     crowd_value, crowd_cells = None, 0
     if crowding is not None:

@@ -356,7 +356,32 @@ def _renders(run: RunData, workdir: Path) -> tuple[list[Figure], str]:
             axis = "xyz"[info.clip_normal.index(1.0)]
             cap += f" Cut plane normal to {axis}."
         figs.append(Figure(name, cap, png.read_bytes()))
+    figs += _plate_renders(run, workdir, names)
     return figs, ""
+
+
+def _plate_renders(run: RunData, workdir: Path, names) -> list[Figure]:
+    """Each cold plate alone, seen from above, on its own temperature range (issue 15)."""
+    from busbarfem.io import render
+
+    plates = (run.summary.get("cooling") or {}).get("plate_temperature_K") or {}
+    tags = {nm: tag for tag, nm in ((run.hotspots or {}).get("region_tags") or {}).items()}
+    figs = []
+    for plate, rng in plates.items():
+        if plate not in tags or "T" not in names or "region_id" not in names:
+            continue
+        name = f"render_T_plate_{plate}"
+        cap = (f"Temperature of the cold plate {plate} seen from above (down the z axis: its top face, "
+               f"under the cells), on the plate's own range {rng['min']:.6g}-{rng['max']:.6g} K "
+               "(summary.json cooling.plate_temperature_K).")
+        png = workdir / f"{name}.png"
+        try:
+            render.render_field(run.outdir, "T", png, regions=[tags[plate]], top_view=True, title=f"{plate}: T, top view")
+        except Exception as exc:  # a render failing must not lose the rest of the report
+            figs.append(Figure(name, cap, b"", note=f"render failed: {type(exc).__name__}: {exc}"))
+            continue
+        figs.append(Figure(name, cap, png.read_bytes()))
+    return figs
 
 
 def _where(ext: dict) -> str:

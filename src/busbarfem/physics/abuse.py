@@ -190,14 +190,17 @@ class AbuseCoupling(Contribution):
         return out
 
     def robin_terms(self) -> list[RobinTerm]:
-        """The oven on every exterior facet: ``h(t) + h_rad`` towards ``T_oven(t)``."""
+        """The oven on every exterior facet but coolant channel walls: ``h(t) + h_rad`` towards ``T_oven(t)``."""
         if self.oven is None:
             return []
         h = self.oven_h
         if self.oven.emissivity > 0:
             Tk, Ta = self.thermal.T_k, self.oven_T
             h = h + self.oven.emissivity * SIGMA_SB * (Tk**2 + Ta**2) * (Tk + Ta)
-        return [RobinTerm(self.bundle.facets_of("exterior"), h, self.oven_T)]
+        from busbarfem.physics.cooling import coolant_wall_facets
+
+        facets = np.setdiff1d(self.bundle.facets_of("exterior"), coolant_wall_facets(self.case, self.bundle))
+        return [RobinTerm(facets.astype(np.int32), h, self.oven_T)]
 
     # ------------------------------------------------------------------ point <-> mesh
     def _cell_T(self, fn, integ) -> np.ndarray:

@@ -199,6 +199,8 @@ class Coolant:
 
     def check(self, T, key: str | None = None) -> np.ndarray:
         """Return ``T`` as an array, or raise a located CaseError if any value is outside the range."""
+        if isinstance(T, float) and self._arr[0, 0] - 1e-9 <= T <= self._arr[-1, 0] + 1e-9:
+            return np.asarray(T)  # the 1D march's scalar calls: a valid number (NaN fails the test)
         T = np.asarray(T, float)
         bad = ~np.isfinite(T) | (T < self.T_min - 1e-9) | (T > self.T_max + 1e-9)
         if np.any(bad):

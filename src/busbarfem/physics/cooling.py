@@ -135,8 +135,10 @@ class CoolantContribution(Contribution):
     summary_key = "cooling"
 
     def __init__(self, circuits: list[Circuit], h_refresh: float = 1e-3, tolerance: float = 1e-8,
-                 max_iterations: int = 100):
+                 max_iterations: int = 100, plates=()):
         self.circuits = circuits
+        self.plates = list(plates)  # region names of the cold plates (their temperature range)
+        self._plate_dofs: dict[str, np.ndarray] = {}
         self.tolerance, self.max_iterations = float(tolerance), int(max_iterations)
         self.t_start = 0.0  # start of the current step (end of the last accepted one)
         self.coupling_iterations: list[int] = []  # Picard iterations of each thermal solve
@@ -362,6 +364,8 @@ class CoolantContribution(Contribution):
         self.attach(model.thermal)
         self.update(refresh_h=True)  # the coolant at the initial temperature (the t = 0 record)
         b = model.bundle
+        dofmap = model.thermal.V.dofmap.list
+        self._plate_dofs = {n: np.unique(dofmap[b.cells_of(n)]) for n in self.plates if n in b.regions}
         cells = [n for n in b.volume_names() if b.regions[n].kind == "cell"]
         if cells:  # one vector assembly per call for every region (as the cell models do)
             from busbarfem.analysis.regions import RegionIntegrator
@@ -406,13 +410,45 @@ class CoolantContribution(Contribution):
         self._T_f_start = self.T_f_seg.copy() if np.all(np.isfinite(self.T_f_seg)) else None
 
     def state_dict(self) -> dict:
-        """Checkpoint: start time of the next step and the last coolant state."""
-        return {**self.state(), "t_start": self.t_start}
+        """Checkpoint: start time of the next step, the last coolant state and what the next
+        step starts from in an uninterrupted run (the frozen h, the last step's coolant
+        temperatures for the extrapolated guess, the Anderson differences if they belong to
+        the current operator), so a restarted run takes the same iterations."""
+        thermal = self._thermal
+        sec = self._secant
+        valid = bool(sec) and thermal is not None and sec.get("key") == (False, thermal.robin_version)
+        return {**self.state(), "t_start": self.t_start,
+                "h_frozen": None if self.h_frozen is None else self.h_frozen.tolist(),
+                "T_f_prev": None if self._T_f_prev is None else self._T_f_prev.tolist(), "dt_prev": self._dt_prev,
+                "secant": [[r.tolist(), f.tolist()] for r, f in sec["pairs"]] if valid else None,
+                "h_refreshes": self.h_refreshes, "coupling_iterations": list(self.coupling_iterations)}
 
     def load_state_dict(self, state) -> None:
-        """Restore :meth:`state_dict` (the coefficients are renewed by the next thermal solve)."""
+        """Restore :meth:`state_dict`: the coolant coefficients on the mesh are those of the
+        checkpoint (h* from its frozen h, T_f), the thermal operator is rebuilt with them.
+        (Checkpoints without the frozen h renew it at the next thermal solve.)"""
         self.restore_state(state)
         self.t_start = float(state["t_start"])
+        if state.get("T_f_prev") is not None:
+            self._T_f_prev, self._dt_prev = np.asarray(state["T_f_prev"], float), float(state["dt_prev"])
+        self._T_f_start = self.T_f_seg.copy() if np.all(np.isfinite(self.T_f_seg)) else None
+        self.h_refreshes = int(state.get("h_refreshes", self.h_refreshes))
+        self.coupling_iterations = [int(i) for i in state.get("coupling_iterations", self.coupling_iterations)]
+        if state.get("h_frozen") is None or self.h is None:
+            return
+        self.h_frozen = np.asarray(state["h_frozen"], float)
+        has = self.area > 0
+        h_star = np.where(has, self.h_frozen * self.PL / np.where(has, self.area, 1.0), 0.0)
+        self.h.x.array[:] = 0.0
+        self.h.x.array[self.wall_cells] = h_star[self.cell_segment]
+        self.T_f.x.array[:] = 0.0
+        self.T_f.x.array[self.wall_cells] = self.T_f_seg[self.cell_segment]
+        if self._thermal is not None:
+            self._thermal.robin_version += 1
+            self._secant.clear()
+            if state.get("secant"):
+                self._secant.update(key=(False, self._thermal.robin_version),
+                                    pairs=[(np.asarray(r, float), np.asarray(f, float)) for r, f in state["secant"]])
 
     def cell_temperatures(self) -> np.ndarray:
         """Mean temperature of every battery cell [K] (empty without cells)."""
@@ -420,6 +456,17 @@ class CoolantContribution(Contribution):
             return np.zeros(0)
         tot = self._T_int.by_region()
         return np.array([tot[n] for n in self._cell_names]) / self._cell_volume
+
+    def plate_temperatures(self) -> dict[str, dict[str, float]]:
+        """``{plate: {"min", "max"}}``: each cold plate's nodal temperature range [K] (collective)."""
+        out = {}
+        T = self._thermal.T.x.array if self._thermal is not None else np.zeros(0)
+        for name, dofs in self._plate_dofs.items():
+            v = T[dofs]
+            lo = self.comm.allreduce(float(v.min()) if len(v) else np.inf, op=MPI.MIN)
+            hi = self.comm.allreduce(float(v.max()) if len(v) else -np.inf, op=MPI.MAX)
+            out[name] = {"min": lo, "max": hi}
+        return out
 
     def columns(self, heat: dict) -> dict:
         """Per circuit outlet T, heat removed, dp, pumping power; per channel heat; cell spread."""
@@ -443,7 +490,14 @@ class CoolantContribution(Contribution):
         if len(Tc):
             out["cell_temperature_spread_K"] = float(np.ptp(Tc))
             out["cell_temperature_mean_K"] = Tc.tolist()
+        if self._plate_dofs:
+            out["plate_temperature_K"] = self.plate_temperatures()
         return out
+
+    def write_outputs(self, outdir, summary: dict) -> None:
+        """``cooling_channels.csv`` (:func:`write_channel_profiles`) from the summary's block."""
+        if summary.get(self.summary_key):
+            write_channel_profiles(outdir, summary[self.summary_key])
 
 
 @register("coolant")
@@ -451,7 +505,8 @@ def _coolant(case, bundle):
     if getattr(case, "cooling", None) is None:
         return None
     c = case.cooling
-    return CoolantContribution(circuits_from_case(c), tolerance=c.tolerance, max_iterations=c.max_iterations)
+    return CoolantContribution(circuits_from_case(c), tolerance=c.tolerance, max_iterations=c.max_iterations,
+                               plates=[p.name for p in c.plates])
 
 
 CHANNEL_CSV = "cooling_channels.csv"
@@ -511,6 +566,17 @@ class InterfaceConductance:
         if layer.conductance is not None:
             return cls(layer.name, layer.conductance, layer.model_thickness or 5e-4)
         return cls(layer.name, layer.conductivity / layer.thickness, layer.model_thickness or layer.thickness)
+
+
+def coolant_wall_facets(case, bundle) -> np.ndarray:
+    """Local facets of the channel walls that carry a coolant circuit (empty without ``cooling:``):
+    other exterior conditions (an abuse oven) leave them to the coolant."""
+    cooling = getattr(case, "cooling", None)
+    if cooling is None:
+        return np.zeros(0, np.int32)
+    names = [f"{c.plate}_{ch}_wall" for c in cooling.circuits for ch in c.channels]
+    found = [bundle.facets_of(n) for n in names if n in bundle.bc_region_names()]
+    return np.unique(np.concatenate(found)).astype(np.int32) if found else np.zeros(0, np.int32)
 
 
 def circuits_from_case(cooling, key: str = "cooling") -> list[Circuit]:
@@ -576,7 +642,8 @@ def solve_coupled(thermal, contribution: CoolantContribution, dt: float | None, 
     prev = None  # (image, residual) of the last iteration of this step
     for it in range(1, max_iterations + 1):
         x = contribution.T_f_seg.copy()
-        out.ksp_iterations.append(thermal.solve(dt, step))
+        # only the walls' h T_f term of the right-hand side changes between the iterations
+        out.ksp_iterations.append(thermal.solve(dt, step, reuse_source=it > 1))
         version = thermal.robin_version
         change = contribution.update(refresh_h=dt is None)
         if thermal.robin_version != version:

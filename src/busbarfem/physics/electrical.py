@@ -207,9 +207,21 @@ class ElectricalProblem:
         self.bcs = [fem.dirichletbc(self.V_term, self.pos_dofs, Vp),
                     fem.dirichletbc(PETSc.ScalarType(0.0), neg_dofs, Vn)]
         self.inactive_dofs = []
+        # nodes outside every conducting cell (cold plates, gap pads: kind "thermal") are
+        # left out of the solved system: the forms integrate over the conducting cells only
+        # and the KSP works on the submatrix of the other nodes (None: nothing to drop)
+        self._red = self._reduction()
+        if self._red is not None:
+            self.dx = dx = self._red[2]
+        keep = self._red[3] if self._red is not None else None
+        bs_v = self.V.dofmap.index_map_bs
+
+        def pinned(dofs):  # the pinned dofs the solved system still holds
+            return dofs if keep is None else dofs[keep[dofs // bs_v]]
+
         # thermal-only regions (cold plates, gap pads: kind "thermal") carry no potential
         thermal_only = any(bundle.regions[n].kind == "thermal" for n in bundle.volume_names())
-        if self.nfields == 1 and thermal_only:
+        if self.nfields == 1 and thermal_only and keep is None:
             ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
             active = np.flatnonzero(self.sig[0].x.array.reshape(-1, 3)[:, 0] > 0).astype(np.int32)
             dof_all = fem.locate_dofs_topological(self.V, tdim, np.arange(ncells, dtype=np.int32))
@@ -223,7 +235,7 @@ class ElectricalProblem:
                 active = np.flatnonzero(self.sig[f].x.array.reshape(-1, 3)[:, 0] > 0).astype(np.int32)
                 dof_all = fem.locate_dofs_topological(self.V.sub(f), tdim, allc)
                 dof_act = fem.locate_dofs_topological(self.V.sub(f), tdim, active)
-                inactive = np.setdiff1d(dof_all, dof_act).astype(np.int32)
+                inactive = pinned(np.setdiff1d(dof_all, dof_act).astype(np.int32))
                 self.inactive_dofs.append(inactive)
                 self.bcs.append(fem.dirichletbc(PETSc.ScalarType(0.0), inactive, self.V.sub(f)))
         # w = 1 on the terminal_pos dofs: the reaction there is the terminal current
@@ -249,12 +261,14 @@ class ElectricalProblem:
         self.b = fpetsc.create_vector(self.V)
         self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
-        rtol_eff = rtol * solvers.MSMD_RTOL_FACTOR if self.nfields == 2 else rtol
-        self.options = solvers.preset(solver, ndofs, rtol_eff, block_size=2 if self.nfields == 2 else 1)
-        self.ndofs = ndofs
         self.A.setOptionsPrefix(prefix + "A_")
         if self.nfields == 2:
             self.A.setBlockSize(2)
+        self.ndofs_solved = ndofs if self._red is None else self._red[0].getSize()
+        rtol_eff = rtol * solvers.MSMD_RTOL_FACTOR if self.nfields == 2 else rtol
+        self.options = solvers.preset(solver, self.ndofs_solved, rtol_eff, block_size=2 if self.nfields == 2 else 1)
+        self.ndofs = ndofs
+        # (a reduced problem hands its submatrix to the KSP at the first assembly)
         self.ksp = solvers.make_ksp(self.comm, self.A, prefix, self.options)
         #: start each iterative solve from the previous solution of the same right-hand side
         #: (kept in ``_phi_a``/``_phi_b`` of this instance: no state outlives the problem).
@@ -271,6 +285,13 @@ class ElectricalProblem:
         self.circuit_space = 0
         if solvers.CIRCUIT_COARSE_SPACE and self.options.get("pc_type") == "gamg" and self.nfields == 2:
             self._Z = self._circuit_space()
+            if self._red is not None:  # keep the rows of the solved nodes only
+                Z = self._Z
+                c0, c1 = Z.getOwnershipRangeColumn()
+                cols = PETSc.IS().createStride(c1 - c0, first=c0, step=1, comm=self.comm)
+                self._Z = Z.createSubMatrix(self._red[0], cols)
+                cols.destroy()
+                Z.destroy()
             self.circuit_space = self._Z.getSize()[1]
             solvers.use_circuit_coarse_space(self.ksp, self.comm, self._Z, self.options)
         self.ksp.setInitialGuessNonzero(self.warm_start)
@@ -310,6 +331,48 @@ class ElectricalProblem:
         Z.setValuesCSR(ia, col[rows].astype(PETSc.IntType), np.ones(len(rows)))
         Z.assemble()
         return Z
+
+    def _reduction(self):
+        """``[IS, A_sub, dx, keep]`` of the nodes of the conducting cells, or None if every
+        node is one.
+
+        A node that no conducting cell touches (a cold plate's or gap pad's interior, kind
+        "thermal") has potential zero in every field and no coupling to the others, so the
+        system restricted to the other nodes has the same solution there (the full system
+        pins it with a Dirichlet row). The forms integrate over the conducting cells only
+        (``dx``); ``keep`` marks the kept local nodes (owned and ghost). Whole nodes are kept
+        or dropped, so the block size (both potentials of a node) survives. The IS holds the
+        owned global indices; ``A_sub`` is None until the first :meth:`_assemble_matrix`
+        extracts it (then refills it in place; collective).
+        """
+        # only with thermal-only regions: other cases keep their system as it was (an
+        # insulating holder's pinned nodes stay in it)
+        if not solvers.DROP_INACTIVE_NODES or not any(
+                self.bundle.regions[n].kind == "thermal" for n in self.bundle.volume_names()):
+            return None
+        msh = self.bundle.mesh
+        tdim = msh.topology.dim
+        imap, bs = self.V.dofmap.index_map, self.V.dofmap.index_map_bs
+        ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
+        conducting = np.zeros(ncells, dtype=bool)
+        for sig in self.sig:
+            conducting |= sig.x.array.reshape(-1, 3)[:ncells, 0] > 0
+        mark = dolfinx.la.vector(imap, 1)
+        mark.array[:] = 0.0
+        mark.array[self.V.dofmap.list[:ncells][conducting].ravel()] = 1.0
+        # a node is kept if a conducting cell of any rank touches it (owner and ghosts agree)
+        mark.scatter_reverse(dolfinx.la.InsertMode.add)
+        mark.scatter_forward()
+        keep = mark.array > 0
+        owned = np.flatnonzero(keep[:imap.size_local])
+        dropped = self.comm.allreduce(int(imap.size_local - len(owned)), op=MPI.SUM)
+        if dropped == 0:
+            return None
+        blocks = (owned + imap.local_range[0]).astype(PETSc.IntType)
+        cells = np.flatnonzero(conducting).astype(np.int32)
+        tags = dmesh.meshtags(msh, tdim, cells, np.ones_like(cells))
+        dx = ufl.Measure("dx", domain=msh, subdomain_data=tags, subdomain_id=1)
+        return [PETSc.IS().createBlock(bs, blocks, comm=self.comm), None, dx, keep]
 
     # ----------------------------------------------------------------------------------------
     def _components(self, u):
@@ -418,6 +481,13 @@ class ElectricalProblem:
         self.A.zeroEntries()
         fpetsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
         self.A.assemble()
+        if self._red is not None:
+            iset, sub = self._red[:2]
+            if sub is None:
+                self._red[1] = self.A.createSubMatrix(iset, iset)
+                self.ksp.setOperators(self._red[1])
+            else:
+                self.A.createSubMatrix(iset, iset, submat=sub)
         self._decide_pc_reuse()
 
     def _operator_coefficients(self) -> list[np.ndarray]:
@@ -468,7 +538,16 @@ class ElectricalProblem:
         fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fpetsc.set_bc(self.b, self.bcs)
-        its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step, self.stats)
+        if self._red is None:
+            its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step, self.stats)
+        else:  # the dropped entries of x stay at their pinned value 0
+            iset = self._red[0]
+            b_sub, x_sub = self.b.getSubVector(iset), self.x.getSubVector(iset)
+            try:
+                its = solvers.solve_checked(self.ksp, b_sub, x_sub, "electrical", step, self.stats)
+            finally:
+                self.b.restoreSubVector(iset, b_sub)
+                self.x.restoreSubVector(iset, x_sub)
         self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         fpetsc.assign(self.x, out)
         out.x.scatter_forward()
@@ -563,10 +642,10 @@ class ElectricalProblem:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         if self.reduced is not None:
             self.reduced.destroy()
-        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None)):
+        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None), *(self._red or ())[:2]):
             if obj is not None:
                 obj.destroy()
-        self.ksp = self.A = self.b = self.x = self._Z = None
+        self.ksp = self.A = self.b = self.x = self._Z = self._red = None
 
     # ----------------------------------------------------------------------------------------
     def joule_density(self):

@@ -54,6 +54,12 @@ MSMD_RTOL_FACTOR = 1e-2
 
 KINDS = ("auto", "lu", "gamg")
 
+#: When True, an electrical problem with nodes that no conducting cell touches (cold plates,
+#: gap pads: region kind "thermal") solves the system restricted to the other nodes; the
+#: dropped ones are pinned to zero anyway (docs/performance.md, "Cooled module step").
+#: False keeps them in the solved matrix (for comparison).
+DROP_INACTIVE_NODES = True
+
 #: When True, iterative two-potential electrical solves start from the problem's previous
 #: solution of the same right-hand side (``KSPSetInitialGuessNonzero``; docs/performance.md).
 #: The guess is per :class:`~busbarfem.physics.electrical.ElectricalProblem` instance, so

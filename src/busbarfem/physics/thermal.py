@@ -172,6 +172,7 @@ class ThermalProblem:
         L = heat_linear(self.inv_dt, self.rho_cp, self.T_n, source, v, dx)
         self.dirichlet = []
         conv_terms, rad_terms, flux_terms, coolant_terms = [], [], [], []
+        L_cool = None  # the coolant walls' h T_f part of L (re-assembled alone within a step)
         msh.topology.create_connectivity(tdim - 1, tdim)
         for i, (kind, facets, prm) in enumerate(bcs):
             tag = i + 1
@@ -188,7 +189,10 @@ class ThermalProblem:
                       else fem.Constant(msh, PETSc.ScalarType(prm["T_amb"])))
                 da, dL = convection_terms(h, Ta, u, v, ds(tag))
                 a += da
-                L += dL
+                if prm.get("heat") == "coolant":
+                    L_cool = dL if L_cool is None else L_cool + dL
+                else:
+                    L += dL
                 if prm.get("heat", "convection") not in ("convection", "coolant"):
                     raise ValueError(f"unknown heat booking {prm['heat']!r} of a Robin term")
                 (coolant_terms if prm.get("heat") == "coolant" else conv_terms).append(h * (self.T - Ta) * ds(tag))
@@ -209,6 +213,10 @@ class ThermalProblem:
                 raise ValueError(f"unknown thermal boundary condition {kind!r}")
         self.a = fem.form(a)
         self.L = fem.form(L)
+        self.L_cool = fem.form(L_cool) if L_cool is not None else None
+        self._b_main: tuple | None = None  # (operator key, local form of the assembled L + lifting)
+        if L_cool is not None:
+            L = L + L_cool
         zero = fem.Constant(msh, PETSc.ScalarType(0.0)) * dx
         self._q_form = fem.form(source * dx)
         self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
@@ -235,11 +243,16 @@ class ThermalProblem:
         self._assembled_key = None
         self.has_radiation = bool(rad_terms)
 
-    def solve(self, dt: float | None, step: int | None = None) -> int:
+    def solve(self, dt: float | None, step: int | None = None, reuse_source: bool = False) -> int:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
 
         The matrix is re-assembled only when dt or ``robin_version`` changes (or radiation is present), so at
         fixed dt the factorisation / preconditioner is reused.
+
+        Args:
+            reuse_source: with coolant walls, keep the right-hand side of the previous call but
+                for the walls' ``h T_f`` term (re-assembled): for the coolant's Picard
+                iterations within one step, where nothing else in it changes.
 
         Returns:
             KSP iterations.
@@ -253,9 +266,16 @@ class ThermalProblem:
             self.ksp.setOperators(self.A)
             self._assembled_key = key
         with self.b.localForm() as loc:
-            loc.set(0.0)
-        fpetsc.assemble_vector(self.b, self.L)
-        fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
+            if self.L_cool is not None and reuse_source and self._b_main is not None and self._b_main[0] == key:
+                loc.array[:] = self._b_main[1]
+            else:
+                loc.set(0.0)
+                fpetsc.assemble_vector(self.b, self.L)
+                fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
+                if self.L_cool is not None:  # the lifting depends on the operator: keyed by it
+                    self._b_main = (key, loc.array.copy())
+        if self.L_cool is not None:
+            fpetsc.assemble_vector(self.b, self.L_cool)
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fpetsc.set_bc(self.b, self.dirichlet)
         # warm start from the current temperature for iterative solvers
