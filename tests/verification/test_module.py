@@ -8,7 +8,6 @@ and module voltage over a 1C discharge within 0.5 % (issue 4 acceptance).
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from helpers import solve_case
 from mpi4py import MPI
 
@@ -60,7 +59,8 @@ COARSE = ["mesh.elements_through_thickness=1", "mesh.thin_aspect=4", "mesh.cell_
           "mesh.curvature_elements=8"]
 
 
-@pytest.mark.slow
+# not slow-marked any more (~10 s on the coarse mesh): `make test-fast` keeps a 3D module run
+# to the minimum-cell-voltage stop against the lumped circuit
 def test_4s2p_discharge_matches_lumped_circuit(tmp_path):
     path = write_case(tmp_path, ns=4, np=2, soc=1.0, factors=R0_FACTORS, dt=240.0, t_end=5000.0,
                       load="{electrical_input_type: c_rate, c_rate: 1.0}")
