@@ -45,10 +45,15 @@ def test_steady_temperature_below_critical_matches_lumped(fraction):
 
 
 def test_transient_time_constant_at_constant_power():
-    """alpha = 0: constant Joule power; T rises as dT_ss (1 - exp(-t/tau)), tau = rho cp V/(h A_s)."""
+    """alpha = 0: constant Joule power; T rises as dT_ss (1 - exp(-t/tau)), tau = rho cp V/(h A_s).
+
+    On a coarse mesh (one element through the 2 mm bar, flatter tets: 758 P2 dofs instead of
+    7856): the bar is isothermal and its volume and surface are exact on any mesh, so the fit
+    is the same, tau_fit / tau - 1 = 2.08507e-3 on both meshes (the 200 time steps' error)."""
     tau = 8933.0 * 385.0 * (L * W * TH) / (H * AREA)
     sim = solve_case(CASE, ["materials.copper_amb.alpha=0", "load.current=100", "solver.adaptive=false",
-                            f"solver.dt={tau / 200}", f"solver.t_end={tau}"])
+                            f"solver.dt={tau / 200}", f"solver.t_end={tau}", "mesh.size=0.005",
+                            "mesh.elements_through_thickness=1", "mesh.thin_aspect=4"])
     rows = sim.rows
     t = np.array([r["time [s]"] for r in rows])
     T = np.array([r["T_max [K]"] for r in rows]) - 298.15
