@@ -58,16 +58,20 @@ abuse: {{kinetics: Kim2007, evaluation: cell, stop: {{all_onset: true}}}}
 """
 
 
+def kim_heat(y):
+    """Kim 2007 four-equation kinetics, written here independently of busbarfem: the heat
+    [W/m^3] and the four rates at state ``y = (T, c_sei, c_ne, t_sei, alpha, c_e)``."""
+    A, Ea, HW = (np.array(KIM[k]) for k in ("A", "Ea", "HW"))
+    T, cs, cn, ts, a, ce = y
+    k = A * np.exp(-Ea / (R * T))
+    r = np.array([k[0] * max(cs, 0), k[1] * np.exp(-ts / KIM["t_ref"]) * max(cn, 0),
+                  k[2] * min(max(a, 0), 1) * max(1 - a, 0), k[3] * max(ce, 0)])
+    return HW @ r, r
+
+
 def kim_reference(h_A_per_V, T_amb, t_end):
     """Radau (rtol 1e-8) of rho cp dT/dt = q(T, y) - (hA/V)(T - T_amb); onset at q/(rho cp) = 1 K/s."""
-    A, Ea, HW = (np.array(KIM[k]) for k in ("A", "Ea", "HW"))
-
-    def heat(y):
-        T, cs, cn, ts, a, ce = y
-        k = A * np.exp(-Ea / (R * T))
-        r = np.array([k[0] * max(cs, 0), k[1] * np.exp(-ts / KIM["t_ref"]) * max(cn, 0),
-                      k[2] * min(max(a, 0), 1) * max(1 - a, 0), k[3] * max(ce, 0)])
-        return HW @ r, r
+    heat = kim_heat
 
     def f(t, y):
         q, r = heat(y)
@@ -612,15 +616,8 @@ def oven_case(T_oven: float, dt: float, max_change: float, t_end: float) -> str:
 def oven_reference(A_per_V: float, T_oven: float, t_end: float):
     """Radau (rtol 1e-8) of the lumped cell in the oven from 25 C: rho cp dT/dt = q(T, y) +
     (A/V) (h (T_oven - T) + eps sigma (T_oven^4 - T^4)); onset at q/(rho cp) = 1 K/s."""
-    A, Ea, HW = (np.array(KIM[k]) for k in ("A", "Ea", "HW"))
+    heat = kim_heat
     sig = 5.670374419e-8
-
-    def heat(y):
-        T, cs, cn, ts, a, ce = y
-        k = A * np.exp(-Ea / (R * T))
-        r = np.array([k[0] * max(cs, 0), k[1] * np.exp(-ts / KIM["t_ref"]) * max(cn, 0),
-                      k[2] * min(max(a, 0), 1) * max(1 - a, 0), k[3] * max(ce, 0)])
-        return HW @ r, r
 
     def f(t, y):
         q, r = heat(y)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import pytest
 from scipy.integrate import quad
 
 from busbarfem.cli import main
+from helpers import run_serial_and_two_ranks
 from busbarfem.physics.coolant import coolant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,20 +87,7 @@ KEYS = ("outlet_temperature", "heat_removed", "pressure_drop")
 def test_cooled_module_two_ranks_equal_serial(tmp_path):
     """A 2s1p module on the same plate: serial and ``mpirun -n 2`` agree to 1e-6."""
     env = dict(os.environ, OMP_NUM_THREADS="1", BUSBARFEM_MESH_CACHE=str(tmp_path / "cache"))
-    mpirun = ROOT / ".venv" / "bin" / "mpirun"
-    if not mpirun.exists():
-        mpirun = Path(sys.executable).parent / "mpirun"
-    outs = {}
-    for n in (1, 2):
-        out = tmp_path / f"n{n}"
-        cmd = [sys.executable, "-m", "busbarfem", "run", str(CASE), "-o", str(out), "-q", "--no-report", *SMALL]
-        if n > 1:
-            cmd = [str(mpirun), "-n", str(n), *cmd]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
-        assert res.returncode == 0, res.stderr[-2000:]
-        outs[n] = json.loads((out / "summary.json").read_text())
-    ser, par = outs[1], outs[2]
-    assert par["mpi_size"] == 2
+    ser, par = run_serial_and_two_ranks(CASE, tmp_path, SMALL, env=env)
     for key in KEYS:
         assert par["cooling"]["circuits"]["loop"][key] == pytest.approx(ser["cooling"]["circuits"]["loop"][key],
                                                                         rel=1e-6), key

@@ -12,15 +12,11 @@ serial and ``mpirun -n 2`` must agree.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import EXAMPLES, ROOT
+from helpers import EXAMPLES, run_serial_and_two_ranks
 from mpi4py import MPI
 
 from busbarfem.case.loader import load_case
@@ -140,25 +136,9 @@ def test_reduced_step_needs_cells():
                     reason="starts its own mpirun; run it serially")
 def test_reduced_step_two_ranks_equal_serial(tmp_path):
     """Serial and ``mpirun -n 2`` reduced runs agree to 1e-6 (basis rows per rank, port sums allreduced)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    mpirun = ROOT / ".venv" / "bin" / "mpirun"
-    if not mpirun.exists():
-        mpirun = Path(sys.executable).parent / "mpirun"
     sets = [*SMALL, "solver.dt=60", "solver.t_end=240", "solver.electrical.reduced.enabled=true",
             "solver.electrical.reduced.tol=1e-8"]
-    outs = {}
-    for n in (1, 2):
-        out = tmp_path / f"n{n}"
-        cmd = [sys.executable, "-m", "busbarfem", "run", str(CASE), "-o", str(out), "-q", "--no-report"]
-        for s in sets:
-            cmd += ["--set", s]
-        if n > 1:
-            cmd = [str(mpirun), "-n", str(n), *cmd]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
-        assert res.returncode == 0, res.stderr[-2000:]
-        outs[n] = json.loads((out / "summary.json").read_text())
-    ser, par = outs[1], outs[2]
-    assert par["mpi_size"] == 2
+    ser, par = run_serial_and_two_ranks(CASE, tmp_path, [a for s in sets for a in ("--set", s)])
     assert par["terminal"]["voltage_V"] == pytest.approx(ser["terminal"]["voltage_V"], rel=1e-6)
     for name, c in ser["cells"].items():
         assert par["cells"][name]["current_A"] == pytest.approx(c["current_A"], rel=1e-6), name
