@@ -5,6 +5,11 @@ initial state) is cached in tests/data/LG_M50_DFN_Chen2020_cc.csv by
 scripts/gen_dfn_reference.py; with pybamm installed, 1C is also re-run live. The ECM
 starts at the SOC whose OCV equals the DFN's initial OCV (4.1809 V) and runs in the
 lumped runner at PyBaMM's 1C = 5 A.
+
+The two other shipped chemistries are checked the same way against their own cached DFN
+discharges: Ecker2015_DFN (NMC, tests/data/Ecker2015_DFN_cc.csv) and NCA_Kim2011_DFN (NCA,
+tests/data/NCA_Kim2011_DFN_cc.csv, scripts/gen_nca_kim2011_reference.py), the latter also
+in a lumped case through the CLI.
 """
 
 from pathlib import Path
@@ -165,3 +170,116 @@ def test_fit_ecm_cli_fits_pybamm_cc_discharges_next_to_the_pulses(tmp_path):
     assert fit["cc_1C_298.15K"]["samples"] > 300  # 10 s samples over the ~1 h discharge
     assert all(v["rms_mV"] < 6.0 for v in fit.values())
     assert CellModel(preset=str(out)).capacity == pytest.approx(5.144, rel=0.005)
+
+
+NCA = Path(__file__).resolve().parents[1] / "data" / "NCA_Kim2011_DFN_cc.csv"
+# issue 17's limits for the second shipped chemistry: <= 15 mV RMS, charge within 1 %
+# (measured, docs/cells.md: 6.0 / 6.8 / 12.9 mV; +0.03 / +0.02 / +0.30 %)
+NCA_LIMITS = {0.5: (15e-3, 0.01), 1.0: (15e-3, 0.01), 2.0: (15e-3, 0.01)}
+
+
+@pytest.mark.parametrize("c_rate", sorted(NCA_LIMITS))
+def test_nca_kim2011_second_chemistry_matches_its_dfn(c_rate):
+    """NCA_Kim2011_DFN (NCA/graphite pouch layer of Kim 2011 as PyBaMM codes it) vs its cached
+    DFN (scripts/gen_nca_kim2011_reference.py: isothermal 298.15 K, CC from the set's initial
+    state to 2.7 V, 1C = 0.43 A; not the SOC-1 records the fit saw), lumped runner at the
+    DFN's current from the SOC of the DFN's initial OCV: V RMS 6.0 / 6.8 / 12.9 mV at 0.5C / 1C / 2C
+    (limit 15 mV, issue 17), charge +0.03 / +0.02 / +0.30 % (limit 1 %)."""
+    text = NCA.read_text(encoding="utf-8")
+    ocv0 = float(text.split("initial OCV: ")[1].split(" V")[0])
+    arr = np.loadtxt(NCA, delimiter=",", comments="#", skiprows=2)
+    t, current, voltage = arr[arr[:, 0] == c_rate, 1:].T
+    np.testing.assert_allclose(current, 0.43 * c_rate, rtol=1e-6)  # PyBaMM's nominal 1C
+    cell = CellModel(preset="NCA_Kim2011_DFN")
+    s = np.linspace(0.0, 1.0, 200001)
+    soc0 = float(np.interp(ocv0, CellParameters(cell, 1).ocv_ref(s), s))
+    assert 0.85 < soc0 < 0.95  # the set starts part-charged (OCV 4.074 V)
+    res = run_lumped(cell.model_copy(update={"initial_soc": soc0}),
+                     Load(current=float(current[1]), minimum_cell_voltage=2.7,
+                          minimum_cell_state_of_charge=0.0), 1, 1, dt=10.0)
+    assert "minimum cell voltage 2.7 V" in res.stop_reason
+    span = t <= min(t[-1], res.time[-1])
+    err = np.interp(t[span], res.time, res.cell_voltage[:, 0, 0]) - voltage[span]
+    rms = float(np.sqrt(np.mean(err**2)))
+    dq = res.discharged_Ah / float(np.sum(np.diff(t) * current[1:]) / 3600.0) - 1.0
+    lim_v, lim_q = NCA_LIMITS[c_rate]
+    assert rms <= lim_v, f"{c_rate}C: RMS {1e3 * rms:.1f} mV"
+    assert abs(dq) <= lim_q, f"{c_rate}C: charge off by {100 * dq:.2f} %"
+
+
+def test_nca_kim2011_live_dfn_reproduces_cache():
+    """The NCA_Kim2011 1C DFN discharge re-run live (pybamm installed) equals the cache to 1 mV."""
+    pytest.importorskip("pybamm")
+    from busbarfem.cells.pybamm_tests import cc_discharge
+
+    live = cc_discharge("NCA_Kim2011", "DFN", 1.0)
+    arr = np.loadtxt(NCA, delimiter=",", comments="#", skiprows=2)
+    t, _, voltage = arr[arr[:, 0] == 1.0, 1:].T
+    n = min(live.time.size, t.size) - 1
+    assert abs(live.time[-1] - t[-1]) < 10.0
+    np.testing.assert_allclose(live.voltage[:n], voltage[:n], atol=1e-3)
+
+
+NCA_CASE = """name: nca_cell
+geometry:
+  module:
+    series: 2
+    parallel: 1
+    cell: {{type: prismatic, width: 0.14, height: 0.2, depth: 0.015}}
+cell:
+  preset: {preset}
+  initial_soc: 0.9
+load: {{electrical_input_type: c_rate, c_rate: 1.0}}
+thermal:
+  initial_temperature: 298.15
+  boundaries: [{{type: convection, regions: [exterior], h: 1.0, T_amb: 298.15}}]
+solver: {{analysis: transient, t_end: 600, dt: 10}}
+"""
+
+
+def test_nca_kim2011_preset_runs_in_a_lumped_case(tmp_path, capsys):
+    """`cell: {preset: NCA_Kim2011_DFN}` in a 2s1p case, `run --lumped`, 1C for 600 s: 1C is the
+    preset's capacity, the charge is I t, the terminal voltage twice the cell's, and the cell
+    temperature equals an independent solve_ivp integration of m cp dT/dt = Q(t) - h A (T - T_amb)
+    with the preset's rho, cp, volume and surface_area (the electrode layer's values, which
+    override the geometry's box) and the run's heat (to 1e-6 K); a misspelt preset is a located
+    exit-2 error listing NCA_Kim2011_DFN. (The case's cell is a prismatic box: `--lumped`
+    refuses to size a pouch geometry even when the cell gives volume and surface_area.)"""
+    import json
+
+    import yaml
+    from scipy.integrate import solve_ivp
+
+    from busbarfem.case.cells import available_presets
+    from busbarfem.cli import main
+
+    assert "NCA_Kim2011_DFN" in available_presets()
+    preset = yaml.safe_load((Path(__file__).resolve().parents[2] / "src" / "busbarfem" / "data" / "cells"
+                             / "NCA_Kim2011_DFN.yaml").read_text(encoding="utf-8"))["cell"]
+    case = tmp_path / "case.yaml"
+    case.write_text(NCA_CASE.format(preset="NCA_Kim2011_DFN"))
+    out = tmp_path / "out"
+    assert main(["run", str(case), "-o", str(out), "-q", "--no-report", "--lumped"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["terminal"]["current_A"] == pytest.approx(preset["capacity"], rel=1e-9)
+    assert summary["energy"]["charge_out_Ah"] == pytest.approx(preset["capacity"] * 600 / 3600, rel=1e-6)
+    ts = np.genfromtxt(out / "timeseries.csv", delimiter=",", names=True)
+    t, T = ts["time_s"], ts["T_mean_cell_1_1_K"]
+    q = ts["q_irr_cell_1_1_W"] + ts["q_rev_cell_1_1_W"]
+    np.testing.assert_allclose(ts["voltage_V"], 2.0 * ts["V_cell_1_1_V"], rtol=1e-12)
+    mcp = preset["rho"] * preset["cp"] * preset["volume"]
+    hA = 1.0 * preset["surface_area"]
+
+    def rhs(tt, y):  # the heat of row n is that of the step ending at t_n
+        n = min(int(np.searchsorted(t, tt, side="left")), t.size - 1)
+        return [(q[n] - hA * (y[0] - 298.15)) / mcp]
+
+    sol = solve_ivp(rhs, (0.0, t[-1]), [298.15], t_eval=t, rtol=1e-10, atol=1e-12, max_step=1.0)
+    assert T[-1] - 298.15 > 0.1  # a rise the values shape (tau = m cp / h A ~ 170 s)
+    np.testing.assert_allclose(T, sol.y[0], atol=1e-6)
+    case.write_text(NCA_CASE.format(preset="NCA_Kim2011"))
+    assert main(["validate", str(case), "-q"]) == 2
+    err = capsys.readouterr().err
+    # located at the cell section (line 7), naming the bad value and the valid presets
+    assert "case.yaml:7: cell: unknown cell preset 'NCA_Kim2011'" in err, err
+    assert "NCA_Kim2011_DFN" in err.split("valid presets:")[1]
