@@ -34,12 +34,10 @@ def main() -> int:
         sol = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pv).solve(
             np.arange(0.0, 301.0, 1.0))
     t, i, v = (sol[k].entries for k in ("Time [s]", "Current [A]", "Voltage [V]"))
-    with open(OUT, "w", encoding="utf-8") as fh:
-        fh.write(f"# PyBaMM {pybamm.__version__} DFN, Chen2020, isothermal 298.15 K, from SOC 1: "
-                 "5 A (1C) discharge for 300 s\n")
-        fh.write("time [s],current [A],voltage [V]\n")
-        for row in zip(t, i, v, strict=True):
-            fh.write("%.4f,%.6g,%.7f\n" % row)
+    from reference_csv import write_reference_csv
+
+    write_reference_csv(OUT, f"PyBaMM {pybamm.__version__} DFN, Chen2020, isothermal 298.15 K, from SOC 1: "
+                        "5 A (1C) discharge for 300 s", [(None, t, i, v)])
     print(f"written: {OUT} ({t[-1]:.0f} s, {v[0]:.6f} -> {v[-1]:.6f} V)")
     return 0
 

@@ -32,12 +32,10 @@ def main() -> int:
         warnings.simplefilter("ignore")
         sol = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pv, experiment=exp).solve()
     t, i, v = (sol[k].entries for k in ("Time [s]", "Current [A]", "Voltage [V]"))
-    with open(OUT, "w", encoding="utf-8") as fh:
-        fh.write(f"# PyBaMM {pybamm.__version__} DFN, Chen2020, isothermal 298.15 K, from SOC 0.7: "
-                 "1C charge to 4.2 V, hold 4.2 V until 50 mA\n")
-        fh.write("time [s],current [A],voltage [V]\n")
-        for row in zip(t, i, v, strict=True):
-            fh.write("%.4f,%.6g,%.7f\n" % row)
+    from reference_csv import write_reference_csv
+
+    write_reference_csv(OUT, f"PyBaMM {pybamm.__version__} DFN, Chen2020, isothermal 298.15 K, from SOC 0.7: "
+                        "1C charge to 4.2 V, hold 4.2 V until 50 mA", [(None, t, i, v)])
     print(f"written: {OUT} ({t[-1]:.0f} s)")
     return 0
 

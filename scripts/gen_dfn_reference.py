@@ -25,15 +25,16 @@ def main() -> int:
 
     from busbarfem.cells.pybamm_tests import cc_discharge
 
-    with open(OUT, "w", encoding="utf-8") as fh:
-        fh.write(f"# PyBaMM {pybamm.__version__} DFN, Chen2020, isothermal 298.15 K, "
-                 "initial state of the parameter set (OCV 4.1809 V), discharge to 2.5 V\n")
-        fh.write("c_rate,time [s],current [A],voltage [V]\n")
-        for c in RATES:
-            t = cc_discharge("Chen2020", "DFN", c)
-            for row in zip(t.time, t.current, t.voltage, strict=True):
-                fh.write("%g,%.4f,%.6g,%.7f\n" % (c, *row))
-            print(f"{c}C: {t.time[-1]:.1f} s")
+    from reference_csv import write_reference_csv
+
+    records = []
+    for c in RATES:
+        t = cc_discharge("Chen2020", "DFN", c)
+        records.append((c, t.time, t.current, t.voltage))
+        print(f"{c}C: {t.time[-1]:.1f} s")
+    write_reference_csv(OUT, f"PyBaMM {pybamm.__version__} DFN, Chen2020, isothermal 298.15 K, "
+                        "initial state of the parameter set (OCV 4.1809 V), discharge to 2.5 V",
+                        records, rate_column=True)
     print(f"written: {OUT}")
     return 0
 

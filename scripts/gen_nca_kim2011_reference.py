@@ -53,15 +53,16 @@ def main() -> int:
 
     v_min = float(parameter_values(SET, 298.15)["Lower voltage cut-off [V]"])
     ocv0 = initial_ocv()
-    with open(OUT, "w", encoding="utf-8") as fh:
-        fh.write(f"# PyBaMM {pybamm.__version__} DFN, {SET}, isothermal 298.15 K, initial state of the "
-                 f"parameter set (initial OCV: {ocv0:.6f} V), constant current to {v_min:g} V\n")
-        fh.write("c_rate,time [s],current [A],voltage [V]\n")
-        for c in RATES:
-            t = cc_discharge(SET, "DFN", c)
-            for row in zip(t.time, t.current, t.voltage, strict=True):
-                fh.write("%g,%.4f,%.6g,%.7f\n" % (c, *row))
-            print(f"{c}C: {t.time[-1]:.1f} s")
+    from reference_csv import write_reference_csv
+
+    records = []
+    for c in RATES:
+        t = cc_discharge(SET, "DFN", c)
+        records.append((c, t.time, t.current, t.voltage))
+        print(f"{c}C: {t.time[-1]:.1f} s")
+    write_reference_csv(OUT, f"PyBaMM {pybamm.__version__} DFN, {SET}, isothermal 298.15 K, initial state of the "
+                        f"parameter set (initial OCV: {ocv0:.6f} V), constant current to {v_min:g} V",
+                        records, rate_column=True)
     print(f"initial OCV {ocv0:.6f} V; written: {OUT}")
     return 0
 
