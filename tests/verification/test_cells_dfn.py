@@ -172,6 +172,24 @@ def test_fit_ecm_cli_fits_pybamm_cc_discharges_next_to_the_pulses(tmp_path):
     assert CellModel(preset=str(out)).capacity == pytest.approx(5.144, rel=0.005)
 
 
+def test_fit_ecm_cli_takes_the_pybamm_sets_cut_off_by_default(tmp_path):
+    """`fit-ecm --pybamm NCA_Kim2011` without --v-min: the capacity is the C/20 charge down to
+    the set's own 2.7 V cut-off (with a fixed 2.5 V default the C/20 test, which stops at
+    2.7 V, never reaches it and the capacity cannot be estimated); it equals the shipped
+    NCA_Kim2011_DFN's 0.4828 Ah (same C/20 to 2.7 V, DFN) within 1 % (SPM here)."""
+    pytest.importorskip("pybamm")
+    import yaml
+
+    from busbarfem.cli import main
+
+    out = tmp_path / "nca.yaml"
+    assert main(["fit-ecm", "--pybamm", "NCA_Kim2011", "--pybamm-model", "SPM", "--temperatures",
+                 "298.15", "--n-rc", "1", "-o", str(out), "-q"]) == 0
+    cell = yaml.safe_load(out.read_text())["cell"]
+    assert "2.7 V" in yaml.safe_load(out.read_text())["fit"]["capacity_source"]
+    assert cell["capacity"] == pytest.approx(CellModel(preset="NCA_Kim2011_DFN").capacity, rel=0.01)
+
+
 NCA = Path(__file__).resolve().parents[1] / "data" / "NCA_Kim2011_DFN_cc.csv"
 # issue 17's limits for the second shipped chemistry: <= 15 mV RMS, charge within 1 %
 # (measured, docs/cells.md: 6.0 / 6.8 / 12.9 mV; +0.03 / +0.02 / +0.30 %)

@@ -699,7 +699,8 @@ def add_cli(sub) -> None:
     f.add_argument("--n-rc", type=int, default=2, help="RC pairs, 1-3 (default 2)")
     f.add_argument("--capacity", type=float, default=None, help="capacity [Ah] (default: from a "
                    "test that discharges from SOC 1 to --v-min)")
-    f.add_argument("--v-min", type=float, default=2.5, help="discharge cut-off [V] (default 2.5)")
+    f.add_argument("--v-min", type=float, default=None,
+                   help="discharge cut-off [V] (default: with --pybamm the set's lower voltage cut-off, else 2.5)")
     f.add_argument("--base", default=None, help="preset name or cell file whose other fields "
                    "(thermal, conductivities, dU/dT) the output keeps")
     f.add_argument("--pybamm", default=None, metavar="PARAMETER_SET",
@@ -718,7 +719,7 @@ def add_cli(sub) -> None:
     f.add_argument("--pulse-rates", default=None,
                    help="with --pybamm: HPPC pulse C-rates, comma separated (default 1)")
     f.add_argument("--cc-rates", default=None,
-                   help="with --pybamm: also fit constant-current discharges from SOC 1 to --v-min at "
+                   help="with --pybamm: also fit constant-current discharges from SOC 1 to the set's cut-off at "
                         "these C-rates (298.15 K), comma separated, e.g. 0.5,1,2")
     f.add_argument("--cc-weight", type=float, default=10.0,
                    help="weight of the --cc-rates discharges' squared residuals (pulse tests: 1; default 10)")
@@ -788,7 +789,15 @@ def run_cli(args) -> int:
             from busbarfem.cells.pybamm_tests import electrode_ocv
 
             ocv = electrode_ocv(args.pybamm)
-        opts = FitOptions(n_rc=args.n_rc, capacity=args.capacity, v_min=args.v_min,
+        v_min = args.v_min
+        if v_min is None:  # the cut-off the PyBaMM tests discharge to, or the usual 2.5 V
+            if args.pybamm:
+                from busbarfem.cells.pybamm_tests import parameter_values
+
+                v_min = float(parameter_values(args.pybamm, 298.15)["Lower voltage cut-off [V]"])
+            else:
+                v_min = 2.5
+        opts = FitOptions(n_rc=args.n_rc, capacity=args.capacity, v_min=v_min,
                           entropic_coefficient=base.get("entropic_coefficient"),
                           diffusion=args.diffusion, kinetics=args.kinetics, ocv=ocv,
                           weights=weights or None)
