@@ -125,7 +125,7 @@ def test_reduced_electrical_solve_equals_the_full_one(tmp_path, monkeypatch, sol
         built.append(self)
 
     def spy_destroy(self):
-        block.append(self._red[1].getBlockSize() if self._red else None)
+        block.append(self._red.sub.getBlockSize() if self._red else None)
         real_destroy(self)
 
     monkeypatch.setattr(electrical.ElectricalProblem, "__init__", spy)

@@ -113,6 +113,23 @@ def transfer_source(g, stage_sign, emf, v_comps, dx):
     return g * stage_sign * emf * (v_comps[0] - v_comps[1]) * dx
 
 
+@dataclass
+class _Reduction:
+    """The electrical system restricted to the nodes of the conducting cells.
+
+    Attributes:
+        iset: block IS of the owned global indices of the kept nodes.
+        dx: measure over the conducting cells (the forms integrate there only).
+        keep: mask of the kept local nodes (owned and ghost).
+        sub: the submatrix handed to the KSP (None until the first assembly).
+    """
+
+    iset: PETSc.IS
+    dx: ufl.Measure
+    keep: np.ndarray
+    sub: PETSc.Mat | None = None
+
+
 class ElectricalProblem:
     """Potential problem on a :class:`MeshBundle`; forms compiled once in ``__init__``.
 
@@ -212,8 +229,8 @@ class ElectricalProblem:
         # and the KSP works on the submatrix of the other nodes (None: nothing to drop)
         self._red = self._reduction()
         if self._red is not None:
-            self.dx = dx = self._red[2]
-        keep = self._red[3] if self._red is not None else None
+            self.dx = dx = self._red.dx
+        keep = self._red.keep if self._red is not None else None
         bs_v = self.V.dofmap.index_map_bs
 
         def pinned(dofs):  # the pinned dofs the solved system still holds
@@ -264,7 +281,7 @@ class ElectricalProblem:
         self.A.setOptionsPrefix(prefix + "A_")
         if self.nfields == 2:
             self.A.setBlockSize(2)
-        self.ndofs_solved = ndofs if self._red is None else self._red[0].getSize()
+        self.ndofs_solved = ndofs if self._red is None else self._red.iset.getSize()
         rtol_eff = rtol * solvers.MSMD_RTOL_FACTOR if self.nfields == 2 else rtol
         self.options = solvers.preset(solver, self.ndofs_solved, rtol_eff, block_size=2 if self.nfields == 2 else 1)
         self.ndofs = ndofs
@@ -289,7 +306,7 @@ class ElectricalProblem:
                 Z = self._Z
                 c0, c1 = Z.getOwnershipRangeColumn()
                 cols = PETSc.IS().createStride(c1 - c0, first=c0, step=1, comm=self.comm)
-                self._Z = Z.createSubMatrix(self._red[0], cols)
+                self._Z = Z.createSubMatrix(self._red.iset, cols)
                 cols.destroy()
                 Z.destroy()
             self.circuit_space = self._Z.getSize()[1]
@@ -333,7 +350,7 @@ class ElectricalProblem:
         return Z
 
     def _reduction(self):
-        """``[IS, A_sub, dx, keep]`` of the nodes of the conducting cells, or None if every
+        """The :class:`_Reduction` to the nodes of the conducting cells, or None if every
         node is one.
 
         A node that no conducting cell touches (a cold plate's or gap pad's interior, kind
@@ -342,7 +359,7 @@ class ElectricalProblem:
         pins it with a Dirichlet row). The forms integrate over the conducting cells only
         (``dx``); ``keep`` marks the kept local nodes (owned and ghost). Whole nodes are kept
         or dropped, so the block size (both potentials of a node) survives. The IS holds the
-        owned global indices; ``A_sub`` is None until the first :meth:`_assemble_matrix`
+        owned global indices; ``sub`` is None until the first :meth:`_assemble_matrix`
         extracts it (then refills it in place; collective).
         """
         # only with thermal-only regions: other cases keep their system as it was (an
@@ -372,7 +389,7 @@ class ElectricalProblem:
         cells = np.flatnonzero(conducting).astype(np.int32)
         tags = dmesh.meshtags(msh, tdim, cells, np.ones_like(cells))
         dx = ufl.Measure("dx", domain=msh, subdomain_data=tags, subdomain_id=1)
-        return [PETSc.IS().createBlock(bs, blocks, comm=self.comm), None, dx, keep]
+        return _Reduction(PETSc.IS().createBlock(bs, blocks, comm=self.comm), dx, keep)
 
     # ----------------------------------------------------------------------------------------
     def _components(self, u):
@@ -482,12 +499,12 @@ class ElectricalProblem:
         fpetsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
         self.A.assemble()
         if self._red is not None:
-            iset, sub = self._red[:2]
-            if sub is None:
-                self._red[1] = self.A.createSubMatrix(iset, iset)
-                self.ksp.setOperators(self._red[1])
+            red = self._red
+            if red.sub is None:
+                red.sub = self.A.createSubMatrix(red.iset, red.iset)
+                self.ksp.setOperators(red.sub)
             else:
-                self.A.createSubMatrix(iset, iset, submat=sub)
+                self.A.createSubMatrix(red.iset, red.iset, submat=red.sub)
         self._decide_pc_reuse()
 
     def _operator_coefficients(self) -> list[np.ndarray]:
@@ -541,7 +558,7 @@ class ElectricalProblem:
         if self._red is None:
             its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step, self.stats)
         else:  # the dropped entries of x stay at their pinned value 0
-            iset = self._red[0]
+            iset = self._red.iset
             b_sub, x_sub = self.b.getSubVector(iset), self.x.getSubVector(iset)
             try:
                 its = solvers.solve_checked(self.ksp, b_sub, x_sub, "electrical", step, self.stats)
@@ -642,7 +659,8 @@ class ElectricalProblem:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         if self.reduced is not None:
             self.reduced.destroy()
-        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None), *(self._red or ())[:2]):
+        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None),
+                    *((self._red.iset, self._red.sub) if self._red is not None else ())):
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.b = self.x = self._Z = self._red = None
