@@ -214,3 +214,71 @@ def test_resistance_terminal_mode():
     assert ElectricalProblem._terminal_voltage("resistance", 0.0, 10.0, -2.0) == 0.0
     with pytest.raises(SolveError, match="no solution"):
         ElectricalProblem._terminal_voltage("resistance", 0.5, 0.0, 2.0)
+
+
+# ------------------------------------------------- numbers written 1e5 / 1.667e15 (issue 21)
+def _leaves(value, where=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{where}.{k}" if where else str(k))
+    else:
+        yield where, value
+
+
+def test_bundled_abuse_set_reads_exponent_numbers_as_numbers():
+    """PyYAML's own reader makes 1.667e15 (exponent without a sign) a string; the bundled set
+    is read with the case files' core-schema reader, so every kinetic value is a float."""
+    import yaml
+
+    from busbarfem.cells.abuse import load_set
+
+    data = load_set("Kim2007")
+    for where, v in _leaves(data["parameters"]):
+        assert isinstance(v, float) and not isinstance(v, bool), (where, v)
+    assert data["parameters"]["sei"]["A"] == 1.667e15 and data["parameters"]["electrolyte"]["Ea"] == 2.74e5
+    assert all(isinstance(v, float) for _, v in _leaves(data["cell_18650"]))
+    # the defect being guarded against is real: PyYAML's YAML 1.1 reads these as text
+    assert yaml.safe_load("A: 1.667e15")["A"] == "1.667e15"
+
+
+def test_inline_kinetics_accept_exponents_without_dot_or_sign(tmp_path, capsys):
+    inline = ("kinetics: {model: one_equation, parameters: {A: 1e10, Ea: 1e5, H: 3e5, W: 1221, "
+              "m: 1, n: 1, alpha0: 4e-2}}")
+    text = BASE + ABUSE.replace("kinetics: Kim2007", inline)
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 0, err
+    case_file = tmp_path / "case.yaml"
+    kin = load_case(case_file)[0].abuse.build_kinetics()
+    assert (kin.A, kin.Ea, kin.H, kin.W, kin.alpha0) == (1e10, 1e5, 3e5, 1221, 0.04)
+    # a --set override written the same way is a number too
+    assert load_case(case_file, ["abuse.kinetics.parameters.A=2e10"])[0].abuse.build_kinetics().A == 2e10
+    # and the resulting rate is a number: A exp(-Ea/RT) alpha (1 - alpha) H W at 450 K
+    dydt, q = kin.rates(np.array([450.0]), kin.initial_state(1))
+    expect = 1e10 * np.exp(-1e5 / (8.314462618 * 450.0)) * 0.04 * 0.96
+    assert dydt[0, 0] == pytest.approx(expect, rel=1e-12) and q[0, 0] == pytest.approx(expect * 3e5 * 1221)
+
+
+@pytest.mark.parametrize("value, shown", [('"1.667e15"', "'1.667e15'"), ("fast", "'fast'"), ("true", "True"),
+                                          ("[1, x]", "'x'")])
+def test_inline_kinetics_refuse_a_non_number_by_its_key(tmp_path, capsys, value, shown):
+    inline = f"kinetics: {{model: one_equation, parameters: {{A: {value}, Ea: 1e5, H: 3e5, W: 1221}}}}"
+    text = BASE + ABUSE.replace("kinetics: Kim2007", inline)
+    code, err = validate(tmp_path, text, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "parameters.A" in err and shown in err and "is not a number" in err, err
+    assert f"case.yaml:{line_of(text, 'kinetics: {model')}" in err, err
+
+
+def test_cell_file_numbers_without_dot_or_sign(tmp_path):
+    """A user cell file (preset: file.yaml) is read with the core schema too: 1e-3 is a number,
+    and a YAML problem in it is a ValueError naming the file and line."""
+    from busbarfem.case.cells import load_preset
+
+    (tmp_path / "mycell.yaml").write_text("name: mine\ncell:\n  R0: 1e-3\n  sigma_pos: 1.58e6\n")
+    data = load_preset("mycell.yaml", tmp_path)
+    assert data["cell"] == {"R0": 1e-3, "sigma_pos": 1.58e6}
+    assert load_preset("LG_M50")["cell"]["sigma_pos"] == 1.58e6
+    (tmp_path / "bad.yaml").write_text("name: mine\ncell:\n  R0: 1e-3\n  R0: 2e-3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml:4: key 'R0' appears twice"):
+        load_preset("bad.yaml", tmp_path)

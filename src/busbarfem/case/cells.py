@@ -53,8 +53,24 @@ def available_presets() -> list[str]:
 @lru_cache(maxsize=16)
 def _read_preset(name: str) -> dict:
     folder = resources.files(_PRESET_PACKAGE).joinpath(*_PRESET_DIR)
-    with folder.joinpath(f"{name}.yaml").open("r", encoding="utf-8") as stream:
-        return yaml.safe_load(stream)
+    return _parse_cell_yaml(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"), f"{name}.yaml")
+
+
+def _parse_cell_yaml(text: str, where: str):
+    """A cell file read as the case files are (YAML 1.2 core schema: ``1.58e6`` and ``1e-3``
+    are numbers, PyYAML's own YAML 1.1 reader makes them strings).
+
+    Raises:
+        ValueError: a YAML error, naming the file and line.
+    """
+    from busbarfem.case.loader import parse_yaml
+
+    try:
+        return parse_yaml(text)[0]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"cell file {where}{line}: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def load_preset(name: str, case_dir: str | Path | None = None) -> dict:
@@ -69,8 +85,7 @@ def load_preset(name: str, case_dir: str | Path | None = None) -> dict:
     if name.endswith((".yaml", ".yml")):
         path = Path(name) if case_dir is None else Path(case_dir) / name
         try:
-            with open(path, encoding="utf-8") as stream:
-                data = yaml.safe_load(stream)
+            data = _parse_cell_yaml(path.read_text(encoding="utf-8"), str(path))
         except OSError as exc:
             raise ValueError(f"cell file {str(path)!r} cannot be read ({exc.strerror}); give a "
                              f"bundled preset ({', '.join(available_presets())}) or a cell file "

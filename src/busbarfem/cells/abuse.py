@@ -45,13 +45,13 @@ per reaction, the rates the step-size controller needs, and onset events.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Callable
 
 import numpy as np
-import yaml
 
 R_GAS = 8.314462618  # J/mol/K
 SIGMA_SB = 5.670374419e-8  # W/m^2/K^4
@@ -71,9 +71,12 @@ def available_sets() -> list[str]:
 
 @lru_cache(maxsize=8)
 def _read_set(name: str) -> dict:
+    # the case files' YAML 1.2 core-schema reader: PyYAML's own (YAML 1.1) reads 1.667e15 or
+    # 1e5 (an exponent without a sign or without a dot) as a string
+    from busbarfem.case.loader import parse_yaml
+
     folder = resources.files("busbarfem").joinpath("data", "abuse")
-    with folder.joinpath(f"{name}.yaml").open("r", encoding="utf-8") as stream:
-        return yaml.safe_load(stream)
+    return parse_yaml(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"))[0]
 
 
 def load_set(name: str) -> dict:
@@ -94,8 +97,41 @@ def kinetics_from_set(name: str) -> Kinetics:
     return kinetics_from_dict(data["model"], data["parameters"], name=name)
 
 
+#: parameter keys whose value is a word, not a number
+_WORD_KEYS = frozenset({"against"})
+
+
+def _check_numbers(value, where: str) -> None:
+    """Every leaf of a parameter mapping is a finite real number (tables: lists of them).
+
+    Raises:
+        ValueError: naming the dotted key, e.g. ``parameters.sei.A = '1.667e15' is not a number``.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_numbers(item, f"{where}[{i}]")
+    elif isinstance(value, str) and where.rsplit(".", 1)[-1] in _WORD_KEYS:
+        return
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} = {value!r} is not a number; write a plain number without quotes "
+                         "(e.g. 1.667e15, 1e5 or 135080.0)")
+    elif not math.isfinite(value):
+        raise ValueError(f"{where} = {value!r} is not a finite number")
+
+
 def kinetics_from_dict(model: str, parameters: dict, name: str = "inline") -> Kinetics:
-    """Build a kinetics model from its ``model`` keyword and parameter mapping."""
+    """Build a kinetics model from its ``model`` keyword and parameter mapping.
+
+    Raises:
+        ValueError: a parameter that is not a finite number (named by its dotted key), a
+            missing one, or an unknown model.
+    """
+    if not isinstance(parameters, dict):
+        raise ValueError(f"parameters must be a mapping of names to numbers, got {parameters!r}")
+    _check_numbers(parameters, "parameters")
     if model == "four_equation":
         return FourEquation.from_dict(parameters, name=name)
     if model == "one_equation":
@@ -171,6 +207,8 @@ class FourEquation(Kinetics):
         for key, fields in need.items():
             if key not in parameters:
                 raise ValueError(f"four_equation parameters need '{key}' (have {sorted(parameters)})")
+            if not isinstance(parameters[key], dict):
+                raise ValueError(f"four_equation '{key}' must be a mapping of its parameters (A, Ea, H, W, ...)")
             part = {k: float(v) for k, v in parameters[key].items()}
             missing = [f for f in fields if f not in part]
             if missing:
