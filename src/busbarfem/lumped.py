@@ -21,14 +21,18 @@ from busbarfem.errors import CaseError
 
 
 def cell_volume_area(cell_geom) -> tuple[float, float]:
-    """Volume [m^3] and outer area [m^2] of one cell body from its geometry section."""
+    """Volume [m^3] and outer area [m^2] of one cell body (the 3D model's ``cell_<s>_<p>``
+    region) from its geometry section: a cylinder (radius, height), a prismatic box
+    (width, depth, height) or a pouch box (width, height, thickness)."""
     if cell_geom.type == "cylindrical":
         r, h = cell_geom.dimensions()
         return math.pi * r * r * h, 2 * math.pi * r * h + 2 * math.pi * r * r
-    dims = [getattr(cell_geom, k, None) for k in ("width", "depth", "height")]  # prismatic/pouch fields
-    if None in dims:
-        raise CaseError(f"--lumped cannot size a '{cell_geom.type}' cell; give cell.volume and cell.surface_area")
-    a, b, c = dims
+    if cell_geom.type == "prismatic":
+        a, b, c = cell_geom.width, cell_geom.depth, cell_geom.height
+    elif cell_geom.type == "pouch":
+        a, b, c = cell_geom.width, cell_geom.height, cell_geom.thickness
+    else:
+        raise CaseError(f"--lumped cannot size a '{cell_geom.type}' cell (cylindrical, prismatic and pouch only)")
     return a * b * c, 2 * (a * b + b * c + a * c)
 
 
@@ -45,6 +49,9 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     if case.cell.model == "pybamm":
         raise source.error("--lumped uses the ECM; cell.model: pybamm runs in 3D only (busbarfem run "
                            "without --lumped)", "cell.model")
+    # the cell body of the module geometry, as the 3D model meshes it: its volume (heat
+    # capacity rho cp V) and outer area, not the preset's cell.volume / cell.surface_area
+    # (an LG_M50 preset on a 100 x 120 x 8 mm pouch would give a 4x smaller heat capacity)
     vol, area = cell_volume_area(mod.cell)
     # one lumped h A per cell: the first convection condition (fixed-temperature plates
     # are not represented in the lumped model)
@@ -52,7 +59,7 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
     thermal = None
     if conv:
         thermal = LumpedThermal(h=conv[0].h, T_ambient=case.thermal.ambient_of(conv[0]), T_initial=case.thermal.initial_temperature,
-                                area=case.cell.surface_area or area, volume=case.cell.volume or vol)
+                                area=area, volume=vol)
     s = case.solver
     res = run_lumped(case.cell, case.load, mod.series, mod.parallel, pcu=mod.parallel_connected_units,
                      t_end=s.t_end or 48 * 3600.0, dt=s.dt_max or s.dt, thermal=thermal,
@@ -65,6 +72,9 @@ def run_lumped_case(case, source, outdir: Path) -> dict:
         for row in table:
             f.write(",".join(f"{v:.15g}" for v in row) + "\n")
     summary = lumped_summary(case, res)
+    summary["lumped_thermal"] = None if thermal is None else {
+        "cell_volume_m3": vol, "cell_area_m2": area, "h_W_m2K": thermal.h,
+        "heat_capacity_J_K": case.cell.rho * case.cell.cp * vol}
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 

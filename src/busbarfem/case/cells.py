@@ -405,9 +405,11 @@ class CellModel(StrictModel):
     rho: float = Field(2800.0, gt=0.0, description="Density [kg/m^3].")
     cp: float = Field(1100.0, gt=0.0, description="Specific heat capacity [J/kg/K].")
     volume: float | None = Field(
-        None, gt=0.0, description="Cell volume [m^3], lumped model only (3D uses the mesh).")
+        None, gt=0.0, description="Cell volume [m^3], for the Python lumped API only (3D and "
+        "`run --lumped` take the cell body of geometry.module).")
     surface_area: float | None = Field(
-        None, gt=0.0, description="Cooled surface area [m^2], lumped model only.")
+        None, gt=0.0, description="Cooled surface area [m^2], for the Python lumped "
+        "API only (3D and `run --lumped` take the cell body of geometry.module).")
     variation: CellVariation | None = Field(
         None, description="Cell-to-cell spread of capacity and R0.")
 
