@@ -282,3 +282,15 @@ def test_cell_file_numbers_without_dot_or_sign(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: mine\ncell:\n  R0: 1e-3\n  R0: 2e-3\n")
     with pytest.raises(ValueError, match=r"bad.yaml:4: key 'R0' appears twice"):
         load_preset("bad.yaml", tmp_path)
+
+
+def test_fit_ecm_base_file_is_read_with_the_core_schema(tmp_path, capsys):
+    """`fit-ecm --base file.yaml` reads the file as a cell file: a YAML problem in it is
+    exit 2 naming the file and line (PyYAML's safe_load kept the last of two keys silently)."""
+    bad = tmp_path / "base.yaml"
+    bad.write_text("cell:\n  rho: 2.5e3\n  rho: 2.6e3\n")
+    data = Path(__file__).resolve().parents[1] / "data" / "LG_M50_DFN_Chen2020_1C_300s.csv"
+    code = main(["fit-ecm", str(data), "-o", str(tmp_path / "fit.yaml"), "--base", str(bad), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "base.yaml:3" in err and "'rho' appears twice" in err, err

@@ -745,13 +745,12 @@ def run_cli(args) -> int:
     prepare(report_dir, args.overwrite)  # a folder busbarfem marks as its own (never a user folder)
     base: dict = {}
     if args.base:
-        from busbarfem.case.cells import load_preset
+        from busbarfem.case.cells import _parse_cell_yaml, load_preset
 
         try:
             if args.base.endswith((".yaml", ".yml")):
-                import yaml
-
-                base = (yaml.safe_load(Path(args.base).read_text(encoding="utf-8")) or {}).get("cell", {})
+                # the case files' core schema: 1e-3 is a number, a YAML error a located ValueError
+                base = (_parse_cell_yaml(Path(args.base).read_text(encoding="utf-8"), args.base) or {}).get("cell", {})
             else:
                 base = load_preset(args.base).get("cell", {})
         except (OSError, ValueError) as exc:
