@@ -300,7 +300,8 @@ class ElectricalProblem:
         self._pc_coeffs: list | None = None
         self.pc_setups = 0
         self.circuit_space = 0
-        if solvers.CIRCUIT_COARSE_SPACE and self.options.get("pc_type") == "gamg" and self.nfields == 2:
+        if (self.options.get("pc_type") == "gamg" and self.nfields == 2
+                and solvers.circuit_coarse_space_on(self.ndofs_solved)):
             self._Z = self._circuit_space()
             if self._red is not None:  # keep the rows of the solved nodes only
                 Z = self._Z

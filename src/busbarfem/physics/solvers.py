@@ -54,6 +54,10 @@ MSMD_RTOL_FACTOR = 1e-2
 
 KINDS = ("auto", "lu", "gamg")
 
+#: Symmetric SOR sweeps per multigrid level and direction for the two-potential (block
+#: size 2) system; the one-field conductor preset keeps one (docs/performance.md).
+MSMD_SMOOTH_SWEEPS = 2
+
 #: When True, an electrical problem with nodes that no conducting cell touches (cold plates,
 #: gap pads: region kind "thermal") solves the system restricted to the other nodes; the
 #: dropped ones are pinned to zero anyway (docs/performance.md, "Cooled module step").
@@ -97,7 +101,8 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
             "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
             "pc_gamg_threshold": 0.02, "pc_gamg_aggressive_coarsening": 1,
             "pc_gamg_coarse_eq_limit": 1000, "pc_gamg_reuse_interpolation": True,
-            "mg_levels_ksp_type": "richardson", "mg_levels_ksp_max_it": 1,
+            "mg_levels_ksp_type": "richardson",
+            "mg_levels_ksp_max_it": MSMD_SMOOTH_SWEEPS if block_size == 2 else 1,
             "mg_levels_pc_type": "sor"}
 
 
@@ -184,12 +189,25 @@ def solve_checked(ksp: PETSc.KSP, b, x, what: str, step: int | None = None, stat
     return its
 
 
-#: Opt-in: precondition iterative two-potential solves by GAMG combined (symmetric
-#: multiplicative) with an exact coarse correction on one constant per (region, field) --
-#: the per-conductor potentials of a 0D network. 16s6p (779k unknowns): 48 -> 25 iterations
-#: per solve, KSP CPU 45 -> 33 s; up to 8s6p it saves ~10 % of the iterations for more CPU
-#: (docs/performance.md). Off by default until measured on more cases.
-CIRCUIT_COARSE_SPACE = False
+#: Precondition iterative two-potential solves by GAMG combined (symmetric multiplicative)
+#: with an exact coarse correction on one constant per (region, field) -- the per-conductor
+#: potentials of a 0D network: True always, False never, ``"auto"`` above
+#: :data:`CIRCUIT_COARSE_MIN_DOFS` solved unknowns (:func:`circuit_coarse_space_on`).
+#: 16s6p (779k unknowns): 48 -> 25 iterations per solve, KSP CPU 45 -> 33 s; up to 8s6p it
+#: saves ~10 % of the iterations for more CPU (docs/performance.md).
+CIRCUIT_COARSE_SPACE = "auto"
+
+#: ``CIRCUIT_COARSE_SPACE = "auto"`` switches the coarse space on above this many solved
+#: unknowns (measured, docs/performance.md: it costs CPU at 4s2p, 65k, and 8s6p, 389k, and
+#: saves a third of the iterations and of the KSP CPU at 16s6p, 779k).
+CIRCUIT_COARSE_MIN_DOFS = 500_000
+
+
+def circuit_coarse_space_on(ndofs: int) -> bool:
+    """Whether an iterative two-potential solve of ``ndofs`` unknowns uses the circuit coarse space."""
+    if CIRCUIT_COARSE_SPACE == "auto":
+        return ndofs > CIRCUIT_COARSE_MIN_DOFS
+    return bool(CIRCUIT_COARSE_SPACE)
 
 
 class CircuitCoarse:
