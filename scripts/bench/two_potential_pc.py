@@ -11,7 +11,8 @@ Runs ``examples/module_4s2p_discharge.yaml`` grown to SERIES x PARALLEL for STEP
   "circuit" coarse correction ``Z (Z^T A Z)^-1 Z^T`` on one indicator vector per
   (region, field) -- the per-conductor constants a 0D network model has as unknowns.
 
-A suffix ``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``).
+A suffix ``,lin`` adds the linear per-region columns (``solvers.CIRCUIT_COARSE_LINEAR``),
+``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``).
 Prints iterations per solve, their mean, electrical CPU (assembly and KSP split), the
 number of preconditioner set-ups and the terminal voltage of the last two calls.
 (A PCDEFLATION of the same space broke down with DIVERGED_INDEFINITE_PC at rtol 1e-12.)
@@ -40,6 +41,8 @@ mode, *extra = mode.split(",")
 if mode != "auto":
     solvers.CIRCUIT_COARSE_SPACE = False
 for e in extra:
+    if e == "lin":
+        solvers.CIRCUIT_COARSE_LINEAR = True
     if e.startswith("sw"):
         solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
 comm = MPI.COMM_WORLD

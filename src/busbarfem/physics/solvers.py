@@ -16,6 +16,8 @@ docs/performance.md):
   its eigenvalue estimate fails on some of these meshes (KSP DIVERGED_INDEFINITE_PC on a
   refined B1 mesh with flat sheet elements); SSOR is symmetric and has no estimate to
   get wrong. It works point-wise, so it serves the block-size-2 MSMD system unchanged;
+  that system takes two sweeps (:data:`MSMD_SMOOTH_SWEEPS`: 4s2p first solve 26 -> 21
+  iterations for ~+10 % KSP CPU; three sweeps give 20 for another +15 %);
 * ``pc_gamg_reuse_interpolation``: the electrical matrix is re-assembled every step
   (sigma(T) changes) with the same sparsity; keeping the prolongators makes the re-set-up
   ~3x cheaper than a fresh one (the default of this PETSc 3.25; set explicitly);
@@ -202,6 +204,10 @@ CIRCUIT_COARSE_SPACE = "auto"
 #: saves a third of the iterations and of the KSP CPU at 16s6p, 779k).
 CIRCUIT_COARSE_MIN_DOFS = 500_000
 
+#: Enrich the circuit coarse space with a linear potential per (region, field): the three
+#: centred coordinates on its dofs next to its constant (4 columns instead of 1).
+CIRCUIT_COARSE_LINEAR = False
+
 
 def circuit_coarse_space_on(ndofs: int) -> bool:
     """Whether an iterative two-potential solve of ``ndofs`` unknowns uses the circuit coarse space."""
@@ -239,7 +245,11 @@ class CircuitCoarse:
             cols, vals = E.getRow(i)
             loc[i - r0, cols] = vals
         full = np.vstack(self.comm.allgather(loc))
-        self.Einv = np.linalg.inv(0.5 * (full + full.T))
+        # a pseudo-inverse: the columns of Z may be (nearly) dependent (a flat region's
+        # coordinate normal to it, with CIRCUIT_COARSE_LINEAR)
+        w, U = np.linalg.eigh(0.5 * (full + full.T))
+        ok = w > 1e-12 * w.max()
+        self.Einv = (U[:, ok] / w[ok]) @ U[:, ok].T
         self.r0, self.r1 = r0, r1
         E.destroy()
 
