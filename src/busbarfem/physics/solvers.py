@@ -284,3 +284,9 @@ def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict, additive: b
     for k in gamg:
         opts.delValue("sub_1_" + k)
     opts.prefixPop()
+    # the outer KSP's GAMG smoother options are read by no PC now (the outer PC is the
+    # composite); remove them by their full name (delValue does not apply a pushed
+    # prefix), else PETSc reports them as unused at exit
+    for k in gamg:
+        if k.startswith("mg_"):
+            opts.delValue(f"-{prefix}{k}")
