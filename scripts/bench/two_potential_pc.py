@@ -6,10 +6,13 @@ Runs ``examples/module_4s2p_discharge.yaml`` grown to SERIES x PARALLEL for STEP
 * ``plain``: the preset (GAMG rebuilt per call unless ``PC_REUSE_TOL`` keeps it);
 * ``reuse<tol>``: ``ElectricalProblem.pc_reuse_tol = tol`` (``reuse0``: rebuild every call,
   ``reuse10``: build once);
+* ``auto``: the library's defaults (the circuit coarse space by ``solvers.CIRCUIT_COARSE_SPACE``);
 * ``add`` / ``symm``: GAMG combined (additively / symmetric-multiplicatively) with an exact
   "circuit" coarse correction ``Z (Z^T A Z)^-1 Z^T`` on one indicator vector per
   (region, field) -- the per-conductor constants a 0D network model has as unknowns.
 
+A suffix ``,lin`` adds the linear per-region columns (``solvers.CIRCUIT_COARSE_LINEAR``),
+``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``).
 Prints iterations per solve, their mean, electrical CPU (assembly and KSP split), the
 number of preconditioner set-ups and the terminal voltage of the last two calls.
 (A PCDEFLATION of the same space broke down with DIVERGED_INDEFINITE_PC at rtol 1e-12.)
@@ -31,6 +34,17 @@ from busbarfem.mesh import build_mesh
 from busbarfem.physics import solvers
 
 series, parallel, steps, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+# MODE may carry ",swN": N SOR sweeps per level (solvers.MSMD_SMOOTH_SWEEPS)
+mode, *extra = mode.split(",")
+# plain/add/symm fix the coarse space off in the library (add/symm apply it below);
+# "auto" keeps the library's rule (solvers.CIRCUIT_COARSE_SPACE)
+if mode != "auto":
+    solvers.CIRCUIT_COARSE_SPACE = False
+for e in extra:
+    if e == "lin":
+        solvers.CIRCUIT_COARSE_LINEAR = True
+    if e.startswith("sw"):
+        solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
 comm = MPI.COMM_WORLD
 ov = [f"geometry.module.series={series}", f"geometry.module.parallel={parallel}", "solver.adaptive=false",
       "solver.dt=30", f"solver.t_end={steps * 30}", "solver.electrical_solver=gamg"] + sys.argv[5:]
@@ -79,7 +93,8 @@ def solve(*a, **k):
 el.solve = solve
 sim.run()
 if comm.rank == 0:
-    print(mode, f"{series}s{parallel}p ndofs", el.ndofs, "its", its, "mean", np.mean(its), "cpu_el", round(cpu[0], 2), "pc_setups", el.pc_setups, {k: round(v, 2) for k, v in T.items()}, "V", [repr(v) for v in volts[-2:]])
+    print(mode, "sweeps", solvers.MSMD_SMOOTH_SWEEPS, "coarse", el.circuit_space or mode in ("add", "symm"),
+          f"{series}s{parallel}p ndofs", el.ndofs, "its", its, "mean", np.mean(its), "cpu_el", round(cpu[0], 2), "pc_setups", el.pc_setups, {k: round(v, 2) for k, v in T.items()}, "V", [repr(v) for v in volts[-2:]])
     ksp = el.ksp
     print("load average", open("/proc/loadavg").read().split()[:3])
 sim.close()

@@ -46,3 +46,28 @@ def test_cell_currents_serial_equals_parallel(tmp_path):
     ser, par = results
     assert abs(par.sum() - 20.0) < 1e-6  # 2p x 10 A per stage, both stages
     np.testing.assert_allclose(par, ser, rtol=1e-6)
+
+
+def test_circuit_coarse_space_in_parallel_matches_lu(monkeypatch, tmp_path):
+    """On 2 ranks the automatic circuit coarse space (threshold lowered below a 2s1p module) is
+    switched on and gives the 2-rank MUMPS terminal voltage and cell currents within 2e-6."""
+    from helpers import EXAMPLES, solve_case
+
+    from busbarfem.physics import solvers
+
+    shared = Path(MPI.COMM_WORLD.bcast(str(tmp_path), root=0))
+    ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
+          "solver.t_end=30", "mesh.size=0.012"]
+    monkeypatch.setattr(solvers, "CIRCUIT_COARSE_SPACE", "auto")
+    monkeypatch.setattr(solvers, "CIRCUIT_COARSE_MIN_DOFS", 1_000)
+    out = []
+    for kind in ("gamg", "lu"):
+        sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"],
+                         comm=MPI.COMM_WORLD, cache_dir=shared)
+        s = sim.summary()
+        out.append((s["terminal"]["voltage_V"], np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])]),
+                    sim.el.circuit_space))
+    (v, i, ncol), (vl, il, ncol_lu) = out
+    assert ncol > 4 and ncol_lu == 0
+    assert abs(v / vl - 1) < 2e-6
+    assert np.max(np.abs(i - il)) < 2e-6 * np.max(np.abs(il))

@@ -171,27 +171,34 @@ def test_warm_start_is_per_run_and_saves_iterations(monkeypatch, tmp_path):
 
 
 def test_circuit_coarse_space_agrees_with_lu(monkeypatch, tmp_path):
-    """The opt-in GAMG + exact per-(region, field) coarse correction (solvers.CIRCUIT_COARSE_SPACE)
-    gives the MUMPS answer within the iterative error (2e-6) with no more iterations than GAMG alone."""
+    """The automatic rule (solvers.CIRCUIT_COARSE_SPACE = "auto") switches the GAMG + exact
+    per-(region, field) coarse correction on above CIRCUIT_COARSE_MIN_DOFS solved unknowns
+    (lowered here to a 2s1p module) and off below; on, it gives the MUMPS answer within the
+    iterative error (2e-6) in fewer iterations than GAMG alone, with the preset's two SOR sweeps."""
     from helpers import EXAMPLES
 
     from busbarfem.physics import solvers
 
     ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
           "solver.t_end=30", "mesh.size=0.012"]
+    monkeypatch.setattr(solvers, "CIRCUIT_COARSE_SPACE", "auto")
 
-    def run(coarse: bool, kind: str = "gamg"):
-        monkeypatch.setattr(solvers, "CIRCUIT_COARSE_SPACE", coarse)
+    def run(min_dofs: int, kind: str = "gamg"):
+        monkeypatch.setattr(solvers, "CIRCUIT_COARSE_MIN_DOFS", min_dofs)
         sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"],
                          comm=MPI.COMM_SELF, cache_dir=tmp_path)
         s = sim.summary()
         cur = np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])])
-        return s["terminal"]["voltage_V"], cur, s["linear_solvers"]["electrical"], sim.el.circuit_space
+        return s["terminal"]["voltage_V"], cur, s["linear_solvers"]["electrical"], sim.el
 
-    v, i, ls, ncol = run(True)
-    _, _, ls0, ncol0 = run(False)
-    vl, il, _, _ = run(False, "lu")
-    assert ncol > 4 and ncol0 == 0  # plates, cells (two fields each), tabs/welds
-    assert ls["iterations_total"] <= ls0["iterations_total"], (ls, ls0)
+    v, i, ls, el = run(1_000)
+    assert el.ndofs_solved > 1_000 and el.circuit_space > 4  # plates, cells (two fields each), tabs/welds
+    assert el.options["mg_levels_ksp_max_it"] == solvers.MSMD_SMOOTH_SWEEPS == 2
+    _, _, ls0, el0 = run(el.ndofs_solved)  # at the threshold: off
+    vl, il, _, _ = run(10**9, "lu")
+    assert el0.circuit_space == 0
+    print("iterations with the coarse space", ls, "without", ls0)
+    assert ls["solves"] == ls0["solves"] >= 4
+    assert ls["iterations_total"] < ls0["iterations_total"], (ls, ls0)
     assert abs(v / vl - 1) < 2e-6
     assert np.max(np.abs(i - il)) < 2e-6 * np.max(np.abs(il))

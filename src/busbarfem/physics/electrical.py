@@ -300,7 +300,8 @@ class ElectricalProblem:
         self._pc_coeffs: list | None = None
         self.pc_setups = 0
         self.circuit_space = 0
-        if solvers.CIRCUIT_COARSE_SPACE and self.options.get("pc_type") == "gamg" and self.nfields == 2:
+        if (self.options.get("pc_type") == "gamg" and self.nfields == 2
+                and solvers.circuit_coarse_space_on(self.ndofs_solved)):
             self._Z = self._circuit_space()
             if self._red is not None:  # keep the rows of the solved nodes only
                 Z = self._Z
@@ -320,6 +321,8 @@ class ElectricalProblem:
 
         A dof shared by several regions belongs to the first (sorted names) that claims it;
         Dirichlet dofs are left out, and columns without dofs are dropped (collective).
+        With :data:`solvers.CIRCUIT_COARSE_LINEAR` each (region, field) also gets the three
+        centred, normalised coordinates on its dofs (a linear potential per conductor).
         """
         V, bs = self.V, self.V.dofmap.index_map_bs
         imap = V.dofmap.index_map
@@ -329,23 +332,40 @@ class ElectricalProblem:
         for bc in self.bcs:
             idx, first_ghost = bc.dof_indices()
             fixed[idx[:first_ghost][idx[:first_ghost] < nloc * bs]] = True
+        lin = bool(solvers.CIRCUIT_COARSE_LINEAR)
+        X = V.tabulate_dof_coordinates()[:nloc] if lin else None
+        xval = np.zeros((nloc * bs, 3))
         ncol = 0
         for name in sorted(self.bundle.volume_names()):
             cells = self.bundle.cells_of(name)
             for f in range(self.nfields):
                 act = cells[self.sig[f].x.array.reshape(-1, 3)[cells, 0] > 0] if len(cells) else cells
                 nodes = np.unique(V.dofmap.list[act].ravel()) if len(act) else np.zeros(0, np.int64)
-                d = nodes[nodes < nloc].astype(np.int64) * bs + f
-                d = d[(col[d] < 0) & ~fixed[d]]
+                nodes = nodes[nodes < nloc].astype(np.int64)
+                d = nodes * bs + f
+                keep = (col[d] < 0) & ~fixed[d]
+                d, nodes = d[keep], nodes[keep]
                 if self.comm.allreduce(len(d), op=MPI.SUM) == 0:
                     continue
                 col[d] = ncol
                 ncol += 1
+                if lin:
+                    n = self.comm.allreduce(len(d), op=MPI.SUM)
+                    mean = self.comm.allreduce(X[nodes].sum(axis=0), op=MPI.SUM) / n
+                    dev = X[nodes] - mean
+                    rms = np.sqrt(self.comm.allreduce((dev ** 2).sum(axis=0), op=MPI.SUM) / n)
+                    xval[d] = dev / np.where(rms > 0, rms, 1.0)
         rows = np.flatnonzero(col >= 0).astype(PETSc.IntType)
-        Z = PETSc.Mat().createAIJ(((nloc * bs, None), (None, ncol)), nnz=(1, 1), comm=self.comm)
+        per = 4 if lin else 1
+        Z = PETSc.Mat().createAIJ(((nloc * bs, None), (None, ncol * per)), nnz=(per, per), comm=self.comm)
         ia = np.zeros(nloc * bs + 1, dtype=PETSc.IntType)
-        ia[1:] = np.cumsum(col >= 0)
-        Z.setValuesCSR(ia, col[rows].astype(PETSc.IntType), np.ones(len(rows)))
+        ia[1:] = np.cumsum(col >= 0) * per
+        if lin:
+            ja = (col[rows][:, None] * 4 + np.arange(4)).ravel()
+            va = np.column_stack([np.ones(len(rows)), xval[rows]]).ravel()
+        else:
+            ja, va = col[rows], np.ones(len(rows))
+        Z.setValuesCSR(ia, ja.astype(PETSc.IntType), va)
         Z.assemble()
         return Z
 

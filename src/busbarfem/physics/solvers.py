@@ -16,6 +16,8 @@ docs/performance.md):
   its eigenvalue estimate fails on some of these meshes (KSP DIVERGED_INDEFINITE_PC on a
   refined B1 mesh with flat sheet elements); SSOR is symmetric and has no estimate to
   get wrong. It works point-wise, so it serves the block-size-2 MSMD system unchanged;
+  that system takes two sweeps (:data:`MSMD_SMOOTH_SWEEPS`: 4s2p first solve 26 -> 21
+  iterations for ~+10 % KSP CPU; three sweeps give 20 for another +15 %);
 * ``pc_gamg_reuse_interpolation``: the electrical matrix is re-assembled every step
   (sigma(T) changes) with the same sparsity; keeping the prolongators makes the re-set-up
   ~3x cheaper than a fresh one (the default of this PETSc 3.25; set explicitly);
@@ -53,6 +55,10 @@ LU_DOF_LIMIT_MSMD = 250_000
 MSMD_RTOL_FACTOR = 1e-2
 
 KINDS = ("auto", "lu", "gamg")
+
+#: Symmetric SOR sweeps per multigrid level and direction for the two-potential (block
+#: size 2) system; the one-field conductor preset keeps one (docs/performance.md).
+MSMD_SMOOTH_SWEEPS = 2
 
 #: When True, an electrical problem with nodes that no conducting cell touches (cold plates,
 #: gap pads: region kind "thermal") solves the system restricted to the other nodes; the
@@ -97,7 +103,8 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
             "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
             "pc_gamg_threshold": 0.02, "pc_gamg_aggressive_coarsening": 1,
             "pc_gamg_coarse_eq_limit": 1000, "pc_gamg_reuse_interpolation": True,
-            "mg_levels_ksp_type": "richardson", "mg_levels_ksp_max_it": 1,
+            "mg_levels_ksp_type": "richardson",
+            "mg_levels_ksp_max_it": MSMD_SMOOTH_SWEEPS if block_size == 2 else 1,
             "mg_levels_pc_type": "sor"}
 
 
@@ -184,12 +191,29 @@ def solve_checked(ksp: PETSc.KSP, b, x, what: str, step: int | None = None, stat
     return its
 
 
-#: Opt-in: precondition iterative two-potential solves by GAMG combined (symmetric
-#: multiplicative) with an exact coarse correction on one constant per (region, field) --
-#: the per-conductor potentials of a 0D network. 16s6p (779k unknowns): 48 -> 25 iterations
-#: per solve, KSP CPU 45 -> 33 s; up to 8s6p it saves ~10 % of the iterations for more CPU
-#: (docs/performance.md). Off by default until measured on more cases.
-CIRCUIT_COARSE_SPACE = False
+#: Precondition iterative two-potential solves by GAMG combined (symmetric multiplicative)
+#: with an exact coarse correction on one constant per (region, field) -- the per-conductor
+#: potentials of a 0D network: True always, False never, ``"auto"`` above
+#: :data:`CIRCUIT_COARSE_MIN_DOFS` solved unknowns (:func:`circuit_coarse_space_on`).
+#: 16s6p (779k unknowns): 48 -> 25 iterations per solve, KSP CPU 45 -> 33 s; up to 8s6p it
+#: saves ~10 % of the iterations for more CPU (docs/performance.md).
+CIRCUIT_COARSE_SPACE = "auto"
+
+#: ``CIRCUIT_COARSE_SPACE = "auto"`` switches the coarse space on above this many solved
+#: unknowns (measured, docs/performance.md: it costs CPU at 4s2p, 65k, and 8s6p, 389k, and
+#: saves a third of the iterations and of the KSP CPU at 16s6p, 779k).
+CIRCUIT_COARSE_MIN_DOFS = 500_000
+
+#: Enrich the circuit coarse space with a linear potential per (region, field): the three
+#: centred coordinates on its dofs next to its constant (4 columns instead of 1).
+CIRCUIT_COARSE_LINEAR = False
+
+
+def circuit_coarse_space_on(ndofs: int) -> bool:
+    """Whether an iterative two-potential solve of ``ndofs`` unknowns uses the circuit coarse space."""
+    if CIRCUIT_COARSE_SPACE == "auto":
+        return ndofs > CIRCUIT_COARSE_MIN_DOFS
+    return bool(CIRCUIT_COARSE_SPACE)
 
 
 class CircuitCoarse:
@@ -221,7 +245,11 @@ class CircuitCoarse:
             cols, vals = E.getRow(i)
             loc[i - r0, cols] = vals
         full = np.vstack(self.comm.allgather(loc))
-        self.Einv = np.linalg.inv(0.5 * (full + full.T))
+        # a pseudo-inverse: the columns of Z may be (nearly) dependent (a flat region's
+        # coordinate normal to it, with CIRCUIT_COARSE_LINEAR)
+        w, U = np.linalg.eigh(0.5 * (full + full.T))
+        ok = w > 1e-12 * w.max()
+        self.Einv = (U[:, ok] / w[ok]) @ U[:, ok].T
         self.r0, self.r1 = r0, r1
         E.destroy()
 
@@ -256,3 +284,9 @@ def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict, additive: b
     for k in gamg:
         opts.delValue("sub_1_" + k)
     opts.prefixPop()
+    # the outer KSP's GAMG smoother options are read by no PC now (the outer PC is the
+    # composite); remove them by their full name (delValue does not apply a pushed
+    # prefix), else PETSc reports them as unused at exit
+    for k in gamg:
+        if k.startswith("mg_"):
+            opts.delValue(f"-{prefix}{k}")
