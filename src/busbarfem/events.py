@@ -10,7 +10,8 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    voltage, a cut-off current, an SOC, a temperature) are located by :func:`locate`: the
    step is re-solved with a shorter ``h`` and the root of ``margin(h)`` is found by the
    Illinois (modified regula falsi) method, safeguarded by bisection, until it is
-   bracketed within ``tolerance`` seconds. The step returned is the shortest one found
+   bracketed within ``tolerance`` seconds, or until a secant puts the crossing less
+   than 0.3-0.5 ``tolerance`` before a reached trial. The step returned is the shortest one found
    that reaches the limit, so the run ends (or switches steps) no more than
    ``tolerance`` after the true crossing, whatever the step size.
 
@@ -20,8 +21,10 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    that current, :func:`busbarfem.cells.ecm.step_source`), and
    :class:`HoldCurrentControl` keeps the relative change of any cell current per step
    near ``target_change``: a step with more than twice that change is rejected and
-   retried shorter, the next one is sized from the observed change. The end of a CV
-   charge is then independent of the nominal ``dt``.
+   retried shorter (from an exponential-decay model of the observed change), the next
+   one is sized from the observed change, and the first one of a hold from the cells'
+   decay time (:func:`hold_decay_time`). The end of a CV charge is then independent of
+   the nominal ``dt``.
 
 Both loops call the same two pieces: :func:`locate` with a ``trial(h)`` that re-solves
 the step from its saved start, and :class:`HoldCurrentControl` for held-voltage and

@@ -13,7 +13,10 @@ model (:class:`busbarfem.coupling.transient.FEMSystem`) and the lumped nSmP circ
    changed more than twice ``max_temperature_change`` (adaptive runs) is halved, a held
    step whose cell currents changed too much is shortened as the hold control says;
 3. locates a threshold event reached inside the step (:func:`busbarfem.events.locate`,
-   Illinois root finding to ``event_tolerance``);
+   Illinois root finding to ``event_tolerance``, ended early when a secant puts the
+   crossing just before a reached trial); a threshold already reached at the step's
+   start cuts the step to ``event_tolerance/2`` before its first trial, and the first
+   step of a hold is sized from the system's ``hold_time_constant`` (if it has one);
 4. hands the accepted step to ``system.accept``, which records it and reports whether
    the run stops (a typed :class:`StepOutcome`);
 5. lets the step-size controller choose the next ``dt``.
