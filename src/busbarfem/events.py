@@ -21,8 +21,8 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    that current, :func:`busbarfem.cells.ecm.step_source`), and
    :class:`HoldCurrentControl` keeps the relative change of any cell current per step
    near ``target_change``: a step with more than twice that change is rejected and
-   retried shorter (from an exponential-decay model of the observed change), the next
-   one is sized from the observed change, and the first one of a hold from the cells'
+   retried shorter, the next one is sized from the observed change, and the first one
+   of a hold from the cells'
    decay time (:func:`hold_decay_time`). The end of a CV charge is then independent of
    the nominal ``dt``.
 
@@ -244,18 +244,10 @@ class HoldCurrentControl:
         r = self.change(start, end)
         if r <= 0.0:
             return True, 2.0 * h
+        ratio = math.sqrt(self.target_change / r)  # the change grows ~ linearly with h
         if r > 2.0 * self.target_change:
-            # a decaying current changes by 1 - exp(-h/tau) over h: the retry aims at the
-            # target from that model (one retry, not a sequence of cuts)
-            return False, h * max(0.02, 0.9 * self.decay_ratio(r))
-        ratio = math.sqrt(self.target_change / r)  # conservative growth
+            return False, h * max(0.2, 0.9 * ratio)
         return True, h * min(2.0, ratio)
-
-    def decay_ratio(self, r: float) -> float:
-        """``h_target / h`` for a step of ``h`` that changed the current by ``r``, taking the
-        current as an exponential decay: ``ln(1 - target) / ln(1 - r)``."""
-        r = min(r, 0.99)
-        return math.log1p(-self.target_change) / math.log1p(-r)
 
     def first_step(self, tau: float) -> float:
         """Length of the first step of a hold from the current's decay time ``tau`` [s]:
