@@ -10,7 +10,8 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    voltage, a cut-off current, an SOC, a temperature) are located by :func:`locate`: the
    step is re-solved with a shorter ``h`` and the root of ``margin(h)`` is found by the
    Illinois (modified regula falsi) method, safeguarded by bisection, until it is
-   bracketed within ``tolerance`` seconds. The step returned is the shortest one found
+   bracketed within ``tolerance`` seconds, or until a secant puts the crossing less
+   than 0.3-0.5 ``tolerance`` before a reached trial. The step returned is the shortest one found
    that reaches the limit, so the run ends (or switches steps) no more than
    ``tolerance`` after the true crossing, whatever the step size.
 
@@ -20,8 +21,10 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    that current, :func:`busbarfem.cells.ecm.step_source`), and
    :class:`HoldCurrentControl` keeps the relative change of any cell current per step
    near ``target_change``: a step with more than twice that change is rejected and
-   retried shorter, the next one is sized from the observed change. The end of a CV
-   charge is then independent of the nominal ``dt``.
+   retried shorter, the next one is sized from the observed change, and the first one
+   of a hold from the cells'
+   decay time (:func:`hold_decay_time`). The end of a CV charge is then independent of
+   the nominal ``dt``.
 
 Both loops call the same two pieces: :func:`locate` with a ``trial(h)`` that re-solves
 the step from its saved start, and :class:`HoldCurrentControl` for held-voltage and
@@ -134,6 +137,19 @@ def locate(trial: Trial, h: float, tolerance: float, first=None,
     lo, hi = 0.0, h
     g_hi = cond.margin
     g_lo = margin_at_start(cond.key) if margin_at_start is not None else None
+    if g_lo is not None and math.isfinite(g_lo) and g_lo >= 0.0 and h > tolerance:
+        # reached already at the start of the step (the last step's end state fell just
+        # short of the limit in its own trial): the crossing is at the start, the step to
+        # take is the shortest one (no bisection from h down to the tolerance)
+        res_x, conds_x = trial(0.5 * tolerance)
+        reached = first_reached(conds_x)
+        if reached is not None and reached.kind.landing is Landing.THRESHOLD:
+            return 0.5 * tolerance, res_x, reached
+        lo, g_lo = 0.5 * tolerance, min(margin_of(conds_x, cond.key), -1e-300)
+        if not math.isfinite(g_lo):
+            g_lo = None
+    g_lo_true = g_lo  # the last not-reached margin, unscaled by Illinois (for the landing test)
+    prev = (hi, g_hi)  # the last trial of this key (for a local secant slope)
     last_at_hi = True
     side = 0  # +1: the last new point replaced hi, -1: it replaced lo (Illinois)
     n = slow = 0
@@ -142,7 +158,9 @@ def locate(trial: Trial, h: float, tolerance: float, first=None,
         usable = (g_lo is not None and math.isfinite(g_lo) and math.isfinite(g_hi)
                   and g_lo < 0.0 <= g_hi and g_hi > g_lo)
         if usable and slow < 2:
-            x = hi - g_hi * (hi - lo) / (g_hi - g_lo)
+            # the secant root, biased by tolerance/5 to the reached side: a good prediction
+            # then ends the search at once (see _secant_lands)
+            x = hi - g_hi * (hi - lo) / (g_hi - g_lo) + 0.2 * tolerance
             # step at least tolerance/2 inside the bracket, so a root approached from one
             # side is bracketed within the tolerance in one more trial
             x = min(max(x, lo + 0.5 * tolerance), hi - 0.5 * tolerance)
@@ -152,19 +170,27 @@ def locate(trial: Trial, h: float, tolerance: float, first=None,
         res_x, conds_x = trial(x)
         reached = first_reached(conds_x)
         if reached is not None and reached.kind.landing is Landing.THRESHOLD:
-            if reached.key != cond.key:
+            same = reached.key == cond.key
+            if not same:
                 # an earlier crossing of another condition: follow that one
                 g_lo = margin_at_start(reached.key) if margin_at_start is not None and lo == 0.0 else None
+                g_lo_true = g_lo
                 side = 0
             elif side == 1 and g_lo is not None:
                 g_lo *= 0.5
             hi, g_hi, result, cond = x, reached.margin, res_x, reached
             side, last_at_hi = 1, True
+            if same and (_secant_lands(lo, g_lo_true, hi, g_hi, tolerance)
+                         or _secant_lands(*prev, hi, g_hi, tolerance, within=0.5)):
+                break  # the crossing is predicted just before this reached end
+            prev = (x, g_hi)
         else:
             g = margin_of(conds_x, cond.key)
             if side == -1:
                 g_hi *= 0.5
             lo, g_lo = x, (g if g < 0.0 else -1e-300)
+            g_lo_true = g_lo
+            prev = (x, g)
             side, last_at_hi = -1, False
         # regula falsi can creep from one side: bisect after two trials that did not
         # halve the bracket
@@ -174,6 +200,19 @@ def locate(trial: Trial, h: float, tolerance: float, first=None,
         reached = first_reached(conds)
         cond = reached if reached is not None else cond
     return hi, result, cond
+
+
+def _secant_lands(x0: float, g0: float | None, hi: float, g_hi: float, tolerance: float,
+                  within: float = 0.3) -> bool:
+    """A reached trial at ``hi`` (margin ``g_hi >= 0``) is close enough: the secant through
+    it and another trial ``(x0, g0)`` of the same condition (the last not-reached one:
+    ``within = 0.3``; the previous trial, a local slope: 0.5) puts the crossing less than
+    ``within * tolerance`` before ``hi``. The true crossing is then within ``tolerance``
+    before ``hi`` unless the margin's slope at ``hi`` is below ``within`` times the secant's."""
+    if g0 is None or not (math.isfinite(g0) and math.isfinite(g_hi)) or g_hi < 0.0 or x0 == hi:
+        return False
+    slope = (g_hi - g0) / (hi - x0)
+    return slope > 0.0 and g_hi / slope <= within * tolerance
 
 
 class HoldCurrentControl:
@@ -209,6 +248,41 @@ class HoldCurrentControl:
         if r > 2.0 * self.target_change:
             return False, h * max(0.2, 0.9 * ratio)
         return True, h * min(2.0, ratio)
+
+    def first_step(self, tau: float) -> float:
+        """Length of the first step of a hold from the current's decay time ``tau`` [s]:
+        the step over which an exponential decay changes the current by ``target_change``."""
+        return -tau * math.log1p(-self.target_change)
+
+
+def hold_decay_time(params, state, T, current, floor: float = 1e-3) -> float | None:
+    """Decay time [s] of the cell currents at the start of a held terminal voltage.
+
+    With ``V = OCV(SOC) - sum_k V_RC,k - R0 I`` held, ``dSOC/dt = -I / (3600 Q)`` and
+    ``dV_RC,k/dt = (R_k I - V_RC,k) / tau_k``, the current's rate at the start is
+    ``dI/dt = (-dOCV/dSOC I / (3600 Q) - sum_k (R_k I - V_RC,k) / tau_k) / R0``: after a
+    constant-current phase (RC pairs at steady state) ``tau = R0 3600 Q / (dOCV/dSOC)``,
+    from rest the RC pairs' relaxation dominates. Returns the smallest
+    ``max(|I|, floor) / |dI/dt|`` of the cells, None when no current changes.
+
+    Args:
+        params: :class:`busbarfem.cells.ecm.CellParameters`; state: its ``ECMState``;
+        T: cell temperatures [K]; current: cell currents at the start of the hold [A].
+    """
+    import numpy as np
+
+    from busbarfem.cells.ecm import _ocv_slope
+
+    i = np.asarray(current, dtype=float).ravel()
+    slope = np.asarray(_ocv_slope(params, state.surface_soc, T), dtype=float).ravel()
+    R0 = np.asarray(params.R0(state.soc, T), dtype=float).ravel()
+    rate = -slope * i / (3600.0 * np.asarray(state.capacity_Ah, dtype=float).ravel())
+    if params.n_rc:
+        R = np.asarray(params.rc_R(state.soc, T), dtype=float).reshape(i.size, -1)
+        rate = rate - ((R * i[:, None] - state.v_rc) / np.asarray(params.rc_tau, dtype=float)).sum(axis=1)
+    rel = np.abs(rate / np.where(R0 > 0.0, R0, np.inf)) / np.maximum(np.abs(i), floor)
+    worst = float(np.max(rel)) if rel.size else 0.0
+    return 1.0 / worst if worst > 0.0 and math.isfinite(worst) else None
 
 
 class Runaway(Exception):

@@ -87,3 +87,53 @@ def test_linear_current_update_is_exact_for_a_ramp():
     v_pred = E[0] - R[0] * i1
     v_state = params.ocv(new.soc, 298.15)[0] - new.v_rc.sum() - 0.02 * i1
     assert v_pred == pytest.approx(v_state, abs=1e-12)
+
+
+@pytest.mark.parametrize("func, limit, root, h0", [
+    (lambda h: 0.01 * h, 1.003, 100.3, 300.0),                            # linear (CC voltage)
+    (lambda h: 1.0 - math.exp(-h / 400.0), 0.05, -400.0 * math.log(0.95), 30.0),  # held current's decay
+])
+def test_locate_with_the_start_margin_lands_in_two_solves(func, limit, root, h0):
+    # the secant from the step's start margin, moved tolerance/5 past the root, is
+    # accepted by the landing test: at most two solves after the first trial (issue 20)
+    calls = []
+
+    def trial(h):
+        calls.append(h)
+        return h, _threshold(func(h), limit)
+
+    tol = 0.5
+    h, _, cond = locate(trial, h0, tol, first=trial(h0), margin_at_start=lambda key: func(0.0) - limit)
+    assert func(h) >= limit and root - 1e-12 <= h <= root + tol
+    assert calls[-1] == h
+    assert len(calls) <= 3, calls
+
+
+def test_locate_takes_the_shortest_step_when_reached_at_the_start():
+    calls = []
+
+    def trial(h):
+        calls.append(h)
+        return h, _threshold(1.0 + 0.01 * h, 1.0)
+
+    h, _, cond = locate(trial, 300.0, 0.5, first=trial(300.0), margin_at_start=lambda key: 0.001)
+    assert h == 0.25 and cond.key == "k" and calls == [300.0, 0.25]
+
+
+def test_hold_decay_time_matches_the_cv_current_of_a_thevenin_cell():
+    from busbarfem.events import hold_decay_time
+
+    # 5 Ah, R0 20 mOhm, RC 15 mOhm / 30 s, OCV 3.0 + 1.2 SOC: after a 1C charge (RC at
+    # steady state) tau = R0 3600 Q / (dOCV/dSOC) = 300 s; from rest the RC pair adds
+    # R1/(R0 tau1) to the rate: 1/tau = 1/300 + 0.015/(0.02 * 30)
+    params = CellParameters(CellModel(capacity=5.0, ocv=[[0.0, 3.0], [1.0, 4.2]], R0=0.02,
+                                      rc_pairs=[{"R": 0.015, "tau": 30.0}], initial_soc=0.8), 1)
+    st = ECMState.initial(params)
+    i = np.array([-5.0])
+    st.v_rc[:] = 0.015 * i[:, None]
+    assert hold_decay_time(params, st, np.array([298.15]), i) == pytest.approx(300.0, rel=1e-6)
+    st.v_rc[:] = 0.0
+    assert hold_decay_time(params, st, np.array([298.15]), i) == pytest.approx(1.0 / (1 / 300 + 0.025), rel=1e-6)
+    assert hold_decay_time(params, st, np.array([298.15]), np.array([0.0])) is None
+    # the first held step changes the current by the control's 5 %
+    assert HoldCurrentControl().first_step(300.0) == pytest.approx(-300.0 * math.log(0.95))

@@ -36,7 +36,7 @@ from busbarfem.case.loads import Load
 from busbarfem.cells.ecm import CellParameters, ECMState, advance, step_source
 from busbarfem.coupling.records import cell_columns
 from busbarfem.coupling.stepper import StepOutcome, StepSizeController, TransientStepper, TrialResult
-from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, StopKind
+from busbarfem.events import VARYING_CURRENT_MODES, HoldCurrentControl, StopKind, hold_decay_time
 from busbarfem.loads import Event, LoadController, Target, power_current
 
 
@@ -270,6 +270,11 @@ class LumpedSystem:
         if self.controller.target(t).mode in VARYING_CURRENT_MODES:
             return self._start.cell_current.ravel()
         return None
+
+    def hold_time_constant(self, t: float, start, i_start) -> float | None:
+        """Decay time of the cell currents at the start of a hold (:func:`busbarfem.events.hold_decay_time`)."""
+        st, temp = start
+        return hold_decay_time(self.params, st, temp, i_start)
 
     def trial(self, t: float, h: float, step: int, start, i_start):
         """The step from ``start`` over ``h`` (pure: nothing is committed)."""

@@ -13,7 +13,10 @@ model (:class:`busbarfem.coupling.transient.FEMSystem`) and the lumped nSmP circ
    changed more than twice ``max_temperature_change`` (adaptive runs) is halved, a held
    step whose cell currents changed too much is shortened as the hold control says;
 3. locates a threshold event reached inside the step (:func:`busbarfem.events.locate`,
-   Illinois root finding to ``event_tolerance``);
+   Illinois root finding to ``event_tolerance``, ended early when a secant puts the
+   crossing just before a reached trial); a threshold already reached at the step's
+   start cuts the step to ``event_tolerance/2`` before its first trial, and the first
+   step of a hold is sized from the system's ``hold_time_constant`` (if it has one);
 4. hands the accepted step to ``system.accept``, which records it and reports whether
    the run stops (a typed :class:`StepOutcome`);
 5. lets the step-size controller choose the next ``dt``.
@@ -29,7 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from busbarfem.events import HoldCurrentControl, StopKind, locate, margin_of
+from busbarfem.events import HoldCurrentControl, Landing, StopKind, first_reached, locate, margin_of
 
 
 @dataclass
@@ -121,6 +124,13 @@ class StepSizeController:
             h = min(h, self.h_hold)
         return h
 
+    def start_hold(self, tau: float | None) -> None:
+        """First step of a held-voltage phase: sized by the hold control from the decay time
+        ``tau`` [s] of the cell currents (the system's estimate; None: no estimate, the
+        step starts at ``dt`` and the hold control cuts it)."""
+        if tau is not None and math.isfinite(tau) and tau > 0.0:
+            self.h_hold = max(self.hold.first_step(tau), self.dt_min)
+
     def _at_floor(self, h: float) -> bool:
         return h <= self.dt_min * 1.0001
 
@@ -155,6 +165,12 @@ class StepSizeController:
         return self.dt
 
 
+def _reached_at_start(conditions) -> bool:
+    """A threshold condition already holds at the start of the step."""
+    c = first_reached(conditions)
+    return c is not None and c.kind.landing is Landing.THRESHOLD
+
+
 class TransientStepper:
     """The time loop (see the module docstring).
 
@@ -183,16 +199,22 @@ class TransientStepper:
                 start_conds = system.start_conditions(t, step)
                 i_start = system.hold_start_current(t, step, start)
                 limit = system.max_dt(t) if hasattr(system, "max_dt") else math.inf
+                if i_start is not None and steps.h_hold is None and hasattr(system, "hold_time_constant"):
+                    steps.start_hold(system.hold_time_constant(t, start, i_start))
                 h = steps.propose(t, system.controller.next_event_time(t), i_start is not None, limit)
+                planned = h
+                if _reached_at_start(start_conds):
+                    # the last step ended just short of a threshold that its start state has
+                    # reached: the crossing is at t, take the shortest located step at once
+                    h = min(h, 0.5 * self.tolerance)
 
                 def trial(h_try, t=t, step=step, start=start, i_start=i_start):
                     return system.trial(t, h_try, step, start, i_start)
 
                 first = trial(h)
                 while (h_retry := steps.retry(h, first[0], i_start)) is not None:
-                    h = h_retry
+                    h = planned = h_retry
                     first = trial(h)
-                planned = h
                 # a threshold inside the step: re-solve it shorter so that it ends at the crossing
                 h, result, _ = locate(trial, h, self.tolerance, first=first,
                                       margin_at_start=lambda key: margin_of(start_conds, key))

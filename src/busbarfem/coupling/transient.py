@@ -19,7 +19,7 @@ from mpi4py import MPI
 from busbarfem.coupling.model import CoupledModel
 from busbarfem.coupling.stepper import StepOutcome, TrialResult
 from busbarfem.errors import SolveError
-from busbarfem.events import VARYING_CURRENT_MODES, Runaway, StopKind
+from busbarfem.events import VARYING_CURRENT_MODES, Runaway, StopKind, hold_decay_time
 
 
 class FEMSystem:
@@ -79,6 +79,14 @@ class FEMSystem:
             m.electrical_step(t, step, 0.0)
             self._hold_step = key
         return m.cells.current.copy()
+
+    def hold_time_constant(self, t: float, start: dict, i_start) -> float | None:
+        """Decay time of the cell currents at the start of a hold, from the ECM cells'
+        state (:func:`busbarfem.events.hold_decay_time`); None for other cell models."""
+        c = self.model.cells
+        if c is None or not hasattr(c, "params") or not hasattr(c, "state"):
+            return None
+        return hold_decay_time(c.params, c.state, getattr(c, "T_mean", None), i_start)
 
     def trial(self, t: float, h: float, step: int, start: dict, i_start):
         """One attempt at the step from ``t`` to ``t + h`` from ``start``: electrical solve,
