@@ -167,8 +167,8 @@ class ElectricalProblem:
         self.nfields = 2 if (self.cell_names or 2 in fields_used) else 1
 
         # --- piecewise-constant coefficients -------------------------------------------
-        self.Q0 = fem.functionspace(msh, ("DG", 0))
-        self.Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
+        self.Q0 = bundle.space("DG", 0)
+        self.Q0v = bundle.space("DG", 0, (3,))
         self.sig = [fem.Function(self.Q0v, name=f"sigma{f + 1}_ref") for f in range(self.nfields)]
         # temperature coefficient and reference temperature of each field's conductivity
         # (a cell's two collector networks differ: aluminium and copper foil)
@@ -176,12 +176,14 @@ class ElectricalProblem:
         self.Tref = [fem.Function(self.Q0, name=f"T_ref{f + 1}") for f in range(self.nfields)]
         for fn in self.Tref:
             fn.x.array[:] = 293.15
-        self.g = fem.Function(self.Q0, name="g_cell")       # 1/(R0 Vol) [S/m^3]
-        self.s_stage = fem.Function(self.Q0, name="stage_sign")
-        self.emf = fem.Function(self.Q0, name="emf")        # E_c = OCV - sum V_RC [V]
-        self.ocv = fem.Function(self.Q0, name="ocv")        # OCV(SOC, T) [V]
-        self.dudt = fem.Function(self.Q0, name="dUdT")      # entropic coefficient [V/K]
-        self.T_cell = fem.Function(self.Q0, name="T_cell")  # lumped cell temperature [K]
+        # the cells' per-cell fields exist with two potentials only (a one-field conductor
+        # has no cells and no transfer term: None there, one DG0 array each saved)
+        two = self.nfields == 2
+        self.g = fem.Function(self.Q0, name="g_cell") if two else None       # 1/(R0 Vol) [S/m^3]
+        self.s_stage = fem.Function(self.Q0, name="stage_sign") if two else None
+        self.emf = fem.Function(self.Q0, name="emf") if two else None        # E_c = OCV - sum V_RC [V]
+        self.ocv = fem.Function(self.Q0, name="ocv") if two else None        # OCV(SOC, T) [V]
+        self.dudt = fem.Function(self.Q0, name="dUdT") if two else None      # entropic coefficient [V/K]
         self.source_on = fem.Constant(msh, PETSc.ScalarType(1.0))
         self._fill_conductors(materials)
         # P1: sigma(T) enters the operator only through its cell mean, so it is evaluated
@@ -193,14 +195,19 @@ class ElectricalProblem:
             self.sig_T = [fem.Function(self.Q0v, name=f"sigma{f + 1}") for f in range(self.nfields)]
             ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
             q = self.Q0.dofmap.list[:ncells, 0]
-            # per-cell reference data in cell order (DG0 dofs may be numbered differently)
-            self._cell_data = [(self.sig[f].x.array.reshape(-1, 3)[q].copy(), self.alpha[f].x.array[q].copy(),
-                                self.Tref[f].x.array[q].copy()) for f in range(self.nfields)]
+            # per-cell reference data in cell order (DG0 dofs may be numbered differently:
+            # then copies; numbered like the cells, as DOLFINx does: views, no second copy)
+            if q.size == len(self.Q0v.dofmap.list) and np.array_equal(q, np.arange(q.size)):
+                self._cell_data = [(self.sig[f].x.array.reshape(-1, 3)[:ncells], self.alpha[f].x.array[:ncells],
+                                    self.Tref[f].x.array[:ncells]) for f in range(self.nfields)]
+            else:
+                self._cell_data = [(self.sig[f].x.array.reshape(-1, 3)[q].copy(), self.alpha[f].x.array[q].copy(),
+                                    self.Tref[f].x.array[q].copy()) for f in range(self.nfields)]
             self.update_conductivity()
 
         # --- spaces and functions -------------------------------------------------------
         shape = (2,) if self.nfields == 2 else ()
-        self.V = fem.functionspace(msh, ("Lagrange", order, shape))
+        self.V = bundle.space("Lagrange", order, shape)  # one field: the thermal problem's space
         self.phi = fem.Function(self.V, name="phi")
         self._phi_a = fem.Function(self.V)
         self._phi_b = fem.Function(self.V)
@@ -489,7 +496,7 @@ class ElectricalProblem:
             self.sig[f].x.array.reshape(-1, 3)[cells] = mat.sigma_ref
             self.alpha[f].x.array[cells] = mat.alpha
             self.Tref[f].x.array[cells] = mat.T_ref
-        for fn in (*self.sig, *self.alpha, *self.Tref, self.s_stage):
+        for fn in (*self.sig, *self.alpha, *self.Tref, *([self.s_stage] if self.s_stage is not None else [])):
             fn.x.scatter_forward()
 
     # ----------------------------------------------------------------------------------------
@@ -510,7 +517,8 @@ class ElectricalProblem:
     def _operator_coefficients(self) -> list[np.ndarray]:
         """The coefficient arrays the operator depends on (sigma per field, g, extra elements)."""
         sig = self.sig_T if self.cellwise_sigma else [*self.sig, *self.alpha, self.T]
-        return [f.x.array for f in (*sig, self.g, *(el.conductance for el in self.elements))]
+        g = [self.g] if self.g is not None else []
+        return [f.x.array for f in (*sig, *g, *(el.conductance for el in self.elements))]
 
     def _decide_pc_reuse(self) -> None:
         """Keep the preconditioner if every coefficient is within ``pc_reuse_tol`` of its set-up.

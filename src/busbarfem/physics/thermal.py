@@ -105,7 +105,7 @@ class ThermalProblem:
         msh = bundle.mesh
         self.comm = msh.comm
         self.bundle = bundle
-        self.V = fem.functionspace(msh, ("Lagrange", order))
+        self.V = bundle.space("Lagrange", order)
         self.T = fem.Function(self.V, name="T")
         self.T_n = fem.Function(self.V, name="T_n")
         # last iterate (read by the electrical problem's sigma(T)); radiation linearises at it
@@ -120,8 +120,8 @@ class ThermalProblem:
 
     def _props(self, props: dict) -> None:
         bundle, msh = self.bundle, self.bundle.mesh
-        Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
-        Q0 = fem.functionspace(msh, ("DG", 0))
+        Q0v = bundle.space("DG", 0, (3,))
+        Q0 = bundle.space("DG", 0)
         self.k = fem.Function(Q0v, name="k")
         self.rho_cp = fem.Function(Q0, name="rho_cp")
         for name, (kvec, rho, cp) in props.items():
