@@ -45,6 +45,8 @@ def _dg0_arrays(msh) -> int:
 
 
 def test_spaces_are_shared_and_cell_fields_absent(sim):
+    """One P1 space for potential and temperature, shared DG0 spaces, no cell fields or
+    reference copies, scalar sigma and k: at most 4 per-cell DG0 arrays (19 before session 7)."""
     el, th, b = sim.el, sim.th, sim.bundle
     assert el.nfields == 1
     assert el.V is th.V  # one P1 dofmap for the potential and the temperature
@@ -58,6 +60,8 @@ def test_spaces_are_shared_and_cell_fields_absent(sim):
 
 
 def test_compressed_sigma_matches_the_material_law(sim):
+    """Per-cell sigma(T) from the compressed table = sigma_ref / (1 + alpha (T_c - T_ref)) of the
+    material library at a non-uniform temperature."""
     from busbarfem.materials import resolve_materials
 
     el, b = sim.el, sim.bundle
