@@ -55,20 +55,26 @@ def main() -> None:
         f"solver.electrical_solver={a.solver}", f"solver.thermal_solver={a.solver}", f"solver.rtol={a.rtol}"]
     case, src = common.load_bench_case("b1_lbar_welded", overrides)
     timer = common.Timer(comm)
+    mem = common.MemTrace(comm)
+    mem.mark("start")
     with timer("mesh"):
         bundle, mesh_t = common.build_level(case, comm, common.B1_LEVELS[a.level][1])
+    mem.mark("mesh")
     sim = Simulation(case, src, comm, outdir=None, cache_dir=None)
     with timer("setup"):
         sim.setup(bundle)
     el, th = sim.el, sim.th
+    mem.mark("setup")
     rss_setup = common.mem_per_rank(comm)
     current = case.load.current
     for _ in range(a.repeats):
         with timer("assemble_el"):
             el._assemble_matrix()
+    mem.mark("assemble_el")
     # bare baselines set up now, so their solves can be interleaved with busbarfem's:
     # machine drift (frequency, other jobs, memory state) then hits both alike
     bares = {}
+    bares_run = not a.no_bare
     if not a.no_bare:
         from busbarfem.materials import resolve_materials
 
@@ -89,6 +95,7 @@ def main() -> None:
         for variant, bare in bares.items():
             with timer(f"bare_solve_{variant}"):
                 its_b[variant].append(bare.solve())
+    mem.mark("solve_el")
     el.T.x.array[:] = T_el0  # the reported resistance is at the initial temperature (untimed)
     sol = el.solve("current", current)
     # thermal: the first step assembles and sets the PC up; later steps at the same dt reuse it
@@ -105,6 +112,7 @@ def main() -> None:
         with timer("thermal_next"):
             its_th_next.append(th.solve(a.dt))
         th.advance()
+    mem.mark("thermal")
     nown = th.V.dofmap.index_map.size_local
     tmax = comm.allreduce(float(th.T.x.array[:nown].max()), op=MPI.MAX)
     result = {
@@ -128,6 +136,10 @@ def main() -> None:
             den = comm.allreduce(float(np.dot(el._phi_b.x.array[:nloc], el._phi_b.x.array[:nloc])), op=MPI.SUM)
             result["bare_vs_busbarfem_rel_l2"] = (num / den) ** 0.5
     bares.clear()
+    # peak memory per (electrical) dof; with the bare baselines in the same process it
+    # includes theirs: --no-bare gives busbarfem's own figure (compare bare_dolfinx.py alone)
+    result["memory"] = mem.summary(el.ndofs)
+    result["memory"]["includes_bare"] = bool(bares_run)
     result["timings"] = timer.summary()
     result["maxrss_MiB"] = common.mem_per_rank(comm)
     result["solver_limit_lu_dofs"] = solvers.LU_DOF_LIMIT

@@ -123,21 +123,26 @@ def main() -> None:
     a = p.parse_args()
     comm = MPI.COMM_WORLD
     case, _ = common.load_bench_case(a.case, common.level_overrides(a.level))
+    mem = common.MemTrace(comm)
+    mem.mark("start")
     bundle, mesh_t = common.build_level(case, comm, common.B1_LEVELS[a.level][1])
+    mem.mark("mesh")
     ndofs = bundle.mesh.geometry.index_map().size_global
     opts = solvers.preset(a.solver, ndofs, a.rtol)
     timer = common.Timer(comm)
     with timer("setup"):
         bare = BareConduction(bundle, resolve_materials(case.materials), opts, case.thermal.initial_temperature,
                               order=bundle.element_order, sigma=a.sigma)
+    mem.mark("setup")
     its = []
     for _ in range(a.repeats):
         with timer("solve"):
             its.append(bare.solve())
+    mem.mark("solve")
     ndofs = bare.V.dofmap.index_map.size_global
     common.emit({"ndofs": ndofs, "ranks": comm.size, "options": opts, "iterations": its,
                  "resistance_ohm": bare.resistance(), "timings": timer.summary(), "mesh": mesh_t,
-                 "maxrss_MiB": common.mem_per_rank(comm)}, comm, a.out)
+                 "maxrss_MiB": common.mem_per_rank(comm), "memory": mem.summary(ndofs)}, comm, a.out)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,47 @@ def mem_per_rank(comm: MPI.Comm) -> list[float]:
     return comm.allgather(round(maxrss_mib(), 1))
 
 
+def proc_mem_mib() -> dict:
+    """Current and peak resident memory of this process [MiB] (``/proc/self/status``
+    VmRSS and VmHWM; VmHWM is the same peak as ``ru_maxrss``)."""
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return out
+
+
+class MemTrace:
+    """Resident memory after each phase, summed over the ranks [MiB].
+
+    ``mark(phase)`` records the current RSS and the peak so far (VmHWM) of every rank,
+    summed over ranks (per-dof figures divide the sums by the global dof count).
+    """
+
+    def __init__(self, comm: MPI.Comm):
+        self.comm = comm
+        self.phases: list[dict] = []
+
+    def mark(self, phase: str) -> None:
+        m = proc_mem_mib()
+        rss = self.comm.allreduce(m.get("VmRSS", 0.0), op=MPI.SUM)
+        hwm = self.comm.allreduce(m.get("VmHWM", 0.0), op=MPI.SUM)
+        self.phases.append({"phase": phase, "rss_MiB": round(rss, 1), "peak_MiB": round(hwm, 1)})
+
+    def summary(self, ndofs: int) -> dict:
+        """Phases plus the peak per dof [KiB/dof] (``peak``) and the peak above the RSS
+        after the mesh phase (``above_mesh``, the part the solver stack adds)."""
+        peak = max((p["peak_MiB"] for p in self.phases), default=0.0)
+        mesh = next((p["rss_MiB"] for p in self.phases if p["phase"] == "mesh"), 0.0)
+        return {"phases": self.phases, "ndofs": ndofs, "peak_MiB": peak,
+                "peak_KiB_per_dof": round(peak * 1024.0 / ndofs, 3),
+                "above_mesh_KiB_per_dof": round((peak - mesh) * 1024.0 / ndofs, 3)}
+
+
 class Timer:
     """Wall-clock phases, maximum over ranks (the slowest rank sets the pace).
 

@@ -105,6 +105,17 @@ def derive(records: dict) -> dict:
             "electrical_iterations": max(r["iterations"]["electrical"]),
             "dofs_per_s_electrical": r["ndofs_electrical"] / el if el else None,
         }
+    for lev in ("30k", "60k", "0.25M", "1M", "2M"):
+        rb, rr = records.get(f"mem_b1_{lev}"), records.get(f"mem_bare_{lev}")
+        if rb and rr and "error" not in rb and "error" not in rr:
+            mb, mr = rb["memory"], rr["memory"]
+            d[f"memory_{lev}"] = {
+                "ndofs": mb["ndofs"], "busbarfem_peak_MiB": mb["peak_MiB"], "bare_peak_MiB": mr["peak_MiB"],
+                "busbarfem_KiB_per_dof": mb["peak_KiB_per_dof"], "bare_KiB_per_dof": mr["peak_KiB_per_dof"],
+                "ratio": mb["peak_KiB_per_dof"] / mr["peak_KiB_per_dof"],
+                "busbarfem_above_mesh_KiB_per_dof": mb["above_mesh_KiB_per_dof"],
+                "bare_above_mesh_KiB_per_dof": mr["above_mesh_KiB_per_dof"],
+                "busbarfem_phases": mb["phases"], "bare_phases": mr["phases"]}
     for lev in ("30k", "0.25M", "1M", "2M"):
         if f"b1_{lev}_np1" not in records:
             continue
@@ -174,6 +185,18 @@ def markdown(meta: dict, records: dict, derived: dict) -> str:
         for k, v in pc.items():
             L.append(f"| {k.split('_')[-1]} | {_f(v['R_rel_diff_np2'], '{:.1e}')} | {_f(v['R_rel_diff_np4'], '{:.1e}')} | "
                      f"{_f(v['Tmax_diff_np2_K'], '{:.1e}')} | {_f(v['Tmax_diff_np4_K'], '{:.1e}')} |")
+    mem = {k: v for k, v in derived.items() if k.startswith("memory_")}
+    if mem:
+        L += ["", "### Peak memory per dof (B1, 1 rank): busbarfem vs the bare DOLFINx solve", "",
+              "Each in its own process (busbarfem: set-up, electrical solve, two thermal steps, no "
+              "bare baseline in the process; bare: `bare_dolfinx.py`), same mesh level; peak = VmHWM, "
+              "per electrical dof. Above the mesh = peak minus the RSS after meshing.", "",
+              "| level | dofs | busbarfem peak [MiB] | bare peak [MiB] | busbarfem [KiB/dof] | bare [KiB/dof] | "
+              "ratio | above the mesh: busbarfem / bare [KiB/dof] |", "|---|---|---|---|---|---|---|---|"]
+        for k, v in mem.items():
+            L.append(f"| {k.split('_', 1)[1]} | {v['ndofs']:,} | {v['busbarfem_peak_MiB']:.0f} | {v['bare_peak_MiB']:.0f} | "
+                     f"{v['busbarfem_KiB_per_dof']:.2f} | {v['bare_KiB_per_dof']:.2f} | {v['ratio']:.2f} | "
+                     f"{v['busbarfem_above_mesh_KiB_per_dof']:.2f} / {v['bare_above_mesh_KiB_per_dof']:.2f} |")
     cx = {k: v for k, v in records.items() if k.startswith("crossover_")}
     if cx:
         L += ["", "## LU (MUMPS) vs CG+GAMG on the B1 operators (1 rank)", "",
@@ -270,6 +293,11 @@ def main() -> None:
         for lev in ("10k", "30k", "0.25M", "1M"):
             jobs.append((f"crossover_{lev}", "solver_sweep.py", ["--level", lev, "--set", "crossover",
                                                                  "--repeats", "1"], 1, 900))
+    # peak memory per dof, busbarfem vs bare, each alone in its process (1 rank)
+    for lev in (("30k",) if a.quick else ("60k", "0.25M", "1M")):
+        jobs.append((f"mem_b1_{lev}", "b1_busbar.py", ["--level", lev, "--repeats", "1", "--thermal-steps", "1",
+                                                       "--no-bare"], 1, 1800))
+        jobs.append((f"mem_bare_{lev}", "bare_dolfinx.py", ["--level", lev, "--repeats", "1"], 1, 1800))
     modules = module_builder_available()
     if modules:
         steps = "2" if a.quick else "20"

@@ -141,6 +141,7 @@ class MeshBundle:
     info: GeometryInfo
     mesh_seconds: float = 0.0
     _exterior: np.ndarray | None = field(default=None, repr=False)
+    _spaces: dict = field(default_factory=dict, repr=False)
 
     @property
     def comm(self) -> MPI.Comm:
@@ -151,6 +152,23 @@ class MeshBundle:
     def element_order(self) -> int:
         """Element order of the solution fields: the mesh's geometry degree (1 or 2)."""
         return int(self.mesh.geometry.cmaps[0].degree)
+
+    def space(self, family: str, degree: int, shape: tuple = ()):
+        """The function space ``(family, degree, shape)`` on the mesh, created once per bundle.
+
+        The electrical and thermal problems and the output fields share their DG0 and
+        Lagrange spaces through this: each ``fem.functionspace`` call builds its own dofmap
+        (one int per cell and node of the cell), so separate copies of one space cost
+        memory and nothing else.
+        """
+        from dolfinx import fem
+
+        key = (family, int(degree), tuple(shape))
+        V = self._spaces.get(key)
+        if V is None or V.mesh is not self.mesh:  # a replaced mesh gets its own spaces
+            V = fem.functionspace(self.mesh, (family, int(degree), tuple(shape)) if shape else (family, int(degree)))
+            self._spaces[key] = V
+        return V
 
     def volume_names(self) -> list[str]:
         """Names of the volume regions present in the mesh."""

@@ -363,7 +363,8 @@ def conductance_network(sim):
     tags = dmesh.meshtags(b.mesh, 2, ext, np.ones(len(ext), np.int32))
     ds = ufl.Measure("ds", domain=b.mesh, subdomain_data=tags)
     dx = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
-    a = ufl.inner(ufl.diag(th.k) * ufl.grad(u), ufl.grad(v)) * ufl.dx + h * u * v * ds(1)
+    K = th.k if th.k.ufl_shape == () else ufl.diag(th.k)  # scalar k: every region isotropic
+    a = ufl.inner(K * ufl.grad(u), ufl.grad(v)) * ufl.dx + h * u * v * ds(1)
     Tfun = fem.Function(V)
     n = len(names)
     Rm = np.zeros((n, n))

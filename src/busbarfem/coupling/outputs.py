@@ -37,23 +37,47 @@ class OutputFields:
     """
 
     def __init__(self, model: CoupledModel):
-        from busbarfem.io.fields import interpolator, region_id_function
+        from busbarfem.io.fields import interpolator
 
         b, el, th = model.bundle, model.electrical, model.thermal
         msh = b.mesh
         self.model = model
-        Q0 = fem.functionspace(msh, ("DG", 0))
-        Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
+        Q0 = b.space("DG", 0)
         deg = msh.geometry.cmaps[0].degree
-        Pg = fem.functionspace(msh, ("Lagrange", deg))
+        Pg = b.space("Lagrange", deg)
         same = b.element_order == deg
         self.T = th.T if same else fem.Function(Pg, name="T")
         self.J_magnitude = fem.Function(Q0, name="J_magnitude")
         J = el.current_density()
         self.refresh_J_magnitude = interpolator(self.J_magnitude, ufl.sqrt(ufl.inner(J, J)))
+        self.refresh_T = None if self.T is th.T else interpolator(self.T, th.T)
+        cells = model.cells
+        if cells is not None:
+            self.soc = fem.Function(Q0, name="SOC")
+        self._functions: dict | None = None
+
+    @property
+    def functions(self) -> dict:
+        """name -> (Function, refresher or None) of every written field.
+
+        Built on first use (by the field writer): a run without field output never
+        allocates the written-only fields (J, q, region_id, ...).
+        """
+        if self._functions is None:
+            self._functions = self._build_functions()
+        return self._functions
+
+    def _build_functions(self) -> dict:
+        from busbarfem.io.fields import interpolator, region_id_function
+
+        model = self.model
+        b, el = model.bundle, model.electrical
+        Q0, Q0v = b.space("DG", 0), b.space("DG", 0, (3,))
+        Pg = b.space("Lagrange", b.mesh.geometry.cmaps[0].degree)
+        same = self.T is model.thermal.T
+        J = el.current_density()
         out_J = fem.Function(Q0v, name="J")
         out_q = fem.Function(Q0, name="q")
-        self.refresh_T = None if self.T is th.T else interpolator(self.T, th.T)
         fields = {"T": (self.T, self.refresh_T), "J_magnitude": (self.J_magnitude, self.refresh_J_magnitude),
                   "J": (out_J, interpolator(out_J, J)), "q": (out_q, interpolator(out_q, model.q_expr))}
         if el.nfields == 1:
@@ -63,14 +87,12 @@ class OutputFields:
             for f in range(2):
                 pf = fem.Function(Pg, name=f"phi{f + 1}")
                 fields[f"phi{f + 1}"] = (pf, interpolator(pf, el.phi[f]))
-        cells = model.cells
-        if cells is not None:
+        if model.cells is not None:
             out_j = fem.Function(Q0, name="transfer_current")
             fields["transfer_current"] = (out_j, interpolator(out_j, el.transfer_current()))
-            self.soc = fem.Function(Q0, name="SOC")
             fields["SOC"] = (self.soc, self._refresh_soc)
         fields["region_id"] = (region_id_function(b), None)
-        self.functions = fields
+        return fields
 
     def _refresh_soc(self) -> None:
         """Cell SOC as a DG0 field (-1 outside the cells)."""

@@ -169,7 +169,7 @@ def interpolator(target: fem.Function, expr):
 
 def region_id_function(bundle) -> fem.Function:
     """DG0 function holding each cell's volume-region tag."""
-    Q0 = fem.functionspace(bundle.mesh, ("DG", 0))
+    Q0 = bundle.space("DG", 0)
     rid = fem.Function(Q0, name="region_id")
     ct = bundle.cell_tags
     rid.x.array[ct.indices] = ct.values.astype(np.float64)

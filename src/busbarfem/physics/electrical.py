@@ -70,7 +70,8 @@ def conductivity(sigma_ref, alpha, T_ref, T):
 
 
 def cell_mean_conductivity(T: fem.Function, sigma_ref, alpha, T_ref, out: fem.Function) -> None:
-    """Fill the DG0 3-vector ``out`` with ``sigma_ref / (1 + alpha (T_c - T_ref))`` per cell.
+    """Fill the DG0 3-vector ``out`` with ``sigma_ref / (1 + alpha (T_c - T_ref))`` per cell
+    (a scalar DG0 ``out``, for isotropic conductors, takes the first component).
 
     ``T_c`` is the cell mean of the P1 temperature ``T`` (mean of its vertex values). For a
     P1 potential the stiffness matrix sees sigma only through its cell mean, so this is a
@@ -91,7 +92,10 @@ def cell_mean_conductivity(T: fem.Function, sigma_ref, alpha, T_ref, out: fem.Fu
     den += 1.0                  # 1 + alpha (T_c - T_ref), in place (this runs every step)
     q = out.function_space.dofmap.list[:ncells, 0]
     sig = np.asarray(sigma_ref, dtype=float)
-    vals = out.x.array.reshape(-1, 3)
+    bs = out.function_space.dofmap.index_map_bs  # 3, or 1: a scalar (isotropic) sigma
+    vals = out.x.array.reshape(-1, bs)
+    if bs == 1:
+        sig = sig[..., :1]  # the isotropic value (all three components are equal)
     if q.size == vals.shape[0] and np.array_equal(q, np.arange(q.size)):
         np.divide(sig, den[:, None], out=vals)  # DG0 dofs numbered like the cells
     else:
@@ -167,8 +171,8 @@ class ElectricalProblem:
         self.nfields = 2 if (self.cell_names or 2 in fields_used) else 1
 
         # --- piecewise-constant coefficients -------------------------------------------
-        self.Q0 = fem.functionspace(msh, ("DG", 0))
-        self.Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
+        self.Q0 = bundle.space("DG", 0)
+        self.Q0v = bundle.space("DG", 0, (3,))
         self.sig = [fem.Function(self.Q0v, name=f"sigma{f + 1}_ref") for f in range(self.nfields)]
         # temperature coefficient and reference temperature of each field's conductivity
         # (a cell's two collector networks differ: aluminium and copper foil)
@@ -176,12 +180,14 @@ class ElectricalProblem:
         self.Tref = [fem.Function(self.Q0, name=f"T_ref{f + 1}") for f in range(self.nfields)]
         for fn in self.Tref:
             fn.x.array[:] = 293.15
-        self.g = fem.Function(self.Q0, name="g_cell")       # 1/(R0 Vol) [S/m^3]
-        self.s_stage = fem.Function(self.Q0, name="stage_sign")
-        self.emf = fem.Function(self.Q0, name="emf")        # E_c = OCV - sum V_RC [V]
-        self.ocv = fem.Function(self.Q0, name="ocv")        # OCV(SOC, T) [V]
-        self.dudt = fem.Function(self.Q0, name="dUdT")      # entropic coefficient [V/K]
-        self.T_cell = fem.Function(self.Q0, name="T_cell")  # lumped cell temperature [K]
+        # the cells' per-cell fields exist with two potentials only (a one-field conductor
+        # has no cells and no transfer term: None there, one DG0 array each saved)
+        two = self.nfields == 2
+        self.g = fem.Function(self.Q0, name="g_cell") if two else None       # 1/(R0 Vol) [S/m^3]
+        self.s_stage = fem.Function(self.Q0, name="stage_sign") if two else None
+        self.emf = fem.Function(self.Q0, name="emf") if two else None        # E_c = OCV - sum V_RC [V]
+        self.ocv = fem.Function(self.Q0, name="ocv") if two else None        # OCV(SOC, T) [V]
+        self.dudt = fem.Function(self.Q0, name="dUdT") if two else None      # entropic coefficient [V/K]
         self.source_on = fem.Constant(msh, PETSc.ScalarType(1.0))
         self._fill_conductors(materials)
         # P1: sigma(T) enters the operator only through its cell mean, so it is evaluated
@@ -190,17 +196,23 @@ class ElectricalProblem:
         # P2 keeps the quadrature-point UFL expression.
         self.cellwise_sigma = order == 1 and T.function_space.element.basix_element.degree == 1
         if self.cellwise_sigma:
-            self.sig_T = [fem.Function(self.Q0v, name=f"sigma{f + 1}") for f in range(self.nfields)]
             ncells = msh.topology.index_map(tdim).size_local + msh.topology.index_map(tdim).num_ghosts
             q = self.Q0.dofmap.list[:ncells, 0]
-            # per-cell reference data in cell order (DG0 dofs may be numbered differently)
-            self._cell_data = [(self.sig[f].x.array.reshape(-1, 3)[q].copy(), self.alpha[f].x.array[q].copy(),
-                                self.Tref[f].x.array[q].copy()) for f in range(self.nfields)]
+            # per-cell reference data in cell order, compressed: the distinct (sigma_ref,
+            # alpha, T_ref) rows (one per material, in practice) and each cell's row index;
+            # the DG0 reference Functions are released at the end of __init__
+            self._cell_data = [self._reference_table(f, q) for f in range(self.nfields)]
+            # a one-field conductor of isotropic materials only (every busbar metal) keeps a
+            # scalar sigma per cell instead of three equal components (collective)
+            iso = self.nfields == 1 and self.comm.allreduce(
+                bool(np.all(self._cell_data[0][1][:, 0:1] == self._cell_data[0][1][:, 1:3])), op=MPI.LAND)
+            Qs = self.Q0 if iso else self.Q0v
+            self.sig_T = [fem.Function(Qs, name=f"sigma{f + 1}") for f in range(self.nfields)]
             self.update_conductivity()
 
         # --- spaces and functions -------------------------------------------------------
         shape = (2,) if self.nfields == 2 else ()
-        self.V = fem.functionspace(msh, ("Lagrange", order, shape))
+        self.V = bundle.space("Lagrange", order, shape)  # one field: the thermal problem's space
         self.phi = fem.Function(self.V, name="phi")
         self._phi_a = fem.Function(self.V)
         self._phi_b = fem.Function(self.V)
@@ -315,6 +327,18 @@ class ElectricalProblem:
         self.ksp.setInitialGuessNonzero(self.warm_start)
         self.stats = solvers.KSPStats(self.options)
         self.has_sources = bool(self.cell_names)
+        if self.cellwise_sigma:
+            # P1: after set-up only the compressed table is read (update_conductivity,
+            # conductivity_positive); the five per-cell reference arrays per field go
+            self.sig = self.alpha = self.Tref = None
+
+    def _reference_table(self, f: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, table)`` of field ``f``: ``table`` the distinct per-cell rows
+        ``(sigma_ref (3), alpha, T_ref)``, ``ids`` each cell's row (cells in mesh order)."""
+        rows = np.column_stack([self.sig[f].x.array.reshape(-1, 3)[q], self.alpha[f].x.array[q],
+                                self.Tref[f].x.array[q]])
+        table, ids = np.unique(rows, axis=0, return_inverse=True)
+        return np.asarray(ids, dtype=np.int32).ravel(), table
 
     def _circuit_space(self) -> PETSc.Mat:
         """Indicator matrix Z: one column per (volume region, active field), 1 on its dofs.
@@ -422,7 +446,8 @@ class ElectricalProblem:
         the quadrature points.
         """
         if self.cellwise_sigma:
-            return ufl.diag(self.sig_T[f])
+            s = self.sig_T[f]
+            return s if s.ufl_shape == () else ufl.diag(s)  # scalar: isotropic one-field conductor
         return conductivity(self.sig[f], self.alpha[f], self.Tref[f], self.T)
 
     def conductivity_positive(self) -> bool:
@@ -433,8 +458,11 @@ class ElectricalProblem:
         Tv = self.T.x.array[self.T.function_space.dofmap.list[:ncells]]
         q = self.Q0.dofmap.list[:ncells, 0]
         ok = True
-        for a_f, r_f in zip(self.alpha, self.Tref):
-            a, r = a_f.x.array[q], r_f.x.array[q]
+        if self.cellwise_sigma:
+            coeffs = [(tab[ids, 3], tab[ids, 4]) for ids, tab in self._cell_data]
+        else:
+            coeffs = [(a_f.x.array[q], r_f.x.array[q]) for a_f, r_f in zip(self.alpha, self.Tref)]
+        for a, r in coeffs:
             ok &= bool(np.all(1.0 + a * (Tv.max(axis=1) - r) > 0) and np.all(1.0 + a * (Tv.min(axis=1) - r) > 0))
         return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
@@ -442,8 +470,11 @@ class ElectricalProblem:
         """P1: re-evaluate the per-cell sigma(T) at the cell-mean temperature (no-op for P2)."""
         if not self.cellwise_sigma:
             return
-        for f, (sig, alpha, T_ref) in enumerate(self._cell_data):
-            cell_mean_conductivity(self.T, sig, alpha, T_ref, self.sig_T[f])
+        for f, (ids, tab) in enumerate(self._cell_data):
+            if len(tab) == 1:  # one material: scalars broadcast
+                cell_mean_conductivity(self.T, tab[0, :3], tab[0, 3], tab[0, 4], self.sig_T[f])
+            else:
+                cell_mean_conductivity(self.T, tab[ids, :3], tab[ids, 3], tab[ids, 4], self.sig_T[f])
 
     def _bilinear(self, u, v, dx=None):
         dx = dx if dx is not None else self.dx
@@ -509,7 +540,7 @@ class ElectricalProblem:
             self.sig[f].x.array.reshape(-1, 3)[cells] = mat.sigma_ref
             self.alpha[f].x.array[cells] = mat.alpha
             self.Tref[f].x.array[cells] = mat.T_ref
-        for fn in (*self.sig, *self.alpha, *self.Tref, self.s_stage):
+        for fn in (*self.sig, *self.alpha, *self.Tref, *([self.s_stage] if self.s_stage is not None else [])):
             fn.x.scatter_forward()
 
     # ----------------------------------------------------------------------------------------
@@ -530,7 +561,8 @@ class ElectricalProblem:
     def _operator_coefficients(self) -> list[np.ndarray]:
         """The coefficient arrays the operator depends on (sigma per field, g, extra elements)."""
         sig = self.sig_T if self.cellwise_sigma else [*self.sig, *self.alpha, self.T]
-        return [f.x.array for f in (*sig, self.g, *(el.conductance for el in self.elements))]
+        g = [self.g] if self.g is not None else []
+        return [f.x.array for f in (*sig, *g, *(el.conductance for el in self.elements))]
 
     def _decide_pc_reuse(self) -> None:
         """Keep the preconditioner if every coefficient is within ``pc_reuse_tol`` of its set-up.

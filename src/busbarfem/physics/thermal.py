@@ -32,8 +32,10 @@ STEFAN_BOLTZMANN = 5.670374419e-8  # W/m^2/K^4
 
 
 def heat_bilinear(inv_dt, rho_cp, k_diag, u, v, dx):
-    """``(rho cp/dt u, v) + (K grad u, grad v)`` (K = diag(k_diag); 1/dt = 0 for steady)."""
-    return inv_dt * rho_cp * u * v * dx + ufl.inner(ufl.diag(k_diag) * ufl.grad(u), ufl.grad(v)) * dx
+    """``(rho cp/dt u, v) + (K grad u, grad v)`` (K = diag(k_diag), or k_diag itself if it is a
+    scalar; 1/dt = 0 for steady)."""
+    K = k_diag if ufl.as_ufl(k_diag).ufl_shape == () else ufl.diag(k_diag)
+    return inv_dt * rho_cp * u * v * dx + ufl.inner(K * ufl.grad(u), ufl.grad(v)) * dx
 
 
 def heat_linear(inv_dt, rho_cp, T_n, q, v, dx):
@@ -105,7 +107,7 @@ class ThermalProblem:
         msh = bundle.mesh
         self.comm = msh.comm
         self.bundle = bundle
-        self.V = fem.functionspace(msh, ("Lagrange", order))
+        self.V = bundle.space("Lagrange", order)
         self.T = fem.Function(self.V, name="T")
         self.T_n = fem.Function(self.V, name="T_n")
         # last iterate (read by the electrical problem's sigma(T)); radiation linearises at it
@@ -120,13 +122,17 @@ class ThermalProblem:
 
     def _props(self, props: dict) -> None:
         bundle, msh = self.bundle, self.bundle.mesh
-        Q0v = fem.functionspace(msh, ("DG", 0, (3,)))
-        Q0 = fem.functionspace(msh, ("DG", 0))
-        self.k = fem.Function(Q0v, name="k")
+        Q0 = bundle.space("DG", 0)
+        # k: a DG0 3-vector (diagonal K), or a scalar DG0 when every region is isotropic
+        # (one array per cell instead of three; props are the same on every rank)
+        iso = all(np.ptp(np.asarray(kvec, float)) == 0.0 for kvec, _, _ in props.values())
+        self.k = fem.Function(Q0 if iso else bundle.space("DG", 0, (3,)), name="k")
         self.rho_cp = fem.Function(Q0, name="rho_cp")
+        kv = self.k.x.array.reshape(-1, 1 if iso else 3)
         for name, (kvec, rho, cp) in props.items():
             cells = bundle.cells_of(name)
-            self.k.x.array.reshape(-1, 3)[cells] = np.asarray(kvec, float)  # scalar or 3-vector
+            kvec = np.asarray(kvec, float)
+            kv[cells] = kvec.ravel()[:1] if iso else kvec  # scalar or 3-vector
             self.rho_cp.x.array[cells] = rho * cp
         self.k.x.scatter_forward()
         self.rho_cp.x.scatter_forward()
