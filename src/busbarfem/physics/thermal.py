@@ -46,6 +46,12 @@ def convection_terms(h, T_amb, u, v, ds):
     return h * u * v * ds, h * T_amb * v * ds
 
 
+def preconditioner_dt(dt: float) -> float:
+    """``dt`` rounded to the nearest power of two (in log): the step size an iterative thermal
+    solve builds its preconditioner at (within a factor sqrt(2) of ``dt``)."""
+    return float(2.0 ** round(np.log2(dt)))
+
+
 @dataclass
 class HeatFlows:
     """Integrated heat flows of one thermal solve [W] (positive = out of the body for losses).
@@ -248,6 +254,8 @@ class ThermalProblem:
         self._M = fpetsc.create_matrix(self.a)
         self._K = fpetsc.create_matrix(self.a)
         self._M_ok, self._K_key, self._A_sum = False, None, False
+        self._K_count = 0        # K assemblies so far (the preconditioner matrix follows K)
+        self._P, self._P_key = None, None
         self.b = fpetsc.create_vector(self.V)
         self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global
@@ -278,7 +286,7 @@ class ThermalProblem:
         key = (dt, self.robin_version)
         if key != self._assembled_key or self.has_radiation:
             self._assemble_operator(0.0 if dt is None else 1.0 / dt)
-            self.ksp.setOperators(self.A)
+            self.ksp.setOperators(self.A, self._preconditioner_matrix(dt))
             self._assembled_key = key
         with self.b.localForm() as loc:
             if self.L_cool is not None and reuse_source and self._b_main is not None and self._b_main[0] == key:
@@ -318,6 +326,7 @@ class ThermalProblem:
             fpetsc.assemble_matrix(self._K, self._a_rest, bcs=self.dirichlet)
             self._K.assemble()
             self._K_key = self.robin_version
+            self._K_count += 1
         same = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
         if not self._A_sum:  # A as created has no assembled structure to copy into: a duplicate of K
             self.A.destroy()
@@ -327,6 +336,31 @@ class ThermalProblem:
             self._K.copy(self.A, structure=same)
         if inv_dt != 0.0:
             self.A.axpy(inv_dt, self._M, structure=same)
+
+    def _preconditioner_matrix(self, dt: float | None):
+        """The matrix the preconditioner is built from: ``A`` itself for a direct solve, for an
+        iterative one ``P = K + M/dt_q`` at ``dt`` rounded to a power of two
+        (:func:`preconditioner_dt`).
+
+        While ``dt_q`` (and K) stay the same, P is unchanged and PETSc keeps the GAMG hierarchy
+        (PCSetUp skips a Pmat whose state did not move): an adaptive dt that grows by a few
+        percent per step no longer rebuilds the preconditioner every step. P depends on
+        (dt, K) alone, not on the run's history; the solve still iterates on the exact A to
+        the same rtol.
+        """
+        if dt is None or self.options.get("pc_type") in ("lu", "cholesky"):
+            return self.A
+        dt_q = preconditioner_dt(dt)
+        key = (dt_q, self._K_count)
+        if key != self._P_key:
+            same = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
+            if self._P is None:
+                self._P = self._K.duplicate(copy=True)
+            else:
+                self._K.copy(self._P, structure=same)
+            self._P.axpy(1.0 / dt_q, self._M, structure=same)
+            self._P_key = key
+        return self._P
 
     def heat_flows(self) -> HeatFlows:
         """Integrated heat flows for the current T (and T_n, dt) [W].
@@ -374,7 +408,8 @@ class ThermalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
-        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None)):
+        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
+                    getattr(self, "_P", None)):
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.b = self.x = None
