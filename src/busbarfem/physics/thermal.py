@@ -48,6 +48,12 @@ def convection_terms(h, T_amb, u, v, ds):
     return h * u * v * ds, h * T_amb * v * ds
 
 
+def preconditioner_dt(dt: float) -> float:
+    """``dt`` rounded to the nearest power of two (in log): the step size an iterative thermal
+    solve builds its preconditioner at (within a factor sqrt(2) of ``dt``)."""
+    return float(2.0 ** round(np.log2(dt)))
+
+
 @dataclass
 class HeatFlows:
     """Integrated heat flows of one thermal solve [W] (positive = out of the body for losses).
@@ -175,6 +181,10 @@ class ThermalProblem:
         u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
 
         a = heat_bilinear(self.inv_dt, self.rho_cp, self.k, u, v, dx)
+        # a = inv_dt * a_mass + a_rest: the operator of a new dt is the sum of two matrices
+        # assembled once (a_rest again when robin_version changes or with radiation)
+        a_mass = self.rho_cp * u * v * dx
+        a_rest = ufl.inner(ufl.diag(self.k) * ufl.grad(u), ufl.grad(v)) * dx
         L = heat_linear(self.inv_dt, self.rho_cp, self.T_n, source, v, dx)
         self.dirichlet = []
         conv_terms, rad_terms, flux_terms, coolant_terms = [], [], [], []
@@ -187,6 +197,7 @@ class ThermalProblem:
                 Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
                 da, dL = convection_terms(h, Ta, u, v, ds(tag))
                 a += da
+                a_rest += da
                 L += dL
                 conv_terms.append(h * (self.T - Ta) * ds(tag))
             elif kind == "robin":  # a physics contribution's term: h and T_ref may be Functions
@@ -195,6 +206,7 @@ class ThermalProblem:
                       else fem.Constant(msh, PETSc.ScalarType(prm["T_amb"])))
                 da, dL = convection_terms(h, Ta, u, v, ds(tag))
                 a += da
+                a_rest += da
                 if prm.get("heat") == "coolant":
                     L_cool = dL if L_cool is None else L_cool + dL
                 else:
@@ -206,6 +218,7 @@ class ThermalProblem:
                 Ta = fem.Constant(msh, PETSc.ScalarType(prm["T_amb"]))
                 hr = prm["emissivity"] * STEFAN_BOLTZMANN * (self.T_k**2 + Ta**2) * (self.T_k + Ta)
                 a += hr * u * v * ds(tag)
+                a_rest += hr * u * v * ds(tag)
                 L += hr * Ta * v * ds(tag)
                 rad_terms.append(prm["emissivity"] * STEFAN_BOLTZMANN * (self.T**4 - Ta**4) * ds(tag))
             elif kind == "heat_flux":
@@ -218,27 +231,37 @@ class ThermalProblem:
             else:
                 raise ValueError(f"unknown thermal boundary condition {kind!r}")
         self.a = fem.form(a)
+        self._a_mass, self._a_rest = fem.form(a_mass), fem.form(a_rest)
         self.L = fem.form(L)
         self.L_cool = fem.form(L_cool) if L_cool is not None else None
         self._b_main: tuple | None = None  # (operator key, local form of the assembled L + lifting)
         if L_cool is not None:
             L = L + L_cool
-        zero = fem.Constant(msh, PETSc.ScalarType(0.0)) * dx
+        # heat-flow functionals; None where the case has no such term (its flow is 0)
         self._q_form = fem.form(source * dx)
         self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
-        self._conv_form = fem.form(sum(conv_terms) if conv_terms else zero)
-        self._rad_form = fem.form(sum(rad_terms) if rad_terms else zero)
-        self._flux_form = fem.form(sum(flux_terms) if flux_terms else zero)
-        self._coolant_form = fem.form(sum(coolant_terms) if coolant_terms else zero)
+        self._conv_form = fem.form(sum(conv_terms)) if conv_terms else None
+        self._rad_form = fem.form(sum(rad_terms)) if rad_terms else None
+        self._flux_form = fem.form(sum(flux_terms)) if flux_terms else None
+        self._coolant_form = fem.form(sum(coolant_terms)) if coolant_terms else None
         self.has_coolant = bool(coolant_terms)
         self.robin_version = 0  # bumped by the owner of the extra Robin h when it changes
         # reaction at fixed-temperature dofs: heat flowing in there (negated below)
         self._wD = fem.Function(self.V)
         for bc in self.dirichlet:
             self._wD.x.array[bc.dof_indices()[0]] = 1.0
-        self._react = fem.form(ufl.replace(a, {u: self.T, v: self._wD}) - ufl.replace(L, {v: self._wD}))
+        self._react = (fem.form(ufl.replace(a, {u: self.T, v: self._wD}) - ufl.replace(L, {v: self._wD}))
+                       if self.dirichlet else None)
 
         self.A = fpetsc.create_matrix(self.a)
+        # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
+        # K with them set to the identity, so A = K + M/dt keeps the bcs; M_key/K_key say for which
+        # robin_version they were assembled
+        self._M = fpetsc.create_matrix(self.a)
+        self._K = fpetsc.create_matrix(self.a)
+        self._M_ok, self._K_key, self._A_sum = False, None, False
+        self._K_count = 0        # K assemblies so far (the preconditioner matrix follows K)
+        self._P, self._P_key = None, None
         self.b = fpetsc.create_vector(self.V)
         self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global
@@ -252,8 +275,10 @@ class ThermalProblem:
     def solve(self, dt: float | None, step: int | None = None, reuse_source: bool = False) -> int:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
 
-        The matrix is re-assembled only when dt or ``robin_version`` changes (or radiation is present), so at
-        fixed dt the factorisation / preconditioner is reused.
+        The operator is rebuilt only when dt or ``robin_version`` changes (or radiation is present), so at
+        fixed dt the factorisation / preconditioner is reused; a new dt costs a matrix sum
+        ``K + M/dt`` of parts assembled once (K again when ``robin_version`` moves, every call
+        with radiation), not an assembly.
 
         Args:
             reuse_source: with coolant walls, keep the right-hand side of the previous call but
@@ -266,10 +291,8 @@ class ThermalProblem:
         self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
         key = (dt, self.robin_version)
         if key != self._assembled_key or self.has_radiation:
-            self.A.zeroEntries()
-            fpetsc.assemble_matrix(self.A, self.a, bcs=self.dirichlet)
-            self.A.assemble()
-            self.ksp.setOperators(self.A)
+            self._assemble_operator(0.0 if dt is None else 1.0 / dt)
+            self.ksp.setOperators(self.A, self._preconditioner_matrix(dt))
             self._assembled_key = key
         with self.b.localForm() as loc:
             if self.L_cool is not None and reuse_source and self._b_main is not None and self._b_main[0] == key:
@@ -293,15 +316,72 @@ class ThermalProblem:
         self.T.x.scatter_forward()
         return its
 
-    def _sum(self, form) -> float:
-        return self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
+    def _assemble_operator(self, inv_dt: float) -> None:
+        """``A = K + inv_dt M`` from the cached parts (re-assembling K if robin_version moved or with radiation).
+
+        Equal to assembling ``a`` at ``inv_dt`` up to round-off (the per-cell sums are added in
+        another order), and a function of (dt, robin_version, T_k) alone, as before.
+        """
+        if not self._M_ok:
+            self._M.zeroEntries()
+            fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
+            self._M.assemble()
+            self._M_ok = True
+        if self._K_key != self.robin_version or self.has_radiation:
+            self._K.zeroEntries()
+            fpetsc.assemble_matrix(self._K, self._a_rest, bcs=self.dirichlet)
+            self._K.assemble()
+            self._K_key = self.robin_version
+            self._K_count += 1
+        same = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
+        if not self._A_sum:  # A as created has no assembled structure to copy into: a duplicate of K
+            self.A.destroy()
+            self.A = self._K.duplicate(copy=True)
+            self._A_sum = True
+        else:
+            self._K.copy(self.A, structure=same)
+        if inv_dt != 0.0:
+            self.A.axpy(inv_dt, self._M, structure=same)
+
+    def _preconditioner_matrix(self, dt: float | None):
+        """The matrix the preconditioner is built from: ``A`` itself for a direct solve, for an
+        iterative one ``P = K + M/dt_q`` at ``dt`` rounded to a power of two
+        (:func:`preconditioner_dt`).
+
+        While ``dt_q`` (and K) stay the same, P is unchanged and PETSc keeps the GAMG hierarchy
+        (PCSetUp skips a Pmat whose state did not move): an adaptive dt that grows by a few
+        percent per step no longer rebuilds the preconditioner every step. P depends on
+        (dt, K) alone, not on the run's history; the solve still iterates on the exact A to
+        the same rtol.
+        """
+        if dt is None or self.options.get("pc_type") in ("lu", "cholesky"):
+            return self.A
+        dt_q = preconditioner_dt(dt)
+        key = (dt_q, self._K_count)
+        if key != self._P_key:
+            same = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
+            if self._P is None:
+                self._P = self._K.duplicate(copy=True)
+            else:
+                self._K.copy(self._P, structure=same)
+            self._P.axpy(1.0 / dt_q, self._M, structure=same)
+            self._P_key = key
+        return self._P
 
     def heat_flows(self) -> HeatFlows:
-        """Integrated heat flows for the current T (and T_n, dt) [W]."""
-        return HeatFlows(generated=self._sum(self._q_form), stored=self._sum(self._stored_form),
-                         convection=self._sum(self._conv_form), radiation=self._sum(self._rad_form),
-                         flux_in=self._sum(self._flux_form), fixed_temperature=-self._sum(self._react),
-                         coolant=self._sum(self._coolant_form))
+        """Integrated heat flows for the current T (and T_n, dt) [W].
+
+        Terms the case does not have are 0 without an assembly; the rest are summed over
+        the ranks in one reduction.
+        """
+        forms = (self._q_form, self._stored_form, self._conv_form, self._rad_form, self._flux_form,
+                 self._react, self._coolant_form)
+        local = np.array([0.0 if f is None else fem.assemble_scalar(f) for f in forms])
+        g = np.empty_like(local)
+        self.comm.Allreduce(local, g, op=MPI.SUM)
+        return HeatFlows(generated=float(g[0]), stored=float(g[1]), convection=float(g[2]),
+                         radiation=float(g[3]), flux_in=float(g[4]), fixed_temperature=-float(g[5]),
+                         coolant=float(g[6]))
 
     def advance(self) -> None:
         """Accept the step: T_n <- T."""
@@ -334,7 +414,8 @@ class ThermalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
-        for obj in (self.ksp, self.A, self.b, self.x):
+        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
+                    getattr(self, "_P", None)):
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.b = self.x = None
