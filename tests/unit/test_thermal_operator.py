@@ -25,6 +25,9 @@ class _Bundle:
     def cells_of(self, name):
         return self._cells
 
+    def space(self, family, degree, shape=()):
+        return fem.functionspace(self.mesh, (family, degree, shape) if shape else (family, degree))
+
 
 def _problem(solver, radiation=False):
     msh = mesh.create_unit_cube(MPI.COMM_WORLD, 8, 8, 8)

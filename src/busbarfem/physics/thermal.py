@@ -34,8 +34,12 @@ STEFAN_BOLTZMANN = 5.670374419e-8  # W/m^2/K^4
 def heat_bilinear(inv_dt, rho_cp, k_diag, u, v, dx):
     """``(rho cp/dt u, v) + (K grad u, grad v)`` (K = diag(k_diag), or k_diag itself if it is a
     scalar; 1/dt = 0 for steady)."""
-    K = k_diag if ufl.as_ufl(k_diag).ufl_shape == () else ufl.diag(k_diag)
-    return inv_dt * rho_cp * u * v * dx + ufl.inner(K * ufl.grad(u), ufl.grad(v)) * dx
+    return inv_dt * rho_cp * u * v * dx + ufl.inner(conductivity(k_diag) * ufl.grad(u), ufl.grad(v)) * dx
+
+
+def conductivity(k_diag):
+    """The conductivity tensor ``diag(k_diag)``, or ``k_diag`` itself if it is a scalar."""
+    return k_diag if ufl.as_ufl(k_diag).ufl_shape == () else ufl.diag(k_diag)
 
 
 def heat_linear(inv_dt, rho_cp, T_n, q, v, dx):
@@ -184,7 +188,7 @@ class ThermalProblem:
         # a = inv_dt * a_mass + a_rest: the operator of a new dt is the sum of two matrices
         # assembled once (a_rest again when robin_version changes or with radiation)
         a_mass = self.rho_cp * u * v * dx
-        a_rest = ufl.inner(ufl.diag(self.k) * ufl.grad(u), ufl.grad(v)) * dx
+        a_rest = ufl.inner(conductivity(self.k) * ufl.grad(u), ufl.grad(v)) * dx
         L = heat_linear(self.inv_dt, self.rho_cp, self.T_n, source, v, dx)
         self.dirichlet = []
         conv_terms, rad_terms, flux_terms, coolant_terms = [], [], [], []
