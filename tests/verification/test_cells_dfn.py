@@ -243,7 +243,7 @@ geometry:
   module:
     series: 2
     parallel: 1
-    cell: {{type: prismatic, width: 0.14, height: 0.2, depth: 0.015}}
+    cell: {{type: pouch, width: 0.14, height: 0.2, thickness: 0.000165, tab_thickness: 0.0001}}
 cell:
   preset: {preset}
   initial_soc: 0.9
@@ -259,10 +259,10 @@ def test_nca_kim2011_preset_runs_in_a_lumped_case(tmp_path, capsys):
     """`cell: {preset: NCA_Kim2011_DFN}` in a 2s1p case, `run --lumped`, 1C for 600 s: 1C is the
     preset's capacity, the charge is I t, the terminal voltage twice the cell's, and the cell
     temperature equals an independent solve_ivp integration of m cp dT/dt = Q(t) - h A (T - T_amb)
-    with the preset's rho, cp, volume and surface_area (the electrode layer's values, which
-    override the geometry's box) and the run's heat (to 1e-6 K); a misspelt preset is a located
-    exit-2 error listing NCA_Kim2011_DFN. (The case's cell is a prismatic box: `--lumped`
-    refuses to size a pouch geometry even when the cell gives volume and surface_area.)"""
+    with the preset's rho and cp, the volume and outer area of the case's pouch box (`--lumped`
+    sizes each cell from the module geometry; the box is the preset's single electrode layer,
+    0.14 x 0.2 m x 165 um) and the run's heat (to 1e-6 K); a misspelt preset is a located
+    exit-2 error listing NCA_Kim2011_DFN."""
     import json
 
     import yaml
@@ -285,8 +285,10 @@ def test_nca_kim2011_preset_runs_in_a_lumped_case(tmp_path, capsys):
     t, T = ts["time_s"], ts["T_mean_cell_1_1_K"]
     q = ts["q_irr_cell_1_1_W"] + ts["q_rev_cell_1_1_W"]
     np.testing.assert_allclose(ts["voltage_V"], 2.0 * ts["V_cell_1_1_V"], rtol=1e-12)
-    mcp = preset["rho"] * preset["cp"] * preset["volume"]
-    hA = 1.0 * preset["surface_area"]
+    w, hgt, d = 0.14, 0.2, 0.000165  # the case's pouch box
+    mcp = preset["rho"] * preset["cp"] * (w * hgt * d)
+    hA = 1.0 * 2.0 * (w * hgt + w * d + hgt * d)
+    assert w * hgt * d == pytest.approx(preset["volume"], rel=1e-3)  # the preset's layer
 
     def rhs(tt, y):  # the heat of row n is that of the step ending at t_n
         n = min(int(np.searchsorted(t, tt, side="left")), t.size - 1)
