@@ -336,7 +336,8 @@ class ThermalProblem:
             else:
                 loc.set(0.0)
                 fpetsc.assemble_vector(self.b, self.L)
-                fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
+                if self.dirichlet:  # no fixed temperature: no lifting (DOLFINx would still pack and loop)
+                    fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
                 loc.array[:] += self._assemble_source()
                 if self.L_cool is not None:  # the lifting depends on the operator: keyed by it
                     self._b_main = (key, loc.array.copy())
@@ -373,6 +374,21 @@ class ThermalProblem:
         if c is not None and all(np.array_equal(a, b) for a, b in zip(self._q_values(), c[1])):
             return c[0]
         return fem.assemble_scalar(self._q_form)
+
+    def _stored_local(self) -> float:
+        """This rank's share of the stored heat (rho cp (T - T_n)/dt, 1): without fixed-temperature
+        conditions ``1^T M (T - T_n) / dt`` from the operator's mass part (both integrals are exact
+        for the polynomial integrand: equal to rounding), else the scalar form."""
+        if self.inv_dt.value == 0.0:
+            return 0.0
+        if self.dirichlet or not self._M_ok:
+            return fem.assemble_scalar(self._stored_form)
+        if getattr(self, "_dT", None) is None:
+            self._dT, self._MdT = self._M.createVecRight(), self._M.createVecLeft()
+        n = self.V.dofmap.index_map.size_local * self.V.dofmap.index_map_bs
+        self._dT.array[:] = self.T.x.array[:n] - self.T_n.x.array[:n]
+        self._M.mult(self._dT, self._MdT)
+        return float(self.inv_dt.value) * float(np.sum(self._MdT.array_r))
 
     def _assemble_operator(self, inv_dt: float) -> None:
         """``A = K + inv_dt M`` from the cached parts (re-assembling K if robin_version moved or with radiation).
@@ -430,14 +446,16 @@ class ThermalProblem:
         """Integrated heat flows for the current T (and T_n, dt) [W].
 
         Terms the case does not have are 0 without an assembly; the rest are summed over
-        the ranks in one reduction. The generated heat is the sum of the owned entries of the
+        the ranks in one reduction. The stored heat comes from the mass matrix when there is no
+        fixed-temperature condition. The generated heat is the sum of the owned entries of the
         last solve's source vector (q, v_i) = (q, 1) while the source's coefficients (and
         Constants) are the same as then; otherwise (q, 1) is assembled, with the same rule.
         """
-        forms = (None, self._stored_form, self._conv_form, self._rad_form, self._flux_form,
+        forms = (None, None, self._conv_form, self._rad_form, self._flux_form,
                  self._react, self._coolant_form)
         local = np.array([0.0 if f is None else fem.assemble_scalar(f) for f in forms])
         local[0] = self._generated_local()
+        local[1] = self._stored_local()
         g = np.empty_like(local)
         self.comm.Allreduce(local, g, op=MPI.SUM)
         return HeatFlows(generated=float(g[0]), stored=float(g[1]), convection=float(g[2]),
@@ -476,7 +494,8 @@ class ThermalProblem:
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
-                    getattr(self, "_P", None), getattr(self, "_bq", None)):
+                    getattr(self, "_P", None), getattr(self, "_bq", None), getattr(self, "_dT", None),
+                    getattr(self, "_MdT", None)):
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.b = self.x = None
