@@ -345,13 +345,23 @@ def test_corrupt_cache_entry_is_discarded_and_rebuilt(tmp_path):
 SLOW = {**copy.deepcopy(STRAIGHT), "mesh": {"size": 0.0002}}  # ~1.5 M tets: a minute of meshing
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT unblocked and at its default, as a shell starts a command.
+
+    The signal mask is inherited through exec, and something earlier in a full xdist worker
+    leaves SIGINT blocked in the worker (found 2026-12-02; not identified): the child then never
+    receives the Ctrl-C this test sends (reproduced by blocking SIGINT in the pytest process)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_run(tmp_path, *extra):
     p = write(tmp_path, SLOW)
     cmd = [PYTHON, "-m", "busbarfem", "run", str(p), "-o", str(tmp_path / "out"), "-q", "--no-cache",
            "--log-level", "INFO", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-                            cwd=tmp_path)
+                            cwd=tmp_path, preexec_fn=_as_from_a_terminal)
 
 
 def _wait_for(proc, text: str, timeout: float) -> str:
