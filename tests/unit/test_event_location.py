@@ -59,12 +59,51 @@ def test_locate_follows_an_earlier_crossing_of_another_condition():
 
 
 def test_hold_control_rejects_large_changes_and_sizes_the_next_step():
-    ctl = HoldCurrentControl(target_change=0.05, current_floor=0.01)
+    # the relative-change control (rtol None: on every held step)
+    ctl = HoldCurrentControl(target_change=0.05, current_floor=0.01, rtol=None)
     ok, h_next = ctl.judge(np.array([-5.0]), np.array([-4.0]), 60.0)  # 25 % change
     assert not ok and h_next < 60.0
     ok, h_next = ctl.judge(np.array([-1.0]), np.array([-0.99]), 10.0)  # 1 % change
     assert ok and h_next == pytest.approx(20.0)  # grows at most 2x
     assert ctl.change([0.0], [0.001]) == pytest.approx(0.1)  # floor: 0.001 / 0.01
+    # with the error control the first step of a hold is judged alike but not grown
+    ctl = HoldCurrentControl(target_change=0.05, current_floor=0.01)
+    ok, h_next = ctl.judge(np.array([-5.0]), np.array([-4.0]), 60.0)
+    assert not ok and h_next < 60.0
+    ok, h_next = ctl.judge(np.array([-1.0]), np.array([-0.99]), 10.0)
+    assert ok and h_next == pytest.approx(10.0)
+
+
+def test_hold_error_estimate_vanishes_for_an_exponential_and_grows_as_h_cubed():
+    """The exponential shape is exact for a pure exponential decay (no error, the step
+    doubles); for a current with a curved log (two exponentials) the estimate is close to
+    the true charge error of the shape and scales as h^3."""
+    ctl = HoldCurrentControl(current_floor=0.01)
+    tau, h = 300.0, 40.0
+    i = lambda t: -5.0 * np.exp(-t / tau)  # noqa: E731
+    prev = (np.array([i(-h)]), h)
+    decay = ctl.shape_decay(prev, np.array([i(0.0)]))
+    assert decay[0] == pytest.approx(tau, rel=1e-12)
+    assert ctl.error(prev[0], [i(0.0)], [i(h)], h, h, decay)[0] == pytest.approx(0.0, abs=1e-12)
+    ok, h_next = ctl.judge(np.array([i(0.0)]), np.array([i(h)]), h, prev, decay)
+    assert ok and h_next == pytest.approx(2 * h)
+
+    def two(t):
+        return -4.0 * np.exp(-t / tau) - 1.0 * np.exp(-t / 20.0)
+
+    from busbarfem.cells.ecm import mean_shape
+    errs = []
+    for hh in (4.0, 8.0):
+        prev = (np.array([two(-hh)]), hh)
+        d = ctl.shape_decay(prev, np.array([two(0.0)]))
+        est = ctl.error(prev[0], [two(0.0)], [two(hh)], hh, hh, d)[0]
+        g = mean_shape(hh, d)[0]
+        true_q = -4.0 * tau * (1 - np.exp(-hh / tau)) - 20.0 * (1 - np.exp(-hh / 20.0))
+        shape_q = hh * ((1 - g) * two(0.0) + g * two(hh))
+        true = abs(true_q - shape_q) / max(abs(hh / np.log(two(hh) / two(0.0))), hh)
+        assert est == pytest.approx(true, rel=0.5)
+        errs.append(est)
+    assert errs[1] / errs[0] == pytest.approx(8.0, rel=0.2)
 
 
 def test_linear_current_update_is_exact_for_a_ramp():
