@@ -16,15 +16,18 @@ A time loop asks two things of a step from ``t`` to ``t + h``:
    ``tolerance`` after the true crossing, whatever the step size.
 
 2. *Was the step accurate enough?* During a held voltage (or power) the current changes
-   within the step. The cell update then takes the current as linear in time between its values at
-   both ends of the step (second order; the RC pairs are still integrated exactly for
-   that current, :func:`busbarfem.cells.ecm.step_source`), and
-   :class:`HoldCurrentControl` keeps the relative change of any cell current per step
-   near ``target_change``: a step with more than twice that change is rejected and
-   retried shorter, the next one is sized from the observed change, and the first one
-   of a hold from the cells'
-   decay time (:func:`hold_decay_time`). The end of a CV charge is then independent of
-   the nominal ``dt``.
+   within the step. The cell update then takes the current from its start to its end
+   value in a shape: linear in time on the first step of a hold, after that the
+   exponential with the decay time the previous held step showed (exact for one decaying
+   exponential; the RC pairs are still integrated exactly for that current,
+   :func:`busbarfem.cells.ecm.step_source`, :class:`busbarfem.cells.ecm.HeldCurrent`).
+   :class:`HoldCurrentControl` sizes the first step of a hold from the cells' decay time
+   (:func:`hold_decay_time`) and the current change (about ``target_change``, rejected
+   above twice that), every later one from a local error estimate of the step's charge
+   held to ``rtol`` of the current (rejected above twice that). The end of a CV charge is
+   then independent of the nominal ``dt``, and the steps grow as the decay settles into
+   one exponential. A cut-off current is located on ``ln(I_cut / |I|)``
+   (:attr:`Condition.decay_limit`), linear in time for such a decay.
 
 Both loops call the same two pieces: :func:`locate` with a ``trial(h)`` that re-solves
 the step from its saved start, and :class:`HoldCurrentControl` for held-voltage and

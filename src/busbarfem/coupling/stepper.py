@@ -11,7 +11,9 @@ model (:class:`busbarfem.coupling.transient.FEMSystem`) and the lumped nSmP circ
    kinetics near onset; never below ``dt_min``);
 2. tries the step from its saved start (``system.trial``); a step whose temperature
    changed more than twice ``max_temperature_change`` (adaptive runs) is halved, a held
-   step whose cell currents changed too much is shortened as the hold control says;
+   step whose error estimate (first held step: current change) is too large is shortened
+   as the hold control says; a held step after the first takes the exponential current
+   shape with the decay times of the previous held step (:meth:`StepSizeController.held_shape`);
 3. locates a threshold event reached inside the step (:func:`busbarfem.events.locate`,
    Illinois root finding to ``event_tolerance``, ended early when a secant puts the
    crossing just before a reached trial); a threshold already reached at the step's
