@@ -2,8 +2,9 @@
 runs it) and its step sequence: attempts and accepted steps per load step (CC, CV), held
 steps, switch and stop time, final cell states; with ``--compare other.json`` the largest
 final-state differences against another run of this script (e.g. main, or a fine-step one).
-``--target-change x`` runs with the old relative-change hold control at ``x`` (a fine
-reference: 0.002). Measured, never asserted.
+``--target-change x`` runs with the relative-change hold control on every held step at ``x``
+(``HoldCurrentControl(rtol=None)``; a fine reference: 0.002), ``--isothermal`` without the
+lumped thermal model. Measured, never asserted.
 
     .venv/bin/python scripts/bench/cccv_lumped.py --out /tmp/lumped.json [--compare /tmp/main.json]
 """
