@@ -352,7 +352,18 @@ def _step_source(params: CellParameters, state: ECMState, T, dt: float,
     if params.diffusion is not None:
         return _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv)
     if current_start is None:
-        Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
+        end = soc
+        i_pred = np.broadcast_to(np.asarray(state.current, dtype=float), soc.shape)
+        if dt > 0 and np.any(i_pred != 0):
+            # secant over the SOC change the last step's current predicts (exact for a
+            # constant current; the tangent at the start SOC is first order in the step's
+            # SOC change: 300 s steps at 0.5C put the lumped 8s6p CC->CV switch 39 s late),
+            # and R0 at the predicted end SOC, where the end-of-step voltage is read
+            end = np.clip(soc - i_pred * dt / (3600.0 * state.capacity_Ah), 0, 1)
+            wide = np.abs(end - soc) > 1e-6
+            secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
+            R_ocv = np.where(wide, secant * dt / (3600.0 * state.capacity_Ah), R_ocv)
+        Reff = params.R0(end, T) + (R * (1.0 - a)).sum(axis=1)
         return E, Reff + R_ocv, R_ocv
     i0, decay = held_start(current_start)
     w0, w1 = held_current_weights(params.rc_tau, dt, decay)

@@ -280,9 +280,10 @@ class LumpedSystem:
         """The step from ``start`` over ``h`` (pure: nothing is committed)."""
         st, temp = start
         temp_e = temp
-        if i_start is not None and self.thermal is not None:
-            # a held step: the cells at the end-of-step temperature the start heat predicts
-            # (the current ends at that temperature; frozen at the start it lags one step)
+        if self.thermal is not None:
+            # the cells at the end-of-step temperature the start heat predicts (the end-of-step
+            # voltage is read at that temperature; frozen at the start it lags one step: 300 s
+            # CC steps at 0.5C put the lumped 8s6p CC->CV switch 2.9 s early, 0.9 s with it)
             temp_e = self._warm(temp, self._start_heat[0] + self._start_heat[1], h)
         snap = self.electrical(st, temp_e, self.controller.target(t + 0.5 * h), h, i_start)
         sol, q_irr, q_rev = snap
