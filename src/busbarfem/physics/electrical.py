@@ -312,8 +312,16 @@ class ElectricalProblem:
         self._pc_coeffs: list | None = None
         self.pc_setups = 0
         self.circuit_space = 0
-        if (self.options.get("pc_type") == "gamg" and self.nfields == 2
-                and solvers.circuit_coarse_space_on(self.ndofs_solved)):
+        #: the exact circuit coarse solve (:class:`solvers.CircuitCoarse`, formed after every
+        #: assembly): part of the preconditioner above :data:`solvers.CIRCUIT_COARSE_MIN_DOFS`,
+        #: and the correction of the initial guess / the solution (:data:`solvers.COARSE_GUESS`,
+        #: :data:`solvers.COARSE_POST`); None for LU and one-field problems
+        self._coarse = None
+        self.coarse_guess = self.coarse_post = False
+        self._Z = None
+        iterative2 = self.options.get("pc_type") == "gamg" and self.nfields == 2
+        in_pc = iterative2 and solvers.circuit_coarse_space_on(self.ndofs_solved)
+        if iterative2 and (in_pc or solvers.COARSE_GUESS or solvers.COARSE_POST):
             self._Z = self._circuit_space()
             if self._red is not None:  # keep the rows of the solved nodes only
                 Z = self._Z
@@ -322,9 +330,16 @@ class ElectricalProblem:
                 self._Z = Z.createSubMatrix(self._red.iset, cols)
                 cols.destroy()
                 Z.destroy()
+            self._coarse = solvers.CircuitCoarse(self.comm, self._Z)
+            self._coarse.owner_forms = True
+            self.coarse_guess, self.coarse_post = bool(solvers.COARSE_GUESS), bool(solvers.COARSE_POST)
+        if in_pc:
             self.circuit_space = self._Z.getSize()[1]
-            solvers.use_circuit_coarse_space(self.ksp, self.comm, self._Z, self.options)
-        self.ksp.setInitialGuessNonzero(self.warm_start)
+            solvers.use_circuit_coarse_space(self.ksp, self.comm, self._Z, self.options, context=self._coarse)
+        self.ksp.setInitialGuessNonzero(self.warm_start or self.coarse_guess)
+        #: iterative solves: reset the Dirichlet dofs (terminals, inactive dofs) to their
+        #: exact values after the KSP (:data:`solvers.EXACT_BC_VALUES`)
+        self.exact_bc_values = self.options.get("ksp_type") != "preonly" and bool(solvers.EXACT_BC_VALUES)
         self.stats = solvers.KSPStats(self.options)
         self.has_sources = bool(self.cell_names)
         if self.cellwise_sigma:
@@ -556,6 +571,8 @@ class ElectricalProblem:
                 self.ksp.setOperators(red.sub)
             else:
                 self.A.createSubMatrix(red.iset, red.iset, submat=red.sub)
+        if self._coarse is not None:
+            self._coarse.form(self.A if self._red is None else self._red.sub)
         self._decide_pc_reuse()
 
     def _operator_coefficients(self) -> list[np.ndarray]:
@@ -598,6 +615,8 @@ class ElectricalProblem:
         """
         if self.warm_start:
             fpetsc.assign(out, self.x)
+        elif self.coarse_guess:
+            self.x.set(0.0)
         self.V_term.value = V_value
         self.source_on.value = 1.0 if sources else 0.0
         with self.b.localForm() as loc:
@@ -607,19 +626,34 @@ class ElectricalProblem:
         fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fpetsc.set_bc(self.b, self.bcs)
+        if self.coarse_guess:  # the guess carries the Dirichlet values (their rows are decoupled)
+            fpetsc.set_bc(self.x, self.bcs)
         if self._red is None:
-            its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step, self.stats)
+            its = self._krylov(self.b, self.x, step)
         else:  # the dropped entries of x stay at their pinned value 0
             iset = self._red.iset
             b_sub, x_sub = self.b.getSubVector(iset), self.x.getSubVector(iset)
             try:
-                its = solvers.solve_checked(self.ksp, b_sub, x_sub, "electrical", step, self.stats)
+                its = self._krylov(b_sub, x_sub, step)
             finally:
                 self.b.restoreSubVector(iset, b_sub)
                 self.x.restoreSubVector(iset, x_sub)
+        if self.exact_bc_values:
+            fpetsc.set_bc(self.x, self.bcs)
         self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         fpetsc.assign(self.x, out)
         out.x.scatter_forward()
+        return its
+
+    def _krylov(self, b, x, step) -> int:
+        """The KSP solve of the solved system, with the coarse corrections before and after."""
+        if self.coarse_guess or self.coarse_post:
+            A = self.ksp.getOperators()[0]
+        if self.coarse_guess:
+            self._coarse.correct(A, b, x)
+        its = solvers.solve_checked(self.ksp, b, x, "electrical", step, self.stats)
+        if self.coarse_post:
+            self._coarse.correct(A, b, x)
         return its
 
     def _reaction(self, include_source: bool) -> float:
@@ -711,6 +745,9 @@ class ElectricalProblem:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         if self.reduced is not None:
             self.reduced.destroy()
+        if getattr(self, "_coarse", None) is not None:
+            self._coarse.destroy()
+            self._coarse = None
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None),
                     *((self._red.iset, self._red.sub) if self._red is not None else ())):
             if obj is not None:

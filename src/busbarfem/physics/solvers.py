@@ -209,6 +209,28 @@ CIRCUIT_COARSE_MIN_DOFS = 500_000
 CIRCUIT_COARSE_LINEAR = False
 
 
+#: Iterative solves end by setting the Dirichlet dofs (terminals, inactive dofs) of the
+#: solution to their exact values. Their rows are decoupled identity rows, which CG solves
+#: only to the tolerance like every other row (~1e-12 V at rtol 1e-12), but the terminal
+#: current is a reaction that multiplies them by the terminal's conductance (sigma h,
+#: ~1e4-1e5 S per node): that error, not the interior one, was the Kirchhoff mismatch
+#: between the cell currents and the terminal current (docs/performance.md).
+EXACT_BC_VALUES = True
+
+#: Iterative two-potential solves start from their initial guess (the warm start, or zero)
+#: corrected by the exact circuit coarse solve, ``x0 += Z (Z^T A Z)^-1 Z^T (b - A x0)`` with
+#: ``Z`` the per-(region, field) indicators of the circuit coarse space (built for this
+#: even where the coarse space is not part of the preconditioner). docs/performance.md.
+COARSE_GUESS = True
+
+#: Iterative two-potential solves end with the same exact coarse correction of the
+#: converged solution: the residual then has no component on any (region, field)
+#: indicator, so the current balance of every conductor and every cell collector (the
+#: cell currents against the terminal current, Kirchhoff per stage) holds to rounding
+#: instead of to the Krylov tolerance. docs/performance.md.
+COARSE_POST = False
+
+
 def circuit_coarse_space_on(ndofs: int) -> bool:
     """Whether an iterative two-potential solve of ``ndofs`` unknowns uses the circuit coarse space."""
     if CIRCUIT_COARSE_SPACE == "auto":
@@ -232,12 +254,29 @@ class CircuitCoarse:
         self.c = Z.createVecRight()
         self.Einv = None
         self.r0 = self.r1 = 0
+        #: True when the owner (:class:`~busbarfem.physics.electrical.ElectricalProblem`)
+        #: forms the coarse matrix after every assembly (:meth:`form`): the PC set-up then
+        #: finds it current and does nothing
+        self.owner_forms = False
+        self._E = None
+        self._r = None
 
     def setUp(self, pc) -> None:
-        """Form and invert ``Z^T A Z`` (collective)."""
-        np = self._np
+        """Form and invert ``Z^T A Z`` (collective), unless the owner keeps it current."""
+        if self.owner_forms and self.Einv is not None:
+            return
         A, _ = pc.getOperators()
-        E = A.ptap(self.Z)
+        self.form(A)
+
+    def form(self, A) -> None:
+        """Form and invert ``Z^T A Z`` for the operator ``A`` (collective; the product's
+        sparsity is computed once and reused)."""
+        np = self._np
+        if self._E is None:
+            self._E = A.ptap(self.Z)
+        else:
+            A.ptap(self.Z, result=self._E)
+        E = self._E
         m = E.getSize()[0]
         r0, r1 = E.getOwnershipRange()
         loc = np.zeros((r1 - r0, m))
@@ -251,7 +290,27 @@ class CircuitCoarse:
         ok = w > 1e-12 * w.max()
         self.Einv = (U[:, ok] / w[ok]) @ U[:, ok].T
         self.r0, self.r1 = r0, r1
-        E.destroy()
+
+    def correct(self, A, b, x) -> None:
+        """``x += Z E^-1 Z^T (b - A x)``: the exact coarse (Galerkin) correction of ``x``
+        (collective). Afterwards ``Z^T (b - A x) = 0`` up to rounding: the residual has no
+        component on any (region, field) indicator, i.e. every conductor's and every cell
+        collector's current balance holds exactly for the corrected ``x``."""
+        if self._r is None:
+            self._r = b.duplicate()
+            self._y = x.duplicate()
+        r = self._r
+        A.mult(x, r)
+        r.aypx(-1.0, b)  # r = b - A x
+        self.apply(None, r, self._y)
+        x.axpy(1.0, self._y)
+
+    def destroy(self) -> None:
+        """Free the PETSc objects this context created (not ``Z``)."""
+        for o in (self._E, self._r, getattr(self, "_y", None), self.c):
+            if o is not None:
+                o.destroy()
+        self._E = self._r = self._y = self.c = None
 
     def apply(self, pc, x, y) -> None:
         """``y = Z E^-1 Z^T x`` (collective)."""
@@ -262,9 +321,11 @@ class CircuitCoarse:
         self.Z.mult(self.c, y)
 
 
-def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict, additive: bool = False) -> None:
+def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict, additive: bool = False,
+                             context: CircuitCoarse | None = None) -> None:
     """Turn ``ksp``'s GAMG preconditioner into GAMG + the exact coarse correction on ``Z``
-    (composed symmetric-multiplicatively; ``additive=True``: added, for comparison)."""
+    (composed symmetric-multiplicatively; ``additive=True``: added, for comparison).
+    ``context``: the :class:`CircuitCoarse` to use (default: a new one on ``Z``)."""
     prefix = ksp.getOptionsPrefix()
     opts = PETSc.Options()
     opts.prefixPush(prefix)
@@ -278,7 +339,7 @@ def use_circuit_coarse_space(ksp: PETSc.KSP, comm, Z, options: dict, additive: b
                         else PETSc.PC.CompositeType.SYMMETRIC_MULTIPLICATIVE)
     pc.addCompositePCType("python")
     pc.addCompositePCType("gamg")
-    pc.getCompositePC(0).setPythonContext(CircuitCoarse(comm, Z))
+    pc.getCompositePC(0).setPythonContext(context if context is not None else CircuitCoarse(comm, Z))
     pc.getCompositePC(1).setFromOptions()
     opts.prefixPush(prefix)
     for k in gamg:
