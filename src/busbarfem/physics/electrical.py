@@ -745,13 +745,13 @@ class ElectricalProblem:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         if self.reduced is not None:
             self.reduced.destroy()
-        if getattr(self, "_coarse", None) is not None:
-            self._coarse.destroy()
-            self._coarse = None
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None),
                     *((self._red.iset, self._red.sub) if self._red is not None else ())):
             if obj is not None:
                 obj.destroy()
+        if getattr(self, "_coarse", None) is not None:
+            self._coarse.free()
+            self._coarse = None
         self.ksp = self.A = self.b = self.x = self._Z = self._red = None
 
     # ----------------------------------------------------------------------------------------
