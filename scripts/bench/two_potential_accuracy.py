@@ -7,6 +7,7 @@ one process on one mesh. A variant is a comma-separated list of settings:
 * ``rfX``: ``solvers.MSMD_RTOL_FACTOR = X`` (the solve runs at ``rtol * X``; the preset 1e-2);
 * ``g0``/``g1``: the coarse-corrected initial guess off/on (``solvers.COARSE_GUESS``);
 * ``p0``/``p1``: the coarse post-correction off/on (``solvers.COARSE_POST``);
+* ``op0``/``op1``: the source solve at V = 0 / at the predicted V (``solvers.OPERATING_POINT_SOLVE``);
 * ``bc0``/``bc1``: exact Dirichlet values after the solve off/on (``solvers.EXACT_BC_VALUES``);
 * ``swN``: N SOR sweeps per level; ``cs0``/``cs1``: the circuit coarse space in the
   preconditioner off/on (``solvers.CIRCUIT_COARSE_SPACE``).
@@ -41,7 +42,8 @@ series, parallel, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 variants = sys.argv[4:]
 comm = MPI.COMM_WORLD
 DEFAULTS = {k: getattr(solvers, k) for k in ("MSMD_RTOL_FACTOR", "COARSE_GUESS", "COARSE_POST",
-                                             "MSMD_SMOOTH_SWEEPS", "CIRCUIT_COARSE_SPACE", "EXACT_BC_VALUES")}
+                                             "MSMD_SMOOTH_SWEEPS", "CIRCUIT_COARSE_SPACE", "EXACT_BC_VALUES",
+                                             "OPERATING_POINT_SOLVE")}
 
 
 def configure(variant: str) -> None:
@@ -57,6 +59,8 @@ def configure(variant: str) -> None:
             solvers.COARSE_POST = e == "p1"
         elif e.startswith("sw"):
             solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
+        elif e in ("op0", "op1"):
+            solvers.OPERATING_POINT_SOLVE = e == "op1"
         elif e in ("bc0", "bc1"):
             solvers.EXACT_BC_VALUES = e == "bc1"
         elif e in ("cs0", "cs1"):

@@ -213,6 +213,12 @@ CIRCUIT_COARSE_MIN_DOFS = 500_000
 CIRCUIT_COARSE_LINEAR = False
 
 
+#: Iterative two-potential solves solve the source right-hand side at a predicted terminal
+#: voltage V* (the previous call's, the target, or the open-circuit estimate) instead of at
+#: V = 0 (the short circuit), warm-started from the previous call's solution
+#: (``ElectricalProblem._predicted_voltage``; docs/performance.md).
+OPERATING_POINT_SOLVE = True
+
 #: Iterative solves end by setting the Dirichlet dofs (terminals, inactive dofs) of the
 #: solution to their exact values. Their rows are decoupled identity rows, which CG solves
 #: only to the tolerance like every other row (~1e-12 V at rtol 1e-12), but the terminal
