@@ -53,10 +53,13 @@ LU_DOF_LIMIT_MSMD = 250_000
 # missed the terminal current by 5e-5 (4s2p), at 1e-12 by 4e-7. That mismatch was not the
 # interior error but the Dirichlet dofs' (the terminal current is a reaction that weighs
 # them by sigma h) and the per-conductor current balance; with EXACT_BC_VALUES and
-# COARSE_POST (below) rtol 1e-10 gives Kirchhoff to LU's rounding floor and cell currents
-# closer to MUMPS than rtol 1e-12 did without them (4s2p: 3.6e-8 vs 7.7e-8, 8s6p in
-# docs/performance.md), in 3-4 fewer iterations per solve.
-MSMD_RTOL_FACTOR = 1.0
+# COARSE_POST (below) Kirchhoff holds to LU's rounding floor at any tolerance. The source
+# solve now runs near the operating point (OPERATING_POINT_SOLVE), where ||b|| carries the
+# terminal voltage's lifting, so rtol 1e-11 is a looser absolute test for it than before; at
+# 1e-11 the cell currents are closer to MUMPS than they were at 1e-12 (4s2p 1.2e-8 vs 3.5e-7,
+# 8s6p 8.5e-9 vs 6.5e-8), at 1e-10 about as close (2.0e-8, 7.0e-8) for 2 fewer iterations
+# (docs/performance.md, scripts/bench/two_potential_accuracy.py).
+MSMD_RTOL_FACTOR = 0.1
 
 KINDS = ("auto", "lu", "gamg")
 
