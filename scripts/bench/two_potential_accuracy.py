@@ -76,7 +76,7 @@ def run(bundle, variant: str) -> dict:
     ov = [f"geometry.module.series={series}", f"geometry.module.parallel={parallel}", "solver.adaptive=false",
           "solver.dt=30", f"solver.t_end={steps * 30}", f"solver.electrical_solver={kind}"]
     case, src = common.load_bench_case("module_4s2p_discharge", ov)
-    sim = Simulation(case, src, comm, outdir=Path(tempfile.mkdtemp()), cache_dir=None)
+    sim = Simulation(case, src, comm, outdir=Path(comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None, root=0)), cache_dir=None)
     sim.setup(bundle)
     el = sim.el
     jint = RegionIntegrator(bundle, el.transfer_current())

@@ -59,7 +59,7 @@ ov = [f"geometry.module.series={series}", f"geometry.module.parallel={parallel}"
       "solver.dt=30", f"solver.t_end={steps * 30}", "solver.electrical_solver=gamg"] + sys.argv[5:]
 case, src = common.load_bench_case("module_4s2p_discharge", ov)
 bundle = build_mesh(case, comm, cache_dir=common.MESH_CACHE)
-sim = Simulation(case, src, comm, outdir=Path(tempfile.mkdtemp()), cache_dir=None)
+sim = Simulation(case, src, comm, outdir=Path(comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None, root=0)), cache_dir=None)
 sim.setup(bundle)
 el = sim.el
 if mode.startswith("reuse"):
