@@ -22,7 +22,9 @@ Terminals are equipotential: ``phi = 0`` on ``terminal_neg`` and ``phi = V`` on
 ``terminal_pos``. With sigma and the cell EMFs frozen the terminal current is affine,
 ``I(V) = I0 + G V``: one solve with sources and V = 0 and one without sources and V = 1
 (same operator, one factorisation) give I0 and G, and V follows for a target current,
-voltage or power. Terminal currents are evaluated as the discrete reaction
+voltage or power. Iterative solves run the source solve at a predicted V* instead of 0
+(near the operating point: a close warm start, :meth:`ElectricalProblem._predicted_voltage`)
+and end with the exact circuit coarse correction, so Kirchhoff holds to rounding. Terminal currents are evaluated as the discrete reaction
 ``a(phi, w) - L(w)`` with ``w`` the indicator of the terminal dofs (exactly conservative).
 """
 
