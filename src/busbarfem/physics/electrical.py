@@ -24,7 +24,8 @@ Terminals are equipotential: ``phi = 0`` on ``terminal_neg`` and ``phi = V`` on
 (same operator, one factorisation) give I0 and G, and V follows for a target current,
 voltage or power. Iterative solves run the source solve at a predicted V* instead of 0
 (near the operating point: a close warm start, :meth:`ElectricalProblem._predicted_voltage`)
-and end with the exact circuit coarse correction, so Kirchhoff holds to rounding. Terminal currents are evaluated as the discrete reaction
+and end with the exact circuit coarse correction, so Kirchhoff holds to rounding.
+Terminal currents are evaluated as the discrete reaction
 ``a(phi, w) - L(w)`` with ``w`` the indicator of the terminal dofs (exactly conservative).
 """
 
