@@ -155,7 +155,8 @@ class ReducedPorts:
             its += self.build(step)
             self.rebuilds_coefficient += 1
             fresh = True
-        project = self._project_fast if self.fast and self._region_constant() else self._project
+        fast = self.fast and self._region_constant() and self._const_unchanged()
+        project = self._project_fast if fast else self._project
         V, I0, G, res = project(mode, value)
         if res > self.tol and not fresh:
             self.rebuilds_residual += 1
@@ -215,7 +216,13 @@ class ReducedPorts:
         gdm = msh.geometry.dofmaps[0]
         ok = el.cellwise_sigma and not el.elements and gdm.shape[1] == 4 and tdim == 3  # P1 on affine tets
         ce = msh.topology.index_map(tdim).size_local
-        ok = ok and ce * 6 * (self.n + 1) * 8 <= FEATURE_BYTES
+        if ok:
+            # per field, the owned cells whose sigma depends on T (alpha != 0): only their part
+            # of the conduction Gram matrix changes between builds, so only they keep gradients
+            self.var_cells = [np.flatnonzero(tab[np.asarray(ids[:ce], dtype=np.int64), 3] != 0.0)
+                              for ids, tab in el._cell_data]
+            nvar = sum(len(c) for c in self.var_cells)
+            ok = nvar * 3 * (self.n + 1) * 8 <= FEATURE_BYTES
         if not self.comm.allreduce(bool(ok), op=MPI.LAND):
             return False
         self.ce = ce
@@ -247,27 +254,45 @@ class ReducedPorts:
         return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
     def _features(self) -> None:
-        """Per-cell gradients of the basis fields (``F``), the per-region transfer Gram
-        matrices ``T_c`` and source moments ``l_c`` (from the columns incl. ghosts)."""
+        """Per-region transfer Gram matrices ``T_c`` and source moments ``l_c``, the conduction
+        Gram matrix ``G_const`` of the cells with a temperature-independent sigma (per field:
+        ``alpha = 0``; their sigma is the build's for good) and the per-cell basis gradients
+        ``F_var`` of the others (from the columns incl. ghosts). The sigma of the constant
+        cells is kept to check that it really stays put (:meth:`_const_unchanged`)."""
         m = self.n + 1
+        el = self.el
         zn = self.Zfull.reshape(self.nnodes, 2, m)
-        F = np.empty((6, self.ce, m))  # (field x direction, cell, column): contiguous per direction
         self.T_c = np.zeros((self.n, m, m))
         self.l_c = np.zeros((self.n, m))
+        self.G_const = np.zeros((m, m))
         region = np.full(self.ce, -1)
         for k, c in enumerate(self.region_owned):
             region[c] = k
+        var = np.zeros((2, self.ce), dtype=bool)
+        for f in range(2):
+            var[f, self.var_cells[f]] = True
+        self.F_var = [np.empty((3, len(self.var_cells[f]), m)) for f in range(2)]
+        pos = [np.cumsum(var[f]) - 1 for f in range(2)]  # cell -> row in F_var[f]
+        sig = [el.sig_T[f].x.array.reshape(-1, 3)[self.q] for f in range(2)]
+        self._sig_const = [sig[f][~var[f]].copy() for f in range(2)]
         chunk = 50000
         for a in range(0, self.ce, chunk):
             sl = slice(a, min(a + chunk, self.ce))
             ze = zn[self.dofs[sl]]                                          # (c, 4, 2, m)
+            v = self.vol[sl]
             for f in range(2):
+                vf = var[f, sl]
+                cf = ~vf
                 for dd in range(3):
-                    F[3 * f + dd, sl] = np.einsum("ea,eak->ek", self.grad[sl, :, dd], ze[:, :, f, :])
+                    Fk = np.einsum("ea,eak->ek", self.grad[sl, :, dd], ze[:, :, f, :])
+                    if cf.any():
+                        Fw = Fk[cf] * np.sqrt(sig[f][sl, dd][cf] * v[cf])[:, None]
+                        self.G_const += Fw.T @ Fw
+                    if vf.any():
+                        self.F_var[f][dd, pos[f][sl][vf]] = Fk[vf]
             d = ze[:, :, 0, :] - ze[:, :, 1, :]                             # (c, 4, m)
             S = d.sum(axis=1)
             reg = region[sl]
-            v = self.vol[sl]
             for k in np.unique(reg[reg >= 0]):
                 sel = reg == k
                 w = v[sel]
@@ -276,7 +301,16 @@ class ReducedPorts:
                 dk2 = dk.reshape(-1, m)
                 self.T_c[k] += (dk2 * np.repeat(w / 20.0, 4)[:, None]).T @ dk2
                 self.l_c[k] += (w / 4.0) @ Sk
-        self.F = F
+
+    def _const_unchanged(self) -> bool:
+        """True if sigma of every constant-sigma cell is still the build's (collective)."""
+        el = self.el
+        ok = True
+        for f in range(2):
+            keep = np.ones(self.ce, dtype=bool)
+            keep[self.var_cells[f]] = False
+            ok = ok and np.array_equal(el.sig_T[f].x.array.reshape(-1, 3)[self.q[keep]], self._sig_const[f])
+        return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
     def _action(self, x: np.ndarray, out: fem.Function, source: bool, cells=None) -> np.ndarray:
         """Owned rows of ``A x`` (minus ``L`` if ``source``) with the current coefficients, by
@@ -312,13 +346,15 @@ class ReducedPorts:
         """:meth:`_project` without assembly: the Galerkin products from the stored per-cell
         basis gradients and region moments (P1, exact to rounding)."""
         el, comm, n = self.el, self.comm, self.n
-        F = self.F
-        gram = np.zeros((n + 1, n + 1))
+        gram = self.G_const.copy()  # the constant-sigma cells: summed at the build
         for f in range(2):
-            w = el.sig_T[f].x.array.reshape(-1, 3)[self.q] * self.vol[:, None]
+            cells = self.var_cells[f]
+            if not len(cells):
+                continue
+            w = el.sig_T[f].x.array.reshape(-1, 3)[self.q[cells]] * self.vol[cells, None]
             for d in range(3):
-                Fk = F[3 * f + d]
-                gram += (Fk * w[:, d:d + 1]).T @ Fk
+                Fw = self.F_var[f][d] * np.sqrt(w[:, d:d + 1])
+                gram += Fw.T @ Fw
         zl = np.zeros(n + 1)
         g, e, s = el.g.x.array, el.emf.x.array, el.s_stage.x.array
         for k, c in enumerate(self.region_owned):
