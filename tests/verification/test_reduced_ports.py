@@ -77,6 +77,57 @@ def test_reduced_step_equals_full_solve_at_a_frozen_operator():
         sim.close()
 
 
+def test_residual_alone_controls_a_basis_whose_operator_moved_by_more_than_half():
+    """Rebuilds are driven by the residual check alone (``coefficient_tol`` off, the default):
+    after the build the cells' g moves by -60 % .. +60 % (coefficient change > 0.5, which the
+    old rule rebuilt on) and T by a 5 K gradient (copper sigma(T)). The reduced answer is
+    either accepted by the residual check (then V and the cell currents are within the error
+    its tolerance gives: asserted 1e-6 against the full solve) or rebuilt on the residual (then
+    exact); a coefficient rebuild never happens."""
+    from busbarfem.physics.reduced_ports import coefficient_change
+
+    sim = _setup(["solver.electrical.reduced.enabled=true"])
+    try:
+        m = sim.model
+        el, cells = m.electrical, m.cells
+        red = el.reduced
+        assert red.coefficient_tol is None and red.fast
+        m.electrical_step(0.0, 0)
+        assert red.builds == 1
+        rng = np.random.default_rng(7)
+        x = el.T.function_space.tabulate_dof_coordinates()[:, 0]
+        for trial in range(3):
+            fac = 1.0 + 0.6 * rng.uniform(-1.0, 1.0, len(cells.names))
+            fac[0], fac[-1] = 0.4, 1.6
+            g0 = el.g.x.array.copy()
+            for i, c in enumerate(cells._cells):
+                el.g.x.array[c] = g0[c] * fac[i]
+            el.g.x.scatter_forward()
+            el.T.x.array[:] += 5.0 * (x - x.min()) / np.ptp(x) / 3
+            el.T.x.scatter_forward()
+            el.update_conductivity()
+            moved = coefficient_change(el.comm, el._operator_coefficients(), red._coeffs)
+            assert moved > 0.5, moved
+            builds = red.builds
+            el.reduced = None
+            try:
+                sf = el.solve("current", 10.0)
+                i_f = cells.measure_currents().copy()
+            finally:
+                el.reduced = red
+            sr = el.solve("current", 10.0)
+            i_r = cells.measure_currents().copy()
+            dv = abs(sr.voltage / sf.voltage - 1)
+            di = np.max(np.abs(i_r - i_f)) / np.max(np.abs(i_f))
+            print("trial", trial, "coefficient change", moved, "residual", red.last_residual,
+                  "rebuilt", red.builds > builds, "V", dv, "cell currents", di)
+            assert red.last_residual <= red.tol
+            assert dv < 1e-6 and di < 1e-6, (trial, dv, di)
+        assert red.rebuilds_coefficient == 0, red.to_dict()
+    finally:
+        sim.close()
+
+
 def _run(extra=()):
     sim = _setup(extra)
     try:

@@ -632,7 +632,7 @@ class ElectricalProblem:
     #: :meth:`use_reduced_step` switched it on; None: every call solves the full system
     reduced = None
 
-    def use_reduced_step(self, tol: float = 1e-7, coefficient_tol: float = 0.5) -> None:
+    def use_reduced_step(self, tol: float = 1e-7, coefficient_tol: float | None = None) -> None:
         """Answer :meth:`solve` from a cell-port basis (:class:`~busbarfem.physics.reduced_ports.ReducedPorts`).
 
         Two-potential problems with cell regions only (ValueError otherwise).

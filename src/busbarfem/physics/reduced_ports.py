@@ -27,8 +27,9 @@ projected products, and the control mode goes through
 Error control: after each reduced call the true residual of the assembled current system
 ``||b - A phi|| / ||b||`` (free rows; ``b`` the right-hand side with the terminal voltage
 lifted, as in the full solve) is evaluated from the same products; above ``tol`` the basis
-is rebuilt at the current operator and the call repeated. The basis is also rebuilt when any
-operator coefficient moved by more than ``coefficient_tol`` of its largest value since the
+is rebuilt at the current operator and the call repeated. That residual is the error
+control; optionally (``coefficient_tol``, default None: off) the basis is also rebuilt when any
+operator coefficient moved by more than that fraction of its largest value since the
 build (the measure of :meth:`ElectricalProblem._decide_pc_reuse`). MPI: every rank holds its
 owned rows of the basis; the projected matrices and the port sums are allreduced, and the
 small dense systems are solved redundantly on every rank.
@@ -68,14 +69,16 @@ class ReducedPorts:
     Args:
         el: the electrical problem (two fields, with cell regions).
         tol: largest relative residual ``||b - A phi|| / ||b||`` accepted from the basis.
-        coefficient_tol: rebuild when an operator coefficient moved by more than this
-            fraction of its largest value since the basis was built.
+        coefficient_tol: also rebuild when an operator coefficient moved by more than this
+            fraction of its largest value since the basis was built (None: the residual alone
+            decides).
     """
 
-    def __init__(self, el, tol: float = 1e-7, coefficient_tol: float = 0.5):
+    def __init__(self, el, tol: float = 1e-7, coefficient_tol: float | None = None):
         if el.nfields != 2 or not el.cell_names:
             raise ValueError("the reduced electrical step needs cell bodies (two potentials)")
-        self.el, self.tol, self.coefficient_tol = el, float(tol), float(coefficient_tol)
+        self.el, self.tol = el, float(tol)
+        self.coefficient_tol = None if coefficient_tol is None else float(coefficient_tol)
         self.comm = el.comm
         V = el.V
         bs = V.dofmap.index_map_bs
@@ -151,7 +154,8 @@ class ReducedPorts:
         if not self._built:
             its += self.build(step)
             fresh = True
-        elif coefficient_change(self.comm, el._operator_coefficients(), self._coeffs) > self.coefficient_tol:
+        elif (self.coefficient_tol is not None and coefficient_change(
+                self.comm, el._operator_coefficients(), self._coeffs) > self.coefficient_tol):
             its += self.build(step)
             self.rebuilds_coefficient += 1
             fresh = True
