@@ -598,15 +598,7 @@ class ElectricalProblem:
         """
         if self.warm_start:
             fpetsc.assign(out, self.x)
-        self.V_term.value = V_value
-        self.source_on.value = 1.0 if sources else 0.0
-        with self.b.localForm() as loc:
-            loc.set(0.0)
-        if sources:  # with the cell EMFs off the source vector is zero
-            fpetsc.assemble_vector(self.b, self.L)
-        fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
-        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        fpetsc.set_bc(self.b, self.bcs)
+        self._assemble_rhs(V_value, sources)
         if self._red is None:
             its = solvers.solve_checked(self.ksp, self.b, self.x, "electrical", step, self.stats)
         else:  # the dropped entries of x stay at their pinned value 0
@@ -621,6 +613,19 @@ class ElectricalProblem:
         fpetsc.assign(self.x, out)
         out.x.scatter_forward()
         return its
+
+    def _assemble_rhs(self, V_value: float, sources: bool) -> None:
+        """The right-hand side of the solved system into ``self.b`` (lifted, Dirichlet rows set)."""
+        self.V_term.value = V_value
+        self.source_on.value = 1.0 if sources else 0.0
+        with self.b.localForm() as loc:
+            loc.set(0.0)
+        if sources:  # with the cell EMFs off the source vector is zero
+            fpetsc.assemble_vector(self.b, self.L)
+        if V_value != 0.0:  # every other Dirichlet value is 0: at V = 0 the lifting is zero
+            fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
+        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fpetsc.set_bc(self.b, self.bcs)
 
     def _reaction(self, include_source: bool) -> float:
         val = fem.assemble_scalar(self.react_a)

@@ -45,6 +45,11 @@ from petsc4py import PETSc
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem, la
 
+#: build the basis by one sparse Cholesky factorisation (MUMPS) and one multi-right-hand-side
+#: solve when the electrical KSP is iterative, instead of N + 1 preconditioned CG solves
+#: (docs/performance.md "Reduced electrical step": 8s6p); False: always the electrical KSP
+BUILD_DIRECT = True
+
 #: largest per-rank size of the stored per-cell basis gradients [bytes]; above it the
 #: reduced step assembles the operator each call instead (same result, slower)
 FEATURE_BYTES = 2 * 1024**3
@@ -116,6 +121,84 @@ class ReducedPorts:
         """Solve for the N + 1 basis fields at the current operator; returns the KSP iterations."""
         el = self.el
         el._assemble_matrix()  # with the Dirichlet rows: the system the KSP solves
+        if BUILD_DIRECT and el.options.get("ksp_type") != "preonly":
+            self._build_direct()
+            its = 0
+        else:
+            its = self._build_ksp(step)
+        self._Zmat.assemble()  # the array changed under the Mat
+        if self.fast:
+            self._features()
+        self._coeffs = [c.copy() for c in el._operator_coefficients()]
+        self._built = True
+        self.builds += 1
+        return its
+
+    def _build_direct(self) -> None:
+        """The N + 1 fields by one MUMPS Cholesky factorisation of the solved operator and one
+        multi-right-hand-side solve (``KSPMatSolve``); the factorisation is freed afterwards."""
+        el, comm, m = self.el, self.comm, self.n + 1
+        A = el.ksp.getOperators()[0]
+        A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+        ksp = PETSc.KSP().create(comm)
+        ksp.setOptionsPrefix("busbarfem_basis_")
+        ksp.setOperators(A)
+        ksp.setType("preonly")
+        pc = ksp.getPC()
+        pc.setType("cholesky")
+        pc.setFactorSolverType("mumps")
+        nsub = A.getLocalSize()[0]
+        B = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
+        B.setUp()
+        X = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
+        X.setUp()
+        red = el._red
+        emf = el.emf.x.array.copy()
+        try:
+            ksp.setUp()
+            Barr = B.getDenseArray()
+            for k in range(m):
+                if k == 0:
+                    el._assemble_rhs(1.0, False)
+                else:
+                    el.emf.x.array[:] = 0.0
+                    el.emf.x.array[self.region_cells[k - 1]] = 1.0
+                    el.emf.x.scatter_forward()
+                    el._assemble_rhs(0.0, True)
+                if red is None:
+                    Barr[:, k] = el.b.getArray(readonly=True)
+                else:
+                    sub = el.b.getSubVector(red.iset)
+                    Barr[:, k] = sub.getArray(readonly=True)
+                    el.b.restoreSubVector(red.iset, sub)
+            B.assemble()
+            ksp.matSolve(B, X)
+            Xarr = X.getDenseArray(readonly=True)
+            for k in range(m):
+                out = el._phi_b if k == 0 else self._scratch
+                if red is None:
+                    el.x.setArray(Xarr[:, k])
+                else:  # the dropped entries of x stay at their pinned value 0
+                    el.x.set(0.0)
+                    sub = el.x.getSubVector(red.iset)
+                    sub.setArray(Xarr[:, k])
+                    el.x.restoreSubVector(red.iset, sub)
+                el.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+                fpetsc.assign(el.x, out)
+                out.x.scatter_forward()
+                self.Z[:, k] = out.x.array[:self.nloc]
+                if self.fast:
+                    self.Zfull[:, k] = out.x.array
+        finally:
+            el.emf.x.array[:] = emf
+            el.emf.x.scatter_forward()
+            el.source_on.value = 1.0
+            for obj in (X, B, ksp):
+                obj.destroy()
+
+    def _build_ksp(self, step) -> int:
+        """The N + 1 fields by the electrical KSP, one warm-started solve each; the iterations."""
+        el = self.el
         its = el._solve_rhs(1.0, False, el._phi_b, step)
         self.Z[:, 0] = el._phi_b.x.array[:self.nloc]
         if self.fast:
@@ -134,12 +217,6 @@ class ReducedPorts:
         finally:
             el.emf.x.array[:] = emf
             el.source_on.value = 1.0
-        self._Zmat.assemble()  # the array changed under the Mat
-        if self.fast:
-            self._features()
-        self._coeffs = [c.copy() for c in el._operator_coefficients()]
-        self._built = True
-        self.builds += 1
         return its
 
     # ------------------------------------------------------------------ step
