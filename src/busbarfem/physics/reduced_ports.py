@@ -50,6 +50,11 @@ from dolfinx import fem, la
 #: (docs/performance.md "Reduced electrical step": 8s6p); False: always the electrical KSP
 BUILD_DIRECT = True
 
+#: ... up to this many solved unknowns (measured at 414,952, 8s6p: peak RSS 1.9 GB per rank on
+#: 2 ranks for the whole run; the factorisation's fill grows faster than the size, so larger
+#: systems keep the CG solves until measured)
+BUILD_DIRECT_MAX_DOFS = 1_000_000
+
 #: largest per-rank size of the stored per-cell basis gradients [bytes]; above it the
 #: reduced step assembles the operator each call instead (same result, slower)
 FEATURE_BYTES = 2 * 1024**3
@@ -124,7 +129,9 @@ class ReducedPorts:
         el = self.el
         el._assemble_matrix()  # with the Dirichlet rows: the system the KSP solves
         its = 0
-        if not (BUILD_DIRECT and el.options.get("ksp_type") != "preonly" and self._build_direct()):
+        direct = (BUILD_DIRECT and el.options.get("ksp_type") != "preonly"
+                  and el.ndofs_solved <= BUILD_DIRECT_MAX_DOFS)
+        if not (direct and self._build_direct()):
             its = self._build_ksp(step)
         self._Zmat.assemble()  # the array changed under the Mat
         if self.fast:
