@@ -16,6 +16,7 @@ from mpi4py import MPI
 
 
 def main() -> None:
+    """Run ``argv[2]`` with ``argv[3:]`` as a script, profiled on rank 0 into ``argv[1]``."""
     out, script, *args = sys.argv[1:]
     sys.argv = [script, *args]
     if MPI.COMM_WORLD.rank == 0:

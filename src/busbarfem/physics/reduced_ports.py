@@ -8,7 +8,8 @@ cells' EMFs::
 
 ``phi_b`` the solution with V = 1 and no sources, ``psi_c`` the solution with V = 0 and a unit
 EMF in cell c only. :class:`ReducedPorts` computes these N + 1 fields once (one operator,
-one preconditioner set-up or factorisation, N + 1 solves) and then answers each electrical
+one sparse factorisation and one multi-right-hand-side solve, also when the electrical solver
+is iterative: :data:`BUILD_DIRECT`; else N + 1 preconditioned solves) and then answers each electrical
 call without a Krylov solve: a Galerkin projection of the current problem on the basis
 
     Psi^T A Psi y_a = Psi^T L,          Psi^T A Psi y_b = -Psi^T A phi_b
