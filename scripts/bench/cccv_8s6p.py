@@ -108,6 +108,7 @@ def main() -> None:
         "events": sim.events, "steps": step_sequence(log, sim.events),
         "cell_states": {n: {k: c.get(k) for k in ("soc", "current_A", "voltage_V", "T_mean_K")}
                         for n, c in cells.items()},
+        "linear_solvers": summary.get("linear_solvers"), "maxrss_MiB": common.mem_per_rank(comm),
         "machine": common.machine_info(),
     }
     common.emit(res, comm, a.out)

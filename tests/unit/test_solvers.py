@@ -140,3 +140,33 @@ def test_welded_busbar_gamg_iterations_and_stats():
     assert 0 < el["iterations_max"] <= 25
     assert el["iterations_total"] == pytest.approx(el["iterations_mean"] * el["solves"])
     assert th["solves"] >= 1 and th["iterations_max"] <= 25
+
+
+def test_limit_blas_threads_sets_numpys_openblas():
+    """``solvers.limit_blas_threads(n)`` reaches numpy's OpenBLAS (read back through its own
+    getter) and can restore the previous count."""
+    import ctypes
+
+    with open("/proc/self/maps") as fh:
+        libs = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line})
+    getters = []
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for name in ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+                     "scipy_openblas_get_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_int
+                getters.append(fn)
+                break
+    if not getters:
+        pytest.skip("no OpenBLAS loaded")
+    before = [g() for g in getters]
+    try:
+        assert solvers.limit_blas_threads(1) == len(getters)
+        assert [g() for g in getters] == [1] * len(getters)
+        a = np.arange(12.0).reshape(3, 4)
+        assert np.array_equal(a @ a.T, np.einsum("ik,jk->ij", a, a))  # BLAS still works
+    finally:
+        solvers.limit_blas_threads(max(before))
+    assert max(g() for g in getters) == max(before)

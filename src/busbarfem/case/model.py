@@ -127,9 +127,10 @@ class ReducedElectrical(StrictModel):
                           "(docs/performance.md). Needs cell bodies.")
     tol: float = Field(1e-7, gt=0, lt=1, description="Rebuild the basis when the true relative residual "
                        "||b - A phi|| / ||b|| of a reduced solve exceeds this [-].")
-    coefficient_tol: float = Field(0.5, gt=0, description="Also rebuild when an operator coefficient (sigma per "
-                                   "field, the cells' g = 1/(R0 Vol), contact conductances) moved by more than "
-                                   "this fraction of its largest value since the basis was built [-].")
+    coefficient_tol: float | None = Field(None, gt=0, description="Also rebuild when an operator coefficient "
+                                          "(sigma per field, the cells' g = 1/(R0 Vol), contact conductances) moved "
+                                          "by more than this fraction of its largest value since the basis was built "
+                                          "[-]; null (default): the residual check alone decides.")
 
 
 class ElectricalSettings(StrictModel):

@@ -24,6 +24,7 @@ from busbarfem.coupling.state import RunState
 from busbarfem.errors import SolveError
 from busbarfem.events import HoldCurrentControl, Runaway
 from busbarfem.mesh import MeshBundle
+from busbarfem.physics import solvers
 
 
 class Simulation:
@@ -45,6 +46,8 @@ class Simulation:
     def __init__(self, case, source, comm: MPI.Comm, outdir: Path | None = None, progress=None,
                  cache_dir=None, restarting: bool = False):
         self.case, self.source, self.comm = case, source, comm
+        if comm.size > 1:  # one process per core: OpenBLAS's own threads would oversubscribe them
+            solvers.limit_blas_threads(1)
         self.restarting = restarting
         self.outdir = Path(outdir) if outdir is not None else None
         self.progress = progress

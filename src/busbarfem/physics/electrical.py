@@ -626,15 +626,7 @@ class ElectricalProblem:
             fpetsc.assign(out if guess is None else guess, self.x)
         elif self.coarse_guess:
             self.x.set(0.0)
-        self.V_term.value = V_value
-        self.source_on.value = 1.0 if sources else 0.0
-        with self.b.localForm() as loc:
-            loc.set(0.0)
-        if sources:  # with the cell EMFs off the source vector is zero
-            fpetsc.assemble_vector(self.b, self.L)
-        fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
-        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        fpetsc.set_bc(self.b, self.bcs)
+        self._assemble_rhs(V_value, sources)
         if self.coarse_guess:  # the guess carries the Dirichlet values (their rows are decoupled)
             fpetsc.set_bc(self.x, self.bcs)
         if self._red is None:
@@ -665,6 +657,19 @@ class ElectricalProblem:
             self._coarse.correct(A, b, x)
         return its
 
+    def _assemble_rhs(self, V_value: float, sources: bool) -> None:
+        """The right-hand side of the solved system into ``self.b`` (lifted, Dirichlet rows set)."""
+        self.V_term.value = V_value
+        self.source_on.value = 1.0 if sources else 0.0
+        with self.b.localForm() as loc:
+            loc.set(0.0)
+        if sources:  # with the cell EMFs off the source vector is zero
+            fpetsc.assemble_vector(self.b, self.L)
+        if V_value != 0.0:  # every other Dirichlet value is 0: at V = 0 the lifting is zero
+            fpetsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
+        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fpetsc.set_bc(self.b, self.bcs)
+
     def _reaction(self, include_source: bool) -> float:
         val = fem.assemble_scalar(self.react_a)
         if include_source:
@@ -675,7 +680,7 @@ class ElectricalProblem:
     #: :meth:`use_reduced_step` switched it on; None: every call solves the full system
     reduced = None
 
-    def use_reduced_step(self, tol: float = 1e-7, coefficient_tol: float = 0.5) -> None:
+    def use_reduced_step(self, tol: float = 1e-7, coefficient_tol: float | None = None) -> None:
         """Answer :meth:`solve` from a cell-port basis (:class:`~busbarfem.physics.reduced_ports.ReducedPorts`).
 
         Two-potential problems with cell regions only (ValueError otherwise).

@@ -8,7 +8,8 @@ cells' EMFs::
 
 ``phi_b`` the solution with V = 1 and no sources, ``psi_c`` the solution with V = 0 and a unit
 EMF in cell c only. :class:`ReducedPorts` computes these N + 1 fields once (one operator,
-one preconditioner set-up or factorisation, N + 1 solves) and then answers each electrical
+one sparse factorisation and one multi-right-hand-side solve, also when the electrical solver
+is iterative: :data:`BUILD_DIRECT`; else N + 1 preconditioned solves) and then answers each electrical
 call without a Krylov solve: a Galerkin projection of the current problem on the basis
 
     Psi^T A Psi y_a = Psi^T L,          Psi^T A Psi y_b = -Psi^T A phi_b
@@ -27,8 +28,9 @@ projected products, and the control mode goes through
 Error control: after each reduced call the true residual of the assembled current system
 ``||b - A phi|| / ||b||`` (free rows; ``b`` the right-hand side with the terminal voltage
 lifted, as in the full solve) is evaluated from the same products; above ``tol`` the basis
-is rebuilt at the current operator and the call repeated. The basis is also rebuilt when any
-operator coefficient moved by more than ``coefficient_tol`` of its largest value since the
+is rebuilt at the current operator and the call repeated. That residual is the error
+control; optionally (``coefficient_tol``, default None: off) the basis is also rebuilt when any
+operator coefficient moved by more than that fraction of its largest value since the
 build (the measure of :meth:`ElectricalProblem._decide_pc_reuse`). MPI: every rank holds its
 owned rows of the basis; the projected matrices and the port sums are allreduced, and the
 small dense systems are solved redundantly on every rank.
@@ -43,6 +45,16 @@ from petsc4py import PETSc
 
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem, la
+
+#: build the basis by one sparse Cholesky factorisation (MUMPS) and one multi-right-hand-side
+#: solve when the electrical KSP is iterative, instead of N + 1 preconditioned CG solves
+#: (docs/performance.md "Reduced electrical step": 8s6p); False: always the electrical KSP
+BUILD_DIRECT = True
+
+#: ... up to this many solved unknowns (measured at 414,952, 8s6p: peak RSS 1.9 GB per rank on
+#: 2 ranks for the whole run; the factorisation's fill grows faster than the size, so larger
+#: systems keep the CG solves until measured)
+BUILD_DIRECT_MAX_DOFS = 1_000_000
 
 #: largest per-rank size of the stored per-cell basis gradients [bytes]; above it the
 #: reduced step assembles the operator each call instead (same result, slower)
@@ -68,14 +80,16 @@ class ReducedPorts:
     Args:
         el: the electrical problem (two fields, with cell regions).
         tol: largest relative residual ``||b - A phi|| / ||b||`` accepted from the basis.
-        coefficient_tol: rebuild when an operator coefficient moved by more than this
-            fraction of its largest value since the basis was built.
+        coefficient_tol: also rebuild when an operator coefficient moved by more than this
+            fraction of its largest value since the basis was built (None: the residual alone
+            decides).
     """
 
-    def __init__(self, el, tol: float = 1e-7, coefficient_tol: float = 0.5):
+    def __init__(self, el, tol: float = 1e-7, coefficient_tol: float | None = None):
         if el.nfields != 2 or not el.cell_names:
             raise ValueError("the reduced electrical step needs cell bodies (two potentials)")
-        self.el, self.tol, self.coefficient_tol = el, float(tol), float(coefficient_tol)
+        self.el, self.tol = el, float(tol)
+        self.coefficient_tol = None if coefficient_tol is None else float(coefficient_tol)
         self.comm = el.comm
         V = el.V
         bs = V.dofmap.index_map_bs
@@ -107,12 +121,112 @@ class ReducedPorts:
         self.rebuilds_residual = 0
         self.max_residual = 0.0
         self.last_residual = np.nan
+        self.direct_failures = 0      # direct builds that fell back to the KSP solves
+        self.direct_residual = np.nan  # largest column residual of the last direct build
 
     # ------------------------------------------------------------------ basis
     def build(self, step) -> int:
         """Solve for the N + 1 basis fields at the current operator; returns the KSP iterations."""
         el = self.el
         el._assemble_matrix()  # with the Dirichlet rows: the system the KSP solves
+        its = 0
+        direct = (BUILD_DIRECT and el.options.get("ksp_type") != "preonly"
+                  and el.ndofs_solved <= BUILD_DIRECT_MAX_DOFS)
+        if not (direct and self._build_direct()):
+            its = self._build_ksp(step)
+        self._Zmat.assemble()  # the array changed under the Mat
+        if self.fast:
+            self._features()
+        self._coeffs = [c.copy() for c in el._operator_coefficients()]
+        self._built = True
+        self.builds += 1
+        return its
+
+    def _build_direct(self) -> bool:
+        """The N + 1 fields by one MUMPS Cholesky factorisation of the solved operator and one
+        multi-right-hand-side solve (``KSPMatSolve``); the factorisation is freed afterwards.
+
+        Every column's true relative residual ``||B - A X|| / ||B||`` must be below a tenth of
+        the reduced step's ``tol`` (measured 1.4e-10 on 2s2p; the CG solves stop on the
+        preconditioned residual, so their true one is not smaller); False (nothing stored) if
+        the factorisation failed or missed it, and the caller falls back to the KSP solves
+        (counted in ``direct_failures``)."""
+        el, comm, m = self.el, self.comm, self.n + 1
+        A = el.ksp.getOperators()[0]
+        A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+        ksp = PETSc.KSP().create(comm)
+        ksp.setOptionsPrefix("busbarfem_basis_")
+        ksp.setOperators(A)
+        ksp.setType("preonly")
+        pc = ksp.getPC()
+        pc.setType("cholesky")
+        pc.setFactorSolverType("mumps")
+        nsub = A.getLocalSize()[0]
+        B = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
+        B.setUp()
+        X = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
+        X.setUp()
+        red = el._red
+        emf = el.emf.x.array.copy()
+        try:
+            ksp.setUp()
+            Barr = B.getDenseArray()
+            for k in range(m):
+                if k == 0:
+                    el._assemble_rhs(1.0, False)
+                else:
+                    el.emf.x.array[:] = 0.0
+                    el.emf.x.array[self.region_cells[k - 1]] = 1.0
+                    el.emf.x.scatter_forward()
+                    el._assemble_rhs(0.0, True)
+                if red is None:
+                    Barr[:, k] = el.b.getArray(readonly=True)
+                else:
+                    sub = el.b.getSubVector(red.iset)
+                    Barr[:, k] = sub.getArray(readonly=True)
+                    el.b.restoreSubVector(red.iset, sub)
+            B.assemble()
+            ksp.matSolve(B, X)
+            R = A.matMult(X)
+            Rarr = R.getDenseArray(readonly=True)
+            Xarr = X.getDenseArray(readonly=True)
+            num = comm.allreduce(np.sum((Rarr - Barr) ** 2, axis=0), op=MPI.SUM)
+            den = comm.allreduce(np.sum(Barr ** 2, axis=0), op=MPI.SUM)
+            R.destroy()
+            rel = float(np.max(np.sqrt(num / np.where(den > 0, den, 1.0))))
+            self.direct_residual = rel
+            if not np.isfinite(rel) or rel > 0.1 * self.tol:
+                self.direct_failures += 1
+                return False
+            for k in range(m):
+                out = el._phi_b if k == 0 else self._scratch
+                if red is None:
+                    el.x.setArray(Xarr[:, k])
+                else:  # the dropped entries of x stay at their pinned value 0
+                    el.x.set(0.0)
+                    sub = el.x.getSubVector(red.iset)
+                    sub.setArray(Xarr[:, k])
+                    el.x.restoreSubVector(red.iset, sub)
+                el.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+                fpetsc.assign(el.x, out)
+                out.x.scatter_forward()
+                self.Z[:, k] = out.x.array[:self.nloc]
+                if self.fast:
+                    self.Zfull[:, k] = out.x.array
+        except PETSc.Error:  # e.g. MUMPS out of memory: the KSP solves instead
+            self.direct_failures += 1
+            return False
+        finally:
+            el.emf.x.array[:] = emf
+            el.emf.x.scatter_forward()
+            el.source_on.value = 1.0
+            for obj in (X, B, ksp):
+                obj.destroy()
+        return True
+
+    def _build_ksp(self, step) -> int:
+        """The N + 1 fields by the electrical KSP, one warm-started solve each; the iterations."""
+        el = self.el
         its = el._solve_rhs(1.0, False, el._phi_b, step)
         self.Z[:, 0] = el._phi_b.x.array[:self.nloc]
         if self.fast:
@@ -131,12 +245,6 @@ class ReducedPorts:
         finally:
             el.emf.x.array[:] = emf
             el.source_on.value = 1.0
-        self._Zmat.assemble()  # the array changed under the Mat
-        if self.fast:
-            self._features()
-        self._coeffs = [c.copy() for c in el._operator_coefficients()]
-        self._built = True
-        self.builds += 1
         return its
 
     # ------------------------------------------------------------------ step
@@ -151,11 +259,13 @@ class ReducedPorts:
         if not self._built:
             its += self.build(step)
             fresh = True
-        elif coefficient_change(self.comm, el._operator_coefficients(), self._coeffs) > self.coefficient_tol:
+        elif (self.coefficient_tol is not None and coefficient_change(
+                self.comm, el._operator_coefficients(), self._coeffs) > self.coefficient_tol):
             its += self.build(step)
             self.rebuilds_coefficient += 1
             fresh = True
-        project = self._project_fast if self.fast and self._region_constant() else self._project
+        fast = self.fast and self._region_constant() and self._const_unchanged()
+        project = self._project_fast if fast else self._project
         V, I0, G, res = project(mode, value)
         if res > self.tol and not fresh:
             self.rebuilds_residual += 1
@@ -215,7 +325,13 @@ class ReducedPorts:
         gdm = msh.geometry.dofmaps[0]
         ok = el.cellwise_sigma and not el.elements and gdm.shape[1] == 4 and tdim == 3  # P1 on affine tets
         ce = msh.topology.index_map(tdim).size_local
-        ok = ok and ce * 6 * (self.n + 1) * 8 <= FEATURE_BYTES
+        if ok:
+            # per field, the owned cells whose sigma depends on T (alpha != 0): only their part
+            # of the conduction Gram matrix changes between builds, so only they keep gradients
+            self.var_cells = [np.flatnonzero(tab[np.asarray(ids[:ce], dtype=np.int64), 3] != 0.0)
+                              for ids, tab in el._cell_data]
+            nvar = sum(len(c) for c in self.var_cells)
+            ok = nvar * 3 * (self.n + 1) * 8 <= FEATURE_BYTES
         if not self.comm.allreduce(bool(ok), op=MPI.LAND):
             return False
         self.ce = ce
@@ -247,27 +363,45 @@ class ReducedPorts:
         return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
     def _features(self) -> None:
-        """Per-cell gradients of the basis fields (``F``), the per-region transfer Gram
-        matrices ``T_c`` and source moments ``l_c`` (from the columns incl. ghosts)."""
+        """Per-region transfer Gram matrices ``T_c`` and source moments ``l_c``, the conduction
+        Gram matrix ``G_const`` of the cells with a temperature-independent sigma (per field:
+        ``alpha = 0``; their sigma is the build's for good) and the per-cell basis gradients
+        ``F_var`` of the others (from the columns incl. ghosts). The sigma of the constant
+        cells is kept to check that it really stays put (:meth:`_const_unchanged`)."""
         m = self.n + 1
+        el = self.el
         zn = self.Zfull.reshape(self.nnodes, 2, m)
-        F = np.empty((6, self.ce, m))  # (field x direction, cell, column): contiguous per direction
         self.T_c = np.zeros((self.n, m, m))
         self.l_c = np.zeros((self.n, m))
+        self.G_const = np.zeros((m, m))
         region = np.full(self.ce, -1)
         for k, c in enumerate(self.region_owned):
             region[c] = k
+        var = np.zeros((2, self.ce), dtype=bool)
+        for f in range(2):
+            var[f, self.var_cells[f]] = True
+        self.F_var = [np.empty((3, len(self.var_cells[f]), m)) for f in range(2)]
+        pos = [np.cumsum(var[f]) - 1 for f in range(2)]  # cell -> row in F_var[f]
+        sig = [el.sig_T[f].x.array.reshape(-1, 3)[self.q] for f in range(2)]
+        self._sig_const = [sig[f][~var[f]].copy() for f in range(2)]
         chunk = 50000
         for a in range(0, self.ce, chunk):
             sl = slice(a, min(a + chunk, self.ce))
             ze = zn[self.dofs[sl]]                                          # (c, 4, 2, m)
+            v = self.vol[sl]
             for f in range(2):
+                vf = var[f, sl]
+                cf = ~vf
                 for dd in range(3):
-                    F[3 * f + dd, sl] = np.einsum("ea,eak->ek", self.grad[sl, :, dd], ze[:, :, f, :])
+                    Fk = np.einsum("ea,eak->ek", self.grad[sl, :, dd], ze[:, :, f, :])
+                    if cf.any():
+                        Fw = Fk[cf] * np.sqrt(sig[f][sl, dd][cf] * v[cf])[:, None]
+                        self.G_const += Fw.T @ Fw
+                    if vf.any():
+                        self.F_var[f][dd, pos[f][sl][vf]] = Fk[vf]
             d = ze[:, :, 0, :] - ze[:, :, 1, :]                             # (c, 4, m)
             S = d.sum(axis=1)
             reg = region[sl]
-            v = self.vol[sl]
             for k in np.unique(reg[reg >= 0]):
                 sel = reg == k
                 w = v[sel]
@@ -276,7 +410,16 @@ class ReducedPorts:
                 dk2 = dk.reshape(-1, m)
                 self.T_c[k] += (dk2 * np.repeat(w / 20.0, 4)[:, None]).T @ dk2
                 self.l_c[k] += (w / 4.0) @ Sk
-        self.F = F
+
+    def _const_unchanged(self) -> bool:
+        """True if sigma of every constant-sigma cell is still the build's (collective)."""
+        el = self.el
+        ok = True
+        for f in range(2):
+            keep = np.ones(self.ce, dtype=bool)
+            keep[self.var_cells[f]] = False
+            ok = ok and np.array_equal(el.sig_T[f].x.array.reshape(-1, 3)[self.q[keep]], self._sig_const[f])
+        return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
     def _action(self, x: np.ndarray, out: fem.Function, source: bool, cells=None) -> np.ndarray:
         """Owned rows of ``A x`` (minus ``L`` if ``source``) with the current coefficients, by
@@ -312,13 +455,15 @@ class ReducedPorts:
         """:meth:`_project` without assembly: the Galerkin products from the stored per-cell
         basis gradients and region moments (P1, exact to rounding)."""
         el, comm, n = self.el, self.comm, self.n
-        F = self.F
-        gram = np.zeros((n + 1, n + 1))
+        gram = self.G_const.copy()  # the constant-sigma cells: summed at the build
         for f in range(2):
-            w = el.sig_T[f].x.array.reshape(-1, 3)[self.q] * self.vol[:, None]
+            cells = self.var_cells[f]
+            if not len(cells):
+                continue
+            w = el.sig_T[f].x.array.reshape(-1, 3)[self.q[cells]] * self.vol[cells, None]
             for d in range(3):
-                Fk = F[3 * f + d]
-                gram += (Fk * w[:, d:d + 1]).T @ Fk
+                Fw = self.F_var[f][d] * np.sqrt(w[:, d:d + 1])
+                gram += Fw.T @ Fw
         zl = np.zeros(n + 1)
         g, e, s = el.g.x.array, el.emf.x.array, el.s_stage.x.array
         for k, c in enumerate(self.region_owned):
@@ -386,7 +531,7 @@ class ReducedPorts:
         return {"tol": self.tol, "coefficient_tol": self.coefficient_tol, "basis_size": self.n + 1,
                 "basis_builds": self.builds, "reduced_steps": self.reduced_steps,
                 "rebuilds_coefficient": self.rebuilds_coefficient, "rebuilds_residual": self.rebuilds_residual,
-                "max_residual": self.max_residual}
+                "max_residual": self.max_residual, "direct_build_failures": self.direct_failures}
 
     def destroy(self) -> None:
         """Free the PETSc objects."""

@@ -30,8 +30,45 @@ as its near-null space.
 
 from __future__ import annotations
 
+import ctypes
+
 import dolfinx_solver  # noqa: F401
 from petsc4py import PETSc
+
+#: the thread-count setters of the OpenBLAS builds this stack loads (numpy's 64-bit
+#: scipy-openblas, PETSc's and basix's plain OpenBLAS)
+_BLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+                 "scipy_openblas_set_num_threads")
+
+
+def limit_blas_threads(n: int = 1) -> int:
+    """Set every loaded OpenBLAS to ``n`` threads; returns how many libraries were set.
+
+    Under MPI every rank is one process per core: OpenBLAS's own threads (one per core by
+    default) then oversubscribe the cores, and its spinning threads slow a dense product
+    by an order of magnitude on a loaded machine (the reduced step's Gram products at 8s6p
+    on 2 ranks: 29 s per call instead of ~1 s; docs/performance.md). Linux only (reads
+    ``/proc/self/maps``); elsewhere nothing is changed.
+    """
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return 0
+    done = 0
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn(int(n))
+                done += 1
+                break
+    return done
 
 #: At or below this many global unknowns ``auto`` picks MUMPS LU, above it CG+GAMG.
 #: Measured on the B1 operators (scripts/bench/solver_sweep.py --set crossover, 1 rank,
