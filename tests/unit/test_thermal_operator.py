@@ -186,3 +186,31 @@ def test_stored_heat_from_the_mass_matrix_equals_the_form(fixed_T):
     if not fixed_T:  # no reaction: generated = stored + convection up to the solver tolerance
         assert abs(fl.residual) <= 1e-6 * abs(fl.generated)
     th.destroy()
+
+
+@pytest.mark.parametrize("value", [0.0, 2.0e4])
+def test_plain_number_source_matches_a_constant_source(value):
+    """A heat source given as a plain number (``source=0.0`` as the coolant tests pass it, or
+    any float) solves to the same T as the same value as a ``fem.Constant`` (1e-12), generates
+    value * volume (the unit cube: exactly 0 for 0.0, which has no source vector), and the
+    energy balance closes."""
+    msh = mesh.create_unit_cube(MPI.COMM_WORLD, 5, 5, 5)
+    msh.topology.create_connectivity(2, 3)
+    ext = mesh.exterior_facet_indices(msh.topology)
+    bcs = [("convection", ext, {"h": 10.0, "T_amb": 290.0})]
+    props = {"all": ((1.0, 2.0, 3.0), 1000.0, 800.0)}
+    out = []
+    for src in (value, fem.Constant(msh, PETSc.ScalarType(value))):
+        th = ThermalProblem(_Bundle(msh), props, bcs, src, 298.0, solver="lu")
+        th.solve(50.0)
+        fl = th.heat_flows()
+        out.append((th.owned().copy(), fl))
+        th.destroy()
+    (T_num, fl_num), (T_c, fl_c) = out
+    assert np.max(np.abs(T_num - T_c)) <= 1e-12 * np.max(np.abs(T_c))
+    assert not np.allclose(T_num, 298.0)  # the step did something (cooling, or heating)
+    if value == 0.0:
+        assert fl_num.generated == 0.0
+    assert abs(fl_num.generated - value * 1.0) <= 1e-12 * max(value, 1.0)
+    assert abs(fl_num.generated - fl_c.generated) <= 1e-12 * max(value, 1.0)
+    assert abs(fl_num.residual) <= 1e-6 * max(abs(fl_num.convection), abs(fl_num.stored))

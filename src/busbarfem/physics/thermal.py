@@ -178,7 +178,7 @@ class ThermalProblem:
         """Compile the forms and create the solver for the heat source ``source`` (UFL, W/m^3).
 
         Args:
-            source: volumetric heat source.
+            source: volumetric heat source (UFL, or a plain number; 0 means none).
             robin_terms: extra Robin conditions ``-K grad T . n = h (T - T_ref)`` as
                 ``(facets, h, T_ref)`` or ``(facets, h, T_ref, heat)`` with ``h``/``T_ref``
                 floats or UFL (e.g. DG0 Functions updated between steps) and ``heat`` the
@@ -191,7 +191,11 @@ class ThermalProblem:
         bcs = self._bcs + [("robin", np.asarray(t[0], np.int32),
                             {"h": t[1], "T_amb": t[2], "heat": t[3] if len(t) > 3 else "convection"})
                            for t in robin_terms]
+        # a plain number (e.g. source=0.0) becomes a UFL constant; an identically zero source
+        # has no source vector and generates no heat
+        source = ufl.as_ufl(source)
         self.source = source
+        self._source_zero = isinstance(source, ufl.constantvalue.Zero)
 
         # One facet tag per boundary condition; a later condition overrides an earlier one.
         ids = np.zeros(0, np.int32)
@@ -265,8 +269,8 @@ class ThermalProblem:
         self.a = fem.form(a)
         self._a_mass, self._a_rest = fem.form(a_mass), fem.form(a_rest)
         self.L = fem.form(L)
-        self.L_q = fem.form(source * v * dx)
-        self._bq = fpetsc.create_vector(self.V)
+        self.L_q = None if self._source_zero else fem.form(source * v * dx)
+        self._bq = None if self._source_zero else fpetsc.create_vector(self.V)
         self._q_values = coefficient_values(source)
         self._q_cache: tuple | None = None  # (local generated heat, coefficient copies) of the last L_q assembly
         self.L_cool = fem.form(L_cool) if L_cool is not None else None
@@ -276,8 +280,11 @@ class ThermalProblem:
             L = L + L_cool
         # heat-flow functionals; None where the case has no such term (its flow is 0). The
         # generated heat is integrated with the rule of (q, v), so it equals the sum of L_q's entries
-        qdeg = quadrature_degree(source * v * dx)
-        self._q_form = fem.form(source * dx(metadata={"quadrature_degree": qdeg}))
+        if self._source_zero:
+            self._q_form = None
+        else:
+            qdeg = quadrature_degree(source * v * dx)
+            self._q_form = fem.form(source * dx(metadata={"quadrature_degree": qdeg}))
         self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
         self._conv_form = fem.form(sum(conv_terms)) if conv_terms else None
         self._rad_form = fem.form(sum(rad_terms)) if rad_terms else None
@@ -341,7 +348,8 @@ class ThermalProblem:
                 fpetsc.assemble_vector(self.b, self.L)
                 if self.dirichlet:  # no fixed temperature: no lifting (DOLFINx would still pack and loop)
                     fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
-                loc.array[:] += self._assemble_source()
+                if self.L_q is not None:
+                    loc.array[:] += self._assemble_source()
                 if self.L_cool is not None:  # the lifting depends on the operator: keyed by it
                     self._b_main = (key, loc.array.copy())
         if self.L_cool is not None:
@@ -373,6 +381,8 @@ class ThermalProblem:
     def _generated_local(self) -> float:
         """This rank's share of the generated heat: from the last (q, v) assembly while the
         source's coefficients are unchanged since, else a scalar assembly (same quadrature)."""
+        if self._q_form is None:  # identically zero source
+            return 0.0
         c = self._q_cache
         if c is not None and all(np.array_equal(a, b) for a, b in zip(self._q_values(), c[1])):
             return c[0]
