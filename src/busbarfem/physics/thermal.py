@@ -303,8 +303,8 @@ class ThermalProblem:
         # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
         # K with them set to the identity, so A = K + M/dt keeps the bcs; M_key/K_key say for which
         # robin_version they were assembled
-        self._M = fpetsc.create_matrix(self.a)
-        self._K = fpetsc.create_matrix(self.a)
+        self._M = self.A.duplicate(copy=False)  # A's sparsity, not built again
+        self._K = self.A.duplicate(copy=False)
         self._M_ok, self._K_key, self._A_sum = False, None, False
         self._K_count = 0        # K assemblies so far (the preconditioner matrix follows K)
         self._P, self._P_key = None, None
