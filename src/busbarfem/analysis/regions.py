@@ -112,16 +112,12 @@ class RegionBreakdown:
         return out
 
 
-def _cell_region_names(bundle: MeshBundle) -> np.ndarray:
-    """Region name of every local cell (object array)."""
-    imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
-    n = imap.size_local + imap.num_ghosts
-    names = np.full(n, "", dtype=object)
+def _cell_region_name(bundle: MeshBundle, cell: int) -> str:
+    """Region name of one local cell ("" if untagged or not a volume region)."""
     inv = {t: nm for nm, t in bundle.tags.items() if bundle.regions[nm].dim == 3}
     ct = bundle.cell_tags
-    for idx, tag in zip(ct.indices, ct.values):
-        names[idx] = inv.get(int(tag), "")
-    return names
+    hit = np.flatnonzero(ct.indices == cell)
+    return inv.get(int(ct.values[hit[-1]]), "") if len(hit) else ""
 
 
 def extremum(bundle: MeshBundle, fn: fem.Function, kind: str = "max") -> dict:
@@ -144,9 +140,8 @@ def extremum(bundle: MeshBundle, fn: fem.Function, kind: str = "max") -> dict:
     if comm.rank == winner:
         coords = V.tabulate_dof_coordinates()[i]
         # region of an adjacent cell: find a cell whose dofs include i
-        names = _cell_region_names(bundle)
         hits = np.argwhere(V.dofmap.list == i)
-        region = str(names[hits[0, 0]]) if len(hits) else ""
+        region = _cell_region_name(bundle, int(hits[0, 0])) if len(hits) else ""
         info = {"value": best, "x": [float(c) for c in coords], "region": region}
     return comm.bcast(info, root=winner)
 
