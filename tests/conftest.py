@@ -56,3 +56,37 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     report.user_properties = [(k, _plain(v)) for k, v in report.user_properties]
+
+
+def _sigint_log(config) -> Path:
+    """The file naming tests that left SIGINT blocked (shared by the xdist workers)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sigint-blocked.log"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Name the test that leaves SIGINT blocked in this process, and unblock it.
+
+    A blocked signal mask is inherited by every child process (through fork and exec), so
+    a run started by a later test would never see its Ctrl-C (session 7: the Ctrl-C test
+    failed in full runs only). The test is named in the run's summary; the unblock keeps
+    later tests independent of it."""
+    import signal
+
+    yield
+    if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        with open(_sigint_log(item.config), "a") as f:
+            f.write(f"{item.nodeid}\n")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """List the tests that left SIGINT blocked (see :func:`pytest_runtest_teardown`)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    log = _sigint_log(config)
+    if log.exists():
+        terminalreporter.section("SIGINT left blocked (unblocked after each)")
+        for line in log.read_text().splitlines():
+            terminalreporter.write_line(line)

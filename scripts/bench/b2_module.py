@@ -47,6 +47,18 @@ def _wrap(obj, name: str, sink: dict, key: str, its: list | None = None) -> None
     setattr(obj, name, timed)
 
 
+def _mark(obj, name: str, marks: list) -> None:
+    """Append the wall clock to ``marks`` after every call of ``obj.name``."""
+    fn = getattr(obj, name)
+
+    def marked(*a, **k):
+        out = fn(*a, **k)
+        marks.append(time.perf_counter())
+        return out
+
+    setattr(obj, name, marked)
+
+
 def main() -> None:
     from busbarfem.coupling import Simulation
     from busbarfem.mesh import build_mesh
@@ -88,6 +100,8 @@ def main() -> None:
         for m in ("refresh", "measure_currents", "advance", "update_temperature"):
             _wrap(sim.cells, m, extra, "cell_update")
     _wrap(sim, "_record", extra, "record")
+    marks: list[float] = []  # wall clock at the end of each record: row 0 after the t = 0 call, row k after step k
+    _mark(sim, "_record", marks)
     rss_setup = common.mem_per_rank(comm)
     summary = sim.run()
     sim.close()
@@ -112,6 +126,9 @@ def main() -> None:
         "linear_solvers": summary.get("linear_solvers"), "load_average": list(__import__("os").getloadavg()),
         "per_step_s": (timings.get("solve_electrical", 0) + timings.get("solve_thermal", 0)
                        + extra.get("record", 0) + timings.get("output", 0)) / max(nsteps, 1),
+        # each step timed on its own (record to record, max over ranks): solve, cell update,
+        # thermal, its record and output; the first entry is step 1 (after the t = 0 call)
+        "step_wall_s": [comm.allreduce(b - a_, op=MPI.MAX) for a_, b in zip(marks, marks[1:])],
         "stop_reason": summary.get("stop_reason"), "t_end_s": sim.rows[-1]["time [s]"] if sim.rows else 0.0,
         "terminal": summary.get("terminal"), "T_max_K": summary.get("T_max", {}).get("value"),
         "maxrss_MiB_after_setup": rss_setup, "maxrss_MiB": common.mem_per_rank(comm),

@@ -12,7 +12,10 @@ Runs ``examples/module_4s2p_discharge.yaml`` grown to SERIES x PARALLEL for STEP
   (region, field) -- the per-conductor constants a 0D network model has as unknowns.
 
 A suffix ``,lin`` adds the linear per-region columns (``solvers.CIRCUIT_COARSE_LINEAR``),
-``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``).
+``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``),
+``,g0``/``,g1`` the coarse-corrected initial guess off/on (``solvers.COARSE_GUESS``),
+``,p0``/``,p1`` the coarse post-correction (``solvers.COARSE_POST``), ``,rfX`` the
+two-potential tolerance factor (``solvers.MSMD_RTOL_FACTOR = X``).
 Prints iterations per solve, their mean, electrical CPU (assembly and KSP split), the
 number of preconditioner set-ups and the terminal voltage of the last two calls.
 (A PCDEFLATION of the same space broke down with DIVERGED_INDEFINITE_PC at rtol 1e-12.)
@@ -45,12 +48,18 @@ for e in extra:
         solvers.CIRCUIT_COARSE_LINEAR = True
     if e.startswith("sw"):
         solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
+    if e in ("g0", "g1"):
+        solvers.COARSE_GUESS = e == "g1"
+    if e in ("p0", "p1"):
+        solvers.COARSE_POST = e == "p1"
+    if e.startswith("rf"):
+        solvers.MSMD_RTOL_FACTOR = float(e[2:])
 comm = MPI.COMM_WORLD
 ov = [f"geometry.module.series={series}", f"geometry.module.parallel={parallel}", "solver.adaptive=false",
       "solver.dt=30", f"solver.t_end={steps * 30}", "solver.electrical_solver=gamg"] + sys.argv[5:]
 case, src = common.load_bench_case("module_4s2p_discharge", ov)
 bundle = build_mesh(case, comm, cache_dir=common.MESH_CACHE)
-sim = Simulation(case, src, comm, outdir=Path(tempfile.mkdtemp()), cache_dir=None)
+sim = Simulation(case, src, comm, outdir=Path(comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None, root=0)), cache_dir=None)
 sim.setup(bundle)
 el = sim.el
 if mode.startswith("reuse"):

@@ -331,10 +331,12 @@ class LoadController:
         s_lo, s_hi = int(np.argmin(soc)), int(np.argmax(soc))
         out: list[Condition] = []
 
-        def add(kind, key, margin, reason, stop=False, cell=None, voltage_value=None, reached=None):
+        def add(kind, key, margin, reason, stop=False, cell=None, voltage_value=None, reached=None,
+                decay_limit=None):
             out.append(Condition(kind=kind, key=key, margin=float(margin),
                                  reached=bool(margin >= 0.0 if reached is None else reached),
-                                 reason=reason, stop=stop, cell=cell, voltage_value=voltage_value))
+                                 reason=reason, stop=stop, cell=cell, voltage_value=voltage_value,
+                                 decay_limit=decay_limit))
 
         V, C, SOC, TEMP = EventKind.VOLTAGE, EventKind.CURRENT, EventKind.SOC, EventKind.TEMPERATURE
         if s.until_voltage is not None:
@@ -358,7 +360,7 @@ class LoadController:
             margin = cut - abs(i_mod)
             add(C, "step.until_current", margin,
                 f"{label}: {what} (|I| = {abs(i_mod):.4g} A <= {cut:.4g} A)",
-                reached=elapsed > 0 and margin >= 0.0)
+                reached=elapsed > 0 and margin >= 0.0, decay_limit=cut if s.kind == "hold" else None)
         if s.until_soc is not None:
             if discharging:
                 c = self._cell_name(s_lo)

@@ -94,8 +94,9 @@ def test_4s2p_discharge_matches_lumped_circuit(tmp_path):
 
 def test_kirchhoff_per_stage_with_gamg():
     """With the iterative solver forced on the two-potential system, every stage's cell
-    currents still add up to the terminal current: 4e-7 relative (the cell system is solved
-    at rtol * MSMD_RTOL_FACTOR; at the plain rtol 1e-10 this was 5e-5)."""
+    currents still add up to the terminal current (at rtol 1e-10 without exact Dirichlet
+    values and the coarse post-correction this was 5e-5, at 1e-12 4e-7; with them it is
+    LU's own floor, ~1e-8, docs/performance.md)."""
     from helpers import EXAMPLES
 
     sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml",
@@ -202,3 +203,45 @@ def test_circuit_coarse_space_agrees_with_lu(monkeypatch, tmp_path):
     assert ls["iterations_total"] < ls0["iterations_total"], (ls, ls0)
     assert abs(v / vl - 1) < 2e-6
     assert np.max(np.abs(i - il)) < 2e-6 * np.max(np.abs(il))
+
+
+def test_coarse_post_correction_gives_mumps_cell_currents_at_loose_tolerance(monkeypatch, tmp_path):
+    """At the two-potential preset's rtol (1e-11, 10x looser than before) CG+GAMG with the
+    exact Dirichlet values and the coarse post-correction (the defaults, with the source
+    solve near the operating point) gives MUMPS's cell currents and terminal voltage, and
+    Kirchhoff per stage to LU's own rounding floor; without the two corrections the same
+    tolerance misses Kirchhoff by orders of magnitude more (2s1p here; 4s2p and 8s6p in
+    docs/performance.md)."""
+    from helpers import EXAMPLES
+
+    from busbarfem.physics import solvers
+
+    ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
+          "solver.t_end=30", "mesh.size=0.012"]
+
+    def run(kind: str, corrected: bool = True):
+        monkeypatch.setattr(solvers, "EXACT_BC_VALUES", corrected)
+        monkeypatch.setattr(solvers, "COARSE_POST", corrected)
+        sim = solve_case(EXAMPLES / "module_4s2p_discharge.yaml", [*ov, f"solver.electrical_solver={kind}"],
+                         comm=MPI.COMM_SELF, cache_dir=tmp_path)
+        s = sim.summary()
+        names = sorted(s["cells"])
+        cur = np.array([s["cells"][n]["current_A"] for n in names])
+        I = s["terminal"]["current_A"]
+        kirch = max(abs(sum(c for n, c in zip(names, cur) if n.startswith(f"cell_{st}_")) / I - 1)
+                    for st in (1, 2))
+        return s["terminal"]["voltage_V"], cur, kirch, s["linear_solvers"]["electrical"], sim.el
+
+    vl, il, kl, _, _ = run("lu")
+    v, i, k, ls, el = run("gamg")
+    assert ls["method"] == "cg+gamg" and el.coarse_post and el.exact_bc_values
+    assert el.options["ksp_rtol"] == 1e-10 * solvers.MSMD_RTOL_FACTOR and solvers.MSMD_RTOL_FACTOR >= 0.1
+    assert el.operating_point
+    _, i0, k0, ls0, el0 = run("gamg", corrected=False)
+    assert not el0.coarse_post
+    print("Kirchhoff LU", kl, "corrected", k, "uncorrected", k0, "cells vs LU",
+          np.max(np.abs(i - il)) / np.max(np.abs(il)), np.max(np.abs(i0 - il)) / np.max(np.abs(il)), ls, ls0)
+    assert k < max(10 * kl, 1e-8), (k, kl)
+    assert k0 > 10 * k, (k0, k)
+    assert abs(v / vl - 1) < 1e-8
+    assert np.max(np.abs(i - il)) < 2e-7 * np.max(np.abs(il))

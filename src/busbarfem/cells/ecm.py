@@ -10,11 +10,16 @@ Per cell c (arrays of length N; RC arrays N x K):
     V_RC(t+dt)    = e^(-dt/tau) V_RC(t) + R (1 - e^(-dt/tau)) I   (exact for constant I)
 
 In a held-voltage step the current decays within the step; there the update takes the
-current as linear in time from ``I_start`` to ``I`` (the RC pairs still exactly):
+current as ``I(s) = I_start + (I - I_start) g(s)`` from ``I_start`` to the end current ``I``
+(the RC pairs still exactly), with ``g`` linear in time, or, given a decay time ``tau_I`` of
+the current (:class:`HeldCurrent`), the exponential ``g(s) = (1 - e^(-s/tau_I)) / (1 -
+e^(-dt/tau_I))``, exact for a current that decays exponentially with ``tau_I`` towards any
+asymptote; both are affine in ``I``, so the circuit keeps its Thevenin form:
 
-    V_RC(t+dt)    = a V_RC(t) + R ((1 - a - phi) I_start + phi I),  a = e^(-dt/tau),
-                    phi = 1 - tau (1 - a) / dt
-    SOC(t+dt)     = SOC(t) - (I_start + I) dt / (7200 Q)
+    V_RC(t+dt)    = a V_RC(t) + R (w0 I_start + w1 I),  a = e^(-dt/tau), w0 + w1 = 1 - a
+                    (linear g: w1 = 1 - tau (1 - a) / dt)
+    SOC(t+dt)     = SOC(t) - ((1 - gbar) I_start + gbar I) dt / (3600 Q),  gbar = mean of g
+                    (linear g: gbar = 1/2)
 
 With the optional diffusion lag (``cell.diffusion``) the OCV is evaluated at the surface
 SOC ``SOC_s = SOC - x``, and the lag ``x`` [-] is one more first-order state, updated like
@@ -214,6 +219,90 @@ def emf(params: CellParameters, state: ECMState, T) -> np.ndarray:
     return params.ocv(state.surface_soc, T) - state.v_rc.sum(axis=1)
 
 
+@dataclass(frozen=True)
+class HeldCurrent:
+    """Cell currents at the start of a held step and the decay time of the current shape.
+
+    Attributes:
+        start: per-cell currents at the start of the step [A].
+        decay: per-cell decay time ``tau_I`` [s] of the exponential current shape (negative:
+            a growing current; inf or None: linear in time), see the module docstring.
+    """
+
+    start: np.ndarray
+    decay: np.ndarray | None = None
+
+
+def held_start(current_start) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(start currents, decay times or None)`` of a ``current_start`` argument: an array
+    (the linear shape), a :class:`HeldCurrent` or None."""
+    if current_start is None:
+        return None, None
+    if isinstance(current_start, HeldCurrent):
+        i0 = np.asarray(current_start.start, dtype=float)
+        d = current_start.decay
+        return i0, None if d is None else np.broadcast_to(np.asarray(d, dtype=float), i0.shape)
+    return np.asarray(current_start, dtype=float), None
+
+
+#: below this |dt / tau_I| the exponential shape is interpolated towards the linear one
+#: (the closed forms lose digits to cancellation as dt / tau_I -> 0)
+_SHAPE_X0 = 1e-3
+#: |dt / tau_I| is clipped to this (a growing current's e^(dt/|tau_I|) stays finite)
+_SHAPE_XMAX = 30.0
+
+
+def _shape_x(dt: float, decay) -> np.ndarray | None:
+    if decay is None or dt <= 0:
+        return None
+    with np.errstate(divide="ignore"):
+        x = dt / np.asarray(decay, dtype=float)
+    x = np.where(np.isfinite(x), x, 0.0)
+    return np.clip(x, -_SHAPE_XMAX, _SHAPE_XMAX)
+
+
+def mean_shape(dt: float, decay) -> np.ndarray | float:
+    """``gbar``, the mean over the step of the current shape ``g`` (1/2: linear; see the
+    module docstring): the charge of the step is ``((1 - gbar) I_start + gbar I) dt``."""
+    x = _shape_x(dt, decay)
+    if x is None:
+        return 0.5
+    small = np.abs(x) < 1e-2
+    xs = np.where(small, 1.0, x)
+    exact = 1.0 / -np.expm1(-xs) - 1.0 / xs
+    return np.where(small, 0.5 + x / 12.0 - x ** 3 / 720.0, exact)
+
+
+def held_current_weights(tau, dt: float, decay=None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``(w0, w1)`` of the start and end current in ``V_RC(t+dt) = a V_RC + R (w0
+    I_start + w1 I)`` for the held-step current shape (linear without ``decay``, else the
+    exponential of decay time ``decay``, per cell); shape (N, K) with ``decay`` (N,), else
+    (K,). ``w0 + w1 = 1 - a``."""
+    w0, w1 = linear_current_weights(tau, dt)
+    x = _shape_x(dt, decay)
+    if x is None:
+        return w0, w1
+    tau = np.asarray(tau, dtype=float)
+    y = dt / tau[None, :]  # (1, K)
+
+    def exact(xv):
+        xv = xv[:, None]
+        # w1 = y / (1 - e^-x) * int_0^1 e^(-y (1 - u)) (1 - e^(-x u)) du
+        #    = ((1 - e^-y) - y E) / (1 - e^-x),  E = int_0^1 e^(-y (1-u) - x u) du
+        lo = np.minimum(xv, y)
+        z = -np.abs(xv - y)
+        phi = np.where(np.abs(z) > 1e-8, np.expm1(z) / np.where(z != 0, z, 1.0), 1.0 + z / 2)
+        E = np.exp(-lo) * phi
+        return (-np.expm1(-y) - y * E) / -np.expm1(-xv)
+
+    x0 = np.where(x < 0, -_SHAPE_X0, _SHAPE_X0)
+    big = np.abs(x) >= _SHAPE_X0
+    w1x = np.where(big[:, None], exact(np.where(big, x, x0)), 0.0)
+    w1s = w1[None, :] + (x / x0)[:, None] * (exact(x0) - w1[None, :])
+    w1n = np.where(big[:, None], w1x, w1s)
+    return (1.0 - np.exp(-y)) - w1n, w1n
+
+
 def step_source(params: CellParameters, state: ECMState, T, dt: float,
                 current_start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Effective EMF and resistance of each cell for a step of ``dt`` (see
@@ -221,7 +310,7 @@ def step_source(params: CellParameters, state: ECMState, T, dt: float,
     linearised about the held-voltage start current or else the last step's current."""
     E, R, R_ocv = _step_source(params, state, T, dt, current_start)
     if params.kinetics is not None:
-        i_ref = state.current if current_start is None else np.asarray(current_start, dtype=float)
+        i_ref = state.current if current_start is None else held_start(current_start)[0]
         eta, slope = params.kinetic_overpotential(state.soc, T, i_ref)
         E, R = E - (eta - slope * i_ref), R + slope
     return E, R, R_ocv
@@ -238,16 +327,16 @@ def _step_source(params: CellParameters, state: ECMState, T, dt: float,
     frozen at the step start) keeps parallel current sharing stable for any dt, also
     dt >> tau. ``dt = 0`` gives the instantaneous ``(OCV - sum V_RC, R0)``.
 
-    With ``current_start`` (per-cell currents at the start of the step) the current is
-    taken as linear in time from ``current_start`` to the end-of-step ``I`` instead
-    (second order for a decaying held-voltage current; see the module docstring): the
-    start-current terms move into ``E_eff``.
+    With ``current_start`` (per-cell currents at the start of the step, an array: linear
+    in time, or a :class:`HeldCurrent` with the decay time of an exponential shape) the
+    current goes from ``current_start`` to the end-of-step ``I`` in that shape instead
+    (see the module docstring): the start-current terms move into ``E_eff``.
 
     Returns:
-        ``(E_eff, R_eff, R_ocv)``: ``R_ocv = dOCV/dSOC dt / (3600 Q)`` (halved with
-        ``current_start``) is the part of R_eff that stands for the OCV change over the
-        step, so the end-of-step OCV is ``OCV - R_ocv I`` (``OCV - R_ocv (I_start + I)``
-        with ``current_start``), used for the irreversible heat ``I (OCV_end - V)``.
+        ``(E_eff, R_eff, R_ocv)``: ``R_ocv = dOCV/dSOC dt / (3600 Q)`` stands for the OCV
+        change over the step, so the end-of-step OCV is ``OCV - R_ocv I`` (``OCV - R_ocv
+        I_mean`` with ``current_start``, ``I_mean`` = :func:`mean_current`), used for the
+        irreversible heat ``I (OCV_end - V)``.
     """
     soc = state.soc
     a = np.exp(-dt / params.rc_tau) if params.n_rc else np.zeros(0)
@@ -263,22 +352,47 @@ def _step_source(params: CellParameters, state: ECMState, T, dt: float,
     if params.diffusion is not None:
         return _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv)
     if current_start is None:
-        Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1)
+        end = soc
+        i_pred = np.broadcast_to(np.asarray(state.current, dtype=float), soc.shape)
+        if dt > 0 and np.any(i_pred != 0):
+            # secant over the SOC change the last step's current predicts (exact for a
+            # constant current; the tangent at the start SOC is first order in the step's
+            # SOC change: 300 s steps at 0.5C put the lumped 8s6p CC->CV switch 39 s late),
+            # and R0 at the predicted end SOC, where the end-of-step voltage is read
+            end = np.clip(soc - i_pred * dt / (3600.0 * state.capacity_Ah), 0, 1)
+            wide = np.abs(end - soc) > 1e-6
+            secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
+            R_ocv = np.where(wide, secant * dt / (3600.0 * state.capacity_Ah), R_ocv)
+        Reff = params.R0(end, T) + (R * (1.0 - a)).sum(axis=1)
         return E, Reff + R_ocv, R_ocv
-    i0 = np.asarray(current_start, dtype=float)
-    w0, w1 = linear_current_weights(params.rc_tau, dt)
+    i0, decay = held_start(current_start)
+    w0, w1 = held_current_weights(params.rc_tau, dt, decay)
+    gbar = mean_shape(dt, decay)
+    end = soc
     if dt > 0:
-        # secant slope over the SOC change the start current predicts, so a kink of a
-        # tabulated OCV inside the step does not show as a jump of the current
-        dsoc = -i0 * dt / (3600.0 * state.capacity_Ah)
+        # secant slope over the SOC change the start current predicts (decaying in the
+        # shape's exponential, if it has one), so a kink of a tabulated OCV inside the step
+        # does not show as a jump of the current
+        dsoc = -i0 * _predicted_mean(dt, decay) * dt / (3600.0 * state.capacity_Ah)
         end = np.clip(soc + dsoc, 0, 1)
         wide = np.abs(end - soc) > 1e-6
         secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
         R_ocv = np.where(wide, secant * dt / (3600.0 * state.capacity_Ah), R_ocv)
-    R_ocv = 0.5 * R_ocv
-    E = E - R_ocv * i0 - (R * w0).sum(axis=1) * i0
-    Reff = params.R0(soc, T) + (R * w1).sum(axis=1) + R_ocv
+    E = E - R_ocv * (1.0 - gbar) * i0 - (R * w0).sum(axis=1) * i0
+    # the series resistance acts at the end of the step: at the predicted end SOC (a
+    # SOC-dependent R0 frozen at the start is a first-order error of a long held step)
+    Reff = params.R0(end, T) + (R * w1).sum(axis=1) + R_ocv * gbar
     return E, Reff, R_ocv
+
+
+def _predicted_mean(dt: float, decay) -> np.ndarray | float:
+    """Mean over the step of ``e^(-s/tau_I)`` (1 without a decay time): the start current's
+    prediction of the step's mean current in the exponential shape."""
+    x = _shape_x(dt, decay)
+    if x is None:
+        return 1.0
+    small = np.abs(x) < 1e-6
+    return np.where(small, 1.0 - x / 2, -np.expm1(-x) / np.where(small, 1.0, x))
 
 
 def _ocv_slope(params: CellParameters, soc, T, d: float = 1e-6) -> np.ndarray:
@@ -302,26 +416,45 @@ def _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv):
         R_s = _ocv_slope(params, s0, T) * gain if dt > 0 else np.zeros_like(E)
         Reff = params.R0(soc, T) + (R * (1.0 - a)).sum(axis=1) + R_s
         return E, Reff, R_ocv
-    i0 = np.asarray(current_start, dtype=float)
-    w0, w1 = linear_current_weights(params.rc_tau, dt)
-    wd0, wd1 = linear_current_weights(np.array([params.diffusion.tau]), dt)
-    g0 = dt / (7200.0 * Q) + Rd * wd0[0]
-    g1 = dt / (7200.0 * Q) + Rd * wd1[0]
+    i0, decay = held_start(current_start)
+    w0, w1 = held_current_weights(params.rc_tau, dt, decay)
+    wd0, wd1 = _lag_weights(params, dt, decay)
+    gbar = mean_shape(dt, decay)
+    g0 = dt * (1.0 - gbar) / (3600.0 * Q) + Rd * wd0
+    g1 = dt * gbar / (3600.0 * Q) + Rd * wd1
     slope = _ocv_slope(params, s0, T)
     if dt > 0:
-        end = np.clip(s0 - i0 * (g0 + g1), 0, 1)
+        end = np.clip(s0 - i0 * (g0 + _predicted_mean(dt, decay) * g1), 0, 1)
         wide = np.abs(end - s0) > 1e-6
         secant = (params.ocv(end, T) - params.ocv(s0, T)) / np.where(wide, end - s0, 1.0)
         slope = np.where(wide, secant, slope)
         # the bulk part for the heat, as without diffusion
-        dsoc = -i0 * dt / (3600.0 * Q)
+        dsoc = -i0 * _predicted_mean(dt, decay) * dt / (3600.0 * Q)
         bend = np.clip(soc + dsoc, 0, 1)
         bwide = np.abs(bend - soc) > 1e-6
         bsec = (params.ocv(bend, T) - params.ocv(soc, T)) / np.where(bwide, bend - soc, 1.0)
         R_ocv = np.where(bwide, bsec * dt / (3600.0 * Q), R_ocv)
     E = E - slope * g0 * i0 - (R * w0).sum(axis=1) * i0
-    Reff = params.R0(soc, T) + (R * w1).sum(axis=1) + slope * g1
-    return E, Reff, 0.5 * R_ocv
+    bulk_end = np.clip(soc - i0 * _predicted_mean(dt, decay) * dt / (3600.0 * Q), 0, 1) if dt > 0 else soc
+    Reff = params.R0(bulk_end, T) + (R * w1).sum(axis=1) + slope * g1
+    return E, Reff, R_ocv
+
+
+def _lag_weights(params, dt: float, decay) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`held_current_weights` of the diffusion lag (one time constant), per cell."""
+    wd0, wd1 = held_current_weights(np.array([params.diffusion.tau]), dt, decay)
+    return wd0[..., 0], wd1[..., 0]
+
+
+def mean_current(current, current_start, dt: float) -> np.ndarray:
+    """Mean current of a step [A]: ``current`` without ``current_start``, else
+    ``(1 - gbar) I_start + gbar I`` of the held-step shape (:func:`mean_shape`)."""
+    current = np.asarray(current, dtype=float)
+    if current_start is None:
+        return current
+    i0, decay = held_start(current_start)
+    gbar = mean_shape(dt, decay)
+    return (1.0 - gbar) * i0 + gbar * current
 
 
 def linear_current_weights(tau, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -357,8 +490,9 @@ def advance(params: CellParameters, state: ECMState, current, dt: float, T=None,
             current_start=None) -> ECMState:
     """New state after ``dt`` seconds at per-cell ``current`` [A].
 
-    The current is constant over the step, or with ``current_start`` linear in time from
-    ``current_start`` to ``current`` (as in :func:`step_source`). ``T`` [K]: the cell
+    The current is constant over the step, or with ``current_start`` goes from
+    ``current_start`` to ``current`` in the held-step shape (linear, or exponential with a
+    :class:`HeldCurrent`'s decay time; as in :func:`step_source`). ``T`` [K]: the cell
     temperatures the step was solved at (RC Arrhenius; None = T_ref); pass the same as to
     :func:`step_source` so the RC update matches the solved circuit.
     """
@@ -377,14 +511,14 @@ def advance(params: CellParameters, state: ECMState, current, dt: float, T=None,
             capacity_Ah=state.capacity_Ah.copy(), soc_lag=lag.copy(),
             current=np.broadcast_to(current, state.soc.shape).copy(),
         )
-    i0 = np.asarray(current_start, dtype=float)
-    w0, w1 = linear_current_weights(params.rc_tau, dt)
+    i0, tau_i = held_start(current_start)
+    w0, w1 = held_current_weights(params.rc_tau, dt, tau_i)
     decay = np.exp(-dt / params.rc_tau)
     if params.diffusion is not None:
-        wd0, wd1 = linear_current_weights(np.array([params.diffusion.tau]), dt)
-        lag = ad * lag + Rd * (wd0[0] * i0 + wd1[0] * current)
+        wd0, wd1 = _lag_weights(params, dt, tau_i)
+        lag = ad * lag + Rd * (wd0 * i0 + wd1 * current)
     return ECMState(
-        soc=state.soc - 0.5 * (i0 + current) * dt / (3600.0 * state.capacity_Ah),
+        soc=state.soc - mean_current(current, current_start, dt) * dt / (3600.0 * state.capacity_Ah),
         v_rc=decay * state.v_rc + R * (w0 * i0[:, None] + w1 * current[:, None]),
         capacity_Ah=state.capacity_Ah.copy(), soc_lag=lag.copy(),
             current=np.broadcast_to(current, state.soc.shape).copy(),

@@ -11,7 +11,9 @@ model (:class:`busbarfem.coupling.transient.FEMSystem`) and the lumped nSmP circ
    kinetics near onset; never below ``dt_min``);
 2. tries the step from its saved start (``system.trial``); a step whose temperature
    changed more than twice ``max_temperature_change`` (adaptive runs) is halved, a held
-   step whose cell currents changed too much is shortened as the hold control says;
+   step whose error estimate (first held step: current change) is too large is shortened
+   as the hold control says; a held step after the first takes the exponential current
+   shape with the decay times of the previous held step (:meth:`StepSizeController.held_shape`);
 3. locates a threshold event reached inside the step (:func:`busbarfem.events.locate`,
    Illinois root finding to ``event_tolerance``, ended early when a secant puts the
    crossing just before a reached trial); a threshold already reached at the step's
@@ -32,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from busbarfem.cells.ecm import HeldCurrent
 from busbarfem.events import HoldCurrentControl, Landing, StopKind, first_reached, locate, margin_of
 
 
@@ -105,6 +108,9 @@ class StepSizeController:
         self.max_change = float(max_temperature_change)
         self.hold = hold or HoldCurrentControl()
         self.h_hold: float | None = None  # what the hold control suggests for the next held step
+        self.held_prev = None  # (start currents, length) of the last accepted held step
+        self._held_end = None  # its end currents (a hold goes on where they equal the next start)
+        self.tau_hold: float | None = None  # the system's decay time at the start of the hold
 
     def at_end(self, t: float) -> bool:
         """The end time is reached (to a relative 1e-9)."""
@@ -120,6 +126,7 @@ class StepSizeController:
             h = next_event - t
         if not held:
             self.h_hold = None
+            self.held_prev = self._held_end = None
         elif self.h_hold is not None:
             h = min(h, self.h_hold)
         return h
@@ -128,18 +135,63 @@ class StepSizeController:
         """First step of a held-voltage phase: sized by the hold control from the decay time
         ``tau`` [s] of the cell currents (the system's estimate; None: no estimate, the
         step starts at ``dt`` and the hold control cuts it)."""
+        self.held_prev = self._held_end = None
+        self.tau_hold = None
         if tau is not None and math.isfinite(tau) and tau > 0.0:
             self.h_hold = max(self.hold.first_step(tau), self.dt_min)
+            self.tau_hold = float(tau)
+
+    def held_previous(self, i_start):
+        """``(I_prev, h_prev, jump)`` of the last accepted held step if this held step
+        continues it (its start currents are within 1 % of that step's end currents), else None.
+
+        A small jump between the two (the lumped circuit's start currents see the
+        temperature the last step ended at: the splitting error of that step) is taken out
+        of ``I_prev`` (scaled by ``I_start / I_end`` where both have one sign, else shifted
+        by the jump) and returned as ``jump = I_start - I_end``."""
+        import numpy as np
+
+        if self.held_prev is None or self._held_end is None or i_start is None:
+            return None
+        end, start = np.asarray(self._held_end, dtype=float), np.asarray(i_start, dtype=float)
+        if end.shape != start.shape:
+            return None
+        scale = np.maximum(np.maximum(np.abs(start), np.abs(end)), self.hold.current_floor)
+        if np.any(np.abs(start - end) > 1e-2 * scale):
+            return None
+        prev = np.asarray(self.held_prev[0], dtype=float)
+        same = start * end > 0.0
+        prev = np.where(same, prev * np.where(same, start / np.where(same, end, 1.0), 1.0), prev + (start - end))
+        return prev, self.held_prev[1], start - end
+
+    def held_shape(self, i_start):
+        """Decay times of the current shape of a held step (None: linear), see
+        :meth:`busbarfem.events.HoldCurrentControl.shape_decay`; the first step of a hold
+        takes the system's decay time at its start (:meth:`start_hold`), if it had one."""
+        import numpy as np
+
+        prev = self.held_previous(i_start)
+        if prev is None and self.held_prev is None and self.tau_hold is not None and self.hold.rtol is not None:
+            return np.full(np.shape(i_start), self.tau_hold)
+        return self.hold.shape_decay(prev, i_start)
+
+    def held_accepted(self, i_start, i_end, h: float) -> None:
+        """Remember an accepted held step (the next one's shape and error estimate)."""
+        if i_start is None or i_end is None:
+            self.held_prev = self._held_end = None
+        else:
+            self.held_prev, self._held_end = (i_start, h), i_end
 
     def _at_floor(self, h: float) -> bool:
         return h <= self.dt_min * 1.0001
 
-    def retry(self, h: float, result: TrialResult, i_start) -> float | None:
-        """The shorter length to retry a trial of ``h`` with, or None to keep it."""
+    def retry(self, h: float, result: TrialResult, i_start, decay=None) -> float | None:
+        """The shorter length to retry a trial of ``h`` with, or None to keep it (``decay``:
+        the held step's current shape, :meth:`held_shape`)."""
         if self.adaptive and result.dT > 2 * self.max_change and not self._at_floor(h):
             return max(h / 2, self.dt_min)
         if i_start is not None:
-            accept, h_next = self.hold.judge(i_start, result.cell_current, h)
+            accept, h_next = self.hold.judge(i_start, result.cell_current, h, self.held_previous(i_start), decay)
             if accept or self._at_floor(h):
                 self.h_hold = h_next
                 return None
@@ -208,16 +260,19 @@ class TransientStepper:
                     # reached: the crossing is at t, take the shortest located step at once
                     h = min(h, 0.5 * self.tolerance)
 
-                def trial(h_try, t=t, step=step, start=start, i_start=i_start):
-                    return system.trial(t, h_try, step, start, i_start)
+                decay = steps.held_shape(i_start) if i_start is not None else None
+                held = i_start if decay is None else HeldCurrent(i_start, decay)
+
+                def trial(h_try, t=t, step=step, start=start, held=held):
+                    return system.trial(t, h_try, step, start, held)
 
                 first = trial(h)
-                while (h_retry := steps.retry(h, first[0], i_start)) is not None:
+                while (h_retry := steps.retry(h, first[0], i_start, decay)) is not None:
                     h = planned = h_retry
                     first = trial(h)
                 # a threshold inside the step: re-solve it shorter so that it ends at the crossing
                 h, result, _ = locate(trial, h, self.tolerance, first=first,
-                                      margin_at_start=lambda key: margin_of(start_conds, key))
+                                      margin_at_start=lambda key: margin_of(start_conds, key, True))
             except self.stop_errors as exc:
                 return StepOutcome(StopKind.POWER_LIMIT, f"{exc} at t = {t:g} s", t, step)
             t_start = t
@@ -225,6 +280,7 @@ class TransientStepper:
             outcome = system.accept(t, h, step, result, t_start)
             if outcome is not None:
                 return outcome
+            steps.held_accepted(i_start, result.cell_current if i_start is not None else None, h)
             dt = steps.next_dt(h, h < planned, result, system.growth_cap(h))
             if self.checkpoint is not None:
                 self.checkpoint(t, step, dt)

@@ -185,12 +185,15 @@ class CellCoupling(Contribution):
         The RC pairs (and the OCV drift with SOC) are integrated exactly over the step at
         constant current (:func:`busbarfem.cells.ecm.step_source`), so the solve gives the
         end-of-step cell currents and voltages; ``dt = 0`` gives the instantaneous ones.
-        With ``current_start`` (held-voltage steps) the current is taken as linear in time
-        from those start currents to the solved end currents; :meth:`advance` follows.
+        With ``current_start`` (held-voltage steps: an array, or an
+        :class:`busbarfem.cells.ecm.HeldCurrent` with the decay time of the current shape) the
+        current goes from those start currents to the solved end currents in that shape
+        (linear in time, or exponential); :meth:`advance` follows.
         """
         el = self.el
         self._T_step = np.array(self.T_mean, dtype=float)  # the RC update uses the same T
-        self._current_start = None if current_start is None else np.array(current_start, dtype=float)
+        self._current_start = current_start
+        self._dt_step = float(dt)
         E, R, self._R_ocv = ecm.step_source(self.params, self.state, self.T_mean, dt,
                                             self._current_start)
         self._E_eff, self._R_eff = E, R
@@ -213,7 +216,7 @@ class CellCoupling(Contribution):
         """
         tot = self._j_int.by_region()
         self.current = np.array([tot[n] for n in self.names])
-        i_ocv = self.current if self._current_start is None else self.current + self._current_start
+        i_ocv = ecm.mean_current(self.current, self._current_start, getattr(self, "_dt_step", 0.0))
         ocv_end = self.params.ocv(self.state.soc, self.T_mean) - self._R_ocv * i_ocv
         for i, cells in enumerate(self._cells):
             self.el.ocv.x.array[cells] = ocv_end[i]
