@@ -13,7 +13,9 @@ from petsc4py import PETSc
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem, mesh
 
-from busbarfem.physics.thermal import ThermalProblem, preconditioner_dt
+import ufl
+
+from busbarfem.physics.thermal import ThermalProblem, heat_linear, preconditioner_dt, quadrature_degree
 
 
 class _Bundle:
@@ -29,7 +31,7 @@ class _Bundle:
         return fem.functionspace(self.mesh, (family, degree, shape) if shape else (family, degree))
 
 
-def _problem(solver, radiation=False):
+def _problem(solver, radiation=False, k=(1.0, 2.0, 3.0)):
     msh = mesh.create_unit_cube(MPI.COMM_WORLD, 8, 8, 8)
     msh.topology.create_connectivity(2, 3)
     ext = mesh.exterior_facet_indices(msh.topology)
@@ -39,12 +41,13 @@ def _problem(solver, radiation=False):
         top = mesh.locate_entities_boundary(msh, 2, lambda x: np.isclose(x[2], 1.0))
         bcs.append(("radiation", top, {"emissivity": 0.8, "T_amb": 290.0}))
     src = fem.Constant(msh, PETSc.ScalarType(1e5))
-    return ThermalProblem(_Bundle(msh), {"all": ((1.0, 2.0, 3.0), 1000.0, 800.0)}, bcs, src, 298.0, solver=solver)
+    return ThermalProblem(_Bundle(msh), {"all": (k, 1000.0, 800.0)}, bcs, src, 298.0, solver=solver)
 
 
-@pytest.mark.parametrize("radiation", [False, True])
-def test_summed_operator_equals_the_assembled_one(radiation):
-    th = _problem("lu", radiation)
+@pytest.mark.parametrize("radiation,k", [(False, (1.0, 2.0, 3.0)), (True, (1.0, 2.0, 3.0)), (False, (2.0, 2.0, 2.0))])
+def test_summed_operator_equals_the_assembled_one(radiation, k):
+    """(the isotropic case has a scalar DG0 k)"""
+    th = _problem("lu", radiation, k)
     for dt in (10.0, 25.0, None, 5.0):
         th.solve(dt)
         th.advance()
@@ -80,3 +83,134 @@ def test_iterative_steps_keep_the_preconditioner_within_a_bucket_and_match_lu():
     assert pmats[3] == pmats[4] == (32.0, 1)
     assert it.ksp.getOperators()[1].handle == it._P.handle
     assert it.ksp.getOperators()[0].handle == it.A.handle
+
+
+# ---------------------------------------------------------------- generated heat from the source vector
+def _source_problem(nonpolynomial: bool, fixed_T: bool = True):
+    msh = mesh.create_unit_cube(MPI.COMM_WORLD, 6, 6, 6)
+    msh.topology.create_connectivity(2, 3)
+    ext = mesh.exterior_facet_indices(msh.topology)
+    left = mesh.locate_entities_boundary(msh, 2, lambda x: np.isclose(x[0], 0.0))
+    bcs = [("convection", ext, {"h": 10.0, "T_amb": 290.0})]
+    if fixed_T:
+        bcs.append(("temperature", left, {"T": 300.0}))
+    bundle = _Bundle(msh)
+    V = bundle.space("Lagrange", 1)
+    g = fem.Function(V)
+    g.interpolate(lambda x: 1e5 * (1.0 + x[0] + 2.0 * x[1] ** 2))
+    th = ThermalProblem(bundle, {"all": ((1.0, 2.0, 3.0), 1000.0, 800.0)}, bcs, None, 298.0, solver="lu")
+    th.T_k.interpolate(lambda x: 298.0 + 20.0 * x[2])
+    alpha = fem.Constant(msh, PETSc.ScalarType(0.004))
+    # P1 x P1 (polynomial, every rule integrates it exactly) or sigma(T)-like (rational)
+    q = g / (1.0 + alpha * (th.T_k - 290.0)) if nonpolynomial else g * (1.0 + alpha * (th.T_k - 290.0))
+    th.set_source(q)
+    return th, q, alpha
+
+
+def _scalar(th, expr, degree=None):
+    md = {} if degree is None else {"quadrature_degree": degree}
+    return th.comm.allreduce(fem.assemble_scalar(fem.form(expr * ufl.dx(domain=th.bundle.mesh, metadata=md))),
+                             op=MPI.SUM)
+
+
+@pytest.mark.parametrize("nonpolynomial", [False, True])
+def test_generated_heat_is_the_sum_of_the_source_vector(nonpolynomial):
+    """heat_flows().generated after a solve = sum of the owned (q, v_i) = (q, 1), the old scalar
+    assembly, to 1e-12; a coefficient changed after the solve is seen (no stale cache)."""
+    th, q, alpha = _source_problem(nonpolynomial)
+    v = ufl.TestFunction(th.V)
+    deg = quadrature_degree(q * v * ufl.dx(domain=th.bundle.mesh))
+    th.solve(10.0)
+    assert th._q_cache is not None
+    gen = th.heat_flows().generated
+    ref_same_rule = _scalar(th, q, deg)   # the old form, integrated with the rule of (q, v)
+    ref_default = _scalar(th, q)          # the old form as it was (UFL's estimate for q alone)
+    assert abs(gen - ref_same_rule) <= 1e-12 * abs(ref_same_rule)
+    if nonpolynomial:  # the default rule differs from (q, v)'s by its quadrature error only
+        assert abs(gen - ref_default) <= 1e-6 * abs(ref_default)
+    else:  # degree 2 (q) and 3 (q v): both exact
+        assert abs(gen - ref_default) <= 1e-12 * abs(ref_default)
+    # a Function the source reads changes after the solve: the next heat_flows sees it
+    th.T_k.x.array[:] += 15.0
+    gen2 = th.heat_flows().generated
+    ref2 = _scalar(th, q, deg)
+    assert abs(gen2 - gen) > 1e-4 * abs(gen)
+    assert abs(gen2 - ref2) <= 1e-12 * abs(ref2)
+    # a Constant too
+    alpha.value = 0.002
+    gen3 = th.heat_flows().generated
+    ref3 = _scalar(th, q, deg)
+    assert abs(gen3 - gen2) > 1e-4 * abs(gen2)
+    assert abs(gen3 - ref3) <= 1e-12 * abs(ref3)
+    th.destroy()
+
+
+def test_thermal_solve_with_split_source_vector_matches_the_one_form_rhs():
+    """The right-hand side assembled as L_main + (q, v) solves to the same T as the single
+    form ``heat_linear`` + the convection term (MUMPS both), to 1e-12 relative."""
+    th, q, _ = _source_problem(True)
+    th.solve(10.0)
+    T_new = th.T.x.array.copy()
+    v = ufl.TestFunction(th.V)
+    dx = ufl.dx(domain=th.bundle.mesh)
+    ds = ufl.Measure("ds", domain=th.bundle.mesh, subdomain_data=th.facet_tags)
+    h, Ta = fem.Constant(th.bundle.mesh, 10.0), fem.Constant(th.bundle.mesh, 290.0)
+    L = heat_linear(th.inv_dt, th.rho_cp, th.T_n, q, v, dx) + h * Ta * v * ds(1)
+    b = fpetsc.assemble_vector(fem.form(L))
+    fpetsc.apply_lifting(b, [th.a], bcs=[th.dirichlet])
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    fpetsc.set_bc(b, th.dirichlet)
+    x = b.duplicate()
+    th.ksp.solve(b, x)
+    ref = x.array_r
+    own = th.owned()
+    assert np.max(np.abs(own - ref)) <= 1e-12 * np.max(np.abs(ref))
+    assert not np.allclose(T_new, 298.0)
+    for o in (b, x):
+        o.destroy()
+    th.destroy()
+
+
+@pytest.mark.parametrize("fixed_T", [False, True])
+def test_stored_heat_from_the_mass_matrix_equals_the_form(fixed_T):
+    """Without fixed temperatures the stored heat is 1^T M (T - T_n)/dt; it equals the scalar form
+    to 1e-12 (with them, the form itself is used), and the energy balance closes as before."""
+    th, q, _ = _source_problem(True, fixed_T)
+    for dt in (10.0, 20.0):
+        th.solve(dt)
+        fl = th.heat_flows()
+        ref = th.comm.allreduce(fem.assemble_scalar(th._stored_form), op=MPI.SUM)
+        assert abs(ref) > 1e-3 * abs(fl.generated)  # a stored heat that matters
+        assert abs(fl.stored - ref) <= 1e-12 * abs(ref)
+        th.advance()
+    if not fixed_T:  # no reaction: generated = stored + convection up to the solver tolerance
+        assert abs(fl.residual) <= 1e-6 * abs(fl.generated)
+    th.destroy()
+
+
+@pytest.mark.parametrize("value", [0.0, 2.0e4])
+def test_plain_number_source_matches_a_constant_source(value):
+    """A heat source given as a plain number (``source=0.0`` as the coolant tests pass it, or
+    any float) solves to the same T as the same value as a ``fem.Constant`` (1e-12), generates
+    value * volume (the unit cube: exactly 0 for 0.0, which has no source vector), and the
+    energy balance closes."""
+    msh = mesh.create_unit_cube(MPI.COMM_WORLD, 5, 5, 5)
+    msh.topology.create_connectivity(2, 3)
+    ext = mesh.exterior_facet_indices(msh.topology)
+    bcs = [("convection", ext, {"h": 10.0, "T_amb": 290.0})]
+    props = {"all": ((1.0, 2.0, 3.0), 1000.0, 800.0)}
+    out = []
+    for src in (value, fem.Constant(msh, PETSc.ScalarType(value))):
+        th = ThermalProblem(_Bundle(msh), props, bcs, src, 298.0, solver="lu")
+        th.solve(50.0)
+        fl = th.heat_flows()
+        out.append((th.owned().copy(), fl))
+        th.destroy()
+    (T_num, fl_num), (T_c, fl_c) = out
+    assert np.max(np.abs(T_num - T_c)) <= 1e-12 * np.max(np.abs(T_c))
+    assert not np.allclose(T_num, 298.0)  # the step did something (cooling, or heating)
+    if value == 0.0:
+        assert fl_num.generated == 0.0
+    assert abs(fl_num.generated - value * 1.0) <= 1e-12 * max(value, 1.0)
+    assert abs(fl_num.generated - fl_c.generated) <= 1e-12 * max(value, 1.0)
+    assert abs(fl_num.residual) <= 1e-6 * max(abs(fl_num.convection), abs(fl_num.stored))

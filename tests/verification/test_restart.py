@@ -111,13 +111,16 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def compare_to_reference(ref: Path, run: Path, rtol: float) -> None:
+def compare_to_reference(ref: Path, run: Path, rtol: float, differences: tuple[str, ...] = ("residual",)) -> None:
+    """Every column of the two time series within ``rtol``; columns whose name contains one of
+    ``differences`` (differences of large numbers) within ``rtol`` times the largest heat
+    generated."""
     h1, a = read_ts(ref / "timeseries.csv")
     h2, b = read_ts(run / "timeseries.csv")
     assert h1 == h2 and a.shape == b.shape
     assert np.all(np.diff(b[:, 0]) > 0)
     for j, name in enumerate(h1):
-        if "residual" in name:  # differences of large numbers: compare against the heat generated
+        if any(d in name for d in differences):  # differences of large numbers: against the heat generated
             scale = np.abs(a[:, h1.index("heat_generated [W]")]).max()
             np.testing.assert_allclose(b[:, j], a[:, j], rtol=0, atol=rtol * scale, err_msg=name)
         else:
@@ -152,12 +155,22 @@ def test_adaptive_restart_matches_uninterrupted_run(adaptive_runs, tmp_path):
 
 @pytest.mark.slow
 def test_adaptive_restart_on_two_ranks_from_serial_checkpoint(adaptive_runs, tmp_path):
-    """The mesh fingerprint and the temperature layout are partition independent."""
+    """The mesh fingerprint and the temperature layout are partition independent.
+
+    The reference is a serial run, so the 2-rank steps differ from it by the rounding of a
+    2-rank MUMPS solve and assembly (both problems are direct solves here): T by ~2.5e-12
+    relative at the end. The same ~1.2e-9 difference in the last step's stored heat appears
+    between two *uninterrupted* runs on 1 and 2 ranks, and a 2-rank restart from a 2-rank
+    checkpoint reproduces the 2-rank run bit for bit (measured, pack5): it is not the restart.
+    The stored heat is rho cp (T - T_n)/dt, near steady state a difference of two numbers ~1000x
+    larger than itself (T ~ 613 K, T - T_n ~ 0.6 K), so it is compared like the energy residual:
+    to rtol times the largest heat generated (7.7e-9 W; the difference is 2.5e-11 W). The
+    T_max tolerance alone (rtol T_max, with rho cp V/dt = 0.033 W/K) already allows 2.0e-8 W."""
     ref, short = adaptive_runs
     run = copy_run(short, tmp_path / "run")
     r = cli("--restart", str(run), *AOV, "--set", T_FULL, nproc=2)
     assert r.returncode == 0, r.stderr
-    compare_to_reference(ref, run, rtol=1e-9)
+    compare_to_reference(ref, run, rtol=1e-9, differences=("residual", "heat_stored"))
 
 
 def refused(run: Path, *args, must: tuple[str, ...]) -> str:

@@ -50,46 +50,74 @@ class RegionBreakdown:
     """Integrates several named densities over every volume region in one vector assembly.
 
     The densities are tested against one blocked DG0 function (one component per
-    density), so a single assembly gives every density's integral over every cell.
+    density), so a single assembly (one packing of the coefficients) gives every density's
+    integral over every cell.
 
     Args:
         bundle: mesh and regions.
         densities: ``{name: UFL density}``.
+        total: name of an extra entry of :meth:`by_region`, the sum of all densities per
+            region (None: none); summed from the components, not integrated again.
+        extra: ``{name: UFL density}`` integrated over the whole mesh in the same assembly
+            (each its own integral, so with the quadrature it has on its own), available
+            in :attr:`extra_totals` after :meth:`by_region`.
     """
 
-    def __init__(self, bundle: MeshBundle, densities: dict):
+    def __init__(self, bundle: MeshBundle, densities: dict, total: str | None = None, extra: dict | None = None):
         self.bundle = bundle
         self.keys = list(densities)
-        n = len(self.keys)
+        self.total = total
+        extra = dict(extra or {})
+        self.extra_keys = list(extra)
+        n = len(self.keys) + len(self.extra_keys)
+        self.ncomp = n
         self.Q0 = fem.functionspace(bundle.mesh, ("DG", 0, (n,)))
         v = ufl.TestFunction(self.Q0)
-        self.form = fem.form(sum(d * v[k] for k, d in enumerate(densities.values())) * ufl.dx(domain=bundle.mesh))
+        dx = ufl.dx(domain=bundle.mesh)
+        heat = sum(d * v[k] for k, d in enumerate(densities.values()))
+        form = heat * dx
+        if extra:
+            # UFL merges the integrals of one domain before it estimates their degree: give each
+            # part the rule it has on its own, so the sums are those of the separate forms
+            from busbarfem.physics.thermal import quadrature_degree
+
+            form = heat * ufl.dx(domain=bundle.mesh, metadata={"quadrature_degree": quadrature_degree(form)})
+            for j, d in enumerate(extra.values()):
+                deg = quadrature_degree(d * dx)
+                form = form + d * v[len(self.keys) + j] * ufl.dx(domain=bundle.mesh,
+                                                                 metadata={"quadrature_degree": deg})
+        self.form = fem.form(form)
         imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
         self.nlocal = imap.size_local
         self.names = bundle.volume_names()
         ct = bundle.cell_tags
         self._cells = [c[c < self.nlocal] for c in (ct.find(bundle.tags[nm]) for nm in self.names)]
+        self.extra_totals: dict[str, float] = {}
 
     def by_region(self) -> dict[str, dict[str, float]]:
-        """``{density name: {region: integral}}`` (global sums, same on all ranks)."""
+        """``{density name: {region: integral}}`` (global sums, same on all ranks), with the
+        ``total`` entry if asked; sets :attr:`extra_totals`."""
         vec = fem.assemble_vector(self.form)
         vec.scatter_reverse(la.InsertMode.add)
-        vals = vec.array.reshape(-1, len(self.keys))[: self.nlocal]
-        local = np.array([vals[cells].sum(axis=0) for cells in self._cells]).reshape(len(self.names), len(self.keys))
+        vals = vec.array.reshape(-1, self.ncomp)[: self.nlocal]
+        nk, ne = len(self.keys), len(self.extra_keys)
+        local = np.array([vals[cells, :nk].sum(axis=0) for cells in self._cells]).reshape(len(self.names), nk)
+        local = np.concatenate([local.ravel(), vals[:, nk:].sum(axis=0)]) if ne else local.ravel()
         tot = self.bundle.comm.allreduce(local, op=MPI.SUM)
-        return {k: {nm: float(tot[i, j]) for i, nm in enumerate(self.names)} for j, k in enumerate(self.keys)}
+        per = tot[: len(self.names) * nk].reshape(len(self.names), nk)
+        out = {k: {nm: float(per[i, j]) for i, nm in enumerate(self.names)} for j, k in enumerate(self.keys)}
+        if self.total is not None:
+            out[self.total] = {nm: float(per[i].sum()) for i, nm in enumerate(self.names)}
+        self.extra_totals = {k: float(x) for k, x in zip(self.extra_keys, tot[len(self.names) * nk:])}
+        return out
 
 
-def _cell_region_names(bundle: MeshBundle) -> np.ndarray:
-    """Region name of every local cell (object array)."""
-    imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
-    n = imap.size_local + imap.num_ghosts
-    names = np.full(n, "", dtype=object)
+def _cell_region_name(bundle: MeshBundle, cell: int) -> str:
+    """Region name of one local cell ("" if untagged or not a volume region)."""
     inv = {t: nm for nm, t in bundle.tags.items() if bundle.regions[nm].dim == 3}
     ct = bundle.cell_tags
-    for idx, tag in zip(ct.indices, ct.values):
-        names[idx] = inv.get(int(tag), "")
-    return names
+    hit = np.flatnonzero(ct.indices == cell)
+    return inv.get(int(ct.values[hit[-1]]), "") if len(hit) else ""
 
 
 def extremum(bundle: MeshBundle, fn: fem.Function, kind: str = "max") -> dict:
@@ -112,9 +140,8 @@ def extremum(bundle: MeshBundle, fn: fem.Function, kind: str = "max") -> dict:
     if comm.rank == winner:
         coords = V.tabulate_dof_coordinates()[i]
         # region of an adjacent cell: find a cell whose dofs include i
-        names = _cell_region_names(bundle)
         hits = np.argwhere(V.dofmap.list == i)
-        region = str(names[hits[0, 0]]) if len(hits) else ""
+        region = _cell_region_name(bundle, int(hits[0, 0])) if len(hits) else ""
         info = {"value": best, "x": [float(c) for c in coords], "region": region}
     return comm.bcast(info, root=winner)
 

@@ -105,7 +105,13 @@ class CoupledModel:
         self.q_expr = sum(self.heat_sources.values())
         robin = [(t.facets, t.h, t.T_ref, t.heat) for c in self.contributions for t in c.robin_terms()]
         self.thermal.set_source(self.q_expr, robin)
-        self.heat_by_region = RegionBreakdown(b, {**self.heat_sources, "total": self.q_expr})
+        # with cells, the electrochemical (enthalpy) power density j (U_ocv - T dU/dT) rides along
+        # in the same assembly (one packing of the coefficients per record)
+        extra = {}
+        if self.cells is not None:
+            el = self.electrical
+            extra["enthalpy"] = el.transfer_current() * (el.ocv - self.thermal.T_k * el.dudt)
+        self.heat_by_region = RegionBreakdown(b, self.heat_sources, total="total", extra=extra)
         from busbarfem.loads import LoadController
 
         cap = case.cell.capacity if case.cell is not None else 1.0

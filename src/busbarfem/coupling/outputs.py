@@ -19,7 +19,6 @@ from pathlib import Path
 import dolfinx_solver  # noqa: F401
 import numpy as np
 import ufl
-from mpi4py import MPI
 
 from dolfinx import fem
 
@@ -221,12 +220,6 @@ class Recorder:
         self.extrema = RunExtrema()
         self.region_heat_J = dict.fromkeys(model.bundle.volume_names(), 0.0)
         self.last: StepRecord | None = None
-        cells = model.cells
-        self._enthalpy_form = None
-        if cells is not None:
-            el = model.electrical
-            j = el.transfer_current()
-            self._enthalpy_form = fem.form(j * (el.ocv - model.thermal.T_k * el.dudt) * ufl.dx(domain=model.bundle.mesh))
 
     def record(self, t: float, step: int, t_prev: float | None, sol, flows) -> StepRecord:
         """The record at ``t``: heat flows of the step just taken (from ``t_prev``; None: the
@@ -260,9 +253,10 @@ class Recorder:
                     "energy_residual_rel [-]": flows.residual / max(
                         abs(gen), abs(flows.stored), abs(flows.convection) + abs(flows.fixed_temperature)
                         + abs(flows.coolant), 1e-300)})
-        if self._enthalpy_form is not None:
+        if "enthalpy" in m.heat_by_region.extra_totals:
             # electrochemical (enthalpy) power released = terminal power + all heat generated
-            enth = comm.allreduce(fem.assemble_scalar(self._enthalpy_form), op=MPI.SUM)
+            # (integrated in the region breakdown's assembly)
+            enth = m.heat_by_region.extra_totals["enthalpy"]
             row["electrochemical_power [W]"] = enth
             # the heat of this step comes from the same electrical solve: gen is consistent
             # (less the contributions' heat that is not electrical, e.g. abuse reactions)

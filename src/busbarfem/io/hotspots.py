@@ -100,7 +100,12 @@ def _dof_regions(bundle, fn) -> np.ndarray:
     if dl.shape[1] > 1:
         neg = _reduce_max(bundle.comm, imap, neg)
     inv = {t: n for n, t in bundle.tags.items() if bundle.regions[n].dim == 3}
-    return np.array([inv.get(int(-v), "") if np.isfinite(v) else "" for v in neg[:nown]], dtype=object)
+    out = np.full(nown, "", dtype=object)
+    fin = np.flatnonzero(np.isfinite(neg[:nown]))
+    tags = (-neg[fin]).astype(np.int64)  # exact: the tags are integers stored as floats
+    for t in np.unique(tags):  # one assignment per tag, not a Python loop over the dofs
+        out[fin[tags == t]] = inv.get(int(t), "")
+    return out
 
 
 def default_separation(bundle, fraction: float = 0.05) -> float:

@@ -48,10 +48,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
 from busbarfem.errors import CaseError
 from busbarfem.physics.coolant import Coolant
+
+
+def brentq(*args, **kwargs):
+    """scipy.optimize.brentq, imported on first use (scipy.optimize costs ~0.4 s to import, and
+    every run imports this module through the contribution registry, cooled or not)."""
+    from scipy.optimize import brentq as _brentq
+
+    return _brentq(*args, **kwargs)
+
 
 RE_LAMINAR = 2300.0
 RE_TURBULENT = 4000.0

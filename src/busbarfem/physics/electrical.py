@@ -360,8 +360,18 @@ class ElectricalProblem:
         ``(sigma_ref (3), alpha, T_ref)``, ``ids`` each cell's row (cells in mesh order)."""
         rows = np.column_stack([self.sig[f].x.array.reshape(-1, 3)[q], self.alpha[f].x.array[q],
                                 self.Tref[f].x.array[q]])
-        table, ids = np.unique(rows, axis=0, return_inverse=True)
-        return np.asarray(ids, dtype=np.int32).ravel(), table
+        # the distinct rows in lexicographic order, as np.unique(rows, axis=0) gives them (that
+        # sorts a structured view: ~0.3 s per field at 117k cells; lexsort is ~20x faster)
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.int32), rows
+        order = np.lexsort(rows.T[::-1])
+        srt = rows[order]
+        new = np.ones(len(srt), dtype=bool)
+        new[1:] = np.any(srt[1:] != srt[:-1], axis=1)
+        table = srt[new]
+        ids = np.empty(len(rows), dtype=np.int32)
+        ids[order] = np.cumsum(new) - 1
+        return ids, table
 
     def _circuit_space(self) -> PETSc.Mat:
         """Indicator matrix Z: one column per (volume region, active field), 1 on its dofs.

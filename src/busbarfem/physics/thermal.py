@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import dolfinx_solver  # noqa: F401
 import numpy as np
 import ufl
+import ufl.algorithms
 from mpi4py import MPI
 from petsc4py import PETSc
 
@@ -50,6 +51,31 @@ def heat_linear(inv_dt, rho_cp, T_n, q, v, dx):
 def convection_terms(h, T_amb, u, v, ds):
     """Robin pair for ``-K grad T . n = h (T - T_amb)``: (bilinear, linear)."""
     return h * u * v * ds, h * T_amb * v * ds
+
+
+def quadrature_degree(form) -> int:
+    """The quadrature degree FFCx gives the one integral of ``form`` (UFL), from UFL's estimate.
+
+    A form built with ``dx(metadata={"quadrature_degree": quadrature_degree(f)})`` is integrated
+    with the same rule as ``f``, so the two agree to round-off.
+    """
+    fd = ufl.algorithms.compute_form_data(
+        form, do_apply_function_pullbacks=True, do_apply_integral_scaling=True, do_apply_geometry_lowering=True,
+        preserve_geometry_types=(ufl.classes.Jacobian,), do_apply_restrictions=True,
+        do_append_everywhere_integrals=False, complex_mode=False)
+    degs = {int(np.max(i.metadata()["estimated_polynomial_degree"])) for d in fd.integral_data for i in d.integrals}
+    if len(degs) != 1:
+        raise ValueError(f"form has integrals of several quadrature degrees {sorted(degs)}")
+    return degs.pop()
+
+
+def coefficient_values(expr):
+    """A callable returning the current value arrays of every Function and Constant ``expr``
+    (UFL) depends on."""
+    from ufl.algorithms.analysis import extract_constants
+
+    funcs, consts = ufl.algorithms.extract_coefficients(expr), extract_constants(expr)
+    return lambda: [f.x.array for f in funcs] + [np.asarray(c.value) for c in consts]
 
 
 def preconditioner_dt(dt: float) -> float:
@@ -152,7 +178,7 @@ class ThermalProblem:
         """Compile the forms and create the solver for the heat source ``source`` (UFL, W/m^3).
 
         Args:
-            source: volumetric heat source.
+            source: volumetric heat source (UFL, or a plain number; 0 means none).
             robin_terms: extra Robin conditions ``-K grad T . n = h (T - T_ref)`` as
                 ``(facets, h, T_ref)`` or ``(facets, h, T_ref, heat)`` with ``h``/``T_ref``
                 floats or UFL (e.g. DG0 Functions updated between steps) and ``heat`` the
@@ -165,7 +191,11 @@ class ThermalProblem:
         bcs = self._bcs + [("robin", np.asarray(t[0], np.int32),
                             {"h": t[1], "T_amb": t[2], "heat": t[3] if len(t) > 3 else "convection"})
                            for t in robin_terms]
+        # a plain number (e.g. source=0.0) becomes a UFL constant; an identically zero source
+        # has no source vector and generates no heat
+        source = ufl.as_ufl(source)
         self.source = source
+        self._source_zero = isinstance(source, ufl.constantvalue.Zero)
 
         # One facet tag per boundary condition; a later condition overrides an earlier one.
         ids = np.zeros(0, np.int32)
@@ -188,8 +218,10 @@ class ThermalProblem:
         # a = inv_dt * a_mass + a_rest: the operator of a new dt is the sum of two matrices
         # assembled once (a_rest again when robin_version changes or with radiation)
         a_mass = self.rho_cp * u * v * dx
-        a_rest = ufl.inner(conductivity(self.k) * ufl.grad(u), ufl.grad(v)) * dx
-        L = heat_linear(self.inv_dt, self.rho_cp, self.T_n, source, v, dx)
+        a_rest = ufl.inner(conductivity(self.k) * ufl.grad(u), ufl.grad(v)) * dx  # scalar k when every region is isotropic
+        # the source part (q, v) is a vector of its own: its owned entries sum to the generated
+        # heat (q, 1) (the Lagrange basis is a partition of unity), see heat_flows
+        L = self.inv_dt * self.rho_cp * self.T_n * v * dx
         self.dirichlet = []
         conv_terms, rad_terms, flux_terms, coolant_terms = [], [], [], []
         L_cool = None  # the coolant walls' h T_f part of L (re-assembled alone within a step)
@@ -237,12 +269,22 @@ class ThermalProblem:
         self.a = fem.form(a)
         self._a_mass, self._a_rest = fem.form(a_mass), fem.form(a_rest)
         self.L = fem.form(L)
+        self.L_q = None if self._source_zero else fem.form(source * v * dx)
+        self._bq = None if self._source_zero else fpetsc.create_vector(self.V)
+        self._q_values = coefficient_values(source)
+        self._q_cache: tuple | None = None  # (local generated heat, coefficient copies) of the last L_q assembly
         self.L_cool = fem.form(L_cool) if L_cool is not None else None
         self._b_main: tuple | None = None  # (operator key, local form of the assembled L + lifting)
+        L = L + source * v * dx  # the whole right-hand side (for the reaction below)
         if L_cool is not None:
             L = L + L_cool
-        # heat-flow functionals; None where the case has no such term (its flow is 0)
-        self._q_form = fem.form(source * dx)
+        # heat-flow functionals; None where the case has no such term (its flow is 0). The
+        # generated heat is integrated with the rule of (q, v), so it equals the sum of L_q's entries
+        if self._source_zero:
+            self._q_form = None
+        else:
+            qdeg = quadrature_degree(source * v * dx)
+            self._q_form = fem.form(source * dx(metadata={"quadrature_degree": qdeg}))
         self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
         self._conv_form = fem.form(sum(conv_terms)) if conv_terms else None
         self._rad_form = fem.form(sum(rad_terms)) if rad_terms else None
@@ -261,8 +303,8 @@ class ThermalProblem:
         # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
         # K with them set to the identity, so A = K + M/dt keeps the bcs; M_key/K_key say for which
         # robin_version they were assembled
-        self._M = fpetsc.create_matrix(self.a)
-        self._K = fpetsc.create_matrix(self.a)
+        self._M = self.A.duplicate(copy=False)  # A's sparsity, not built again
+        self._K = self.A.duplicate(copy=False)
         self._M_ok, self._K_key, self._A_sum = False, None, False
         self._K_count = 0        # K assemblies so far (the preconditioner matrix follows K)
         self._P, self._P_key = None, None
@@ -304,7 +346,10 @@ class ThermalProblem:
             else:
                 loc.set(0.0)
                 fpetsc.assemble_vector(self.b, self.L)
-                fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
+                if self.dirichlet:  # no fixed temperature: no lifting (DOLFINx would still pack and loop)
+                    fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
+                if self.L_q is not None:
+                    loc.array[:] += self._assemble_source()
                 if self.L_cool is not None:  # the lifting depends on the operator: keyed by it
                     self._b_main = (key, loc.array.copy())
         if self.L_cool is not None:
@@ -319,6 +364,44 @@ class ThermalProblem:
         fpetsc.assign(self.x, self.T)
         self.T.x.scatter_forward()
         return its
+
+    def _assemble_source(self) -> np.ndarray:
+        """Assemble (q, v) (local form, ghosts unsummed) and keep its generated heat for :meth:`heat_flows`
+        with copies of the source's coefficients it was assembled from."""
+        with self._bq.localForm() as loc:
+            loc.set(0.0)
+        fpetsc.assemble_vector(self._bq, self.L_q)
+        with self._bq.localForm() as loc:
+            local = loc.array.copy()
+        self._bq.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        gen = float(np.sum(self._bq.array_r))  # owned entries, ghost contributions summed in
+        self._q_cache = (gen, [np.array(a, copy=True) for a in self._q_values()])
+        return local
+
+    def _generated_local(self) -> float:
+        """This rank's share of the generated heat: from the last (q, v) assembly while the
+        source's coefficients are unchanged since, else a scalar assembly (same quadrature)."""
+        if self._q_form is None:  # identically zero source
+            return 0.0
+        c = self._q_cache
+        if c is not None and all(np.array_equal(a, b) for a, b in zip(self._q_values(), c[1])):
+            return c[0]
+        return fem.assemble_scalar(self._q_form)
+
+    def _stored_local(self) -> float:
+        """This rank's share of the stored heat (rho cp (T - T_n)/dt, 1): without fixed-temperature
+        conditions ``1^T M (T - T_n) / dt`` from the operator's mass part (both integrals are exact
+        for the polynomial integrand: equal to rounding), else the scalar form."""
+        if self.inv_dt.value == 0.0:
+            return 0.0
+        if self.dirichlet or not self._M_ok:
+            return fem.assemble_scalar(self._stored_form)
+        if getattr(self, "_dT", None) is None:
+            self._dT, self._MdT = self._M.createVecRight(), self._M.createVecLeft()
+        n = self.V.dofmap.index_map.size_local * self.V.dofmap.index_map_bs
+        self._dT.array[:] = self.T.x.array[:n] - self.T_n.x.array[:n]
+        self._M.mult(self._dT, self._MdT)
+        return float(self.inv_dt.value) * float(np.sum(self._MdT.array_r))
 
     def _assemble_operator(self, inv_dt: float) -> None:
         """``A = K + inv_dt M`` from the cached parts (re-assembling K if robin_version moved or with radiation).
@@ -376,11 +459,16 @@ class ThermalProblem:
         """Integrated heat flows for the current T (and T_n, dt) [W].
 
         Terms the case does not have are 0 without an assembly; the rest are summed over
-        the ranks in one reduction.
+        the ranks in one reduction. The stored heat comes from the mass matrix when there is no
+        fixed-temperature condition. The generated heat is the sum of the owned entries of the
+        last solve's source vector (q, v_i) = (q, 1) while the source's coefficients (and
+        Constants) are the same as then; otherwise (q, 1) is assembled, with the same rule.
         """
-        forms = (self._q_form, self._stored_form, self._conv_form, self._rad_form, self._flux_form,
+        forms = (None, None, self._conv_form, self._rad_form, self._flux_form,
                  self._react, self._coolant_form)
         local = np.array([0.0 if f is None else fem.assemble_scalar(f) for f in forms])
+        local[0] = self._generated_local()
+        local[1] = self._stored_local()
         g = np.empty_like(local)
         self.comm.Allreduce(local, g, op=MPI.SUM)
         return HeatFlows(generated=float(g[0]), stored=float(g[1]), convection=float(g[2]),
@@ -419,7 +507,8 @@ class ThermalProblem:
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
-                    getattr(self, "_P", None)):
+                    getattr(self, "_P", None), getattr(self, "_bq", None), getattr(self, "_dT", None),
+                    getattr(self, "_MdT", None)):
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.b = self.x = None

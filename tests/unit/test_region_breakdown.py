@@ -1,0 +1,94 @@
+"""RegionBreakdown: per-region integrals, the summed ``total`` and the whole-mesh ``extra`` densities.
+
+Reference: the previous form (the total as one more DG0 component, integrated again) and
+scalar assemblies of each density per region (DOLFINx ``assemble_scalar``), serial or on
+2 ranks (``mpirun -n 2 python -m pytest`` on this file).
+"""
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import ufl
+from mpi4py import MPI
+
+from dolfinx import fem, la, mesh
+
+from busbarfem.analysis.regions import RegionBreakdown
+
+
+class _Bundle:
+    """Unit cube, region 'a' (x < 0.5, tag 1) and 'b' (tag 2)."""
+
+    def __init__(self):
+        self.mesh = mesh.create_unit_cube(MPI.COMM_WORLD, 6, 6, 6)
+        self.comm = self.mesh.comm
+        imap = self.mesh.topology.index_map(3)
+        n = imap.size_local + imap.num_ghosts
+        mid = mesh.compute_midpoints(self.mesh, 3, np.arange(n, dtype=np.int32))
+        vals = np.where(mid[:, 0] < 0.5, 1, 2).astype(np.int32)
+        self.cell_tags = mesh.meshtags(self.mesh, 3, np.arange(n, dtype=np.int32), vals)
+        self.tags = {"a": 1, "b": 2}
+
+    def volume_names(self):
+        return ["a", "b"]
+
+
+def _fields(b):
+    V = fem.functionspace(b.mesh, ("Lagrange", 1))
+    g, h = fem.Function(V), fem.Function(V)
+    g.interpolate(lambda x: 1.0 + x[0] + x[1] * x[2])
+    h.interpolate(lambda x: 0.5 + x[2] ** 2)
+    return g, h
+
+
+def _old_breakdown(b, densities):
+    """The breakdown as it was: the total as its own component in the one form."""
+    dens = {**densities, "total": sum(densities.values())}
+    Q0 = fem.functionspace(b.mesh, ("DG", 0, (len(dens),)))
+    v = ufl.TestFunction(Q0)
+    form = fem.form(sum(d * v[k] for k, d in enumerate(dens.values())) * ufl.dx(domain=b.mesh))
+    vec = fem.assemble_vector(form)
+    vec.scatter_reverse(la.InsertMode.add)
+    nloc = b.mesh.topology.index_map(3).size_local
+    vals = vec.array.reshape(-1, len(dens))[:nloc]
+    out = {}
+    for nm in b.volume_names():
+        cells = b.cell_tags.find(b.tags[nm])
+        cells = cells[cells < nloc]
+        s = b.comm.allreduce(vals[cells].sum(axis=0), op=MPI.SUM)
+        for j, k in enumerate(dens):
+            out.setdefault(k, {})[nm] = float(s[j])
+    return out
+
+
+def test_breakdown_total_and_extra_match_the_previous_form_and_scalar_integrals():
+    b = _Bundle()
+    g, h = _fields(b)
+    densities = {"joule": g * h, "rev": g / (1.0 + h)}   # polynomial and rational
+    extra = {"enthalpy": g * g / (2.0 + h * g)}          # rational, its own quadrature rule
+    rb = RegionBreakdown(b, densities, total="total", extra=extra)
+    new = rb.by_region()
+    old = _old_breakdown(b, densities)
+    assert set(new) == {"joule", "rev", "total"}
+    for k in new:
+        for nm in ("a", "b"):
+            assert abs(new[k][nm] - old[k][nm]) <= 1e-12 * abs(old[k][nm]), (k, nm)
+    # independent: per-region scalar integrals of the polynomial density (exact under any rule)
+    dxr = ufl.Measure("dx", domain=b.mesh, subdomain_data=b.cell_tags)
+    for nm, tag in b.tags.items():
+        ref = b.comm.allreduce(fem.assemble_scalar(fem.form(g * h * dxr(tag))), op=MPI.SUM)
+        assert abs(new["joule"][nm] - ref) <= 1e-12 * abs(ref)
+    # the extra density: whole-mesh integral = its own scalar form (same estimated rule)
+    ref_e = b.comm.allreduce(fem.assemble_scalar(fem.form(extra["enthalpy"] * ufl.dx(domain=b.mesh))), op=MPI.SUM)
+    assert abs(rb.extra_totals["enthalpy"] - ref_e) <= 1e-12 * abs(ref_e)
+    # nothing of the extra density leaks into the heat entries
+    assert abs(sum(new["total"].values()) - sum(old["total"].values())) <= 1e-12 * abs(sum(old["total"].values()))
+
+
+def test_breakdown_without_total_or_extra():
+    b = _Bundle()
+    g, h = _fields(b)
+    rb = RegionBreakdown(b, {"q": g * h})
+    out = rb.by_region()
+    assert set(out) == {"q"} and rb.extra_totals == {}
+    tot = b.comm.allreduce(fem.assemble_scalar(fem.form(g * h * ufl.dx(domain=b.mesh))), op=MPI.SUM)
+    assert abs(sum(out["q"].values()) - tot) <= 1e-12 * abs(tot)
