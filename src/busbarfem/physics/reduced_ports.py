@@ -450,11 +450,10 @@ class ReducedPorts:
             ok = ok and np.array_equal(el.sig_T[f].x.array.reshape(-1, 3)[self.q[keep]], self._sig_const[f])
         return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
-    def _action(self, x: np.ndarray, out: fem.Function, source: bool, cells=None, coeffs=None) -> np.ndarray:
+    def _action(self, x: np.ndarray, out: fem.Function, source: bool, cells=None) -> np.ndarray:
         """Owned rows of ``A x`` (minus ``L`` if ``source``) with the current coefficients, by
         element loops over the owned cells, or over ``cells`` where x is supported
-        (x: all local rows incl. ghosts; ``coeffs``: x is ``Zfull @ coeffs``, whose per-cell
-        gradients are then ``F @ coeffs``, all cells only)."""
+        (x: all local rows incl. ghosts)."""
         el = self.el
         sel = slice(None) if cells is None else cells
         dofs, vol, q = self.dofs[sel], self.vol[sel], self.q[sel]
@@ -463,12 +462,10 @@ class ReducedPorts:
         contrib = np.empty((len(vol), 4, 2))
         for f in range(2):
             sig = el.sig_T[f].x.array.reshape(-1, 3)[q]
-            if coeffs is not None:  # x = Zfull c: the per-cell gradients are F c
-                gx = [_mv(self.F[3 * f + d], coeffs) * sig[:, d] * vol for d in range(3)]
-            else:
-                xa = [x2[dofs[:, a], f] for a in range(4)]
-                gx = [(gT[0, d] * xa[0] + gT[1, d] * xa[1] + gT[2, d] * xa[2] + gT[3, d] * xa[3])
-                      * sig[:, d] * vol for d in range(3)]
+            # (the basis' per-cell gradients are stored for the T-dependent cells only)
+            xa = [x2[dofs[:, a], f] for a in range(4)]
+            gx = [(gT[0, d] * xa[0] + gT[1, d] * xa[1] + gT[2, d] * xa[2] + gT[3, d] * xa[3])
+                  * sig[:, d] * vol for d in range(3)]
             for a in range(4):
                 contrib[:, a, f] = gT[a, 0] * gx[0] + gT[a, 1] * gx[1] + gT[a, 2] * gx[2]
         g = el.g.x.array[q] * vol / 20.0
@@ -510,7 +507,7 @@ class ReducedPorts:
         V, I0, G, c = self._galerkin(mode, value, gram_all, zl_all)
         el.phi.x.array[:] = _mv(self.Zfull, c)
         # the true residual of the current system on the free rows (two element loops)
-        mr = -self._action(el.phi.x.array, self._acc[0], True, coeffs=c)   # L - A phi
+        mr = -self._action(el.phi.x.array, self._acc[0], True)   # L - A phi
         Aw = self._action(el._w.x.array, self._acc[1], False, self.pos_cells)
         b = self._source_regions() - V * Aw
         mr[self.fixed] = 0.0
