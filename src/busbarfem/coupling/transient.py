@@ -21,6 +21,10 @@ from busbarfem.coupling.stepper import StepOutcome, TrialResult
 from busbarfem.errors import SolveError
 from busbarfem.events import VARYING_CURRENT_MODES, Runaway, StopKind, hold_decay_time
 
+#: Largest SOC change an adaptive step grows to (the growth cap; the step's end-of-step OCV
+#: is the secant over the predicted SOC change, exact for a constant current).
+SOC_STEP = 0.045
+
 
 class FEMSystem:
     """:class:`~busbarfem.coupling.stepper.SteppedSystem` of a :class:`CoupledModel`.
@@ -158,9 +162,9 @@ class FEMSystem:
         return min((c.max_dt(t) for c in self.model.contributions), default=float("inf"))
 
     def growth_cap(self, h: float) -> float | None:
-        """Keep the SOC change of a grown step near 2 %."""
+        """Keep the SOC change of a grown step near :data:`SOC_STEP`."""
         c = self.model.cells
         if c is None:
             return None
         dsoc = float(np.max(np.abs(c.current))) * h / (3600 * float(np.min(c.capacity_Ah)))
-        return 0.5 * (1 + 0.02 / dsoc) if dsoc > 0.02 else None
+        return 0.5 * (1 + SOC_STEP / dsoc) if dsoc > SOC_STEP else None
