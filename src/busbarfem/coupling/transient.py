@@ -23,7 +23,7 @@ from busbarfem.events import VARYING_CURRENT_MODES, Runaway, StopKind, hold_deca
 
 #: Largest SOC change an adaptive step grows to (the growth cap; the step's end-of-step OCV
 #: is the secant over the predicted SOC change, exact for a constant current).
-SOC_STEP = 0.045
+SOC_STEP = 0.03
 
 
 class FEMSystem:
