@@ -34,6 +34,15 @@ def _setup(extra=()):
     return sim
 
 
+def _full_solve(el, red, cells, mode="current", value=10.0):
+    """(solution, cell currents) of the full solve, the reduced step switched off for it."""
+    el.reduced = None
+    try:
+        return el.solve(mode, value), cells.measure_currents().copy()
+    finally:
+        el.reduced = red
+
+
 def test_reduced_step_equals_full_solve_at_a_frozen_operator():
     """New EMFs and targets at unchanged sigma and g: no rebuild, and the full solve's answer
     to 1e-8, from the assembly-free P1 products and from the assembled-operator fallback."""
@@ -142,12 +151,7 @@ def test_residual_alone_controls_a_basis_whose_operator_moved_by_more_than_half(
             moved = coefficient_change(el.comm, el._operator_coefficients(), red._coeffs)
             assert moved > 0.5, moved
             builds = red.builds
-            el.reduced = None
-            try:
-                sf = el.solve("current", 10.0)
-                i_f = cells.measure_currents().copy()
-            finally:
-                el.reduced = red
+            sf, i_f = _full_solve(el, red, cells)
             sr = el.solve("current", 10.0)
             i_r = cells.measure_currents().copy()
             dv = abs(sr.voltage / sf.voltage - 1)
@@ -182,12 +186,7 @@ def test_direct_basis_build_with_an_iterative_electrical_solver():
         direct = red.Z[:, :red.n + 1].copy()
         sr = el.solve("current", 10.0)
         i_r = cells.measure_currents().copy()
-        el.reduced = None
-        try:
-            sf = el.solve("current", 10.0)
-            i_f = cells.measure_currents().copy()
-        finally:
-            el.reduced = red
+        sf, i_f = _full_solve(el, red, cells)
         dv = abs(sr.voltage / sf.voltage - 1)
         di = np.max(np.abs(i_r - i_f)) / np.max(np.abs(i_f))
         red.tol = 1e-12  # a bound the factorisation cannot meet: the CG solves take over
