@@ -271,3 +271,26 @@ def emit(result: dict, comm: MPI.Comm, out: Path | None) -> None:
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
+
+
+def apply_solver_tokens(tokens, strict: bool = True) -> None:
+    """Set two-potential solver switches of :mod:`busbarfem.physics.solvers` from short tokens:
+    ``rfX`` MSMD_RTOL_FACTOR, ``swN`` MSMD_SMOOTH_SWEEPS, ``g0/g1`` COARSE_GUESS, ``p0/p1``
+    COARSE_POST, ``op0/op1`` OPERATING_POINT_SOLVE, ``bc0/bc1`` EXACT_BC_VALUES, ``cs0/cs1``
+    CIRCUIT_COARSE_SPACE, ``lin`` CIRCUIT_COARSE_LINEAR; ``lu`` is left to the caller. An
+    unknown token stops the script when ``strict``."""
+    from busbarfem.physics import solvers
+
+    flags = {"g": "COARSE_GUESS", "p": "COARSE_POST", "op": "OPERATING_POINT_SOLVE",
+             "bc": "EXACT_BC_VALUES", "cs": "CIRCUIT_COARSE_SPACE"}
+    for e in filter(None, tokens):
+        if e.startswith("rf"):
+            solvers.MSMD_RTOL_FACTOR = float(e[2:])
+        elif e.startswith("sw"):
+            solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
+        elif e == "lin":
+            solvers.CIRCUIT_COARSE_LINEAR = True
+        elif e[-1:] in "01" and e[:-1] in flags:
+            setattr(solvers, flags[e[:-1]], e[-1] == "1")
+        elif e != "lu" and strict:
+            raise SystemExit(f"unknown solver setting {e!r}")

@@ -50,23 +50,7 @@ def configure(variant: str) -> None:
     """Reset the solver module's settings to the defaults, then apply ``variant``."""
     for k, v in DEFAULTS.items():
         setattr(solvers, k, v)
-    for e in filter(None, variant.split(",")):
-        if e.startswith("rf"):
-            solvers.MSMD_RTOL_FACTOR = float(e[2:])
-        elif e in ("g0", "g1"):
-            solvers.COARSE_GUESS = e == "g1"
-        elif e in ("p0", "p1"):
-            solvers.COARSE_POST = e == "p1"
-        elif e.startswith("sw"):
-            solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
-        elif e in ("op0", "op1"):
-            solvers.OPERATING_POINT_SOLVE = e == "op1"
-        elif e in ("bc0", "bc1"):
-            solvers.EXACT_BC_VALUES = e == "bc1"
-        elif e in ("cs0", "cs1"):
-            solvers.CIRCUIT_COARSE_SPACE = e == "cs1"
-        elif e != "lu":
-            raise SystemExit(f"unknown variant setting {e!r}")
+    common.apply_solver_tokens(variant.split(","))
 
 
 def run(bundle, variant: str) -> dict:

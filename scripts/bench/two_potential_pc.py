@@ -43,17 +43,7 @@ mode, *extra = mode.split(",")
 # "auto" keeps the library's rule (solvers.CIRCUIT_COARSE_SPACE)
 if mode != "auto":
     solvers.CIRCUIT_COARSE_SPACE = False
-for e in extra:
-    if e == "lin":
-        solvers.CIRCUIT_COARSE_LINEAR = True
-    if e.startswith("sw"):
-        solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
-    if e in ("g0", "g1"):
-        solvers.COARSE_GUESS = e == "g1"
-    if e in ("p0", "p1"):
-        solvers.COARSE_POST = e == "p1"
-    if e.startswith("rf"):
-        solvers.MSMD_RTOL_FACTOR = float(e[2:])
+common.apply_solver_tokens(extra, strict=False)
 comm = MPI.COMM_WORLD
 ov = [f"geometry.module.series={series}", f"geometry.module.parallel={parallel}", "solver.adaptive=false",
       "solver.dt=30", f"solver.t_end={steps * 30}", "solver.electrical_solver=gamg"] + sys.argv[5:]
