@@ -360,9 +360,7 @@ def _step_source(params: CellParameters, state: ECMState, T, dt: float,
             # SOC change: 300 s steps at 0.5C put the lumped 8s6p CC->CV switch 39 s late),
             # and R0 at the predicted end SOC, where the end-of-step voltage is read
             end = np.clip(soc - i_pred * dt / (3600.0 * state.capacity_Ah), 0, 1)
-            wide = np.abs(end - soc) > 1e-6
-            secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
-            R_ocv = np.where(wide, secant * dt / (3600.0 * state.capacity_Ah), R_ocv)
+            R_ocv = _ocv_secant(params, soc, end, T, slope) * dt / (3600.0 * state.capacity_Ah)
         Reff = params.R0(end, T) + (R * (1.0 - a)).sum(axis=1)
         return E, Reff + R_ocv, R_ocv
     i0, decay = held_start(current_start)
@@ -375,9 +373,7 @@ def _step_source(params: CellParameters, state: ECMState, T, dt: float,
         # does not show as a jump of the current
         dsoc = -i0 * _predicted_mean(dt, decay) * dt / (3600.0 * state.capacity_Ah)
         end = np.clip(soc + dsoc, 0, 1)
-        wide = np.abs(end - soc) > 1e-6
-        secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
-        R_ocv = np.where(wide, secant * dt / (3600.0 * state.capacity_Ah), R_ocv)
+        R_ocv = _ocv_secant(params, soc, end, T, slope) * dt / (3600.0 * state.capacity_Ah)
     E = E - R_ocv * (1.0 - gbar) * i0 - (R * w0).sum(axis=1) * i0
     # the series resistance acts at the end of the step: at the predicted end SOC (a
     # SOC-dependent R0 frozen at the start is a first-order error of a long held step)
@@ -393,6 +389,14 @@ def _predicted_mean(dt: float, decay) -> np.ndarray | float:
         return 1.0
     small = np.abs(x) < 1e-6
     return np.where(small, 1.0 - x / 2, -np.expm1(-x) / np.where(small, 1.0, x))
+
+
+def _ocv_secant(params: CellParameters, soc, end, T, fallback) -> np.ndarray:
+    """``(OCV(end) - OCV(soc)) / (end - soc)`` where the two SOCs differ by more than 1e-6,
+    ``fallback`` (a slope) elsewhere."""
+    wide = np.abs(end - soc) > 1e-6
+    secant = (params.ocv(end, T) - params.ocv(soc, T)) / np.where(wide, end - soc, 1.0)
+    return np.where(wide, secant, fallback)
 
 
 def _ocv_slope(params: CellParameters, soc, T, d: float = 1e-6) -> np.ndarray:
@@ -425,15 +429,11 @@ def _step_source_diffusion(params, state, T, dt, current_start, a, R, R_ocv):
     slope = _ocv_slope(params, s0, T)
     if dt > 0:
         end = np.clip(s0 - i0 * (g0 + _predicted_mean(dt, decay) * g1), 0, 1)
-        wide = np.abs(end - s0) > 1e-6
-        secant = (params.ocv(end, T) - params.ocv(s0, T)) / np.where(wide, end - s0, 1.0)
-        slope = np.where(wide, secant, slope)
+        slope = _ocv_secant(params, s0, end, T, slope)
         # the bulk part for the heat, as without diffusion
         dsoc = -i0 * _predicted_mean(dt, decay) * dt / (3600.0 * Q)
         bend = np.clip(soc + dsoc, 0, 1)
-        bwide = np.abs(bend - soc) > 1e-6
-        bsec = (params.ocv(bend, T) - params.ocv(soc, T)) / np.where(bwide, bend - soc, 1.0)
-        R_ocv = np.where(bwide, bsec * dt / (3600.0 * Q), R_ocv)
+        R_ocv = np.where(np.abs(bend - soc) > 1e-6, _ocv_secant(params, soc, bend, T, 0.0) * dt / (3600.0 * Q), R_ocv)
     E = E - slope * g0 * i0 - (R * w0).sum(axis=1) * i0
     bulk_end = np.clip(soc - i0 * _predicted_mean(dt, decay) * dt / (3600.0 * Q), 0, 1) if dt > 0 else soc
     Reff = params.R0(bulk_end, T) + (R * w1).sum(axis=1) + slope * g1
