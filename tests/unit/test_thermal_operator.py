@@ -70,19 +70,48 @@ def test_preconditioner_dt_is_the_nearest_power_of_two():
 
 def test_iterative_steps_keep_the_preconditioner_within_a_bucket_and_match_lu():
     lu, it = _problem("lu"), _problem("gamg")
-    pmats = []
-    for dt in (10.0, 11.0, 9.0, 30.0, 31.0):
+    pmats, counts = [], []
+    for dt in (10.0, 11.0, 9.0, 30.0, 31.0, 32.0):
         lu.solve(dt)
         it.solve(dt)
         lu.advance()
         it.advance()
         pmats.append(it._P_key)
+        counts.append(it._P_count)
         # same steps: CG at rtol 1e-10 on the exact operator, whatever P it is preconditioned with
         assert np.max(np.abs(lu.T.x.array - it.T.x.array)) < 1e-5
-    assert pmats[0] == pmats[1] == pmats[2] == (8.0, 1)   # dt 9-11: one P (dt_q = 8), one K
-    assert pmats[3] == pmats[4] == (32.0, 1)
-    assert it.ksp.getOperators()[1].handle == it._P.handle
-    assert it.ksp.getOperators()[0].handle == it.A.handle
+    assert pmats[:3] == [(8.0, 0)] * 3          # dt 9-11: one P (dt_q = 8)
+    assert pmats[3:] == [(32.0, 0)] * 3
+    assert counts == [1, 1, 1, 2, 2, 2]         # P assembled once per bucket
+    op, pmat = it.ksp.getOperators()
+    assert pmat.handle == it._P.handle
+    assert op.handle == it._P.handle            # dt = 32 = dt_q: P is the operator itself
+    assert it._K is None                        # the iterative problem holds P and M only
+
+
+@pytest.mark.parametrize("radiation", [False, True])
+def test_iterative_operator_applies_the_assembled_one(radiation):
+    """The iterative operator at dt != dt_q (P + (1/dt - 1/dt_q) M, never formed) applied to a
+    vector equals the matrix assembled from the bilinear form at dt (DOLFINx) applied to it, to
+    1e-13 of the product; at dt = dt_q it is P, the assembled form itself."""
+    th = _problem("gamg", radiation)
+    rng = np.random.default_rng(3)
+    for dt in (10.0, 25.0, 16.0, None, 5.0):
+        th.solve(dt)
+        th.advance()
+        op = th.ksp.getOperators()[0]
+        assert (op.handle == th._P.handle) == (dt in (16.0, None))
+        ref = fpetsc.assemble_matrix(th.a, bcs=th.dirichlet)  # inv_dt and T_k as in the solve
+        ref.assemble()
+        x, y, y_ref = ref.createVecRight(), ref.createVecLeft(), ref.createVecLeft()
+        x.array[:] = rng.standard_normal(x.getLocalSize())
+        op.mult(x, y)
+        ref.mult(x, y_ref)
+        y.axpy(-1.0, y_ref)
+        assert y.norm() <= 1e-13 * y_ref.norm(), dt
+        for o in (ref, x, y, y_ref):
+            o.destroy()
+    th.destroy()
 
 
 # ---------------------------------------------------------------- generated heat from the source vector

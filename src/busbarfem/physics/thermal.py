@@ -113,6 +113,32 @@ class HeatFlows:
                 - self.fixed_temperature - self.coolant)
 
 
+class _SumOperator:
+    """Python context of a PETSc shell matrix ``y = P x + c M x`` (the thermal operator at a dt
+    other than its preconditioner's: :meth:`ThermalProblem._iterative_operators`)."""
+
+    def __init__(self, P: PETSc.Mat, M: PETSc.Mat):
+        self.P, self.M, self.c = P, M, 0.0
+        self._t = M.createVecLeft()
+
+    @classmethod
+    def shell(cls, P: PETSc.Mat, M: PETSc.Mat) -> PETSc.Mat:
+        """The shell matrix on P's layout."""
+        S = PETSc.Mat().createPython(P.getSizes(), context=cls(P, M), comm=P.getComm())
+        S.setUp()
+        return S
+
+    def mult(self, mat, x, y) -> None:
+        """y = P x + c M x."""
+        self.P.mult(x, y)
+        self.M.mult(x, self._t)
+        y.axpy(self.c, self._t)
+
+    def multTranspose(self, mat, x, y) -> None:
+        """The operator is symmetric."""
+        self.mult(mat, x, y)
+
+
 class ThermalProblem:
     """Heat conduction with the case's boundary conditions.
 
@@ -299,20 +325,30 @@ class ThermalProblem:
         self._react = (fem.form(ufl.replace(a, {u: self.T, v: self._wD}) - ufl.replace(L, {v: self._wD}))
                        if self.dirichlet else None)
 
-        self.A = fpetsc.create_matrix(self.a)
-        # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
-        # K with them set to the identity, so A = K + M/dt keeps the bcs; M_key/K_key say for which
-        # robin_version they were assembled
-        self._M = self.A.duplicate(copy=False)  # A's sparsity, not built again
-        self._K = self.A.duplicate(copy=False)
-        self._M_ok, self._K_key, self._A_sum = False, None, False
-        self._K_count = 0        # K assemblies so far (the preconditioner matrix follows K)
-        self._P, self._P_key = None, None
-        self.b = fpetsc.create_vector(self.V)
-        self.x = fpetsc.create_vector(self.V)
         ndofs = self.V.dofmap.index_map.size_global
         self.ndofs = ndofs
         self.options = solvers.preset(self._solver, ndofs, self._rtol)
+        self._direct = self.options.get("pc_type") in ("lu", "cholesky")
+        self._M_ok, self._K_key, self._A_sum = False, None, False
+        self._P_key = None
+        self._P_count = 0        # preconditioner-matrix assemblies so far
+        self._K = self._P = self._op = None
+        if self._direct:
+            # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
+            # K with them set to the identity, so A = K + M/dt keeps the bcs; K_key says for which
+            # robin_version K was assembled
+            self.A = fpetsc.create_matrix(self.a)
+            self._M = self.A.duplicate(copy=False)  # A's sparsity, not built again
+            self._K = self.A.duplicate(copy=False)
+        else:
+            # iterative: one assembled matrix, P = a at dt_q (:meth:`_iterative_operators`); the
+            # mass matrix M (on P's sparsity) only once a dt other than dt_q is solved, and then
+            # the operator is the sum P + (1/dt - 1/dt_q) M applied without forming it
+            self._P = fpetsc.create_matrix(self.a)
+            self._M = None
+            self.A = self._P
+        self.b = fpetsc.create_vector(self.V)
+        self.x = fpetsc.create_vector(self.V)
         self.ksp = solvers.make_ksp(self.comm, self.A, self._prefix, self.options)
         self.stats = solvers.KSPStats(self.options)
         self._assembled_key = None
@@ -322,9 +358,10 @@ class ThermalProblem:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
 
         The operator is rebuilt only when dt or ``robin_version`` changes (or radiation is present), so at
-        fixed dt the factorisation / preconditioner is reused; a new dt costs a matrix sum
-        ``K + M/dt`` of parts assembled once (K again when ``robin_version`` moves, every call
-        with radiation), not an assembly.
+        fixed dt the factorisation / preconditioner is reused. A direct solve forms a new dt's
+        operator as the sum ``K + M/dt`` of parts assembled once (K again when ``robin_version``
+        moves, every call with radiation); an iterative one keeps its preconditioner matrix while
+        dt stays within a factor sqrt(2) of the same power of two (:meth:`_iterative_operators`).
 
         Args:
             reuse_source: with coolant walls, keep the right-hand side of the previous call but
@@ -337,8 +374,11 @@ class ThermalProblem:
         self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
         key = (dt, self.robin_version)
         if key != self._assembled_key or self.has_radiation:
-            self._assemble_operator(0.0 if dt is None else 1.0 / dt)
-            self.ksp.setOperators(self.A, self._preconditioner_matrix(dt))
+            if self._direct:
+                self._assemble_operator(0.0 if dt is None else 1.0 / dt)
+                self.ksp.setOperators(self.A, self.A)
+            else:
+                self.ksp.setOperators(*self._iterative_operators(dt))
             self._assembled_key = key
         with self.b.localForm() as loc:
             if self.L_cool is not None and reuse_source and self._b_main is not None and self._b_main[0] == key:
@@ -419,7 +459,6 @@ class ThermalProblem:
             fpetsc.assemble_matrix(self._K, self._a_rest, bcs=self.dirichlet)
             self._K.assemble()
             self._K_key = self.robin_version
-            self._K_count += 1
         same = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
         if not self._A_sum:  # A as created has no assembled structure to copy into: a duplicate of K
             self.A.destroy()
@@ -430,30 +469,48 @@ class ThermalProblem:
         if inv_dt != 0.0:
             self.A.axpy(inv_dt, self._M, structure=same)
 
-    def _preconditioner_matrix(self, dt: float | None):
-        """The matrix the preconditioner is built from: ``A`` itself for a direct solve, for an
-        iterative one ``P = K + M/dt_q`` at ``dt`` rounded to a power of two
-        (:func:`preconditioner_dt`).
+    def _iterative_operators(self, dt: float | None):
+        """(operator, preconditioner matrix) of an iterative solve at ``dt`` (None: steady).
 
-        While ``dt_q`` (and K) stay the same, P is unchanged and PETSc keeps the GAMG hierarchy
-        (PCSetUp skips a Pmat whose state did not move): an adaptive dt that grows by a few
-        percent per step no longer rebuilds the preconditioner every step. P depends on
-        (dt, K) alone, not on the run's history; the solve still iterates on the exact A to
-        the same rtol.
+        The preconditioner matrix is ``P = a`` assembled at ``dt_q``, dt rounded to a power of
+        two (:func:`preconditioner_dt`), re-assembled only when dt_q or ``robin_version`` moves
+        (every call with radiation): while it is unchanged PETSc keeps the GAMG hierarchy
+        (PCSetUp skips a Pmat whose state did not move), so an adaptive dt that grows by a few
+        percent per step does not rebuild the preconditioner. P depends on (dt_q, the
+        coefficients) alone, not on the run's history. At ``dt == dt_q`` (and steady) the
+        operator is P itself; otherwise it is ``P + (1/dt - 1/dt_q) M``, applied as two products
+        (:class:`_SumOperator`) instead of being stored: the problem holds two matrices, P and
+        the mass matrix M (assembled once, on P's sparsity, at the first such dt), where a formed
+        operator needs a third of their size. CG iterates on that exact operator to the same
+        rtol whatever P is.
         """
-        if dt is None or self.options.get("pc_type") in ("lu", "cholesky"):
-            return self.A
-        dt_q = preconditioner_dt(dt)
-        key = (dt_q, self._K_count)
-        if key != self._P_key:
-            same = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
-            if self._P is None:
-                self._P = self._K.duplicate(copy=True)
-            else:
-                self._K.copy(self._P, structure=same)
-            self._P.axpy(1.0 / dt_q, self._M, structure=same)
-            self._P_key = key
-        return self._P
+        dt_q = None if dt is None else preconditioner_dt(dt)
+        pkey = (dt_q, self.robin_version)
+        if pkey != self._P_key or self.has_radiation:
+            if self._P_key is not None and (self._P_key[0] is None) != (dt_q is None):
+                # steady <-> transient: GAMG would reuse an interpolation built for a mass-dominated
+                # (or mass-free) operator, which can leave the V-cycle indefinite: build it afresh
+                self.ksp.getPC().reset()
+            self.inv_dt.value = 0.0 if dt_q is None else 1.0 / dt_q
+            self._P.zeroEntries()
+            fpetsc.assemble_matrix(self._P, self.a, bcs=self.dirichlet)
+            self._P.assemble()
+            self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
+            self._P_key = pkey
+            self._P_count += 1
+        if dt is None or dt == dt_q:
+            self.A = self._P
+            return self._P, self._P
+        if not self._M_ok:
+            self._M = self._P.duplicate(copy=False)
+            fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
+            self._M.assemble()
+            self._M_ok = True
+        if self._op is None:
+            self._op = _SumOperator.shell(self._P, self._M)
+        self._op.getPythonContext().c = 1.0 / dt - 1.0 / dt_q
+        self.A = self._op
+        return self._op, self._P
 
     def heat_flows(self) -> HeatFlows:
         """Integrated heat flows for the current T (and T_n, dt) [W].
@@ -506,9 +563,13 @@ class ThermalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
+        seen = set()
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
-                    getattr(self, "_P", None), getattr(self, "_bq", None), getattr(self, "_dT", None),
-                    getattr(self, "_MdT", None)):
-            if obj is not None:
+                    getattr(self, "_P", None), getattr(self, "_op", None), getattr(self, "_bq", None),
+                    getattr(self, "_dT", None), getattr(self, "_MdT", None)):
+            if obj is not None and id(obj) not in seen:  # A may be P or the sum operator
+                seen.add(id(obj))
                 obj.destroy()
+        if getattr(self, "_op", None) is not None:
+            self._op = None
         self.ksp = self.A = self.b = self.x = None
