@@ -78,6 +78,7 @@ class Simulation:
         """Mesh (unless given), resolve regions, build the physics and the writers."""
         self.model = CoupledModel(self.case, self.source, self.comm, bundle=bundle, cache_dir=self.cache_dir,
                                   timings=self.timings)
+        solvers.release_free_memory()  # the sparsity patterns' freed heap (not at the peak)
         t0 = time.perf_counter()
         self.run_state = RunState(self.model, self.outdir)
         self.fields = OutputFields(self.model)

@@ -41,6 +41,24 @@ _BLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_"
                  "scipy_openblas_set_num_threads")
 
 
+def release_free_memory() -> bool:
+    """Return the C heap's free memory to the operating system (glibc ``malloc_trim(0)``).
+
+    Building a matrix's sparsity pattern frees as much memory as the matrix holds, and glibc
+    keeps it in the process: the set-up leaves ~0.4 GiB of free heap resident at 1.2M dofs
+    that the solves' own allocations do not all reuse, so it adds to the peak (B1 1M_coarse:
+    -66 MiB at the peak when released after the set-up; docs/performance.md). Returns whether
+    it was called (False where the C library has no ``malloc_trim``)."""
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_size_t]
+    fn(0)
+    return True
+
+
 def limit_blas_threads(n: int = 1) -> int:
     """Set every loaded OpenBLAS to ``n`` threads; returns how many libraries were set.
 
