@@ -293,7 +293,7 @@ class ThermalProblem:
             else:
                 raise ValueError(f"unknown thermal boundary condition {kind!r}")
         self.a = fem.form(a)
-        self._a_mass, self._a_rest = fem.form(a_mass), fem.form(a_rest)
+        self._a_mass = fem.form(a_mass)
         self.L = fem.form(L)
         self.L_q = None if self._source_zero else fem.form(source * v * dx)
         self._bq = None if self._source_zero else fpetsc.create_vector(self.V)
@@ -337,6 +337,7 @@ class ThermalProblem:
             # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
             # K with them set to the identity, so A = K + M/dt keeps the bcs; K_key says for which
             # robin_version K was assembled
+            self._a_rest = fem.form(a_rest)  # only a direct solve assembles K on its own
             self.A = fpetsc.create_matrix(self.a)
             self._M = self.A.duplicate(copy=False)  # A's sparsity, not built again
             self._K = self.A.duplicate(copy=False)
@@ -480,8 +481,8 @@ class ThermalProblem:
         coefficients) alone, not on the run's history. At ``dt == dt_q`` (and steady) the
         operator is P itself; otherwise it is ``P + (1/dt - 1/dt_q) M``, applied as two products
         (:class:`_SumOperator`) instead of being stored: the problem holds two matrices, P and
-        the mass matrix M (assembled once, on P's sparsity, at the first such dt), where a formed
-        operator needs a third of their size. CG iterates on that exact operator to the same
+        the mass matrix M (assembled once, on P's sparsity, at the first such dt), instead of a
+        third one for the formed operator. CG iterates on that exact operator to the same
         rtol whatever P is.
         """
         dt_q = None if dt is None else preconditioner_dt(dt)
