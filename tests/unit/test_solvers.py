@@ -22,7 +22,9 @@ from busbarfem.physics import solvers
 @pytest.mark.parametrize("block_size", [1, 2])
 def test_preset_structure(block_size):
     lu = solvers.preset("lu", 10**7, 1e-8, block_size)
-    assert lu == {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
+    # the two-potential system (block size 2) is SPD: MUMPS Cholesky; scalar problems LU
+    assert lu == {"ksp_type": "preonly", "pc_type": "cholesky" if block_size == 2 else "lu",
+                  "pc_factor_mat_solver_type": "mumps"}
     g = solvers.preset("gamg", 10, 1e-8, block_size)
     assert g["ksp_type"] == "cg" and g["pc_type"] == "gamg"
     assert g["ksp_rtol"] == 1e-8
@@ -41,8 +43,8 @@ def test_auto_switches_at_the_limit():
     n = solvers.LU_DOF_LIMIT
     assert solvers.preset("auto", n, 1e-8)["pc_type"] == "lu"
     assert solvers.preset("auto", n + 1, 1e-8)["pc_type"] == "gamg"
-    # the two-potential cell system keeps LU longer (cell-current accuracy)
-    assert solvers.preset("auto", n + 1, 1e-8, block_size=2)["pc_type"] == "lu"
+    # the two-potential cell system keeps a direct solve longer (cell-current accuracy)
+    assert solvers.preset("auto", n + 1, 1e-8, block_size=2)["pc_type"] == "cholesky"
     m = solvers.LU_DOF_LIMIT_MSMD
     assert solvers.preset("auto", m + 1, 1e-8, block_size=2)["pc_type"] == "gamg"
 
@@ -121,6 +123,29 @@ def test_gamg_and_lu_agree(block_size):
     y.scale(2.0)
     y.axpy(-1.0, sols["lu"])
     assert y.norm() <= 1e-7 * sols["lu"].norm()
+
+
+def test_two_potential_cholesky_equals_lu():
+    """The direct two-potential preset factorises by MUMPS Cholesky, which reads one
+    triangle of the matrix: on the MSMD pattern (with Dirichlet rows and columns) it must
+    give MUMPS LU's solution to rounding, and a small true residual."""
+    comm = MPI.COMM_WORLD
+    A, b, ndofs, _keep = _contrast_problem(comm, 2)
+    opts = solvers.preset("lu", ndofs, 1e-10, 2)
+    assert opts["pc_type"] == "cholesky"
+    sols = {}
+    for name, o in (("cholesky", opts), ("lu", {**opts, "pc_type": "lu"})):
+        ksp = solvers.make_ksp(comm, A, f"test_chol_{name}_", o)
+        x = A.createVecRight()
+        solvers.solve_checked(ksp, b, x, "test")
+        sols[name] = x
+    r = b.copy()
+    A.mult(sols["cholesky"], r)
+    r.axpy(-1.0, b)
+    assert r.norm() <= 1e-10 * b.norm()
+    d = sols["cholesky"].copy()
+    d.axpy(-1.0, sols["lu"])
+    assert d.norm() <= 1e-10 * sols["lu"].norm()
 
 
 def test_welded_busbar_gamg_iterations_and_stats():

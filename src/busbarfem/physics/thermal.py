@@ -113,32 +113,6 @@ class HeatFlows:
                 - self.fixed_temperature - self.coolant)
 
 
-class _SumOperator:
-    """Python context of a PETSc shell matrix ``y = P x + c M x`` (the thermal operator at a dt
-    other than its preconditioner's: :meth:`ThermalProblem._iterative_operators`)."""
-
-    def __init__(self, P: PETSc.Mat, M: PETSc.Mat):
-        self.P, self.M, self.c = P, M, 0.0
-        self._t = M.createVecLeft()
-
-    @classmethod
-    def shell(cls, P: PETSc.Mat, M: PETSc.Mat) -> PETSc.Mat:
-        """The shell matrix on P's layout."""
-        S = PETSc.Mat().createPython(P.getSizes(), context=cls(P, M), comm=P.getComm())
-        S.setUp()
-        return S
-
-    def mult(self, mat, x, y) -> None:
-        """y = P x + c M x."""
-        self.P.mult(x, y)
-        self.M.mult(x, self._t)
-        y.axpy(self.c, self._t)
-
-    def multTranspose(self, mat, x, y) -> None:
-        """The operator is symmetric."""
-        self.mult(mat, x, y)
-
-
 class ThermalProblem:
     """Heat conduction with the case's boundary conditions.
 
@@ -332,7 +306,8 @@ class ThermalProblem:
         self._M_ok, self._K_key, self._A_sum = False, None, False
         self._P_key = None
         self._P_count = 0        # preconditioner-matrix assemblies so far
-        self._K = self._P = self._op = None
+        self._P_shift = 0.0      # P holds the form at dt_q plus this times M (iterative solves)
+        self._K = self._P = None
         if self._direct:
             # the two parts of A on A's sparsity: M with the Dirichlet rows/columns zeroed (diagonal 0),
             # K with them set to the identity, so A = K + M/dt keeps the bcs; K_key says for which
@@ -400,6 +375,12 @@ class ThermalProblem:
         # warm start from the current temperature for iterative solvers
         fpetsc.assign(self.T, self.x)
         self.ksp.setInitialGuessNonzero(self.options.get("ksp_type") == "cg")
+        if self.stats.solves == 0:
+            # the first solve sets the preconditioner up (GAMG's squared graph: ~0.5 GiB
+            # transient at 1.2M dofs) on top of the electrical hierarchy: hand the heap the
+            # electrical solve freed back to the system first (B1 peak -12 MiB at 0.26M,
+            # -18 MiB at 1.19M; docs/performance.md)
+            solvers.release_free_memory()
         its = solvers.solve_checked(self.ksp, self.b, self.x, "thermal", step, self.stats)
         self.x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         fpetsc.assign(self.x, self.T)
@@ -471,27 +452,28 @@ class ThermalProblem:
             self.A.axpy(inv_dt, self._M, structure=same)
 
     def _iterative_operators(self, dt: float | None):
-        """(operator, preconditioner matrix) of an iterative solve at ``dt`` (None: steady).
+        """(operator, preconditioner matrix) of an iterative solve at ``dt`` (None: steady): P, twice.
 
-        The preconditioner matrix is ``P = a`` assembled at ``dt_q``, dt rounded to a power of
-        two (:func:`preconditioner_dt`), re-assembled only when dt_q or ``robin_version`` moves
-        (every call with radiation): while it is unchanged PETSc keeps the GAMG hierarchy
-        (PCSetUp skips a Pmat whose state did not move), so an adaptive dt that grows by a few
-        percent per step does not rebuild the preconditioner. P depends on (dt_q, the
-        coefficients) alone, not on the run's history. At ``dt == dt_q`` (and steady) the
-        operator is P itself; otherwise it is ``P + (1/dt - 1/dt_q) M``, applied as two products
-        (:class:`_SumOperator`) instead of being stored: the problem holds two matrices, P and
-        the mass matrix M (assembled once, on P's sparsity, at the first such dt), instead of a
-        third one for the formed operator. CG iterates on that exact operator to the same
-        rtol whatever P is.
+        P is the bilinear form assembled at ``dt_q``, dt rounded to a power of two
+        (:func:`preconditioner_dt`), re-assembled only when dt_q or ``robin_version`` moves
+        (every call with radiation); the GAMG hierarchy is built from that matrix right after
+        the assembly, so it depends on (dt_q, the coefficients) alone, not on the run's history.
+        Another dt of the same bucket shifts P in place to the exact operator,
+        ``P <- P + (1/dt - 1/dt_q - c) M`` (``c`` the shift it holds; one MatAXPY on the same
+        sparsity, M the mass matrix assembled once, at the first such dt), and the KSP keeps
+        its preconditioner (``KSPSetReusePreconditioner``): CG iterates on the assembled
+        operator at dt with native products, and the problem holds two matrices, P and M
+        (session 9 applied ``P + c M`` as a Python shell of two products per iteration: +16-30 %
+        thermal time on an adaptive 4s2p discharge; docs/performance.md).
         """
         dt_q = None if dt is None else preconditioner_dt(dt)
         pkey = (dt_q, self.robin_version)
+        pc = self.ksp.getPC()
         if pkey != self._P_key or self.has_radiation:
             if self._P_key is not None and (self._P_key[0] is None) != (dt_q is None):
                 # steady <-> transient: GAMG would reuse an interpolation built for a mass-dominated
                 # (or mass-free) operator, which can leave the V-cycle indefinite: build it afresh
-                self.ksp.getPC().reset()
+                pc.reset()
             self.inv_dt.value = 0.0 if dt_q is None else 1.0 / dt_q
             self._P.zeroEntries()
             fpetsc.assemble_matrix(self._P, self.a, bcs=self.dirichlet)
@@ -499,19 +481,22 @@ class ThermalProblem:
             self.inv_dt.value = 0.0 if dt is None else 1.0 / dt
             self._P_key = pkey
             self._P_count += 1
-        if dt is None or dt == dt_q:
-            self.A = self._P
-            return self._P, self._P
-        if not self._M_ok:
-            self._M = self._P.duplicate(copy=False)
-            fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
-            self._M.assemble()
-            self._M_ok = True
-        if self._op is None:
-            self._op = _SumOperator.shell(self._P, self._M)
-        self._op.getPythonContext().c = 1.0 / dt - 1.0 / dt_q
-        self.A = self._op
-        return self._op, self._P
+            self._P_shift = 0.0
+            pc.setReusePreconditioner(False)
+            self.ksp.setOperators(self._P, self._P)
+            self.ksp.setUp()  # the hierarchy of P at dt_q, before any shift
+        pc.setReusePreconditioner(True)
+        shift = 0.0 if dt is None or dt == dt_q else 1.0 / dt - 1.0 / dt_q
+        if shift != self._P_shift:
+            if not self._M_ok:
+                self._M = self._P.duplicate(copy=False)
+                fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
+                self._M.assemble()
+                self._M_ok = True
+            self._P.axpy(shift - self._P_shift, self._M, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+            self._P_shift = shift
+        self.A = self._P
+        return self._P, self._P
 
     def heat_flows(self) -> HeatFlows:
         """Integrated heat flows for the current T (and T_n, dt) [W].
@@ -566,11 +551,9 @@ class ThermalProblem:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         seen = set()
         for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
-                    getattr(self, "_P", None), getattr(self, "_op", None), getattr(self, "_bq", None),
+                    getattr(self, "_P", None), getattr(self, "_bq", None),
                     getattr(self, "_dT", None), getattr(self, "_MdT", None)):
-            if obj is not None and id(obj) not in seen:  # A may be P or the sum operator
+            if obj is not None and id(obj) not in seen:  # A may be P
                 seen.add(id(obj))
                 obj.destroy()
-        if getattr(self, "_op", None) is not None:
-            self._op = None
         self.ksp = self.A = self.b = self.x = None
