@@ -318,8 +318,8 @@ class ThermalProblem:
             self._K = self.A.duplicate(copy=False)
         else:
             # iterative: one assembled matrix, P = a at dt_q (:meth:`_iterative_operators`); the
-            # mass matrix M (on P's sparsity) only once a dt other than dt_q is solved, and then
-            # the operator is the sum P + (1/dt - 1/dt_q) M applied without forming it
+            # mass matrix M (on P's sparsity) only once a dt other than dt_q is solved, which
+            # then shifts P in place to the operator at dt
             self._P = fpetsc.create_matrix(self.a)
             self._M = None
             self.A = self._P
@@ -425,17 +425,27 @@ class ThermalProblem:
         self._M.mult(self._dT, self._MdT)
         return float(self.inv_dt.value) * float(np.sum(self._MdT.array_r))
 
+    def _ensure_mass(self) -> None:
+        """Assemble the mass matrix M once, Dirichlet rows/columns zeroed (diagonal 0), on the
+        operator's sparsity (a direct problem's M exists from the set-up; an iterative one's is
+        created from P on first use)."""
+        if self._M_ok:
+            return
+        if self._M is None:
+            self._M = self._P.duplicate(copy=False)
+        else:
+            self._M.zeroEntries()
+        fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
+        self._M.assemble()
+        self._M_ok = True
+
     def _assemble_operator(self, inv_dt: float) -> None:
         """``A = K + inv_dt M`` from the cached parts (re-assembling K if robin_version moved or with radiation).
 
         Equal to assembling ``a`` at ``inv_dt`` up to round-off (the per-cell sums are added in
         another order), and a function of (dt, robin_version, T_k) alone, as before.
         """
-        if not self._M_ok:
-            self._M.zeroEntries()
-            fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
-            self._M.assemble()
-            self._M_ok = True
+        self._ensure_mass()
         if self._K_key != self.robin_version or self.has_radiation:
             self._K.zeroEntries()
             fpetsc.assemble_matrix(self._K, self._a_rest, bcs=self.dirichlet)
@@ -488,11 +498,7 @@ class ThermalProblem:
         pc.setReusePreconditioner(True)
         shift = 0.0 if dt is None or dt == dt_q else 1.0 / dt - 1.0 / dt_q
         if shift != self._P_shift:
-            if not self._M_ok:
-                self._M = self._P.duplicate(copy=False)
-                fpetsc.assemble_matrix(self._M, self._a_mass, bcs=self.dirichlet, diag=0.0)
-                self._M.assemble()
-                self._M_ok = True
+            self._ensure_mass()
             self._P.axpy(shift - self._P_shift, self._M, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
             self._P_shift = shift
         self.A = self._P
