@@ -54,6 +54,10 @@ def test_reduced_step_equals_full_solve_at_a_frozen_operator():
         assert red.fast
         m.electrical_step(0.0, 0)  # builds the basis
         assert red.builds == 1
+        # the direct electrical solver's own factorisation, one blocked MUMPS solve of the
+        # N + 1 right-hand sides, its true column residual checked (measured 1.4e-10)
+        assert el.options["ksp_type"] == "preonly"
+        assert red.direct_failures == 0 and red.direct_residual < 0.1 * red.tol, red.direct_residual
 
         def answer(full: bool, mode: str, value: float):
             el.reduced = None if full else red

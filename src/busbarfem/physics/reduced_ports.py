@@ -8,8 +8,9 @@ cells' EMFs::
 
 ``phi_b`` the solution with V = 1 and no sources, ``psi_c`` the solution with V = 0 and a unit
 EMF in cell c only. :class:`ReducedPorts` computes these N + 1 fields once (one operator,
-one sparse factorisation and one multi-right-hand-side solve, also when the electrical solver
-is iterative: :data:`BUILD_DIRECT`; else N + 1 preconditioned solves) and then answers each electrical
+one sparse factorisation and one multi-right-hand-side solve: the direct electrical solver's
+own factorisation, or a separate one when the electrical solver is iterative
+(:data:`BUILD_DIRECT`; else N + 1 preconditioned solves) and then answers each electrical
 call without a Krylov solve: a Galerkin projection of the current problem on the basis
 
     Psi^T A Psi y_a = Psi^T L,          Psi^T A Psi y_b = -Psi^T A phi_b
@@ -141,9 +142,10 @@ class ReducedPorts:
         el = self.el
         el._assemble_matrix()  # with the Dirichlet rows: the system the KSP solves
         its = 0
-        direct = (BUILD_DIRECT and el.options.get("ksp_type") != "preonly"
-                  and el.ndofs_solved <= BUILD_DIRECT_MAX_DOFS)
-        if not (direct and self._build_direct()):
+        if el.options.get("ksp_type") == "preonly":  # a direct electrical solver: its own factor
+            if not self._build_direct(reuse=True):
+                its = self._build_ksp(step)
+        elif not (BUILD_DIRECT and el.ndofs_solved <= BUILD_DIRECT_MAX_DOFS and self._build_direct()):
             its = self._build_ksp(step)
         self._Zmat.assemble()  # the array changed under the Mat
         if self.fast:
@@ -153,9 +155,13 @@ class ReducedPorts:
         self.builds += 1
         return its
 
-    def _build_direct(self) -> bool:
+    def _build_direct(self, reuse: bool = False) -> bool:
         """The N + 1 fields by one MUMPS Cholesky factorisation of the solved operator and one
         multi-right-hand-side solve (``KSPMatSolve``); the factorisation is freed afterwards.
+        ``reuse``: the electrical KSP is itself direct (``preonly``), so its factorisation of the
+        same operator is used (set up here, kept) instead of a second one: one blocked MUMPS
+        solve of the N + 1 right-hand sides replaces N + 1 single solves (BLAS-3 triangular
+        solves; the single solves were 0.05 s each at 64,718 unknowns on 1 and on 2 ranks).
 
         Every column's true relative residual ``||B - A X|| / ||B||`` must be below a tenth of
         the reduced step's ``tol`` (measured 1.4e-10 on 2s2p; the CG solves stop on the
@@ -164,14 +170,17 @@ class ReducedPorts:
         (counted in ``direct_failures``)."""
         el, comm, m = self.el, self.comm, self.n + 1
         A = el.ksp.getOperators()[0]
-        A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
-        ksp = PETSc.KSP().create(comm)
-        ksp.setOptionsPrefix("busbarfem_basis_")
-        ksp.setOperators(A)
-        ksp.setType("preonly")
-        pc = ksp.getPC()
-        pc.setType("cholesky")
-        pc.setFactorSolverType("mumps")
+        if reuse:
+            ksp = el.ksp
+        else:
+            A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+            ksp = PETSc.KSP().create(comm)
+            ksp.setOptionsPrefix("busbarfem_basis_")
+            ksp.setOperators(A)
+            ksp.setType("preonly")
+            pc = ksp.getPC()
+            pc.setType("cholesky")
+            pc.setFactorSolverType("mumps")
         nsub = A.getLocalSize()[0]
         B = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
         B.setUp()
@@ -231,7 +240,7 @@ class ReducedPorts:
             el.emf.x.array[:] = emf
             el.emf.x.scatter_forward()
             el.source_on.value = 1.0
-            for obj in (X, B, ksp):
+            for obj in (X, B) if reuse else (X, B, ksp):
                 obj.destroy()
         return True
 
