@@ -72,8 +72,11 @@ def main() -> None:
     p.add_argument("--reduced", action="store_true", help="solver.electrical.reduced.enabled=true")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--capacity", action="store_true",
+                   help="measure common.parallel_capacity first (what 2 processes get from the machine)")
     a = p.parse_args()
     comm = MPI.COMM_WORLD
+    capacity = common.capacity_collective(comm) if a.capacity else None
     ov = [f"geometry.module.series={a.series}", f"geometry.module.parallel={a.parallel}"]
     if not a.full:
         ov += ["solver.adaptive=false", f"solver.dt={a.dt}", f"solver.t_end={a.steps * a.dt}"]
@@ -132,6 +135,7 @@ def main() -> None:
         "stop_reason": summary.get("stop_reason"), "t_end_s": sim.rows[-1]["time [s]"] if sim.rows else 0.0,
         "terminal": summary.get("terminal"), "T_max_K": summary.get("T_max", {}).get("value"),
         "maxrss_MiB_after_setup": rss_setup, "maxrss_MiB": common.mem_per_rank(comm),
+        "parallel_capacity": capacity,
     }
     common.emit(res, comm, a.out)
 

@@ -77,8 +77,11 @@ def main() -> None:
     p.add_argument("--reduced", action="store_true", help="solver.electrical.reduced.enabled=true")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--capacity", action="store_true",
+                   help="measure common.parallel_capacity first (what 2 processes get from the machine)")
     a = p.parse_args()
     comm = MPI.COMM_WORLD
+    capacity = common.capacity_collective(comm) if a.capacity else None
     load_before = list(os.getloadavg())
     ov = list(a.overrides) + (["solver.electrical.reduced.enabled=true"] if a.reduced else [])
     case, src = common.load_bench_case("module_8s6p_cccv", ov)
@@ -109,7 +112,7 @@ def main() -> None:
         "cell_states": {n: {k: c.get(k) for k in ("soc", "current_A", "voltage_V", "T_mean_K")}
                         for n, c in cells.items()},
         "linear_solvers": summary.get("linear_solvers"), "maxrss_MiB": common.mem_per_rank(comm),
-        "machine": common.machine_info(),
+        "machine": common.machine_info(), "parallel_capacity": capacity,
     }
     common.emit(res, comm, a.out)
 

@@ -294,3 +294,55 @@ def apply_solver_tokens(tokens, strict: bool = True) -> None:
             setattr(solvers, flags[e[:-1]], e[-1] == "1")
         elif e != "lu" and strict:
             raise SystemExit(f"unknown solver setting {e!r}")
+
+
+#: the calibration kernels of :func:`parallel_capacity`: interpreter-bound (a Python loop,
+#: like the per-step bookkeeping) and memory-bound (streaming numpy updates over 32 MiB
+#: arrays, like assembly and sparse products); each prints its own wall time
+_CAPACITY_KERNELS = {
+    "python": "import time\nt = time.perf_counter()\ns = 0\nfor i in range({n}):\n    s += i\n"
+              "print(time.perf_counter() - t)",
+    "memory": "import time, numpy as np\na = np.ones(4 << 20)\nb = np.ones(4 << 20)\n"
+              "t = time.perf_counter()\nfor _ in range({n}):\n    a += 1.0001 * b\nprint(time.perf_counter() - t)",
+}
+
+
+def parallel_capacity(sizes: dict[str, int] | None = None) -> dict:
+    """What two concurrent processes get from this machine right now.
+
+    Each kernel of :data:`_CAPACITY_KERNELS` runs alone, then as two concurrent processes
+    (fresh interpreters, BLAS threads pinned to 1). A job split perfectly over two ranks
+    gains ``2 t_alone / t_pair`` (``t_pair`` the slower of the pair): 2.0 on two free
+    cores, less when the cores are shared (hyper-threads, other tenants, a throttled host).
+    That is the ceiling of any 1 -> 2 ranks speed-up measured at the same time, so the
+    module benchmarks record it next to the load average (session 12 measured 1.33x at one
+    time and 2.0x an hour later on the same machine). Serial: call it from one rank while
+    the others wait.
+    """
+    sizes = sizes or {"python": 15_000_000, "memory": 60}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def launch(code: str):
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+
+    out: dict = {"load_average_before": list(os.getloadavg())}
+    for name, template in _CAPACITY_KERNELS.items():
+        code = template.format(n=sizes[name])
+        alone = float(launch(code).communicate()[0])
+        procs = [launch(code), launch(code)]
+        pair = [float(p.communicate()[0]) for p in procs]
+        out[name] = {"alone_s": round(alone, 3), "pair_s": [round(t, 3) for t in pair],
+                     "capacity": round(2.0 * alone / max(pair), 3)}
+    out["capacity"] = min(out[k]["capacity"] for k in _CAPACITY_KERNELS)
+    return out
+
+
+def capacity_collective(comm: MPI.Comm) -> dict:
+    """:func:`parallel_capacity` measured on rank 0 while the other ranks sleep (not spin in
+    an MPI barrier, which would take a core from the calibration); the result on every rank."""
+    res = parallel_capacity() if comm.rank == 0 else None
+    if comm.size > 1:
+        req = comm.Ibarrier()
+        while not req.Test():
+            time.sleep(0.01)
+    return comm.bcast(res, root=0)
