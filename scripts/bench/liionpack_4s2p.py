@@ -40,6 +40,20 @@ def _process_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _stack_versions() -> dict:
+    """Versions of the packages liionpack's CPU depends on (its time moved 2-3.6x between
+    sessions' machines while busbarfem's moved 2x: record what ran)."""
+    from importlib import metadata
+
+    out = {}
+    for name in ("liionpack", "pybamm", "casadi", "pybammsolvers", "numpy", "scipy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def main() -> int:
     """Run the 1800 s discharge once and print the timings."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -68,7 +82,7 @@ def main() -> int:
         "load": f"10 A for {a.t_end:g} s, period 10 s", "t_end_s": float(t[-1]), "rows": int(t.size),
         "pack_voltage_end_V": float(np.asarray(out["Pack terminal voltage [V]"])[-1]),
         "cpu_process_s": _process_cpu(), "cpu_imports_s": t_imp, "cpu_solve_s": cpu_solve,
-        "wall_solve_s": wall_solve, "load_average": list(os.getloadavg()),
+        "wall_solve_s": wall_solve, "load_average": list(os.getloadavg()), "stack": _stack_versions(),
     }
     text = json.dumps(res, indent=1)
     print(text)

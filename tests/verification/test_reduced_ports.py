@@ -273,3 +273,24 @@ def test_reduced_step_two_ranks_equal_serial(tmp_path):
     rs, rp = ser["linear_solvers"]["electrical_reduced"], par["linear_solvers"]["electrical_reduced"]
     print("serial", rs, "2 ranks", rp)
     assert rp["reduced_steps"] >= 1 and rs["basis_builds"] == rp["basis_builds"]
+
+
+def test_closed_run_leaves_no_petsc_options():
+    """A reduced-step run with a CG+GAMG electrical solver builds its basis by a separate
+    factorisation, so the electrical KSP is never set up and GAMG never reads its level
+    options; closing the simulation must still remove every option of its KSPs from PETSc's
+    database (they were printed as "unused database options" at the end of the 8s6p CC-CV)."""
+    from petsc4py import PETSc
+
+    sim = _setup(["solver.electrical.reduced.enabled=true", "solver.electrical_solver=gamg"])
+    m = sim.model
+    prefixes = (m.electrical.ksp.getOptionsPrefix(), m.thermal.ksp.getOptionsPrefix())
+    try:
+        m.electrical_step(0.0, 0)
+        assert m.electrical.reduced.direct_failures == 0
+        held = [k for k in PETSc.Options().getAll() if k.startswith(prefixes)]
+        assert any("mg_levels" in k for k in held), held  # what the fix has to remove
+    finally:
+        sim.close()
+    left = [k for k in PETSc.Options().getAll() if k.startswith(prefixes)]
+    assert not left, left

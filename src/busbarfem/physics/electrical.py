@@ -811,7 +811,8 @@ class ElectricalProblem:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
         if self.reduced is not None:
             self.reduced.destroy()
-        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_Z", None),
+        solvers.destroy_ksp(self.ksp)
+        for obj in (self.A, self.b, self.x, getattr(self, "_Z", None),
                     *((self._red.iset, self._red.sub) if self._red is not None else ())):
             if obj is not None:
                 obj.destroy()

@@ -199,7 +199,31 @@ def make_ksp(comm, A, prefix: str, options: dict) -> PETSc.KSP:
     for k in options:
         opts.delValue(k)
     opts.prefixPop()
+    _KSP_OPTIONS[prefix] = list(options)
     return ksp
+
+
+#: the option keys of every KSP :func:`make_ksp` made, by prefix (for :func:`destroy_ksp`)
+_KSP_OPTIONS: dict[str, list[str]] = {}
+
+
+def destroy_ksp(ksp: PETSc.KSP | None) -> None:
+    """Destroy a KSP of :func:`make_ksp` and remove what its options left in PETSc's database.
+
+    GAMG reads its level options (``mg_levels_*``) only when the preconditioner is first set
+    up, so they stay in the database until then; a KSP that never solved (the electrical KSP
+    of a reduced-step run whose basis came from a separate factorisation) left them there,
+    and PETSc printed them as "unused database options" at exit. Removed by full name here
+    (``delValue`` does not apply a pushed prefix).
+    """
+    if ksp is None:
+        return
+    prefix = ksp.getOptionsPrefix() or ""
+    opts = PETSc.Options()
+    for k in _KSP_OPTIONS.pop(prefix, ()):
+        if opts.hasName(f"-{prefix}{k}"):
+            opts.delValue(f"-{prefix}{k}")
+    ksp.destroy()
 
 
 def reason_name(code: int) -> str:

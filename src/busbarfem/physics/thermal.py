@@ -555,8 +555,9 @@ class ThermalProblem:
 
     def destroy(self) -> None:
         """Free the PETSc objects (matrix, vectors, KSP); the problem cannot solve afterwards."""
+        solvers.destroy_ksp(self.ksp)
         seen = set()
-        for obj in (self.ksp, self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
+        for obj in (self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
                     getattr(self, "_P", None), getattr(self, "_bq", None),
                     getattr(self, "_dT", None), getattr(self, "_MdT", None)):
             if obj is not None and id(obj) not in seen:  # A may be P
