@@ -113,6 +113,23 @@ def test_self_intersecting_path_names_key_and_line(tmp_path):
     assert f"{p}:{line_of(p.read_text(), 'path:')}:" in err
 
 
+@pytest.mark.parametrize("where, key", [((), "["), (("solver",), "x[1]"), (("solver",), "function-after")])
+def test_unknown_key_that_looks_like_a_validator_tag(tmp_path, where, key):
+    """pydantic's error locations hold validator tags (``function-after[...]``); an unknown key
+    of the case spelt like one was dropped with them, and the error path came out empty (an
+    IndexError and a raw traceback; found by test_fuzz_case on ``'[': null``)."""
+    d = copy.deepcopy(STRAIGHT)
+    node = d
+    for w in where:
+        node = node[w]
+    node[key] = None
+    p = write(tmp_path, d)
+    code, err = validate(p)
+    dotted = ".".join([*where, key])
+    assert code == 2 and f"{dotted}: unknown key '{key}'" in err and "valid choices" in err, err
+    assert f"{p}:{line_of(p.read_text(), yaml.safe_dump({key: None}).strip())}:" in err, err
+
+
 def test_tab_one_metre_above_its_busbar(tmp_path):
     d = copy.deepcopy(WELDS)
     d["geometry"]["tabs"][0]["z0"] = d["geometry"]["tabs"][0].get("z0", 0.0) + 1.0

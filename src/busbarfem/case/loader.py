@@ -338,14 +338,23 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
+def _validator_tag(p: Any) -> bool:
+    """A part of a pydantic error location that names a validator or union member, not a key
+    (``function-after[...]``, ``list[...]``, ``function-plain``)."""
+    return isinstance(p, str) and ("[" in p or p in ("function-after", "function-plain"))
+
+
 def _data_path(loc: tuple, data: Any) -> list:
-    """Keep the parts of a pydantic error location that exist in the data (drops union tags)."""
+    """Keep the parts of a pydantic error location that exist in the data (drops union and
+    validator tags; a key of the data is kept even if it looks like one, e.g. ``'['``)."""
     out: list = []
     cur = data
     for p in loc:
         if isinstance(cur, dict) and p in cur:
             out.append(p)
             cur = cur[p]
+        elif _validator_tag(p):
+            continue
         elif isinstance(cur, list) and isinstance(p, int) and p < len(cur):
             out.append(p)
             cur = cur[p]
@@ -364,9 +373,9 @@ def validation_to_case_error(err: ValidationError, src: CaseSource, model: type[
     # an unknown key usually explains a 'missing' one (a typo): report it first
     errors.sort(key=lambda e: 0 if e["type"] == "extra_forbidden" else 1)
     e = errors[0]
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after", "function-plain"))))
-    # drop discriminated-union tags (they equal the 'type' value, e.g. 'convection')
-    clean: list[Any] = _data_path(loc, data) if data is not None else list(loc)
+    loc = tuple(e["loc"])
+    # drop validator and discriminated-union tags (the latter equal the 'type' value, e.g. 'convection')
+    clean: list[Any] = _data_path(loc, data) if data is not None else [p for p in loc if not _validator_tag(p)]
     key = ".".join(str(p) for p in clean)
     kind = e["type"]
     if kind == "extra_forbidden":
