@@ -57,7 +57,7 @@ def test_circuit_coarse_space_in_parallel_matches_lu(monkeypatch, tmp_path):
 
     shared = Path(MPI.COMM_WORLD.bcast(str(tmp_path), root=0))
     ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
-          "solver.t_end=30", "mesh.size=0.012"]
+          "solver.t_end=30", "mesh.size=0.012", "solver.electrical.reduced.enabled=false"]  # the full solve
     monkeypatch.setattr(solvers, "CIRCUIT_COARSE_SPACE", "auto")
     monkeypatch.setattr(solvers, "CIRCUIT_COARSE_MIN_DOFS", 1_000)
     out = []

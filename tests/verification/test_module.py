@@ -122,7 +122,7 @@ def test_warm_start_is_per_run_and_saves_iterations(monkeypatch, tmp_path):
     from busbarfem.physics import solvers
 
     ov = ["geometry.module.series=2", "solver.adaptive=false", "solver.dt=30", "solver.t_end=90",
-          "mesh.size=0.012"]
+          "mesh.size=0.012", "solver.electrical.reduced.enabled=false"]  # the full two-potential solve
 
     from busbarfem.coupling import Simulation
 
@@ -181,7 +181,7 @@ def test_circuit_coarse_space_agrees_with_lu(monkeypatch, tmp_path):
     from busbarfem.physics import solvers
 
     ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
-          "solver.t_end=30", "mesh.size=0.012"]
+          "solver.t_end=30", "mesh.size=0.012", "solver.electrical.reduced.enabled=false"]  # the full solve
     monkeypatch.setattr(solvers, "CIRCUIT_COARSE_SPACE", "auto")
 
     def run(min_dofs: int, kind: str = "gamg"):
@@ -217,7 +217,7 @@ def test_coarse_post_correction_gives_mumps_cell_currents_at_loose_tolerance(mon
     from busbarfem.physics import solvers
 
     ov = ["geometry.module.series=2", "geometry.module.parallel=1", "solver.adaptive=false", "solver.dt=30",
-          "solver.t_end=30", "mesh.size=0.012"]
+          "solver.t_end=30", "mesh.size=0.012", "solver.electrical.reduced.enabled=false"]  # the full solve
 
     def run(kind: str, corrected: bool = True):
         monkeypatch.setattr(solvers, "EXACT_BC_VALUES", corrected)
