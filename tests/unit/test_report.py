@@ -351,3 +351,32 @@ def test_region_families_for_the_preview_legend():
 
     assert [region_family(n) for n in ("cell_2_1", "tab_pos_1_2", "weld_16", "busbar", "bar_a")] == \
         ["cell", "tab_pos", "weld", "busbar", "bar_a"]
+
+
+def test_background_render_probe_runs_once_and_is_waited_for(monkeypatch):
+    """write_report starts the off-screen probe in a thread so its child process overlaps the
+    plots; a render_available() call while it runs waits for it, and the child runs once."""
+    import time
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake_run(*a, **k):
+        calls.append(a)
+        time.sleep(0.3)
+        return SimpleNamespace(returncode=0, stdout="ok\n", stderr="")
+
+    monkeypatch.setattr(render.subprocess, "run", fake_run)
+    monkeypatch.setattr(render, "_probe_thread", None)
+    render._probe.cache_clear()
+    try:
+        t0 = time.perf_counter()
+        render.probe_in_background()
+        assert time.perf_counter() - t0 < 0.2  # returned at once
+        render.probe_in_background()  # a second start is a no-op
+        assert render.render_available() == (True, "")
+        assert time.perf_counter() - t0 >= 0.3  # waited for the probe
+        assert render.render_available() == (True, "")
+        assert len(calls) == 1
+    finally:
+        render._probe.cache_clear()  # the real probe again for later tests

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -48,12 +49,34 @@ def prefer_egl() -> None:
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
-@lru_cache(maxsize=1)
+#: the thread of :func:`probe_in_background`, once started
+_probe_thread: threading.Thread | None = None
+
+
+def probe_in_background() -> None:
+    """Start :func:`render_available`'s probe in a thread and return at once, so its child
+    process (1.2 s here, mostly the interpreter and VTK start-up) overlaps the caller's other
+    work (the report's plots); no-op if the probe was started or its answer is known."""
+    global _probe_thread
+    if _probe_thread is None and _probe.cache_info().currsize == 0:
+        _probe_thread = threading.Thread(target=_probe, name="render-probe", daemon=True)
+        _probe_thread.start()
+
+
 def render_available() -> tuple[bool, str]:
     """(True, "") if an off-screen render works here, else (False, reason).
 
-    Probed in a child process (VTK may abort without an OpenGL context).
+    Probed once per process in a child process (VTK may abort without an OpenGL context);
+    waits for a probe :func:`probe_in_background` started.
     """
+    if _probe_thread is not None:
+        _probe_thread.join()
+    return _probe()
+
+
+@lru_cache(maxsize=1)
+def _probe() -> tuple[bool, str]:
+    """The probe of :func:`render_available` (cached)."""
     try:
         import pyvista  # noqa: F401
     except ImportError as exc:

@@ -1155,6 +1155,10 @@ def write_report(outdir: Path, comm=None, renders: bool = True) -> dict[str, Pat
         for p in figs_dir.glob("*.png"):
             p.unlink()
     figs_dir.mkdir(exist_ok=True)
+    if renders:  # the probe's child process runs while the plots are drawn
+        from busbarfem.io import render
+
+        render.probe_in_background()
     doc = Doc()
     name = run.case.get("name", run.summary.get("case", outdir.name))
     _case_section(doc, run)
