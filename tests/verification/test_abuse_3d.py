@@ -638,11 +638,14 @@ def oven_reference(A_per_V: float, T_oven: float, t_end: float):
 
 def test_oven_heats_the_cell_as_its_energy_book_says(tmp_path, record_property):
     """The first 5 minutes in a 150 C oven (radiation linearised about the iterate, so the oven's
-    h changes every step): the thermal book closes to 1e-9 and the cell-mean temperature follows
+    h changes every step): the thermal book closes to 2e-9 and the cell-mean temperature follows
     the lumped cell of the same volume and exterior area (Radau) within the backward-Euler lag of
     10 s steps (< 2 K; before the fix that re-assembles the operator each step it ran 13 K ahead)."""
     summary, cols, vol, area = run_3d(tmp_path, oven_case(423.15, 10.0, 1.0, 300.0), area_of="exterior")
-    assert summary["energy"]["thermal_residual_rel"] < 1e-9
+    # the book's own floor, not the solver's: 7.7e-10 (MUMPS LU), 1.03e-9 (Cholesky, the
+    # default since session 13), 9.1e-10 to 9.9e-10 with one or two steps of iterative
+    # refinement of either (a solve error would have shrunk under refinement)
+    assert summary["energy"]["thermal_residual_rel"] < 2e-9
     ref, _ = oven_reference(area / vol, 423.15, 300.0)
     t, T = np.asarray(cols["time [s]"]), np.asarray(cols["abuse_T_cell_1_1 [K]"])
     err = float(np.max(np.abs(T - ref.sol(t)[0])))

@@ -97,6 +97,15 @@ def limit_blas_threads(n: int = 1) -> int:
 #: back only after ~17 steps at 1M and refactorises whenever dt changes.
 LU_DOF_LIMIT = 15_000
 
+#: The heat equation's ``auto`` keeps the direct solve up to this size when its operator is
+#: symmetric (no coolant walls): a MUMPS Cholesky factorisation, refactorised at each new dt,
+#: instead of CG+GAMG's set-up per dt bucket and ~19 iterations at rtol 1e-10. Session 13, the
+#: 4s2p 1C discharge to 1800 s (32,359 thermal unknowns, 19 adaptive steps): thermal 1.84 s
+#: against 2.70-2.81 s with GAMG on 1 rank (LU 2.30 s), 1.09-1.17 s against 1.37-1.39 s on 2
+#: ranks, T_max equal to 6e-9 K; the operator is symmetric to 2e-16 in every example checked
+#: (docs/performance.md). Not measured above this size: larger problems keep GAMG.
+THERMAL_LU_DOF_LIMIT = 40_000
+
 #: For the two-potential MSMD system (block size 2) ``auto`` keeps MUMPS up to this size:
 #: the cell currents are integrals of g (E - (phi+ - phi-)) with a large g, so an iterative
 #: error that is negligible for the potential shows up as a Kirchhoff mismatch between the
@@ -144,27 +153,33 @@ WARM_START = True
 PC_REUSE_TOL = 0.05
 
 
-def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1) -> dict:
+def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1, symmetric: bool = False,
+           limit: int | None = None) -> dict:
     """PETSc options for ``kind`` in {"auto", "lu", "gamg"} and a system of ``ndofs``.
 
     Args:
-        kind: ``"auto"`` (direct up to :data:`LU_DOF_LIMIT` unknowns, :data:`LU_DOF_LIMIT_MSMD`
-            for block size 2, else GAMG), ``"lu"`` (MUMPS: LU, Cholesky for block size 2), ``"gamg"``.
+        kind: ``"auto"`` (direct up to ``limit`` unknowns, by default :data:`LU_DOF_LIMIT`,
+            :data:`LU_DOF_LIMIT_MSMD` for block size 2, else GAMG), ``"lu"`` (MUMPS: LU,
+            Cholesky for block size 2 or a ``symmetric`` operator), ``"gamg"``.
         ndofs: global number of unknowns (all components).
         rtol: relative tolerance of the iterative solve (unpreconditioned residual norm).
         block_size: unknowns per mesh node (2 for the two-potential MSMD system).
+        symmetric: the operator is symmetric positive definite (a direct solve factorises it
+            by Cholesky).
+        limit: the ``auto`` size limit of the direct solve (None: the default above).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown solver kind {kind!r}; valid: {', '.join(KINDS)}")
     if kind == "auto":
-        limit = LU_DOF_LIMIT if block_size == 1 else LU_DOF_LIMIT_MSMD
+        if limit is None:
+            limit = LU_DOF_LIMIT if block_size == 1 else LU_DOF_LIMIT_MSMD
         kind = "lu" if ndofs <= limit else "gamg"
     if kind == "lu":
-        # the two-potential operator is symmetric positive definite (CG solves it): MUMPS
-        # Cholesky (LDL^T) keeps half the factor and refactorises ~26 % faster than LU at
-        # 65k unknowns on 1 and 2 ranks (docs/performance.md). The scalar problems keep LU:
-        # a thermal operator with coolant advection is not symmetric.
-        return {"ksp_type": "preonly", "pc_type": "cholesky" if block_size == 2 else "lu",
+        # the two-potential operator and the heat equation without coolant walls are symmetric
+        # positive definite (CG solves them): MUMPS Cholesky (LDL^T) keeps half the factor and
+        # refactorises ~26 % faster than LU at 65k unknowns on 1 and 2 ranks
+        # (docs/performance.md); the other scalar problems keep LU
+        return {"ksp_type": "preonly", "pc_type": "cholesky" if block_size == 2 or symmetric else "lu",
                 "pc_factor_mat_solver_type": "mumps"}
     return {"ksp_type": "cg", "ksp_rtol": rtol, "ksp_atol": 1e-50, "ksp_max_it": 1000,
             "ksp_norm_type": "unpreconditioned",

@@ -301,7 +301,11 @@ class ThermalProblem:
 
         ndofs = self.V.dofmap.index_map.size_global
         self.ndofs = ndofs
-        self.options = solvers.preset(self._solver, ndofs, self._rtol)
+        # symmetric unless coolant walls couple it to the coolant (those cases keep LU and the
+        # default size limit, as measured for issue 15)
+        sym = not self.has_coolant
+        self.options = solvers.preset(self._solver, ndofs, self._rtol, symmetric=sym,
+                                      limit=solvers.THERMAL_LU_DOF_LIMIT if sym else None)
         self._direct = self.options.get("pc_type") in ("lu", "cholesky")
         self._M_ok, self._K_key, self._A_sum = False, None, False
         self._P_key = None
