@@ -318,7 +318,7 @@ class LumpedSystem:
             return StepOutcome(StopKind.LOAD, ev.reason, t, step)
         return None
 
-    def growth_cap(self, h: float) -> float | None:
+    def step_cap(self, h: float) -> float | None:
         """The lumped run steps at a fixed ``dt`` (no growth)."""
         return None
 

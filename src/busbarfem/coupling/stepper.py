@@ -79,8 +79,8 @@ class SteppedSystem(Protocol):
     def accept(self, t: float, h: float, step: int, result: TrialResult, t_start: float) -> StepOutcome | None:
         """Commit the step from ``t_start`` that ends at ``t = t_start + h``; an outcome stops the run."""
 
-    def growth_cap(self, h: float) -> float | None:
-        """Largest growth factor of an adaptive step after an accepted step of ``h`` (None: no cap)."""
+    def step_cap(self, h: float) -> float | None:
+        """Longest adaptive step after an accepted step of ``h`` [s] (None: no cap)."""
 
 
 class StepSizeController:
@@ -198,20 +198,22 @@ class StepSizeController:
             return max(h_next, self.dt_min)
         return None
 
-    def next_dt(self, h: float, located: bool, result: TrialResult, growth_cap: float | None = None) -> float:
+    def next_dt(self, h: float, located: bool, result: TrialResult, step_cap: float | None = None) -> float:
         """``dt`` after an accepted step of ``h``.
 
         A step cut to a located event keeps the planned ``dt``; an adaptive step grows by
-        1.5 when the temperature changed less than half the aimed-at change (capped by
-        ``growth_cap``, e.g. from the SOC change); a fixed step stays ``dt``.
+        1.5 when the temperature changed less than half the aimed-at change, to at most
+        ``step_cap`` [s] (e.g. from the SOC change: the cap itself, not a product with ``h``,
+        so a cap that stays the same gives the same ``dt`` to the last bit, and the thermal
+        factorisation is reused); a fixed step stays ``dt``.
         """
         if located:
             self.dt = max(self.dt, self.dt_min)
         elif self.adaptive:
-            growth = 1.5 if result.dT < 0.5 * self.max_change else 1.0
-            if growth_cap is not None:
-                growth = min(growth, growth_cap)
-            self.dt = min(max(h * growth, self.dt_min), self.dt_max)
+            h_next = h * (1.5 if result.dT < 0.5 * self.max_change else 1.0)
+            if step_cap is not None:
+                h_next = min(h_next, step_cap)
+            self.dt = min(max(h_next, self.dt_min), self.dt_max)
         else:
             self.dt = self.dt0
         return self.dt
@@ -281,7 +283,7 @@ class TransientStepper:
             if outcome is not None:
                 return outcome
             steps.held_accepted(i_start, result.cell_current if i_start is not None else None, h)
-            dt = steps.next_dt(h, h < planned, result, system.growth_cap(h))
+            dt = steps.next_dt(h, h < planned, result, system.step_cap(h))
             if self.checkpoint is not None:
                 self.checkpoint(t, step, dt)
         return StepOutcome(StopKind.END_TIME, end_reason, t, step)
