@@ -92,3 +92,28 @@ def test_breakdown_without_total_or_extra():
     assert set(out) == {"q"} and rb.extra_totals == {}
     tot = b.comm.allreduce(fem.assemble_scalar(fem.form(g * h * ufl.dx(domain=b.mesh))), op=MPI.SUM)
     assert abs(sum(out["q"].values()) - tot) <= 1e-12 * abs(tot)
+
+
+def test_integrator_of_one_function_is_the_assembled_integral():
+    """RegionIntegrator's matrix path (a density that is one scalar Function: W T with W
+    assembled once) against the vector assembly of the same density and, per region, the
+    exact integral of a quadratic T (P2 holds it exactly): int over x < 0.5 of
+    300 + x^2 + 3 y z = 150 + 1/24 + 3/8, over x > 0.5: 150 + 7/24 + 3/8."""
+    from busbarfem.analysis.regions import RegionIntegrator
+
+    b = _Bundle()
+    for deg in (1, 2):
+        V = fem.functionspace(b.mesh, ("Lagrange", deg))
+        T = fem.Function(V)
+        T.interpolate(lambda x: 300.0 + x[0] ** 2 + 3.0 * x[1] * x[2])
+        ri = RegionIntegrator(b, T)
+        assert ri._W is not None  # the matrix path
+        slow = RegionIntegrator(b, T * fem.Constant(b.mesh, 1.0))  # an expression: the vector assembly
+        assert slow._W is None
+        assert np.max(np.abs(ri.per_cell() - slow.per_cell())) <= 1e-13 * np.max(np.abs(slow.per_cell()))
+        got = ri.by_region()
+        if deg == 2:
+            assert abs(got["a"] - (150 + 1 / 24 + 3 / 8)) < 1e-12
+            assert abs(got["b"] - (150 + 7 / 24 + 3 / 8)) < 1e-12
+        T.x.array[:] += 1.0  # a later call sees the new values
+        assert abs(ri.by_region()["a"] - got["a"] - 0.5) < 1e-12
