@@ -222,6 +222,7 @@ class ThermalProblem:
         # the source part (q, v) is a vector of its own: its owned entries sum to the generated
         # heat (q, 1) (the Lagrange basis is a partition of unity), see heat_flows
         L = self.inv_dt * self.rho_cp * self.T_n * v * dx
+        L_bnd = []  # the boundary part of L (without the mass term): for the M T_n / dt right-hand side
         self.dirichlet = []
         conv_terms, rad_terms, flux_terms, coolant_terms = [], [], [], []
         L_cool = None  # the coolant walls' h T_f part of L (re-assembled alone within a step)
@@ -235,6 +236,7 @@ class ThermalProblem:
                 a += da
                 a_rest += da
                 L += dL
+                L_bnd.append(dL)
                 conv_terms.append(h * (self.T - Ta) * ds(tag))
             elif kind == "robin":  # a physics contribution's term: h and T_ref may be Functions
                 h = prm["h"] if not isinstance(prm["h"], (int, float)) else fem.Constant(msh, PETSc.ScalarType(prm["h"]))
@@ -247,6 +249,7 @@ class ThermalProblem:
                     L_cool = dL if L_cool is None else L_cool + dL
                 else:
                     L += dL
+                    L_bnd.append(dL)
                 if prm.get("heat", "convection") not in ("convection", "coolant"):
                     raise ValueError(f"unknown heat booking {prm['heat']!r} of a Robin term")
                 (coolant_terms if prm.get("heat") == "coolant" else conv_terms).append(h * (self.T - Ta) * ds(tag))
@@ -260,6 +263,7 @@ class ThermalProblem:
             elif kind == "heat_flux":
                 qn = fem.Constant(msh, PETSc.ScalarType(prm["flux"]))
                 L += qn * v * ds(tag)
+                L_bnd.append(qn * v * ds(tag))
                 flux_terms.append(qn * ds(tag))
             elif kind == "temperature":
                 dofs = fem.locate_dofs_topological(self.V, tdim - 1, np.asarray(facets, np.int32))
@@ -269,6 +273,12 @@ class ThermalProblem:
         self.a = fem.form(a)
         self._a_mass = fem.form(a_mass)
         self.L = fem.form(L)
+        # without fixed temperatures, radiation or coolant walls the right-hand side is
+        # M T_n / dt plus the boundary terms: a product with the operator's mass matrix (once it
+        # exists) and a facet assembly, instead of a volume assembly per solve
+        self._rhs_by_mass = not self.dirichlet and not rad_terms and L_cool is None
+        self._L_bnd = fem.form(sum(L_bnd)) if (L_bnd and self._rhs_by_mass) else None
+        self._MTn = None
         self.L_q = None if self._source_zero else fem.form(source * v * dx)
         self._bq = None if self._source_zero else fpetsc.create_vector(self.V)
         self._q_values = coefficient_values(source)
@@ -360,12 +370,17 @@ class ThermalProblem:
             else:
                 self.ksp.setOperators(*self._iterative_operators(dt))
             self._assembled_key = key
+        by_mass = False
         with self.b.localForm() as loc:
             if self.L_cool is not None and reuse_source and self._b_main is not None and self._b_main[0] == key:
                 loc.array[:] = self._b_main[1]
             else:
                 loc.set(0.0)
-                fpetsc.assemble_vector(self.b, self.L)
+                by_mass = self._rhs_by_mass and (self._M_ok or self.inv_dt.value == 0.0)
+                if not by_mass:
+                    fpetsc.assemble_vector(self.b, self.L)
+                elif self._L_bnd is not None:
+                    fpetsc.assemble_vector(self.b, self._L_bnd)
                 if self.dirichlet:  # no fixed temperature: no lifting (DOLFINx would still pack and loop)
                     fpetsc.apply_lifting(self.b, [self.a], bcs=[self.dirichlet])
                 if self.L_q is not None:
@@ -375,6 +390,11 @@ class ThermalProblem:
         if self.L_cool is not None:
             fpetsc.assemble_vector(self.b, self.L_cool)
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        if by_mass and self.inv_dt.value != 0.0:  # + M T_n / dt on the owned rows
+            if self._MTn is None:
+                self._MTn = self._M.createVecLeft()
+            self._M.mult(self.T_n.x.petsc_vec, self._MTn)
+            self.b.axpy(float(self.inv_dt.value), self._MTn)
         fpetsc.set_bc(self.b, self.dirichlet)
         # warm start from the current temperature for iterative solvers
         fpetsc.assign(self.T, self.x)
@@ -563,7 +583,7 @@ class ThermalProblem:
         seen = set()
         for obj in (self.A, self.b, self.x, getattr(self, "_M", None), getattr(self, "_K", None),
                     getattr(self, "_P", None), getattr(self, "_bq", None),
-                    getattr(self, "_dT", None), getattr(self, "_MdT", None)):
+                    getattr(self, "_dT", None), getattr(self, "_MdT", None), getattr(self, "_MTn", None)):
             if obj is not None and id(obj) not in seen:  # A may be P
                 seen.add(id(obj))
                 obj.destroy()
