@@ -117,3 +117,22 @@ def test_integrator_of_one_function_is_the_assembled_integral():
             assert abs(got["b"] - (150 + 7 / 24 + 3 / 8)) < 1e-12
         T.x.array[:] += 1.0  # a later call sees the new values
         assert abs(ri.by_region()["a"] - got["a"] - 0.5) < 1e-12
+
+
+def test_integrator_restricted_to_regions_loops_over_their_cells_only():
+    """``regions=``: a density that is zero outside them integrates as without the restriction;
+    one that is not is cut to them (the others read 0)."""
+    from busbarfem.analysis.regions import RegionIntegrator
+
+    b = _Bundle()
+    g, h = _fields(b)
+    Q0 = fem.functionspace(b.mesh, ("DG", 0))
+    ind = fem.Function(Q0)  # 1 on region 'a' only
+    ind.x.array[b.cell_tags.find(1)] = 1.0
+    dens = ind * g * h
+    full, cut = RegionIntegrator(b, dens).by_region(), RegionIntegrator(b, dens, regions=["a"]).by_region()
+    assert full["b"] == 0.0 and cut["b"] == 0.0
+    assert abs(cut["a"] - full["a"]) <= 1e-14 * abs(full["a"])
+    both = RegionIntegrator(b, g * h).by_region()
+    only_b = RegionIntegrator(b, g * h, regions=["b"]).by_region()
+    assert only_b["a"] == 0.0 and abs(only_b["b"] - both["b"]) <= 1e-14 * abs(both["b"])

@@ -23,11 +23,17 @@ class RegionIntegrator:
     another order).
     """
 
-    def __init__(self, bundle: MeshBundle, density):
+    def __init__(self, bundle: MeshBundle, density, regions=None):
+        """``regions``: the volume regions outside which ``density`` is exactly zero (None:
+        anywhere); the assembly then loops over their cells only (the cells' transfer current
+        over the cell bodies: a third of the 4s2p mesh)."""
         self.bundle = bundle
         self.Q0 = fem.functionspace(bundle.mesh, ("DG", 0))
         v = ufl.TestFunction(self.Q0)
         dx = ufl.dx(domain=bundle.mesh)
+        if regions is not None:
+            dx = ufl.Measure("dx", domain=bundle.mesh, subdomain_data=bundle.cell_tags)(
+                tuple(sorted(int(bundle.tags[n]) for n in regions)))
         imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
         self.nlocal = imap.size_local
         self.names = bundle.volume_names()
@@ -35,7 +41,7 @@ class RegionIntegrator:
         # owned cells of every region, resolved once (by_region runs every time step)
         self._cells = [c[c < self.nlocal] for c in (ct.find(bundle.tags[n]) for n in self.names)]
         self._fn = self._W = None
-        if isinstance(density, fem.Function) and density.function_space.num_sub_spaces == 0 \
+        if regions is None and isinstance(density, fem.Function) and density.function_space.num_sub_spaces == 0 \
                 and density.function_space.dofmap.index_map_bs == 1:
             from dolfinx.fem import petsc as fpetsc
 

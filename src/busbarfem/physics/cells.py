@@ -84,9 +84,10 @@ class CellCoupling(Contribution):
         self.volumes = np.array([vols[n] for n in self.names])
         self._cells = [bundle.cells_of(n) for n in self.names]
         self._T_int = RegionIntegrator(bundle, T)
-        self._j_int = RegionIntegrator(bundle, el.transfer_current())
-        self._heat_irr = RegionIntegrator(bundle, self.irreversible_heat())
-        self._heat_rev = RegionIntegrator(bundle, self.reversible_heat())
+        # j = g (E - s (phi+ - phi-)) is zero outside the cell bodies (g = 0 there)
+        self._j_int = RegionIntegrator(bundle, el.transfer_current(), regions=self.names)
+        self._heat_irr = RegionIntegrator(bundle, self.irreversible_heat(), regions=self.names)
+        self._heat_rev = RegionIntegrator(bundle, self.reversible_heat(), regions=self.names)
         self.update_temperature()
         self.refresh()
 

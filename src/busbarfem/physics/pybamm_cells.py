@@ -92,7 +92,7 @@ class PyBaMMCellCoupling(Contribution):
         self.volumes = np.array([vols[n] for n in self.names])
         self._cells = [b.cells_of(n) for n in self.names]
         self._T_int = RegionIntegrator(b, self.T)
-        self._j_int = RegionIntegrator(b, self.el.transfer_current())
+        self._j_int = RegionIntegrator(b, self.el.transfer_current(), regions=self.names)  # g = 0 outside the cells
         self.q_irr = fem.Function(self.el.Q0, name="q_cell_irreversible")
         self.q_rev = fem.Function(self.el.Q0, name="q_cell_reversible")
         self.update_temperature()
