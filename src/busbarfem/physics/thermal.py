@@ -290,11 +290,9 @@ class ThermalProblem:
             L = L + L_cool
         # heat-flow functionals; None where the case has no such term (its flow is 0). The
         # generated heat is integrated with the rule of (q, v), so it equals the sum of L_q's entries
-        if self._source_zero:
-            self._q_form = None
-        else:
-            qdeg = quadrature_degree(source * v * dx)
-            self._q_form = fem.form(source * dx(metadata={"quadrature_degree": qdeg}))
+        # (the generated heat is the sum of the (q, v) vector's owned entries, the Lagrange basis
+        # being a partition of unity: :meth:`_generated_local`; no functional of its own to
+        # compile, whose quadrature degree alone took UFL ~0.1 s)
         self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
         self._conv_form = fem.form(sum(conv_terms)) if conv_terms else None
         self._rad_form = fem.form(sum(rad_terms)) if rad_terms else None
@@ -425,14 +423,16 @@ class ThermalProblem:
         return local
 
     def _generated_local(self) -> float:
-        """This rank's share of the generated heat: from the last (q, v) assembly while the
-        source's coefficients are unchanged since, else a scalar assembly (same quadrature)."""
-        if self._q_form is None:  # identically zero source
+        """This rank's share of the generated heat (q, 1): the sum of the owned entries of the
+        last (q, v) assembly while the source's coefficients are unchanged since, else of a new
+        one (collective: every rank assembles if any rank's coefficients moved)."""
+        if self._source_zero:
             return 0.0
         c = self._q_cache
-        if c is not None and all(np.array_equal(a, b) for a, b in zip(self._q_values(), c[1])):
-            return c[0]
-        return fem.assemble_scalar(self._q_form)
+        hit = c is not None and all(np.array_equal(a, b) for a, b in zip(self._q_values(), c[1]))
+        if self.comm.allreduce(not hit, op=MPI.LOR):
+            self._assemble_source()
+        return self._q_cache[0]
 
     def _stored_local(self) -> float:
         """This rank's share of the stored heat (rho cp (T - T_n)/dt, 1): without fixed-temperature
