@@ -30,8 +30,8 @@ SOC_STEP = 0.03
 #: capped step is the rung at or below the length that changes the SOC by :data:`SOC_STEP`,
 #: so it stays the same while the cell currents drift by less than a rung (4.4 %), and the
 #: thermal solve reuses its factorisation. Before, the cap halved the overshoot each step and
-#: every step had a new length converging on that one (4s2p 1C: 13 distinct lengths in 19
-#: steps, one Cholesky factorisation each).
+#: every step had a new length converging on that one (4s2p 1C to 1800 s: 15 Cholesky
+#: refactorisations after the four growing steps, 2 with the ladder).
 SOC_RUNGS = 16
 
 
