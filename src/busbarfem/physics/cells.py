@@ -86,8 +86,7 @@ class CellCoupling(Contribution):
         self._T_int = RegionIntegrator(bundle, T)
         # j = g (E - s (phi+ - phi-)) is zero outside the cell bodies (g = 0 there)
         self._j_int = RegionIntegrator(bundle, el.transfer_current(), regions=self.names)
-        self._heat_irr = RegionIntegrator(bundle, self.irreversible_heat(), regions=self.names)
-        self._heat_rev = RegionIntegrator(bundle, self.reversible_heat(), regions=self.names)
+        self._heat_int = None  # the irreversible / reversible heat integrators, made by heat()
         self.update_temperature()
         self.refresh()
 
@@ -229,8 +228,13 @@ class CellCoupling(Contribution):
         return self._E_eff - self._R_eff * self.current
 
     def heat(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cell irreversible and reversible heat [W]."""
-        a, b = self._heat_irr.by_region(), self._heat_rev.by_region()
+        """Per-cell irreversible and reversible heat [W] (collective; the runs' own per-cell
+        heat comes from the model's heat breakdown, so the two forms are compiled here, on the
+        first call, not at every set-up)."""
+        if self._heat_int is None:
+            self._heat_int = tuple(RegionIntegrator(self.bundle, d, regions=self.names)
+                                   for d in (self.irreversible_heat(), self.reversible_heat()))
+        a, b = (i.by_region() for i in self._heat_int)
         return np.array([a[n] for n in self.names]), np.array([b[n] for n in self.names])
 
 

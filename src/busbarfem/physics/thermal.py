@@ -289,10 +289,8 @@ class ThermalProblem:
         if L_cool is not None:
             L = L + L_cool
         # heat-flow functionals; None where the case has no such term (its flow is 0). The
-        # generated heat is integrated with the rule of (q, v), so it equals the sum of L_q's entries
-        # (the generated heat is the sum of the (q, v) vector's owned entries, the Lagrange basis
-        # being a partition of unity: :meth:`_generated_local`; no functional of its own to
-        # compile, whose quadrature degree alone took UFL ~0.1 s)
+        # generated heat has none: it is the sum of the (q, v) vector's owned entries
+        # (:meth:`_generated_local`), which spares compiling a functional and UFL's ~0.1 s degree estimate
         self._stored_form = fem.form(self.inv_dt * self.rho_cp * (self.T - self.T_n) * dx)
         self._conv_form = fem.form(sum(conv_terms)) if conv_terms else None
         self._rad_form = fem.form(sum(rad_terms)) if rad_terms else None
