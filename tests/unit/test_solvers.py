@@ -148,6 +148,31 @@ def test_two_potential_cholesky_equals_lu():
     assert d.norm() <= 1e-10 * sols["lu"].norm()
 
 
+@pytest.mark.parametrize("block_size", [1, 2])
+def test_small_direct_solves_order_by_amf(block_size):
+    """Up to MUMPS_AMF_LIMIT unknowns the direct preset asks MUMPS for the approximate
+    minimum fill ordering (a cheaper analysis than METIS's): MUMPS must report that it used
+    it (INFOG(7) = 2), although make_ksp applies the options before the factorisation
+    exists, and the solution must equal METIS-ordered MUMPS's to rounding. Above the limit
+    the preset leaves MUMPS's own choice."""
+    comm = MPI.COMM_WORLD
+    A, b, ndofs, _keep = _contrast_problem(comm, block_size)
+    opts = solvers.preset("lu", ndofs, 1e-10, block_size)
+    assert opts["mat_mumps_icntl_7"] == 2
+    assert "mat_mumps_icntl_7" not in solvers.preset("lu", solvers.MUMPS_AMF_LIMIT + 1, 1e-10, block_size)
+    sols = {}
+    for name, o in (("amf", opts), ("metis", {**opts, "mat_mumps_icntl_7": 5})):
+        ksp = solvers.make_ksp(comm, A, f"test_amf_{name}_{block_size}_", o)
+        x = A.createVecRight()
+        solvers.solve_checked(ksp, b, x, "test")
+        assert ksp.getPC().getFactorMatrix().getMumpsInfog(7) == o["mat_mumps_icntl_7"]
+        sols[name] = x
+        solvers.destroy_ksp(ksp)
+    d = sols["amf"].copy()
+    d.axpy(-1.0, sols["metis"])
+    assert d.norm() <= 1e-10 * sols["metis"].norm()
+
+
 def test_welded_busbar_gamg_iterations_and_stats():
     """B1 (welded L busbar, weld-edge refinement on, ~29k dofs) with CG+GAMG: the 'auto'
     mesher keeps the tab free of slivers, so the electrical solve stays within the issue's

@@ -47,6 +47,8 @@ from petsc4py import PETSc
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem, la
 
+from busbarfem.physics import solvers
+
 #: build the basis by one sparse Cholesky factorisation (MUMPS) and one multi-right-hand-side
 #: solve when the electrical KSP is iterative, instead of N + 1 preconditioned CG solves
 #: (docs/performance.md "Reduced electrical step": 8s6p); False: always the electrical KSP
@@ -181,6 +183,9 @@ class ReducedPorts:
             pc = ksp.getPC()
             pc.setType("cholesky")
             pc.setFactorSolverType("mumps")
+            if A.getSize()[0] <= solvers.MUMPS_AMF_LIMIT:
+                pc.setFactorSetUpSolverType()
+                pc.getFactorMatrix().setMumpsIcntl(7, 2)  # the ordering, as solvers.preset
         nsub = A.getLocalSize()[0]
         B = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
         B.setUp()

@@ -127,6 +127,17 @@ MSMD_RTOL_FACTOR = 0.1
 
 KINDS = ("auto", "lu", "gamg")
 
+#: MUMPS factorisations of up to this many global unknowns order the matrix by approximate
+#: minimum fill (``ICNTL(7) = 2``, AMF) instead of MUMPS's automatic choice, which picks METIS
+#: here. METIS's nested dissection pays on large 3D systems, but its analysis is serial and
+#: costs more than the whole factorisation below ~1e5 unknowns. The P1 heat operator of the
+#: 4s2p module (32,359 unknowns), analysis + factorisation: 0.087-0.10 s with AMF against
+#: 0.29-0.34 s with METIS on 1 and on 2 ranks, the factor 3 % larger, the solves and the
+#: numerical refactorisation as fast; at 207,476 unknowns (8s6p) AMF still set up in half
+#: the time (1.0-1.3 vs 2.1-2.7 s) but solved up to 1.9x slower on 2 ranks, so larger systems
+#: keep METIS (docs/performance.md, "Session 15").
+MUMPS_AMF_LIMIT = 100_000
+
 #: Symmetric SOR sweeps per multigrid level and direction for the two-potential (block
 #: size 2) system; the one-field conductor preset keeps one (docs/performance.md).
 MSMD_SMOOTH_SWEEPS = 2
@@ -179,8 +190,11 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1, symmetric: b
         # positive definite (CG solves them): MUMPS Cholesky (LDL^T) keeps half the factor and
         # refactorises ~26 % faster than LU at 65k unknowns on 1 and 2 ranks
         # (docs/performance.md); the other scalar problems keep LU
-        return {"ksp_type": "preonly", "pc_type": "cholesky" if block_size == 2 or symmetric else "lu",
+        opts = {"ksp_type": "preonly", "pc_type": "cholesky" if block_size == 2 or symmetric else "lu",
                 "pc_factor_mat_solver_type": "mumps"}
+        if ndofs <= MUMPS_AMF_LIMIT:
+            opts["mat_mumps_icntl_7"] = 2
+        return opts
     return {"ksp_type": "cg", "ksp_rtol": rtol, "ksp_atol": 1e-50, "ksp_max_it": 1000,
             "ksp_norm_type": "unpreconditioned",
             "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
