@@ -110,6 +110,11 @@ def meshing_watchdog(time_limit: float, where: str = ""):
         yield
     finally:
         stop.set()
+        if wfd is not None:
+            try:  # wake the watcher out of its select now (it polls every 0.1 s otherwise)
+                os.write(wfd, b"\0")
+            except OSError:
+                pass
         t.join()
         if watch_int:
             # a Ctrl-C that the watcher did not see still raises KeyboardInterrupt (exit 130)
