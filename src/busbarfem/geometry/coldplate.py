@@ -282,9 +282,7 @@ def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size:
     Returns:
         A :class:`~busbarfem.mesh.MeshBundle` with the plate's regions.
     """
-    import dolfinx
-
-    from busbarfem.mesh import MeshBundle
+    from busbarfem.mesh import MeshBundle, gmsh_to_mesh
 
     info = GeometryInfo()
     err = None
@@ -322,7 +320,7 @@ def mesh_cold_plate(spec: ColdPlateSpec, comm: MPI.Comm, size: float, wall_size:
     err = comm.bcast(err, root=0)
     if err is not None:
         raise err
-    data = dolfinx.io.gmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3)
+    data = gmsh_to_mesh(gmsh.model, comm)
     if comm.rank == 0:
         gmsh.clear()
     info = comm.bcast(info, root=0)
