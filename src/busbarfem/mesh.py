@@ -309,6 +309,7 @@ def gmsh_to_mesh(model, comm: MPI.Comm):
     cvals = comm.bcast(cvals, root=0)
     oci = np.asarray(msh.topology.original_cell_index, dtype=np.int64)
     ct = dmesh.meshtags(msh, tdim, np.arange(len(oci), dtype=np.int32), cvals[oci])
+    msh.topology.create_connectivity(tdim, tdim)  # as model_to_mesh leaves it (locate_dofs_topological on cells needs it)
     ct.name = "cell_tags"
     del cvals
     ft = None

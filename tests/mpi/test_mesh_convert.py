@@ -54,6 +54,16 @@ def test_gmsh_to_mesh_equals_model_to_mesh(example, overrides):
     np.testing.assert_array_equal(m.geometry.dofmaps[0], r.geometry.dofmaps[0])
     np.testing.assert_array_equal(m.topology.original_cell_index, r.topology.original_cell_index)
     assert ours.physical_groups == ref.physical_groups
+    # the same connectivities exist afterwards (later code relies on, e.g., cell-to-cell)
+    def exists(topology, i, j):
+        try:
+            return topology.connectivity(i, j) is not None
+        except RuntimeError:  # "has not been computed"
+            return False
+
+    have = [[(exists(m.topology, i, j), exists(r.topology, i, j)) for j in range(tdim + 1)]
+            for i in range(tdim + 1)]
+    assert all(a == b for row in have for a, b in row), have
     for name in ("cell_tags", "facet_tags"):
         a, b = getattr(ours, name), getattr(ref, name)
         assert a.dim == b.dim
