@@ -173,6 +173,28 @@ def test_small_direct_solves_order_by_amf(block_size):
     assert d.norm() <= 1e-10 * sols["metis"].norm()
 
 
+def test_unsolved_direct_ksp_leaves_no_unused_option_warning():
+    """The AMF ordering option is read by MUMPS only when it factorises; a direct KSP that is
+    made but never solved (a Simulation set up and not run, without close()) must not make
+    PETSc print "unused database option" at exit."""
+    import subprocess
+    import sys
+
+    code = ("import dolfinx_solver\n"
+            "from mpi4py import MPI\n"
+            "from petsc4py import PETSc\n"
+            "from busbarfem.physics import solvers\n"
+            "A = PETSc.Mat().createAIJ([50, 50], nnz=1, comm=MPI.COMM_SELF)\n"
+            "for i in range(50): A[i, i] = 2.0\n"
+            "A.assemble()\n"
+            "o = solvers.preset('lu', 50, 1e-8, symmetric=True)\n"
+            "assert o['mat_mumps_icntl_7'] == 2\n"
+            "ksp = solvers.make_ksp(MPI.COMM_SELF, A, 'unsolved_', o)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "unused database option" not in (proc.stdout + proc.stderr), proc.stdout + proc.stderr
+
+
 def test_welded_busbar_gamg_iterations_and_stats():
     """B1 (welded L busbar, weld-edge refinement on, ~29k dofs) with CG+GAMG: the 'auto'
     mesher keeps the tab free of slivers, so the electrical solve stays within the issue's

@@ -228,6 +228,11 @@ def make_ksp(comm, A, prefix: str, options: dict) -> PETSc.KSP:
     for k in options:
         opts.delValue(k)
     opts.prefixPop()
+    for k in options:
+        if k.startswith("mat_mumps_"):
+            # MUMPS reads these only when it factorises: mark them used now (a query does), so a
+            # KSP that is set up but never solved leaves no "unused database option" warning
+            opts.hasName(f"-{prefix}{k}")
     _KSP_OPTIONS[prefix] = list(options)
     return ksp
 
