@@ -257,7 +257,7 @@ def gmsh_to_mesh(model, comm: MPI.Comm):
     """The current Gmsh model (on rank 0) as a distributed DOLFINx mesh with cell and facet tags.
 
     Equivalent to ``dolfinx.io.gmsh.model_to_mesh(model, comm, 0, gdim=3)`` for one cell type
-    (same mesh, same partition, same tags; tests/unit/test_mesh_convert.py), cheaper: the cell
+    (same mesh, same partition, same tags; tests/mpi/test_mesh_convert.py), cheaper: the cell
     tags come from each local cell's input index (``Topology.original_cell_index``) and one
     broadcast of the tag array, not from DOLFINx's general entity matching (which found each
     cell again by its vertices: 1.8 s of the 8s6p module's mesh read on 1 rank), and the
@@ -309,9 +309,10 @@ def gmsh_to_mesh(model, comm: MPI.Comm):
     cvals = comm.bcast(cvals, root=0)
     oci = np.asarray(msh.topology.original_cell_index, dtype=np.int64)
     ct = dmesh.meshtags(msh, tdim, np.arange(len(oci), dtype=np.int32), cvals[oci])
-    msh.topology.create_connectivity(tdim, tdim)  # as model_to_mesh leaves it (locate_dofs_topological on cells needs it)
     ct.name = "cell_tags"
     del cvals
+    # as model_to_mesh leaves it: locate_dofs_topological on cells needs it
+    msh.topology.create_connectivity(tdim, tdim)
     ft = None
     if ftype is not None:
         ents, vals = distribute_entity_data(msh, tdim - 1, facets, fvals)

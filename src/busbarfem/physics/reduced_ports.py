@@ -176,16 +176,9 @@ class ReducedPorts:
             ksp = el.ksp
         else:
             A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
-            ksp = PETSc.KSP().create(comm)
-            ksp.setOptionsPrefix("busbarfem_basis_")
-            ksp.setOperators(A)
-            ksp.setType("preonly")
-            pc = ksp.getPC()
-            pc.setType("cholesky")
-            pc.setFactorSolverType("mumps")
-            if A.getSize()[0] <= solvers.MUMPS_AMF_LIMIT:
-                pc.setFactorSetUpSolverType()
-                pc.getFactorMatrix().setMumpsIcntl(7, 2)  # the ordering, as solvers.preset
+            # MUMPS Cholesky with the ordering rule of every direct solve (solvers.preset)
+            ksp = solvers.make_ksp(comm, A, "busbarfem_basis_",
+                                   solvers.preset("lu", A.getSize()[0], 0.0, symmetric=True))
         nsub = A.getLocalSize()[0]
         B = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
         B.setUp()
@@ -245,8 +238,10 @@ class ReducedPorts:
             el.emf.x.array[:] = emf
             el.emf.x.scatter_forward()
             el.source_on.value = 1.0
-            for obj in (X, B) if reuse else (X, B, ksp):
+            for obj in (X, B):
                 obj.destroy()
+            if not reuse:
+                solvers.destroy_ksp(ksp)
         return True
 
     def _build_ksp(self, step) -> int:
