@@ -32,6 +32,47 @@ def solve_case(path, overrides=(), comm=MPI.COMM_WORLD, outdir=None, cache_dir=N
     return sim
 
 
+def assert_heat_support_exact(sim, rel=1e-12) -> None:
+    """The heat sources a contribution declares zero outside its regions
+    (``Contribution.heat_support``) are: with the run's current fields, the thermal source
+    vector equals the whole-mesh assembly of the summed source entry for entry, and the
+    per-region heat book (and its extra totals) a whole-mesh ``RegionBreakdown``'s, to ``rel``
+    of the largest entry; a supported source reads exactly 0 in every other region."""
+    import numpy as np
+    import ufl
+    from dolfinx import fem
+    from dolfinx.fem import petsc as fpetsc
+    from petsc4py import PETSc
+
+    from busbarfem.analysis.regions import RegionBreakdown
+
+    m, th = sim.model, sim.th
+    ref = fpetsc.assemble_vector(fem.form(m.q_expr * ufl.TestFunction(th.V) * ufl.dx(domain=th.V.mesh)))
+    got = fpetsc.create_vector(th.V)
+    fpetsc.assemble_vector(got, th.L_q)
+    for vec in (ref, got):
+        vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    comm = sim.comm
+    err = comm.allreduce(float(np.max(np.abs(got.array_r - ref.array_r), initial=0.0)), op=MPI.MAX)
+    scale = comm.allreduce(float(np.max(np.abs(ref.array_r), initial=0.0)), op=MPI.MAX)
+    assert err <= rel * scale, (err, scale)
+    hb = m.heat_by_region
+    extra = {}
+    if "enthalpy" in hb.extra_keys:
+        el = sim.el
+        extra["enthalpy"] = el.transfer_current() * (el.ocv - th.T_k * el.dudt)
+    whole = RegionBreakdown(sim.bundle, m.heat_sources, total="total", extra=extra)
+    a, b = whole.by_region(), hb.by_region()
+    for k in a:
+        top = max(abs(x) for x in a[k].values())
+        for r in a[k]:
+            assert abs(b[k][r] - a[k][r]) <= rel * top, (k, r, a[k][r], b[k][r])
+            if r not in m.heat_support.get(k, (r,)):
+                assert b[k][r] == 0.0 and abs(a[k][r]) <= rel * top, (k, r, a[k][r])
+    for k, v in whole.extra_totals.items():
+        assert abs(hb.extra_totals[k] - v) <= rel * abs(v), k
+
+
 class Hang(Exception):
     """The command did not return within the time limit."""
 

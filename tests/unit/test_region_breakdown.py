@@ -9,6 +9,7 @@ import dolfinx_solver  # noqa: F401
 import numpy as np
 import ufl
 from mpi4py import MPI
+from petsc4py import PETSc
 
 from dolfinx import fem, la, mesh
 
@@ -136,3 +137,76 @@ def test_integrator_restricted_to_regions_loops_over_their_cells_only():
     both = RegionIntegrator(b, g * h).by_region()
     only_b = RegionIntegrator(b, g * h, regions=["b"]).by_region()
     assert only_b["a"] == 0.0 and abs(only_b["b"] - both["b"]) <= 1e-14 * abs(both["b"])
+
+
+def _indicator(b, tag):
+    Q0 = fem.functionspace(b.mesh, ("DG", 0))
+    ind = fem.Function(Q0)
+    ind.x.array[b.cell_tags.find(tag)] = 1.0
+    return ind
+
+
+def test_split_by_support_puts_every_cell_in_one_integral():
+    """Whole-mesh integrands join each support's and alone cover the rest; overlapping
+    supports, or no whole-mesh integrand, keep the integrals as given."""
+    from busbarfem.analysis.regions import split_by_support
+
+    b = _Bundle()
+    got = split_by_support(b, [(1.0, None), (2.0, [1]), (4.0, (1,))])
+    assert got == [(7.0, (1,)), (1.0, (2,))]
+    assert split_by_support(b, [(1.0, None), (2.0, (1, 2))]) == [(3.0, (1, 2))]  # nothing left over
+    assert split_by_support(b, [(1.0, None), (2.0, (1,)), (4.0, (1, 2))]) == [(1.0, None), (2.0, (1,)), (4.0, (1, 2))]
+    assert split_by_support(b, [(2.0, (2,))]) == [(2.0, (2,))]
+    assert split_by_support(b, [(1.0, None)]) == [(1.0, None)]
+
+
+def test_breakdown_with_a_support_equals_the_whole_mesh_integrals():
+    """A density that is zero outside region 'a', integrated over 'a' only (``support``), with
+    and without extras: the same per-region values and extra totals as the whole-mesh form
+    (summed in another order: 1e-13); the unsupported density is unchanged."""
+    b = _Bundle()
+    g, h = _fields(b)
+    ind = _indicator(b, 1)
+    densities = {"joule": g * h, "bern": ind * g / (1.0 + h)}
+    extra = {"enthalpy": ind * g * g}
+    for ex in ({}, extra):
+        ref = RegionBreakdown(b, densities, total="total", extra=ex)
+        sup = RegionBreakdown(b, densities, total="total", extra=ex, support={"bern": (1,), "enthalpy": (1,)})
+        r, s = ref.by_region(), sup.by_region()
+        for k in r:
+            for nm in ("a", "b"):
+                assert abs(s[k][nm] - r[k][nm]) <= 1e-13 * max(abs(r[k][nm]), 1e-300), (k, nm, ex)
+        assert s["bern"]["b"] == 0.0
+        for k in ex:
+            assert abs(sup.extra_totals[k] - ref.extra_totals[k]) <= 1e-13 * abs(ref.extra_totals[k])
+    # the support is trusted: a density that is not zero outside it is cut to it
+    cut = RegionBreakdown(b, {"q": g * h}, support={"q": (2,)}).by_region()
+    assert cut["q"]["a"] == 0.0 and cut["q"]["b"] > 0.0
+
+
+def test_thermal_source_parts_assemble_the_whole_mesh_source():
+    """``ThermalProblem.set_source(parts=...)``: (q, v) from a whole-mesh part and a part over
+    region 'a' (zero outside it) equals (q, v) of their sum over the whole mesh, entry for
+    entry to 1e-14, and sums to the generated heat (q, 1)."""
+    from dolfinx.fem import petsc as fpetsc
+
+    from busbarfem.physics.thermal import ThermalProblem
+
+    b = _Bundle()
+    b.space = lambda fam, deg, shape=(): fem.functionspace(b.mesh, (fam, deg, shape) if shape else (fam, deg))
+    b.cells_of = lambda name: b.cell_tags.find(b.tags[name])
+    g, h = _fields(b)
+    ind = _indicator(b, 1)
+    whole, inside = g * h, ind * g * g * h   # degree 2 and 3 on the P1 test function
+    props = {"a": ([200.0] * 3, 2700.0, 900.0), "b": ([200.0] * 3, 2700.0, 900.0)}
+    th = ThermalProblem(b, props, [], None, 300.0)
+    th.set_source(whole + inside, parts=[(whole, None), (inside, (1,))])
+    ref = fpetsc.assemble_vector(fem.form((whole + inside) * ufl.TestFunction(th.V) * ufl.dx(domain=b.mesh)))
+    got = fpetsc.create_vector(th.V)
+    fpetsc.assemble_vector(got, th.L_q)
+    for vec in (ref, got):
+        vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    assert np.max(np.abs(got.array_r - ref.array_r)) <= 1e-14 * np.max(np.abs(ref.array_r))
+    q1 = b.comm.allreduce(fem.assemble_scalar(fem.form((whole + inside) * ufl.dx(domain=b.mesh))), op=MPI.SUM)
+    assert abs(b.comm.allreduce(float(got.array_r.sum()), op=MPI.SUM) - q1) <= 1e-13 * abs(q1)
+    th.destroy()

@@ -89,7 +89,11 @@ def kim_reference(h_A_per_V, T_amb, t_end):
 
 def run_3d(tmp_path, text, comm=MPI.COMM_SELF, area_of="cell_1_1"):
     """Run the case in-process; returns (summary, columns, cell volume, area of the facets of
-    ``area_of``: the can's cooled area, or ``"exterior"``)."""
+    ``area_of``: the can's cooled area, or ``"exterior"``). After the run, the abuse heat
+    sources are checked to vanish outside the cell bodies, as their support declares
+    (:func:`helpers.assert_heat_support_exact`)."""
+    from helpers import assert_heat_support_exact
+
     import ufl
     from dolfinx import fem
 
@@ -111,6 +115,8 @@ def run_3d(tmp_path, text, comm=MPI.COMM_SELF, area_of="cell_1_1"):
         area = comm.allreduce(fem.assemble_scalar(fem.form(one * ds(1))), op=MPI.SUM)
         summary = sim.run()
         cols = _columns(sim.rows)
+        assert {"abuse"} <= set(sim.model.heat_support)
+        assert_heat_support_exact(sim)
     return summary, cols, vol, area
 
 

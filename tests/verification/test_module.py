@@ -245,3 +245,18 @@ def test_coarse_post_correction_gives_mumps_cell_currents_at_loose_tolerance(mon
     assert k0 > 10 * k, (k0, k)
     assert abs(v / vl - 1) < 1e-8
     assert np.max(np.abs(i - il)) < 2e-7 * np.max(np.abs(il))
+
+
+def test_cell_heat_support_is_exact(tmp_path):
+    """The cells' Bernardi heat (and the enthalpy density) is integrated over the cell bodies
+    only (``Contribution.heat_support``): true only if it is exactly zero elsewhere
+    (:func:`helpers.assert_heat_support_exact` after a short 1s4p discharge; it fails when a
+    cell is left out of the support)."""
+    from helpers import EXAMPLES, assert_heat_support_exact
+
+    sim = solve_case(EXAMPLES / "module_1s4p_welds.yaml", ["solver.t_end=120"], comm=MPI.COMM_SELF,
+                     cache_dir=tmp_path)
+    m = sim.model
+    assert set(m.heat_support) == {"irreversible", "reversible", "enthalpy"}
+    assert m.heat_support["irreversible"] == tuple(m.cells.names)
+    assert_heat_support_exact(sim)

@@ -12,6 +12,35 @@ from dolfinx import fem, la
 from busbarfem.mesh import MeshBundle
 
 
+def split_by_support(bundle: MeshBundle, parts) -> list:
+    """Integrands ``[(integrand, cell tags or None)]`` regrouped so that each cell is in one
+    integral: those of one support summed, the whole-mesh ones (tags None) added to every
+    support's and integrated on their own over the remaining regions (``[(integrand, tags)]``,
+    tags a sorted tuple; None: the whole mesh). One packing of the coefficients per cell, as
+    for a single whole-mesh integral, and the regions outside every support get the rule of
+    the whole-mesh integrands alone. Overlapping supports keep the whole-mesh integral."""
+    groups: dict = {}
+    for f, tags in parts:
+        key = None if tags is None else tuple(sorted({int(t) for t in tags}))
+        groups[key] = groups[key] + f if key in groups else f
+    whole = groups.pop(None, None)
+    if not groups:
+        return [] if whole is None else [(whole, None)]
+    used = [t for key in groups for t in key]
+    if len(used) != len(set(used)) or whole is None:
+        return ([] if whole is None else [(whole, None)]) + [(f, key) for key, f in groups.items()]
+    rest = tuple(sorted({int(bundle.tags[n]) for n in bundle.volume_names()} - set(used)))
+    return [(f + whole, key) for key, f in groups.items()] + ([(whole, rest)] if rest else [])
+
+
+def support_measure(bundle: MeshBundle, tags, metadata=None):
+    """``dx`` over the cells of ``tags`` (None: the whole mesh), with optional ``metadata``."""
+    md = {} if metadata is None else {"metadata": metadata}
+    if tags is None:
+        return ufl.dx(domain=bundle.mesh, **md)
+    return ufl.Measure("dx", domain=bundle.mesh, subdomain_data=bundle.cell_tags)(tuple(tags), **md)
+
+
 class RegionIntegrator:
     """Integrates a UFL density over every volume region in one vector assembly.
 
@@ -86,9 +115,13 @@ class RegionBreakdown:
         extra: ``{name: UFL density}`` integrated over the whole mesh in the same assembly
             (each its own integral, so with the quadrature it has on its own), available
             in :attr:`extra_totals` after :meth:`by_region`.
+        support: ``{name: cell tags}`` of densities (or extra densities) that are exactly
+            zero outside the cells of those tags: integrated over those cells only (the
+            densities of one support together, with the rule they have on their own).
     """
 
-    def __init__(self, bundle: MeshBundle, densities: dict, total: str | None = None, extra: dict | None = None):
+    def __init__(self, bundle: MeshBundle, densities: dict, total: str | None = None, extra: dict | None = None,
+                 support: dict | None = None):
         self.bundle = bundle
         self.keys = list(densities)
         self.total = total
@@ -98,19 +131,22 @@ class RegionBreakdown:
         self.ncomp = n
         self.Q0 = fem.functionspace(bundle.mesh, ("DG", 0, (n,)))
         v = ufl.TestFunction(self.Q0)
-        dx = ufl.dx(domain=bundle.mesh)
-        heat = sum(d * v[k] for k, d in enumerate(densities.values()))
-        form = heat * dx
-        if extra:
+        support = support or {}
+        # the heat densities by support (split_by_support); each extra its own integral
+        groups = split_by_support(bundle, [(d * v[k], support.get(name)) for k, (name, d) in enumerate(densities.items())])
+        if not extra:
+            form = sum(g * support_measure(bundle, key) for g, key in groups)
+        else:
             # UFL merges the integrals of one domain before it estimates their degree: give each
             # part the rule it has on its own, so the sums are those of the separate forms
             from busbarfem.physics.thermal import quadrature_degree
 
-            form = heat * ufl.dx(domain=bundle.mesh, metadata={"quadrature_degree": quadrature_degree(form)})
-            for j, d in enumerate(extra.values()):
-                deg = quadrature_degree(d * dx)
-                form = form + d * v[len(self.keys) + j] * ufl.dx(domain=bundle.mesh,
-                                                                 metadata={"quadrature_degree": deg})
+            def own(g, key):
+                return g * support_measure(bundle, key, {"quadrature_degree": quadrature_degree(g * support_measure(bundle, key))})
+
+            form = sum(own(g, key) for g, key in groups)
+            for j, (name, d) in enumerate(extra.items()):
+                form = form + own(d * v[len(self.keys) + j], support.get(name))
         self.form = fem.form(form)
         imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
         self.nlocal = imap.size_local

@@ -14,6 +14,8 @@ set-up (once)
     3. ``heat_sources()``: named volumetric heat sources (UFL, W/m^3), summed into the
        heat equation and reported per region and source in ``summary.json`` (the names in
        ``non_electrical_heat`` are kept out of the electrical energy book);
+       ``heat_support()`` names the regions outside which a source is exactly zero (it is
+       then integrated over those only);
     4. ``robin_terms()``: extra :class:`RobinTerm` conditions on tagged facets
        (``h``/``T_ref`` may be Functions the contribution updates between steps; the heat
        is booked as convection, or as coolant heat with ``heat="coolant"``).
@@ -141,6 +143,12 @@ class Contribution:
 
     def heat_sources(self) -> dict:
         """Named volumetric heat sources [W/m^3] (UFL)."""
+        return {}
+
+    def heat_support(self) -> dict:
+        """``{heat source name: volume region names}`` for sources that are exactly zero outside
+        those regions (a cell's Bernardi heat outside its body); the heat equation and the
+        per-region heat book then integrate them there only. A source not named: anywhere."""
         return {}
 
     def robin_terms(self) -> list[RobinTerm]:

@@ -100,18 +100,26 @@ class CoupledModel:
         # every volume heat source by name; q is their sum, so the per-region breakdown
         # (summary.json heat.by_region) always covers every source the thermal problem sees
         self.heat_sources = {"joule": self.electrical.joule_density()}
+        # the regions outside which a source is exactly zero (its integrals skip the rest)
+        support: dict[str, tuple[str, ...]] = {}
         for c in self.contributions:
-            self.heat_sources.update(c.heat_sources())
+            hs = c.heat_sources()
+            self.heat_sources.update(hs)
+            support.update({k: tuple(r) for k, r in c.heat_support().items() if k in hs})
+        self.heat_support = support
         self.q_expr = sum(self.heat_sources.values())
         robin = [(t.facets, t.h, t.T_ref, t.heat) for c in self.contributions for t in c.robin_terms()]
-        self.thermal.set_source(self.q_expr, robin)
+        self.thermal.set_source(self.q_expr, robin, parts=[(q, self._tags_of(support.get(k)))
+                                                           for k, q in self.heat_sources.items()])
         # with cells, the electrochemical (enthalpy) power density j (U_ocv - T dU/dT) rides along
         # in the same assembly (one packing of the coefficients per record)
         extra = {}
         if self.cells is not None:
             el = self.electrical
             extra["enthalpy"] = el.transfer_current() * (el.ocv - self.thermal.T_k * el.dudt)
-        self.heat_by_region = RegionBreakdown(b, self.heat_sources, total="total", extra=extra)
+            support["enthalpy"] = tuple(self.cells.names)  # j = g (E - s (phi+ - phi-)): g = 0 elsewhere
+        self.heat_by_region = RegionBreakdown(b, self.heat_sources, total="total", extra=extra,
+                                              support={k: self._tags_of(r) for k, r in support.items()})
         from busbarfem.loads import LoadController
 
         cap = case.cell.capacity if case.cell is not None else 1.0
@@ -120,6 +128,10 @@ class CoupledModel:
         self.timings.tick("setup", t0)
 
     # ------------------------------------------------------------------ set-up stages
+    def _tags_of(self, regions) -> tuple[int, ...] | None:
+        """The cell tags of volume ``regions`` (None: None, the whole mesh)."""
+        return None if regions is None else tuple(int(self.bundle.tags[n]) for n in regions)
+
     def _check_terminals(self) -> None:
         for term, side in ((naming.TERMINAL_POS, "positive"), (naming.TERMINAL_NEG, "negative")):
             if term not in self.bundle.tags:

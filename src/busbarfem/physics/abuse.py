@@ -189,6 +189,10 @@ class AbuseCoupling(Contribution):
             out["internal_short"] = self.g_internal * dphi * dphi
         return out
 
+    def heat_support(self) -> dict:
+        """Every abuse heat source is written on the cell bodies only (chi, or the cells' DG0 values)."""
+        return {k: tuple(self.names) for k in ("abuse", "heater", "internal_short")}
+
     def robin_terms(self) -> list[RobinTerm]:
         """The oven on every exterior facet but coolant channel walls: ``h(t) + h_rad`` towards ``T_oven(t)``."""
         if self.oven is None:

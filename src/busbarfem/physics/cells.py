@@ -94,6 +94,10 @@ class CellCoupling(Contribution):
         """Bernardi heat: the irreversible and the reversible (entropic) density."""
         return {"irreversible": self.irreversible_heat(), "reversible": self.reversible_heat()}
 
+    def heat_support(self) -> dict:
+        """Both heat sources vanish outside the cell bodies (no transfer current there)."""
+        return {"irreversible": tuple(self.names), "reversible": tuple(self.names)}
+
     def prepare(self, dt: float, current_start=None) -> None:
         """Cell mean temperatures, then the step's coefficients (:meth:`refresh`)."""
         self.update_temperature()

@@ -102,6 +102,10 @@ class PyBaMMCellCoupling(Contribution):
         """The PyBaMM cell heat per unit volume: reversible, and the rest (irreversible)."""
         return {"irreversible": self.q_irr, "reversible": self.q_rev}
 
+    def heat_support(self) -> dict:
+        """Both heat sources are written on the cell bodies only (zero elsewhere)."""
+        return {"irreversible": tuple(self.names), "reversible": tuple(self.names)}
+
     # ---------------------------------------------------------------- per step
     def update_temperature(self) -> None:
         """Cell mean temperatures from the temperature iterate."""

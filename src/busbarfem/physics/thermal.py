@@ -26,6 +26,7 @@ from petsc4py import PETSc
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem, mesh as dmesh
 
+from busbarfem.analysis.regions import split_by_support, support_measure
 from busbarfem.mesh import MeshBundle
 from busbarfem.physics import solvers
 
@@ -174,11 +175,17 @@ class ThermalProblem:
         self.rho_cp.x.scatter_forward()
         self.inv_dt = fem.Constant(msh, PETSc.ScalarType(0.0))
 
-    def set_source(self, source, robin_terms=()) -> None:
+    def set_source(self, source, robin_terms=(), parts=None) -> None:
         """Compile the forms and create the solver for the heat source ``source`` (UFL, W/m^3).
 
         Args:
             source: volumetric heat source (UFL, or a plain number; 0 means none).
+            parts: ``source`` as ``[(density, cell tags)]``, the densities summing to it and each
+                exactly zero outside the cells of its tags (None: anywhere); the source vector
+                ``(q, v)`` then integrates each density over its cells only
+                (:func:`busbarfem.analysis.regions.split_by_support`: the Joule heat alone, by
+                the one-point rule it needs on P1, outside the cell bodies). None: ``source``
+                over the whole mesh.
             robin_terms: extra Robin conditions ``-K grad T . n = h (T - T_ref)`` as
                 ``(facets, h, T_ref)`` or ``(facets, h, T_ref, heat)`` with ``h``/``T_ref``
                 floats or UFL (e.g. DG0 Functions updated between steps) and ``heat`` the
@@ -279,7 +286,7 @@ class ThermalProblem:
         self._rhs_by_mass = not self.dirichlet and not rad_terms and L_cool is None
         self._L_bnd = fem.form(sum(L_bnd)) if (L_bnd and self._rhs_by_mass) else None
         self._MTn = None
-        self.L_q = None if self._source_zero else fem.form(source * v * dx)
+        self.L_q = None if self._source_zero else fem.form(self._source_form(source, parts, v))
         self._bq = None if self._source_zero else fpetsc.create_vector(self.V)
         self._q_values = coefficient_values(source)
         self._q_cache: tuple | None = None  # (local generated heat, coefficient copies) of the last L_q assembly
@@ -339,6 +346,12 @@ class ThermalProblem:
         self.stats = solvers.KSPStats(self.options)
         self._assembled_key = None
         self.has_radiation = bool(rad_terms)
+
+    def _source_form(self, source, parts, v):
+        """``(q, v)``: over the whole mesh, or (``parts``) each density over its tagged cells."""
+        if parts is None:
+            return source * v * ufl.dx(domain=self.bundle.mesh)
+        return sum(d * v * support_measure(self.bundle, key) for d, key in split_by_support(self.bundle, parts))
 
     def solve(self, dt: float | None, step: int | None = None, reuse_source: bool = False) -> int:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
