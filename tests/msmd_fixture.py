@@ -17,7 +17,7 @@ from busbarfem.mesh import MeshBundle
 from busbarfem.naming import GeometryInfo, RegionInfo
 
 
-def box_bundle(comm, boxes: list[dict], terminals: dict, size: float) -> MeshBundle:
+def box_bundle(comm, boxes: list[dict], terminals: dict, size: float, rank_of=None) -> MeshBundle:
     """Mesh axis-aligned boxes into a conformal model with named regions.
 
     Args:
@@ -26,6 +26,8 @@ def box_bundle(comm, boxes: list[dict], terminals: dict, size: float) -> MeshBun
         terminals: ``{"terminal_pos": (box name, side), "terminal_neg": ...}`` with side one of
             ``xmin, xmax, ymin, ymax, zmin, zmax``.
         size: element size [m].
+        rank_of: optional ``rank_of(centroids (n, 3), nranks) -> ranks (n,)``: the partition
+            of the cells by their centroids (default: DOLFINx's graph partitioner).
     """
     info = GeometryInfo()
     for b in boxes:
@@ -58,7 +60,16 @@ def box_bundle(comm, boxes: list[dict], terminals: dict, size: float) -> MeshBun
             gmsh.model.addPhysicalGroup(2, [e[1] for e in ents], name=tname)
         gmsh.option.setNumber("Mesh.MeshSizeMax", size)
         gmsh.model.mesh.generate(3)
-    md = dolfinx.io.gmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3)
+    partitioner = None
+    if rank_of is not None and comm.size > 1:
+        x = dolfinx.io.gmsh.extract_geometry(gmsh.model) if comm.rank == 0 else np.zeros((0, 3))
+
+        def partitioner(comm_, nparts, cell_types, cells):
+            verts = np.asarray(cells[0], dtype=np.int64).reshape(-1, 4)  # P1 tets: input node indices
+            dest = np.asarray(rank_of(x[verts].mean(axis=1), nparts), dtype=np.int32) if len(verts) else \
+                np.zeros(0, np.int32)
+            return dolfinx.graph.adjacencylist(dest)._cpp_object
+    md = dolfinx.io.gmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3, partitioner=partitioner)
     if comm.rank == 0:
         gmsh.finalize()
     tags = {n: int(pg.tag) for n, pg in md.physical_groups.items()}
