@@ -244,3 +244,18 @@ def test_pybamm_cells_restart_from_checkpoint_continues_the_run(tmp_path):
     for k in (k for k in a if "residual" not in k):
         scale = max(np.max(np.abs(a[k])), 1e-12)
         assert np.max(np.abs(a[k] - b[k])) <= 1e-7 * scale, k
+
+
+def test_pybamm_cell_heat_support_is_exact(tmp_path):
+    """The PyBaMM cells' heat (DG0 per cell body) is integrated over the cell bodies only
+    (``heat_support``): after two 60 s steps of a 1s2p SPMe module, the thermal source vector
+    and the per-region heat book equal their whole-mesh assemblies
+    (:func:`helpers.assert_heat_support_exact`)."""
+    from helpers import assert_heat_support_exact, solve_case
+    from mpi4py import MPI
+
+    sim = solve_case(write_case(tmp_path, name="1s2p", np_=2, soc=0.9, current=10.0, t_end=120.0),
+                     comm=MPI.COMM_SELF, cache_dir=tmp_path / "cache")
+    assert set(sim.model.heat_support) >= {"irreversible", "reversible"}
+    assert sim.rows[-1]["time [s]"] == pytest.approx(120.0)
+    assert_heat_support_exact(sim)
