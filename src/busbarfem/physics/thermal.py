@@ -26,7 +26,7 @@ from petsc4py import PETSc
 import dolfinx.fem.petsc as fpetsc
 from dolfinx import fem, mesh as dmesh
 
-from busbarfem.analysis.regions import split_by_support, support_measure
+from busbarfem.analysis.regions import SupportMeasure, split_by_support
 from busbarfem.mesh import MeshBundle
 from busbarfem.physics import solvers
 
@@ -351,7 +351,9 @@ class ThermalProblem:
         """``(q, v)``: over the whole mesh, or (``parts``) each density over its tagged cells."""
         if parts is None:
             return source * v * ufl.dx(domain=self.bundle.mesh)
-        return sum(d * v * support_measure(self.bundle, key) for d, key in split_by_support(self.bundle, parts))
+        groups = split_by_support(self.bundle, parts)
+        dxs = SupportMeasure(self.bundle, [key for _, key in groups])
+        return sum(d * v * dxs(key) for d, key in groups)
 
     def solve(self, dt: float | None, step: int | None = None, reuse_source: bool = False) -> int:
         """Advance one backward-Euler step of size ``dt`` (``None`` = steady state).
