@@ -91,8 +91,8 @@ class RegionIntegrator:
         v = ufl.TestFunction(self.Q0)
         dx = ufl.dx(domain=bundle.mesh)
         if regions is not None:
-            dx = ufl.Measure("dx", domain=bundle.mesh, subdomain_data=bundle.cell_tags)(
-                tuple(sorted(int(bundle.tags[n]) for n in regions)))
+            key = tuple(sorted({int(bundle.tags[n]) for n in regions}))
+            dx = SupportMeasure(bundle, [key])(key)  # one integral over all of them
         imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
         self.nlocal = imap.size_local
         self.names = bundle.volume_names()
