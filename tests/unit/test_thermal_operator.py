@@ -291,3 +291,48 @@ def test_right_hand_side_by_the_mass_matrix_equals_the_assembled_one(solver):
         th.advance()
     # the direct solve has M from its first operator; GAMG once a dt other than its bucket's came
     assert used[0] if solver == "lu" else any(used)
+
+
+def _degree_by_form_data(form) -> int:
+    """The estimate as FFCx's ``compute_form_data`` leaves it (the reference)."""
+    fd = ufl.algorithms.compute_form_data(
+        form, do_apply_function_pullbacks=True, do_apply_integral_scaling=True, do_apply_geometry_lowering=True,
+        preserve_geometry_types=(ufl.classes.Jacobian,), do_apply_restrictions=True,
+        do_append_everywhere_integrals=False, complex_mode=False)
+    degs = {int(np.max(i.metadata()["estimated_polynomial_degree"])) for d in fd.integral_data for i in d.integrals}
+    assert len(degs) == 1
+    return degs.pop()
+
+
+@pytest.mark.parametrize("geometry_degree", [1, 2])
+def test_quadrature_degree_is_compute_form_datas(geometry_degree):
+    """``quadrature_degree`` (grouping, estimate and cell scaling only) gives the degree of the
+    full ``compute_form_data`` on affine and on curved (P2) tetrahedra, for polynomial, rational,
+    gradient and blocked-DG0-test integrands and a subdomain measure."""
+    import basix.ufl
+
+    msh = mesh.create_unit_cube(MPI.COMM_WORLD, 2, 2, 2)
+    if geometry_degree == 2:
+        el = basix.ufl.element("Lagrange", "tetrahedron", 2, shape=(3,))
+        x = fem.functionspace(msh, el).tabulate_dof_coordinates()
+        cells = fem.functionspace(msh, el).dofmap.list
+        dom = ufl.Mesh(el)
+        msh = mesh.create_mesh(MPI.COMM_SELF, np.asarray(cells, np.int64), dom, x) if MPI.COMM_WORLD.size == 1 \
+            else None
+        if msh is None:
+            pytest.skip("the curved mesh is built serially")
+    V = fem.functionspace(msh, ("Lagrange", geometry_degree))
+    Q = fem.functionspace(msh, ("DG", 0, (3,)))
+    T, g = fem.Function(V), fem.Function(V)
+    k = fem.Function(fem.functionspace(msh, ("DG", 0)))
+    v, w = ufl.TestFunction(V), ufl.TestFunction(Q)
+    cells = np.arange(msh.topology.index_map(3).size_local, dtype=np.int32)
+    tags = mesh.meshtags(msh, 3, cells, np.where(cells % 2 == 0, 1, 2).astype(np.int32))
+    dxt = ufl.Measure("dx", domain=msh, subdomain_data=tags)
+    dx = ufl.dx(domain=msh)
+    forms = [T * g * v * dx, g / (1.0 + 0.004 * (T - 290.0)) * v * dx, k * ufl.inner(ufl.grad(T), ufl.grad(T)) * v * dx,
+             (T * g * w[0] + k * w[1] + T * T * T * w[2]) * dx, T * g * w[1] * dxt(1), (T * v + k * v) * dxt((1, 2))]
+    degs = [quadrature_degree(f) for f in forms]
+    assert degs == [_degree_by_form_data(f) for f in forms]
+    # the curved cells' scaling (det J of a P2 map) raises every estimate
+    assert degs[0] == (3 if geometry_degree == 1 else 6 + 3), degs

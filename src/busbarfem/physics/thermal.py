@@ -58,13 +58,21 @@ def quadrature_degree(form) -> int:
     """The quadrature degree FFCx gives the one integral of ``form`` (UFL), from UFL's estimate.
 
     A form built with ``dx(metadata={"quadrature_degree": quadrature_degree(f)})`` is integrated
-    with the same rule as ``f``, so the two agree to round-off.
+    with the same rule as ``f``, so the two agree to round-off. UFL estimates the degree after
+    grouping the integrals and before the pullbacks (``compute_form_data``), then adds the
+    degree of the reference-cell scaling; only those steps run here (the pullbacks, geometry
+    lowering and form data cost ~0.05 s a form and do not change the estimate:
+    tests/unit/test_thermal_operator.py compares it with ``compute_form_data``'s).
     """
-    fd = ufl.algorithms.compute_form_data(
-        form, do_apply_function_pullbacks=True, do_apply_integral_scaling=True, do_apply_geometry_lowering=True,
-        preserve_geometry_types=(ufl.classes.Jacobian,), do_apply_restrictions=True,
-        do_append_everywhere_integrals=False, complex_mode=False)
-    degs = {int(np.max(i.metadata()["estimated_polynomial_degree"])) for d in fd.integral_data for i in d.integrals}
+    from ufl.algorithms.apply_integral_scaling import compute_integrand_scaling_factor
+    from ufl.algorithms.compute_form_data import attach_estimated_degrees, preprocess_form
+    from ufl.algorithms.domain_analysis import group_form_integrals
+
+    f = group_form_integrals(preprocess_form(form, False), form.ufl_domains(), do_append_everywhere_integrals=False)
+    degs = set()
+    for itg in attach_estimated_degrees(f).integrals():
+        _, scale = compute_integrand_scaling_factor(itg)
+        degs.add(int(np.max(np.asarray(itg.metadata()["estimated_polynomial_degree"]) + np.asarray(scale))))
     if len(degs) != 1:
         raise ValueError(f"form has integrals of several quadrature degrees {sorted(degs)}")
     return degs.pop()
