@@ -49,7 +49,7 @@ class SupportMeasure:
         flat = [t for k in keys for t in k]
         self._ids = None
         data = bundle.cell_tags
-        if keys and len(flat) == len(set(flat)):
+        if flat and len(flat) == len(set(flat)):
             ct = bundle.cell_tags
             vals = np.asarray(ct.values, dtype=np.int64)
             lut = np.zeros(max(int(vals.max(initial=0)), max(flat)) + 1, dtype=np.int32)
