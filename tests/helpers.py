@@ -57,11 +57,7 @@ def assert_heat_support_exact(sim, rel=1e-12) -> None:
     scale = comm.allreduce(float(np.max(np.abs(ref.array_r), initial=0.0)), op=MPI.MAX)
     assert err <= rel * scale, (err, scale)
     hb = m.heat_by_region
-    extra = {}
-    if "enthalpy" in hb.extra_keys:
-        el = sim.el
-        extra["enthalpy"] = el.transfer_current() * (el.ocv - th.T_k * el.dudt)
-    whole = RegionBreakdown(sim.bundle, m.heat_sources, total="total", extra=extra)
+    whole = RegionBreakdown(sim.bundle, m.heat_sources, total="total", extra=hb.extra)
     a, b = whole.by_region(), hb.by_region()
     for k in a:
         top = max(abs(x) for x in a[k].values())

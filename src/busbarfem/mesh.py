@@ -147,6 +147,9 @@ class MeshBundle:
     mesh_seconds: float = 0.0
     _exterior: np.ndarray | None = field(default=None, repr=False)
     _spaces: dict = field(default_factory=dict, repr=False)
+    #: meshtags of disjoint cell-tag groups, shared by the forms that integrate over them
+    #: (:class:`busbarfem.analysis.regions.SupportMeasure`)
+    _supports: list = field(default_factory=list, repr=False)
 
     @property
     def comm(self) -> MPI.Comm:

@@ -12,6 +12,11 @@ from dolfinx import fem, la
 from busbarfem.mesh import MeshBundle
 
 
+def support_key(tags) -> tuple[int, ...] | None:
+    """A support as a sorted tuple of distinct cell tags (None stays None: the whole mesh)."""
+    return None if tags is None else tuple(sorted({int(t) for t in tags}))
+
+
 def split_by_support(bundle: MeshBundle, parts) -> list:
     """Integrands ``[(integrand, cell tags or None)]`` regrouped so that each cell is in one
     integral: those of one support summed, the whole-mesh ones (tags None) added to every
@@ -21,7 +26,7 @@ def split_by_support(bundle: MeshBundle, parts) -> list:
     the whole-mesh integrands alone. Overlapping supports keep the whole-mesh integral."""
     groups: dict = {}
     for f, tags in parts:
-        key = None if tags is None else tuple(sorted({int(t) for t in tags}))
+        key = support_key(tags)
         groups[key] = groups[key] + f if key in groups else f
     whole = groups.pop(None, None)
     if not groups:
@@ -38,30 +43,49 @@ class SupportMeasure:
 
     Disjoint supports each become one subdomain of a meshtags of their own (one integral per
     support: a support of eight cell bodies is one integral, not eight, which UFL and FFCx
-    process eight times over at every form set-up); overlapping ones use the cell tags.
+    process eight times over at every form set-up); overlapping ones use the cell tags. The
+    meshtags are kept on the bundle and shared by every measure whose supports they hold.
     """
 
     def __init__(self, bundle: MeshBundle, keys):
-        from dolfinx import mesh as dmesh
-
         self.bundle = bundle
         keys = list(dict.fromkeys(k for k in keys if k is not None))
         flat = [t for k in keys for t in k]
         self._ids = None
         data = bundle.cell_tags
         if flat and len(flat) == len(set(flat)):
-            ct = bundle.cell_tags
-            vals = np.asarray(ct.values, dtype=np.int64)
-            lut = np.zeros(max(int(vals.max(initial=0)), max(flat)) + 1, dtype=np.int32)
-            for i, k in enumerate(keys):
-                lut[list(k)] = i + 1
-            new = lut[vals]
-            sel = new > 0
-            tdim = bundle.mesh.topology.dim
-            data = dmesh.meshtags(bundle.mesh, tdim, np.asarray(ct.indices, dtype=np.int32)[sel], new[sel])
-            self._ids = {k: i + 1 for i, k in enumerate(keys)}
+            data, self._ids = self._shared_tags(keys)
         self.tags = data
         self._dx = ufl.Measure("dx", domain=bundle.mesh, subdomain_data=data)
+
+    def _shared_tags(self, keys: list) -> tuple:
+        """A meshtags giving each of the disjoint ``keys`` one id, and those ids: one the bundle
+        already holds that covers them all, else a new one (kept on the bundle)."""
+        from dolfinx import mesh as dmesh
+
+        b = self.bundle
+        cache = getattr(b, "_supports", None)
+        if cache is None:
+            cache = []
+            try:
+                b._supports = cache
+            except AttributeError:  # a bundle that takes no attributes: nothing shared
+                pass
+        for cell_tags, tags, ids in cache:
+            if cell_tags is b.cell_tags and all(k in ids for k in keys):
+                return tags, ids
+        ct = b.cell_tags
+        vals = np.asarray(ct.values, dtype=np.int64)
+        flat = [t for k in keys for t in k]
+        lut = np.zeros(max(int(vals.max(initial=0)), max(flat)) + 1, dtype=np.int32)
+        for i, k in enumerate(keys):
+            lut[list(k)] = i + 1
+        new = lut[vals]
+        sel = new > 0
+        tags = dmesh.meshtags(b.mesh, b.mesh.topology.dim, np.asarray(ct.indices, dtype=np.int32)[sel], new[sel])
+        ids = {k: i + 1 for i, k in enumerate(keys)}
+        cache.append((ct, tags, ids))
+        return tags, ids
 
     def __call__(self, key, metadata=None):
         """The measure of support ``key`` (None: the whole mesh), with optional ``metadata``."""
@@ -91,7 +115,7 @@ class RegionIntegrator:
         v = ufl.TestFunction(self.Q0)
         dx = ufl.dx(domain=bundle.mesh)
         if regions is not None:
-            key = tuple(sorted({int(bundle.tags[n]) for n in regions}))
+            key = support_key(bundle.tags[n] for n in regions)
             dx = SupportMeasure(bundle, [key])(key)  # one integral over all of them
         imap = bundle.mesh.topology.index_map(bundle.mesh.topology.dim)
         self.nlocal = imap.size_local
@@ -156,15 +180,15 @@ class RegionBreakdown:
         self.keys = list(densities)
         self.total = total
         extra = dict(extra or {})
+        self.extra = extra  # the extra densities (UFL), by name
         self.extra_keys = list(extra)
         n = len(self.keys) + len(self.extra_keys)
         self.ncomp = n
         self.Q0 = fem.functionspace(bundle.mesh, ("DG", 0, (n,)))
         v = ufl.TestFunction(self.Q0)
-        support = support or {}
+        support = {k: support_key(t) for k, t in (support or {}).items()}
         # the heat densities by support (split_by_support); each extra its own integral
         groups = split_by_support(bundle, [(d * v[k], support.get(name)) for k, (name, d) in enumerate(densities.items())])
-        support = {k: (None if t is None else tuple(sorted({int(i) for i in t}))) for k, t in support.items()}
         dxs = SupportMeasure(bundle, [key for _, key in groups] + [support.get(n) for n in extra])
         if not extra:
             form = sum(g * dxs(key) for g, key in groups)
