@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install ParaView's command-line Python (pvpython) and Xvfb from Debian's packages, for the
 # tests that open fields.xdmf with a real ParaView (tests/verification/test_xdmf_paraview.py,
-# tests/verification/test_paraview_results.py) and for users who post-process with
+# tests/verification/test_module_results.py) and for users who post-process with
 # scripts/pv_check.py or an output's paraview/open_result.py.
 #
 #   sudo scripts/install_paraview.sh        (or as root)

@@ -73,7 +73,14 @@ def pvpython() -> str | None:
 @contextlib.contextmanager
 def private_display():
     """A display for one pvpython call: ``$DISPLAY`` if set, else a private Xvfb (or None
-    when Xvfb is not installed: an EGL/OSMesa ParaView needs none)."""
+    when Xvfb is not installed: an EGL/OSMesa ParaView needs none).
+
+    The Xvfb runs with ``-noreset``: by default an X server resets when its last client
+    disconnects and refuses connections while it does. pvpython connects more than once (its
+    render-capability probe, then the view), so on a loaded machine its second connection fell
+    in that window ("bad X server connection", SIGABRT): 13 of 24 renders under a 4-process
+    load, 0 of 24 with ``-noreset``.
+    """
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
@@ -82,7 +89,7 @@ def private_display():
         yield None
         return
     r, w = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-nolisten", "tcp", "-screen", "0", "1600x1200x24"],
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-nolisten", "tcp", "-noreset", "-screen", "0", "1600x1200x24"],
                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
     try:
@@ -117,12 +124,21 @@ def run_pvpython(script, *args: str, timeout: float = 600) -> subprocess.Complet
                 env["DISPLAY"] = display
             res = subprocess.run([exe, "--force-offscreen-rendering", str(script), *map(str, args)],
                                  capture_output=True, text=True, timeout=timeout, env=env)
-        # killed by a signal (seen once in a full test run: SIGABRT in
-        # vtkXOpenGLRenderWindow::CreateAWindow on a fresh Xvfb, passing when run again):
-        # one more try on a new display; a script error (exit > 0) is returned as it is
+        # killed by a signal (an X connection refused, see private_display): one more try
+        # on a new display; a script error (exit > 0) is returned as it is
         if res.returncode >= 0:
             break
     return res
+
+
+def failure_summary(stderr: str, tail: int = 1500) -> str:
+    """What a failed pvpython printed: its error lines (VTK's ``ERR|`` and Python's
+    traceback lines come before the long native stack trace), then the end of stderr."""
+    errors = [ln.strip() for ln in stderr.splitlines()
+              if "ERR|" in ln or "Error" in ln or ln.startswith(("Traceback", "  File"))]
+    head = "\n".join(errors[:12])
+    end = stderr.strip()[-tail:]
+    return f"{head}\n...\n{end}" if head and head not in end else end
 
 
 def last_json(stdout: str) -> dict:
@@ -146,7 +162,7 @@ def open_result(outdir, images=None, timeout: float = 600) -> dict:
         args += ["--screenshots", str(Path(images).resolve())]
     res = run_pvpython(script, *args, timeout=timeout)
     if res.returncode != 0:
-        raise RuntimeError(f"pvpython failed (exit {res.returncode}): {res.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"pvpython failed (exit {res.returncode}): {failure_summary(res.stderr)}")
     return last_json(res.stdout)
 
 
