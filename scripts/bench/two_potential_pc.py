@@ -12,7 +12,8 @@ Runs ``examples/module_4s2p_discharge.yaml`` grown to SERIES x PARALLEL for STEP
   (region, field) -- the per-conductor constants a 0D network model has as unknowns.
 
 A suffix ``,lin`` adds the linear per-region columns (``solvers.CIRCUIT_COARSE_LINEAR``),
-``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``),
+``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``), ``,thrX``
+GAMG's aggregation threshold (``solvers.MSMD_GAMG_THRESHOLD``),
 ``,g0``/``,g1`` the coarse-corrected initial guess off/on (``solvers.COARSE_GUESS``),
 ``,p0``/``,p1`` the coarse post-correction (``solvers.COARSE_POST``), ``,rfX`` the
 two-potential tolerance factor (``solvers.MSMD_RTOL_FACTOR = X``).
@@ -92,7 +93,7 @@ def solve(*a, **k):
 el.solve = solve
 sim.run()
 if comm.rank == 0:
-    print(mode, "sweeps", solvers.MSMD_SMOOTH_SWEEPS, "coarse", el.circuit_space or mode in ("add", "symm"),
+    print(mode, "sweeps", solvers.MSMD_SMOOTH_SWEEPS, "threshold", solvers.MSMD_GAMG_THRESHOLD, "coarse", el.circuit_space or mode in ("add", "symm"),
           f"{series}s{parallel}p ndofs", el.ndofs, "its", its, "mean", np.mean(its), "cpu_el", round(cpu[0], 2), "pc_setups", el.pc_setups, {k: round(v, 2) for k, v in T.items()}, "V", [repr(v) for v in volts[-2:]])
     ksp = el.ksp
     print("load average", open("/proc/loadavg").read().split()[:3])

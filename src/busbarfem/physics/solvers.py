@@ -142,6 +142,15 @@ MUMPS_AMF_LIMIT = 100_000
 #: size 2) system; the one-field conductor preset keeps one (docs/performance.md).
 MSMD_SMOOTH_SWEEPS = 2
 
+#: GAMG's aggregation threshold for the two-potential (block size 2) system: couplings weaker
+#: than this fraction of the (scaled) diagonal are left out of the aggregation graph. Kept at
+#: the conductor's 0.02, far below a cliff whose place depends on the mesh: at 2 ranks 0.05
+#: cut the largest count per solve at 4s2p 11 -> 10 and at 16s6p 15 -> 12, but took 8s6p from
+#: 15 to 22 (KSP CPU 1.6-1.9x); 8s6p falls off at 0.05-0.06, 4s2p at 0.07, 16s6p by 0.1. The best
+#: setting short of every cliff measured (0.04) saved 1-2 iterations per solve
+#: (docs/performance.md, "Session 17"; ``two_potential_pc.py ... auto,thrX``).
+MSMD_GAMG_THRESHOLD = 0.02
+
 #: When True, an electrical problem with nodes that no conducting cell touches (cold plates,
 #: gap pads: region kind "thermal") solves the system restricted to the other nodes; the
 #: dropped ones are pinned to zero anyway (docs/performance.md, "Cooled module step").
@@ -198,7 +207,8 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1, symmetric: b
     return {"ksp_type": "cg", "ksp_rtol": rtol, "ksp_atol": 1e-50, "ksp_max_it": 1000,
             "ksp_norm_type": "unpreconditioned",
             "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
-            "pc_gamg_threshold": 0.02, "pc_gamg_aggressive_coarsening": 1,
+            "pc_gamg_threshold": MSMD_GAMG_THRESHOLD if block_size == 2 else 0.02,
+            "pc_gamg_aggressive_coarsening": 1,
             "pc_gamg_coarse_eq_limit": 1000, "pc_gamg_reuse_interpolation": True,
             "mg_levels_ksp_type": "richardson",
             "mg_levels_ksp_max_it": MSMD_SMOOTH_SWEEPS if block_size == 2 else 1,
