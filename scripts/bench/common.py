@@ -275,7 +275,8 @@ def emit(result: dict, comm: MPI.Comm, out: Path | None) -> None:
 
 def apply_solver_tokens(tokens, strict: bool = True) -> None:
     """Set two-potential solver switches of :mod:`busbarfem.physics.solvers` from short tokens:
-    ``rfX`` MSMD_RTOL_FACTOR, ``swN`` MSMD_SMOOTH_SWEEPS, ``thrX`` MSMD_GAMG_THRESHOLD,
+    ``rfX`` MSMD_RTOL_FACTOR, ``swN`` MSMD_SMOOTH_SWEEPS, ``thrF`` or ``thrF/C`` MSMD_GAMG_THRESHOLD
+    (the finest level's, and the coarser levels'),
     ``g0/g1`` COARSE_GUESS, ``p0/p1``
     COARSE_POST, ``op0/op1`` OPERATING_POINT_SOLVE, ``bc0/bc1`` EXACT_BC_VALUES, ``cs0/cs1``
     CIRCUIT_COARSE_SPACE, ``lin`` CIRCUIT_COARSE_LINEAR; ``lu`` is left to the caller. An
@@ -290,7 +291,7 @@ def apply_solver_tokens(tokens, strict: bool = True) -> None:
         elif e.startswith("sw"):
             solvers.MSMD_SMOOTH_SWEEPS = int(e[2:])
         elif e.startswith("thr"):
-            solvers.MSMD_GAMG_THRESHOLD = float(e[3:])
+            solvers.MSMD_GAMG_THRESHOLD = tuple(float(t) for t in e[3:].split("/"))
         elif e == "lin":
             solvers.CIRCUIT_COARSE_LINEAR = True
         elif e[-1:] in "01" and e[:-1] in flags:

@@ -12,8 +12,9 @@ Runs ``examples/module_4s2p_discharge.yaml`` grown to SERIES x PARALLEL for STEP
   (region, field) -- the per-conductor constants a 0D network model has as unknowns.
 
 A suffix ``,lin`` adds the linear per-region columns (``solvers.CIRCUIT_COARSE_LINEAR``),
-``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``), ``,thrX``
-GAMG's aggregation threshold (``solvers.MSMD_GAMG_THRESHOLD``),
+``,swN`` sets N SOR sweeps per multigrid level (``solvers.MSMD_SMOOTH_SWEEPS``), ``,thrF``
+or ``,thrF/C`` GAMG's aggregation threshold on every level, or on the finest and below it
+(``solvers.MSMD_GAMG_THRESHOLD``),
 ``,g0``/``,g1`` the coarse-corrected initial guess off/on (``solvers.COARSE_GUESS``),
 ``,p0``/``,p1`` the coarse post-correction (``solvers.COARSE_POST``), ``,rfX`` the
 two-potential tolerance factor (``solvers.MSMD_RTOL_FACTOR = X``).

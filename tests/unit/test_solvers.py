@@ -30,7 +30,9 @@ def test_preset_structure(block_size):
     assert g["ksp_rtol"] == 1e-8
     # the per-step savings rely on these: keep the interpolation when only values change
     assert g["pc_gamg_reuse_interpolation"] is True
-    assert 0.0 <= g["pc_gamg_threshold"] < 0.1
+    thresholds = [float(t) for t in str(g["pc_gamg_threshold"]).split(",")]
+    assert thresholds == ([0.02] if block_size == 1 else list(solvers.MSMD_GAMG_THRESHOLD))
+    assert all(0.0 <= t < 0.1 for t in thresholds)
     # deprecated alias must not come back (PETSc >= 3.20: aggressive_coarsening)
     assert "pc_gamg_square_graph" not in g
     # symmetric smoother without an eigenvalue estimate (Chebyshev broke down on B1)
@@ -242,3 +244,33 @@ def test_limit_blas_threads_sets_numpys_openblas():
     finally:
         solvers.limit_blas_threads(max(before))
     assert max(g() for g in getters) == max(before)
+
+
+def test_two_potential_gamg_reads_a_threshold_per_level(tmp_path):
+    """PETSc takes the two-potential preset's per-level thresholds (finest 0.05, coarser 0.02:
+    docs/performance.md, "Session 17") as a list, not only its first value."""
+    assert solvers.gamg_threshold_option((0.05, 0.02)) == "0.05,0.02"
+    assert solvers.gamg_threshold_option(0.02) == 0.02
+    with pytest.raises(ValueError):
+        solvers.gamg_threshold_option((0.05, 1.5))
+    msh = dmesh.create_unit_cube(MPI.COMM_SELF, 10, 10, 10)
+    V = fem.functionspace(msh, ("Lagrange", 1, (2,)))
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    A = fpetsc.assemble_matrix(fem.form(ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx + ufl.inner(u, v) * ufl.dx))
+    A.assemble()
+    views = {}
+    for bs in (1, 2):
+        ksp = solvers.make_ksp(msh.comm, A, "bbf_test_thr_", solvers.preset("gamg", 10**6, 1e-8, block_size=bs))
+        ksp.setUp()
+        out = tmp_path / f"view{bs}.txt"
+        viewer = PETSc.Viewer().createASCII(str(out), comm=msh.comm)
+        ksp.view(viewer)
+        viewer.destroy()
+        solvers.destroy_ksp(ksp)
+        line = next(ln for ln in out.read_text().splitlines() if "Threshold for dropping small values" in ln)
+        views[bs] = [float(t) for t in line.split("=")[1].split()]
+    A.destroy()
+    assert views[1][0] == pytest.approx(0.02) and all(t == pytest.approx(0.02) for t in views[1])
+    fine, *coarse = views[2]
+    assert fine == pytest.approx(solvers.MSMD_GAMG_THRESHOLD[0]) and coarse
+    assert all(t == pytest.approx(solvers.MSMD_GAMG_THRESHOLD[-1]) for t in coarse)

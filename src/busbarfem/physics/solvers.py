@@ -142,14 +142,26 @@ MUMPS_AMF_LIMIT = 100_000
 #: size 2) system; the one-field conductor preset keeps one (docs/performance.md).
 MSMD_SMOOTH_SWEEPS = 2
 
-#: GAMG's aggregation threshold for the two-potential (block size 2) system: couplings weaker
-#: than this fraction of the (scaled) diagonal are left out of the aggregation graph. Kept at
-#: the conductor's 0.02, far below a cliff whose place depends on the mesh: at 2 ranks 0.05
-#: cut the largest count per solve at 4s2p 11 -> 10 and at 16s6p 15 -> 12, but took 8s6p from
-#: 15 to 22 (KSP CPU 1.6-1.9x); 8s6p falls off at 0.05-0.06, 4s2p at 0.07, 16s6p by 0.1. The best
-#: setting short of every cliff measured (0.04) saved 1-2 iterations per solve
-#: (docs/performance.md, "Session 17"; ``two_potential_pc.py ... auto,thrX``).
-MSMD_GAMG_THRESHOLD = 0.02
+#: GAMG's aggregation thresholds for the two-potential (block size 2) system, per level
+#: (finest first; the last value holds for every coarser level): couplings weaker than this
+#: fraction of the (scaled) diagonal are left out of the aggregation graph. The one-field
+#: conductor preset keeps 0.02 on every level. A uniform threshold above 0.02 fell off a
+#: cliff on the second level (8s6p: 15 -> 22 iterations per solve at 0.05, KSP CPU
+#: 1.6-1.9x), whose place depends on the mesh; on the finest level alone 0.04-0.08 is a
+#: plateau (the cliff is at 0.08-0.12). 0.05 there, 0.02 below: the largest count per solve
+#: on 2 ranks 11 -> 10 (4s2p), 15 -> 13 (8s6p), 15 -> 12 (16s6p), meshes 1.5x coarser and
+#: finer 19 -> 16 and 13 -> 12, KSP CPU the same or less (docs/performance.md, "Session 17";
+#: ``two_potential_pc.py ... auto,thrF[/C]``).
+MSMD_GAMG_THRESHOLD: tuple[float, ...] = (0.05, 0.02)
+
+
+def gamg_threshold_option(values) -> float | str:
+    """``-pc_gamg_threshold``'s value for per-level thresholds (finest first): one number,
+    or PETSc's comma-separated list."""
+    vals = [float(v) for v in (values if isinstance(values, (tuple, list)) else (values,))]
+    if not vals or any(not 0.0 <= v < 1.0 for v in vals):
+        raise ValueError(f"GAMG thresholds must be in [0, 1): {values!r}")
+    return vals[0] if len(vals) == 1 else ",".join(repr(v) for v in vals)
 
 #: When True, an electrical problem with nodes that no conducting cell touches (cold plates,
 #: gap pads: region kind "thermal") solves the system restricted to the other nodes; the
@@ -207,7 +219,7 @@ def preset(kind: str, ndofs: int, rtol: float, block_size: int = 1, symmetric: b
     return {"ksp_type": "cg", "ksp_rtol": rtol, "ksp_atol": 1e-50, "ksp_max_it": 1000,
             "ksp_norm_type": "unpreconditioned",
             "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
-            "pc_gamg_threshold": MSMD_GAMG_THRESHOLD if block_size == 2 else 0.02,
+            "pc_gamg_threshold": gamg_threshold_option(MSMD_GAMG_THRESHOLD) if block_size == 2 else 0.02,
             "pc_gamg_aggressive_coarsening": 1,
             "pc_gamg_coarse_eq_limit": 1000, "pc_gamg_reuse_interpolation": True,
             "mg_levels_ksp_type": "richardson",
