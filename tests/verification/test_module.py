@@ -192,8 +192,32 @@ def test_circuit_coarse_space_agrees_with_lu(monkeypatch, tmp_path):
         cur = np.array([s["cells"][n]["current_A"] for n in sorted(s["cells"])])
         return s["terminal"]["voltage_V"], cur, s["linear_solvers"]["electrical"], sim.el
 
+    from busbarfem.physics.electrical import ElectricalProblem
+
+    def column_sizes(Z):
+        ones, cnt = Z.createVecLeft(), Z.createVecRight()
+        ones.set(1.0)
+        Z.multTranspose(ones, cnt)
+        return cnt.getArray().copy()
+
+    built = []
+    space = ElectricalProblem._circuit_space
+
+    def recorded(self):
+        Z = space(self)
+        built.append(column_sizes(Z))
+        return Z
+
+    monkeypatch.setattr(ElectricalProblem, "_circuit_space", recorded)
     v, i, ls, el = run(1_000)
     assert el.ndofs_solved > 1_000 and el.circuit_space > 4  # plates, cells (two fields each), tabs/welds
+    # built again after the run (the per-cell reference functions released, the compressed
+    # table read instead: scripts/bench/two_potential_pc.py's add/symm modes): the same space
+    Z2 = el._circuit_space()
+    assert len(built) == 2 and len(built[0]) == el.circuit_space
+    np.testing.assert_array_equal(built[1], built[0])
+    Z2.destroy()
+    monkeypatch.setattr(ElectricalProblem, "_circuit_space", space)
     assert el.options["mg_levels_ksp_max_it"] == solvers.MSMD_SMOOTH_SWEEPS == 2
     _, _, ls0, el0 = run(el.ndofs_solved)  # at the threshold: off
     vl, il, _, _ = run(10**9, "lu")

@@ -373,6 +373,15 @@ class ElectricalProblem:
         ids[order] = np.cumsum(new) - 1
         return ids, table
 
+    def _reference_sigma_x(self, f: int) -> np.ndarray:
+        """Field ``f``'s reference conductivity sigma_x per local cell (owned and ghost, mesh order):
+        from its DG0 function during set-up, from the compressed table after it
+        (:attr:`cellwise_sigma` drops the functions), so a circuit space built later agrees."""
+        if self.sig is not None:
+            return self.sig[f].x.array.reshape(-1, 3)[:, 0]
+        ids, table = self._cell_data[f]
+        return table[ids, 0]
+
     def _circuit_space(self) -> PETSc.Mat:
         """Indicator matrix Z: one column per (volume region, active field), 1 on its dofs.
 
@@ -400,12 +409,13 @@ class ElectricalProblem:
         claim = fem.Function(V)
         arr = claim.x.array
         arr[:] = none
+        sig_x = [self._reference_sigma_x(f) for f in range(nf)]
         for r, name in enumerate(names):
             cells = self.bundle.cells_of(name)
             if not len(cells):
                 continue
             for f in range(nf):
-                act = cells[self.sig[f].x.array.reshape(-1, 3)[cells, 0] > 0]
+                act = cells[sig_x[f][cells] > 0]
                 if len(act):
                     d = np.unique(V.dofmap.list[act].ravel()).astype(np.int64) * bs + f
                     arr[d] = np.maximum(arr[d], -float(r))
