@@ -179,7 +179,7 @@ def test_direct_basis_build_with_an_iterative_electrical_solver():
     that misses its residual bound falls back to the N + 1 CG solves, whose basis is the same
     to 1e-8. Measured: column residual 1.4e-10, V 4.6e-13 and cell currents 1.6e-10 from the
     full solve, basis 1.9e-12 from the CG basis."""
-    from busbarfem.physics import reduced_ports
+    from busbarfem.physics import reduced_ports, solvers
 
     assert reduced_ports.BUILD_DIRECT
     sim = _setup(["solver.electrical.reduced.enabled=true", "solver.electrical_solver=gamg"])
@@ -191,14 +191,58 @@ def test_direct_basis_build_with_an_iterative_electrical_solver():
         assert red.builds == 1 and red.direct_failures == 0
         assert red.direct_residual < 0.1 * red.tol, red.direct_residual
         direct = red.Z[:, :red.n + 1].copy()
+        # the column blocking of the multi-RHS solve (reduced_ports.solve_columns) does not
+        # change the answer: one KSPSolve per column, blocks of 2, all at once
+        A = el.ksp.getOperators()[0]
+        ksp = solvers.make_ksp(MPI.COMM_WORLD, A, "test_cols_", solvers.preset("lu", A.getSize()[0], 0.0, symmetric=True))
+        try:
+            ksp.setUp()
+            B = red._rhs_columns()
+            X = [reduced_ports.solve_columns(ksp, B, block=k) for k in (red.n + 1, 2, 1)]
+        finally:
+            solvers.destroy_ksp(ksp)
+        scale = np.max(np.abs(X[0]))
+        assert np.max(np.abs(X[1] - X[0])) < 1e-12 * scale and np.max(np.abs(X[2] - X[0])) < 1e-12 * scale
         sr = el.solve("current", 10.0)
         i_r = cells.measure_currents().copy()
         sf, i_f = _full_solve(el, red, cells)
         dv = abs(sr.voltage / sf.voltage - 1)
         di = np.max(np.abs(i_r - i_f)) / np.max(np.abs(i_f))
+        # a rebuild at a moved operator refactorises the kept factor (reduced_ports.KEEP_BASIS_FACTOR)
+        # and equals a build from a fresh factorisation; the stale factor would not (the cells' g
+        # moved by -50 .. +50 %)
+        kept = red._basis_ksp
+        assert kept is not None
+        g0 = el.g.x.array.copy()
+        for i, c in enumerate(cells._cells):
+            el.g.x.array[c] = g0[c] * (0.5 + i / max(1, len(cells.names) - 1))
+        el.g.x.scatter_forward()
+        el.update_conductivity()
+        red.build(None)
+        assert red._basis_ksp is kept and red.direct_failures == 0
+        rebuilt = red.Z[:, :red.n + 1].copy()
+        monkey_keep = reduced_ports.KEEP_BASIS_FACTOR
+        try:
+            reduced_ports.KEEP_BASIS_FACTOR = False
+            solvers.destroy_ksp(red._basis_ksp)
+            red._basis_ksp = None
+            red.build(None)
+            assert red._basis_ksp is None
+        finally:
+            reduced_ports.KEEP_BASIS_FACTOR = monkey_keep
+        fresh = red.Z[:, :red.n + 1]
+        scale = np.max(np.abs(fresh))
+        moved = np.max(np.abs(fresh - direct)) / scale
+        print("kept factor: rebuilt vs fresh", np.max(np.abs(rebuilt - fresh)) / scale, "basis moved", moved)
+        assert moved > 1e-3, moved
+        assert np.max(np.abs(rebuilt - fresh)) < 1e-9 * scale
+        el.g.x.array[:] = g0
+        el.g.x.scatter_forward()
+        el.update_conductivity()
+        red.build(None)
         red.tol = 1e-12  # a bound the factorisation cannot meet: the CG solves take over
         red.build(None)
-        assert red.direct_failures == 1 and red.builds == 2
+        assert red.direct_failures == 1 and red.builds == 5
         d = np.max(np.abs(red.Z[:, :red.n + 1] - direct)) / np.max(np.abs(direct))
         print("direct: column residual", red.direct_residual, "V", dv, "cell currents", di, "basis vs CG", d)
         assert dv < 1e-8 and di < 1e-6, (dv, di)

@@ -63,6 +63,14 @@ BUILD_DIRECT_MAX_DOFS = 1_000_000
 #: reduced step assembles the operator each call instead (same result, slower)
 FEATURE_BYTES = 2 * 1024**3
 
+#: keep the basis's own factorisation (iterative electrical solver) between builds, so that a
+#: rebuild is a numeric refactorisation at the symbolic analysis of the first build (8s6p,
+#: 389,028 unknowns: 1.2 s instead of 3.2-3.5 s on 1 rank, 0.7 instead of 2.2-2.5 s on 2; and
+#: MUMPS's first-solve set-up of the 49-column solve, 0.7-1.3 s, is not repeated). It holds the
+#: factor's memory through the run (the peak is the build's either way); False frees it
+KEEP_BASIS_FACTOR = True
+
+
 
 def _mv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``a @ x`` over the last axis of ``a`` without BLAS.
@@ -86,6 +94,45 @@ def coefficient_change(comm, now: list, ref: list | None) -> float:
             d = float(np.max(np.abs(c - c0))) if c.size else 0.0
             change = max(change, comm.allreduce(d, op=MPI.MAX) / scale)
     return change
+
+
+def solve_columns(ksp: PETSc.KSP, B: np.ndarray, block: int | None = None) -> np.ndarray:
+    """Solve ``A X = B`` for the owned rows ``B`` (``(nloc, m)``) with a set-up direct ``ksp``.
+
+    ``block`` columns per ``KSPMatSolve`` (MUMPS's blocked solve); 1: one ``KSPSolve`` per
+    column; None: all at once. Returns ``X`` in Fortran order. Measured at 8s6p (389,028
+    unknowns, 49 columns, ``scripts/bench/port_basis.py``): all at once 1.16 s on 1 rank and
+    2.23-2.34 s on 2 (blocks of 16: 1.29 / 2.20-2.31 s; single solves 6.0-6.5 / 4.2-4.5 s).
+    """
+    A = ksp.getOperators()[0]
+    comm = A.getComm().tompi4py()
+    nloc, m = B.shape
+    if block is None:
+        block = m
+    block = max(1, min(int(block), m))
+    X = np.zeros((nloc, m), order="F")
+    if block == 1:
+        b, x = A.createVecs()
+        for k in range(m):
+            b.setArray(B[:, k])
+            ksp.solve(b, x)
+            X[:, k] = x.getArray(readonly=True)
+        b.destroy()
+        x.destroy()
+        return X
+    for j0 in range(0, m, block):
+        j1 = min(m, j0 + block)
+        Bb = PETSc.Mat().createDense(((nloc, None), (j1 - j0, j1 - j0)), comm=comm,
+                                     array=np.asfortranarray(B[:, j0:j1]))
+        Xb = PETSc.Mat().createDense(((nloc, None), (j1 - j0, j1 - j0)), comm=comm)
+        Xb.setUp()
+        Bb.assemble()
+        Xb.assemble()
+        ksp.matSolve(Bb, Xb)
+        X[:, j0:j1] = Xb.getDenseArray(readonly=True)
+        Bb.destroy()
+        Xb.destroy()
+    return X
 
 
 class ReducedPorts:
@@ -137,6 +184,8 @@ class ReducedPorts:
         self.last_residual = np.nan
         self.direct_failures = 0      # direct builds that fell back to the KSP solves
         self.direct_residual = np.nan  # largest column residual of the last direct build
+        #: the basis's own MUMPS Cholesky KSP, kept between builds (:data:`KEEP_BASIS_FACTOR`)
+        self._basis_ksp: PETSc.KSP | None = None
 
     # ------------------------------------------------------------------ basis
     def build(self, step) -> int:
@@ -159,7 +208,8 @@ class ReducedPorts:
 
     def _build_direct(self, reuse: bool = False) -> bool:
         """The N + 1 fields by one MUMPS Cholesky factorisation of the solved operator and one
-        multi-right-hand-side solve (``KSPMatSolve``); the factorisation is freed afterwards.
+        multi-right-hand-side solve (``KSPMatSolve``); the factorisation is kept for the next
+        build (:data:`KEEP_BASIS_FACTOR`), which then refactorises numerically only.
         ``reuse``: the electrical KSP is itself direct (``preonly``), so its factorisation of the
         same operator is used (set up here, kept) instead of a second one: one blocked MUMPS
         solve of the N + 1 right-hand sides replaces N + 1 single solves (BLAS-3 triangular
@@ -174,43 +224,29 @@ class ReducedPorts:
         A = el.ksp.getOperators()[0]
         if reuse:
             ksp = el.ksp
+        elif self._basis_ksp is not None:  # a rebuild: numeric refactorisation only
+            ksp = self._basis_ksp
+            A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+            ksp.setOperators(A)
         else:
             A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
             # MUMPS Cholesky with the ordering rule of every direct solve (solvers.preset)
             ksp = solvers.make_ksp(comm, A, "busbarfem_basis_",
                                    solvers.preset("lu", A.getSize()[0], 0.0, symmetric=True))
-        nsub = A.getLocalSize()[0]
-        B = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
-        B.setUp()
-        X = PETSc.Mat().createDense(((nsub, None), (m, m)), comm=comm)
-        X.setUp()
+        keep = not reuse and KEEP_BASIS_FACTOR
         red = el._red
-        emf = el.emf.x.array.copy()
         try:
             ksp.setUp()
-            Barr = B.getDenseArray()
-            for k in range(m):
-                if k == 0:
-                    el._assemble_rhs(1.0, False)
-                else:
-                    el.emf.x.array[:] = 0.0
-                    el.emf.x.array[self.region_cells[k - 1]] = 1.0
-                    el.emf.x.scatter_forward()
-                    el._assemble_rhs(0.0, True)
-                if red is None:
-                    Barr[:, k] = el.b.getArray(readonly=True)
-                else:
-                    sub = el.b.getSubVector(red.iset)
-                    Barr[:, k] = sub.getArray(readonly=True)
-                    el.b.restoreSubVector(red.iset, sub)
-            B.assemble()
-            ksp.matSolve(B, X)
-            R = A.matMult(X)
+            Barr = self._rhs_columns()
+            Xarr = solve_columns(ksp, Barr)
+            Xm = PETSc.Mat().createDense((A.getSizes()[0], (m, m)), array=Xarr, comm=comm)
+            Xm.assemble()
+            R = A.matMult(Xm)
             Rarr = R.getDenseArray(readonly=True)
-            Xarr = X.getDenseArray(readonly=True)
             num = comm.allreduce(np.sum((Rarr - Barr) ** 2, axis=0), op=MPI.SUM)
             den = comm.allreduce(np.sum(Barr ** 2, axis=0), op=MPI.SUM)
             R.destroy()
+            Xm.destroy()
             rel = float(np.max(np.sqrt(num / np.where(den > 0, den, 1.0))))
             self.direct_residual = rel
             if not np.isfinite(rel) or rel > 0.1 * self.tol:
@@ -233,16 +269,46 @@ class ReducedPorts:
                     self.Zfull[:, k] = out.x.array
         except PETSc.Error:  # e.g. MUMPS out of memory: the KSP solves instead
             self.direct_failures += 1
+            keep = False
             return False
+        finally:
+            if not reuse:
+                if keep:
+                    self._basis_ksp = ksp
+                else:
+                    solvers.destroy_ksp(ksp)
+                    self._basis_ksp = None
+        return True
+
+    def _rhs_columns(self) -> np.ndarray:
+        """The N + 1 right-hand sides of the basis on the solved rows, ``(nsub, N + 1)``
+        Fortran order: V = 1 without sources, then a unit EMF in each cell at V = 0. The
+        EMF field and the source switch are restored afterwards."""
+        el, m = self.el, self.n + 1
+        red = el._red
+        nsub = el.ksp.getOperators()[0].getLocalSize()[0]
+        Barr = np.zeros((nsub, m), order="F")
+        emf = el.emf.x.array.copy()
+        try:
+            for k in range(m):
+                if k == 0:
+                    el._assemble_rhs(1.0, False)
+                else:
+                    el.emf.x.array[:] = 0.0
+                    el.emf.x.array[self.region_cells[k - 1]] = 1.0
+                    el.emf.x.scatter_forward()
+                    el._assemble_rhs(0.0, True)
+                if red is None:
+                    Barr[:, k] = el.b.getArray(readonly=True)
+                else:
+                    sub = el.b.getSubVector(red.iset)
+                    Barr[:, k] = sub.getArray(readonly=True)
+                    el.b.restoreSubVector(red.iset, sub)
         finally:
             el.emf.x.array[:] = emf
             el.emf.x.scatter_forward()
             el.source_on.value = 1.0
-            for obj in (X, B):
-                obj.destroy()
-            if not reuse:
-                solvers.destroy_ksp(ksp)
-        return True
+        return Barr
 
     def _build_ksp(self, step) -> int:
         """The N + 1 fields by the electrical KSP, one warm-started solve each; the iterations."""
@@ -592,6 +658,9 @@ class ReducedPorts:
 
     def destroy(self) -> None:
         """Free the PETSc objects."""
+        if self._basis_ksp is not None:
+            solvers.destroy_ksp(self._basis_ksp)
+            self._basis_ksp = None
         if self._Zmat is not None:
             self._Zmat.destroy()
             self._Zmat = None
